@@ -1,0 +1,1 @@
+"""The GraphQL API (Strawberry): one module per domain, assembled in `schema.py`."""

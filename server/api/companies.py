@@ -1,0 +1,229 @@
+"""Companies: the synced tree, the Managed Customers list and customer status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from server.api.context import Context
+from server.api.enums import CompanyType, ConnectionStatus, CustomerStatus
+from server.api.node import Node, resolves
+from server.api.pagination import CountedConnection, PageInfo, build_edges, distinct, page_request
+from server.api.permissions import Authenticated
+from server.domain import companies, global_ids, tree
+from server.models import Company as CompanyModel
+from server.models.enums import CustomerStatus as Status
+
+if TYPE_CHECKING:
+    from server.api.computers import ComputerConnection
+    from server.api.groups import StaticGroup
+
+
+@strawberry.type
+class Company(Node):
+    id: strawberry.ID
+    public_id: str
+    name: str
+    type: CompanyType  # type: ignore[valid-type]
+    depth: int
+    customer_status: CustomerStatus | None  # type: ignore[valid-type]
+    unlinked_at: dt.datetime | None
+    read_only: bool = strawberry.field(
+        description="An ancestor above the imported account's company, kept for context."
+    )
+    suspended: bool = strawberry.field(description="Suspended in the MSP Administrator.")
+    email: str | None
+    custom_identifier: str | None
+    model: strawberry.Private[CompanyModel]
+
+    @classmethod
+    def of(cls, model: CompanyModel) -> Company:
+        return cls(
+            id=strawberry.ID(global_ids.encode("Company", model.id)),
+            public_id=model.public_id,
+            name=model.name,
+            type=model.type,
+            depth=model.depth,
+            customer_status=companies.customer_status(model),
+            unlinked_at=model.unlinked_at,
+            read_only=model.read_only,
+            suspended=model.upstream_status == 2,
+            email=model.email,
+            custom_identifier=model.custom_identifier,
+            model=model,
+        )
+
+    @strawberry.field(description="Null at the top of what the viewer may see.")
+    async def parent(self, info: Info[Context, None]) -> Company | None:
+        parent_id = self.model.parent_id  # type: ignore[attr-defined]
+        if parent_id is None:
+            return None
+        found = await info.context.loaders.company_by_id.load(parent_id)
+        return Company.of(found) if found else None
+
+    @strawberry.field(description="Top first, only what the viewer may see.")
+    async def ancestors(self, info: Info[Context, None]) -> list[Company]:
+        paths = tree.ancestor_paths(self.model.path)
+        found = await info.context.loaders.company_by_path.load_many(paths)
+        return [Company.of(c) for c in found if c is not None]
+
+    @strawberry.field
+    async def children(
+        self,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        types: list[CompanyType] | None = None,  # type: ignore[valid-type]
+    ) -> CompanyConnection:
+        request = page_request(first, after)
+        kinds = distinct(types)
+        loaders = info.context.loaders
+        page = await loaders.company_children_page.load((self.model.id, (kinds, request)))
+        loaders.prime_companies(page.items)
+        return CompanyConnection(
+            edges=build_edges(page, Company.of, CompanyEdge),
+            page_info=PageInfo.of(page),
+            _count=lambda: loaders.company_children_count.load((self.model.id, kinds)),
+        )
+
+    @strawberry.field(description="The whole subtree below this company, in tree order.")
+    async def descendants(
+        self,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        types: list[CompanyType] | None = None,  # type: ignore[valid-type]
+        status: list[CustomerStatus] | None = None,  # type: ignore[valid-type]
+        search: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> CompanyConnection:
+        request = page_request(first, after, last, before)
+        listing = companies.descendants(
+            info.context.require_scope(), self.model, distinct(types), distinct(status), search
+        )
+        return await company_connection(info, listing, request)
+
+    @strawberry.field
+    async def static_group(
+        self, info: Info[Context, None]
+    ) -> Annotated[StaticGroup, strawberry.lazy("server.api.groups")]:
+        from server.api.groups import StaticGroup
+
+        group = await info.context.loaders.group_by_company_id.load(self.model.id)
+        if group is None:  # the company is visible, so is its group: only a broken tree
+            raise RuntimeError(f"company {self.model.id} has no static group")
+        return StaticGroup.of(group)
+
+    @strawberry.field
+    async def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
+        group = await info.context.loaders.group_by_company_id.load(self.model.id)
+        if group is None:
+            return 0
+        return await info.context.loaders.computer_count.load((group.id, recursive))
+
+    @strawberry.field
+    async def computers(
+        self,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        recursive: bool = True,
+        status: list[ConnectionStatus] | None = None,  # type: ignore[valid-type]
+        search: str | None = None,
+    ) -> Annotated[ComputerConnection, strawberry.lazy("server.api.computers")]:
+        from server.api.computers import computers_in_group
+
+        group = await info.context.loaders.group_by_company_id.load(self.model.id)
+        return await computers_in_group(info, group, first, after, recursive, status, search)
+
+
+@strawberry.type
+class CompanyEdge:
+    cursor: str
+    node: Company
+
+
+@strawberry.type
+class CompanyConnection(CountedConnection):
+    edges: list[CompanyEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class CustomerStatusCounts:
+    not_set_up: int
+    normal: int
+    unlinked: int
+
+
+@strawberry.type
+class ManagedCustomerConnection(CountedConnection):
+    edges: list[CompanyEdge]
+    page_info: PageInfo
+    _status_counts: strawberry.Private[object]
+
+    @strawberry.field(
+        description="What the viewer may see matching `search`, whatever `status` and paging."
+    )
+    async def status_counts(self) -> CustomerStatusCounts:
+        counts = await self._status_counts()  # type: ignore[operator]
+        return CustomerStatusCounts(
+            not_set_up=counts[Status.NOT_SET_UP],
+            normal=counts[Status.NORMAL],
+            unlinked=counts[Status.UNLINKED],
+        )
+
+
+async def company_connection(info: Info[Context, None], listing, request) -> CompanyConnection:  # type: ignore[no-untyped-def]
+    page = await listing.page(request)
+    info.context.loaders.prime_companies(page.items)
+    return CompanyConnection(
+        edges=build_edges(page, Company.of, CompanyEdge),
+        page_info=PageInfo.of(page),
+        _count=listing.count,
+    )
+
+
+@resolves("Company")
+async def company_node(info: Info[Context, None], key: int) -> Company | None:
+    found = await info.context.loaders.company_by_id.load(key)
+    return Company.of(found) if found else None
+
+
+@strawberry.type
+class CompanyQueries:
+    @strawberry.field(
+        permission_classes=[Authenticated],
+        description="The tops of the company tree the viewer may see.",
+    )
+    async def root_companies(self, info: Info[Context, None]) -> list[Company]:
+        found = await companies.roots(info.context.require_scope())
+        info.context.loaders.prime_companies(found)
+        return [Company.of(c) for c in found]
+
+    @strawberry.field(permission_classes=[Authenticated])
+    async def managed_customers(
+        self,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        status: list[CustomerStatus] | None = None,  # type: ignore[valid-type]
+        search: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> ManagedCustomerConnection:
+        request = page_request(first, after, last, before)
+        scope = info.context.require_scope()
+        listing = companies.managed_customers(scope, distinct(status), search)
+        page = await listing.page(request)
+        info.context.loaders.prime_companies(page.items)
+        return ManagedCustomerConnection(
+            edges=build_edges(page, Company.of, CompanyEdge),
+            page_info=PageInfo.of(page),
+            _count=listing.count,
+            _status_counts=lambda: companies.status_counts(scope, search),
+        )

@@ -1,0 +1,72 @@
+"""Errors as the API shows them: `UserError`s in payloads for expected failures, top-level
+errors with `extensions.code` for authentication and malformed input, everything else masked."""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from typing import Any
+
+import strawberry
+
+from graphql import GraphQLError
+from server.domain.errors import DomainError
+
+log = logging.getLogger("server.api")
+
+
+@strawberry.enum
+class ErrorCode(Enum):
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_INPUT = "INVALID_INPUT"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    NOT_A_CUSTOMER = "NOT_A_CUSTOMER"
+    FORBIDDEN = "FORBIDDEN"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    REMOVAL_RESERVED_TO_CREATING_SERVICE = "REMOVAL_RESERVED_TO_CREATING_SERVICE"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    UPSTREAM_NOT_CONNECTED = "UPSTREAM_NOT_CONNECTED"
+    IMPORT_NOT_ALLOWED = "IMPORT_NOT_ALLOWED"
+    UPSTREAM_ERROR = "UPSTREAM_ERROR"
+    RATE_LIMITED = "RATE_LIMITED"
+
+
+@strawberry.type
+class UserError:
+    code: ErrorCode
+    message: str
+    field: str | None = None
+
+    @classmethod
+    def of(cls, error: DomainError) -> UserError:
+        return cls(code=ErrorCode(error.code), message=error.message, field=error.field)
+
+
+class CodedError(GraphQLError):
+    """A top-level error a client should act on; never masked."""
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message, extensions={"code": self.code, **extensions})
+
+
+class Unauthenticated(CodedError):
+    code = "UNAUTHENTICATED"
+
+
+class BadUserInput(CodedError):
+    code = "BAD_USER_INPUT"
+
+
+class ForbiddenError(CodedError):
+    code = "FORBIDDEN"
+
+
+def should_mask(error: GraphQLError) -> bool:
+    """Mask unexpected errors (and log them); keep errors of the request and coded ones."""
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        return False
+    log.error("unexpected error in %s", error.path, exc_info=original)
+    return True

@@ -1,0 +1,130 @@
+"""Static groups: the Computers tree (All > Companies > one group per company, custom groups)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from server.api.context import Context
+from server.api.enums import ConnectionStatus
+from server.api.node import Node, resolves
+from server.api.pagination import CountedConnection, PageInfo, build_edges, page_request
+from server.api.permissions import Authenticated
+from server.domain import global_ids, groups, tree
+from server.models import StaticGroup as GroupModel
+
+if TYPE_CHECKING:
+    from server.api.companies import Company
+    from server.api.computers import ComputerConnection
+
+
+@strawberry.type
+class StaticGroup(Node):
+    id: strawberry.ID
+    name: str
+    depth: int
+    kind: str = strawberry.field(description="all, companies, company, custom or shared_objects.")
+    description: str
+    model: strawberry.Private[GroupModel]
+
+    @classmethod
+    def of(cls, model: GroupModel) -> StaticGroup:
+        return cls(
+            id=strawberry.ID(global_ids.encode("StaticGroup", model.id)),
+            name=model.name,
+            depth=model.depth,
+            kind=model.kind.value,
+            description=model.description,
+            model=model,
+        )
+
+    @strawberry.field
+    async def parent(self, info: Info[Context, None]) -> StaticGroup | None:
+        parent_id = self.model.parent_id  # type: ignore[attr-defined]
+        if parent_id is None:
+            return None
+        found = await info.context.loaders.group_by_id.load(parent_id)
+        return StaticGroup.of(found) if found else None
+
+    @strawberry.field(description="Top first, only what the viewer may see.")
+    async def ancestors(self, info: Info[Context, None]) -> list[StaticGroup]:
+        found = await info.context.loaders.group_by_path.load_many(
+            tree.ancestor_paths(self.model.path)
+        )
+        return [StaticGroup.of(g) for g in found if g is not None]
+
+    @strawberry.field
+    async def children(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> StaticGroupConnection:
+        request = page_request(first, after)
+        loaders = info.context.loaders
+        page = await loaders.group_children_page.load((self.model.id, request))
+        loaders.prime_groups(page.items)
+        return StaticGroupConnection(
+            edges=build_edges(page, StaticGroup.of, StaticGroupEdge),
+            page_info=PageInfo.of(page),
+            _count=lambda: loaders.group_children_count.load((self.model.id, None)),
+        )
+
+    @strawberry.field(description="The company this group mirrors, if any.")
+    async def company(
+        self, info: Info[Context, None]
+    ) -> Annotated[Company, strawberry.lazy("server.api.companies")] | None:
+        from server.api.companies import Company
+
+        company_id = self.model.company_id  # type: ignore[attr-defined]
+        if company_id is None or self.model.kind.value != "company":
+            return None
+        found = await info.context.loaders.company_by_id.load(company_id)
+        return Company.of(found) if found else None
+
+    @strawberry.field
+    async def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
+        return await info.context.loaders.computer_count.load((self.model.id, recursive))
+
+    @strawberry.field
+    async def computers(
+        self,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        recursive: bool = True,
+        status: list[ConnectionStatus] | None = None,  # type: ignore[valid-type]
+        search: str | None = None,
+    ) -> Annotated[ComputerConnection, strawberry.lazy("server.api.computers")]:
+        from server.api.computers import computers_in_group
+
+        return await computers_in_group(info, self.model, first, after, recursive, status, search)
+
+
+@strawberry.type
+class StaticGroupEdge:
+    cursor: str
+    node: StaticGroup
+
+
+@strawberry.type
+class StaticGroupConnection(CountedConnection):
+    edges: list[StaticGroupEdge]
+    page_info: PageInfo
+
+
+@resolves("StaticGroup")
+async def group_node(info: Info[Context, None], key: int) -> StaticGroup | None:
+    found = await info.context.loaders.group_by_id.load(key)
+    return StaticGroup.of(found) if found else None
+
+
+@strawberry.type
+class GroupQueries:
+    @strawberry.field(
+        permission_classes=[Authenticated],
+        description="The tops of the group tree the viewer may see.",
+    )
+    async def root_groups(self, info: Info[Context, None]) -> list[StaticGroup]:
+        found = await groups.roots(info.context.require_scope())
+        info.context.loaders.prime_groups(found)
+        return [StaticGroup.of(g) for g in found]

@@ -1,0 +1,96 @@
+"""DataLoaders built per request (per event for subscriptions), all bound to the viewer's scope:
+nested reads cost one statement per level, whatever the number of rows."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, TypeVar
+
+from strawberry.dataloader import DataLoader
+
+from server.domain import companies, computers, groups, sync_runs
+from server.domain.access import Scope
+from server.domain.listing import Page, PageRequest
+from server.models import Company, Computer, StaticGroup, SyncRun
+from server.models.enums import CompanyType
+from server.settings import Settings
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+def _by_key(fetch: Callable[[list[K]], Awaitable[dict[K, V]]]) -> DataLoader[K, V | None]:
+    async def load(keys: list[K]) -> list[V | None]:
+        found = await fetch(keys)
+        return [found.get(key) for key in keys]
+
+    return DataLoader(load_fn=load)
+
+
+def _grouped(
+    fetch: Callable[[Any, list[Any]], Awaitable[dict[Any, V]]],
+) -> DataLoader[tuple[Any, Any], V]:
+    """Keys are (id, arguments): one fetch per distinct arguments, for all ids at once."""
+
+    async def load(keys: list[tuple[Any, Any]]) -> list[V]:
+        by_args: dict[Any, list[Any]] = defaultdict(list)
+        for key_id, args in keys:
+            by_args[args].append(key_id)
+        results: dict[tuple[Any, Any], V] = {}
+        for args, ids in by_args.items():
+            found = await fetch(args, list(dict.fromkeys(ids)))
+            results.update({(key_id, args): found[key_id] for key_id in ids})
+        return [results[key] for key in keys]
+
+    return DataLoader(load_fn=load)
+
+
+class Loaders:
+    def __init__(self, scope: Scope, settings: Settings) -> None:
+        self.scope = scope
+        self.settings = settings
+        self.company_by_id = _by_key(lambda ids: companies.by_ids(scope, ids))
+        self.company_by_path = _by_key(lambda paths: companies.by_paths(scope, paths))
+        self.group_by_id = _by_key(lambda ids: groups.by_ids(scope, ids))
+        self.group_by_path = _by_key(lambda paths: groups.by_paths(scope, paths))
+        self.group_by_company_id = _by_key(lambda ids: groups.by_company_ids(scope, ids))
+        self.computer_by_id = _by_key(lambda ids: computers.by_ids(scope, ids))
+        self.sync_run_by_id = _by_key(lambda ids: sync_runs.by_ids(scope, ids))
+        self.company_children_page = _grouped(self._company_children_pages)
+        self.company_children_count = _grouped(
+            lambda types, ids: companies.children_counts(scope, ids, types)
+        )
+        self.group_children_page = _grouped(
+            lambda request, ids: groups.children_pages(scope, ids, request)
+        )
+        self.group_children_count = _grouped(lambda _, ids: groups.children_counts(scope, ids))
+        self.computer_count = _grouped(self._computer_counts)
+
+    async def _company_children_pages(
+        self, args: tuple[tuple[CompanyType, ...] | None, PageRequest], ids: list[int]
+    ) -> dict[int, Page[Company]]:
+        types, request = args
+        return await companies.children_pages(self.scope, ids, types, request)
+
+    async def _computer_counts(self, recursive: bool, ids: list[int]) -> dict[int, int]:
+        found = await self.group_by_id.load_many(ids)
+        visible = [g for g in found if g is not None]
+        counts = await computers.counts_in_groups(self.scope, visible, recursive)
+        return {i: counts.get(i, 0) for i in ids}
+
+    def prime_companies(self, items: Sequence[Company]) -> None:
+        for company in items:
+            self.company_by_id.prime(company.id, company)
+
+    def prime_groups(self, items: Sequence[StaticGroup]) -> None:
+        for group in items:
+            self.group_by_id.prime(group.id, group)
+
+    def prime_computers(self, items: Sequence[Computer]) -> None:
+        for computer in items:
+            self.computer_by_id.prime(computer.id, computer)
+
+    def prime_sync_runs(self, items: Sequence[SyncRun]) -> None:
+        for run in items:
+            self.sync_run_by_id.prime(run.id, run)

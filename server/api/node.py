@@ -1,0 +1,69 @@
+"""The Node interface and global-id refetching (`node`, `nodes`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from server.api.errors import BadUserInput
+from server.api.permissions import Authenticated
+from server.domain import global_ids
+
+MAX_NODES = 100
+
+
+@strawberry.interface
+class Node:
+    id: strawberry.ID
+
+
+def decode_id(value: str, expected: str | None = None, field: str = "id") -> int:
+    """The key of a global id, or a top-level BAD_USER_INPUT error."""
+    try:
+        return global_ids.decode(value, expected)[1]
+    except global_ids.InvalidGlobalId as exc:
+        raise BadUserInput(str(exc), field=field) from None
+
+
+# type name -> async (info, key) -> Node | None; filled by the modules that define the types
+Resolver = Callable[[Info, int], Awaitable[Any]]
+NODE_RESOLVERS: dict[str, Resolver] = {}
+
+
+def resolves(type_name: str) -> Callable[[Resolver], Resolver]:
+    def register(resolver: Resolver) -> Resolver:
+        NODE_RESOLVERS[type_name] = resolver
+        return resolver
+
+    return register
+
+
+async def resolve_node(info: Info, value: str) -> Any:
+    try:
+        type_name, key = global_ids.decode(value)
+    except global_ids.InvalidGlobalId as exc:
+        raise BadUserInput(str(exc), field="id") from None
+    resolver = NODE_RESOLVERS.get(type_name)
+    return await resolver(info, key) if resolver else None
+
+
+@strawberry.type
+class NodeQueries:
+    @strawberry.field(
+        permission_classes=[Authenticated],
+        description="Any object by its global id; null when missing or out of scope.",
+    )
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return await resolve_node(info, id)
+
+    @strawberry.field(permission_classes=[Authenticated], description="At most 100 ids.")
+    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        if len(ids) > MAX_NODES:
+            raise BadUserInput(f"at most {MAX_NODES} ids", field="ids")
+        for value in ids:  # all or nothing: one malformed id fails the field
+            decode_id(value)
+        return list(await asyncio.gather(*(resolve_node(info, value) for value in ids)))

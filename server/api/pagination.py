@@ -1,0 +1,69 @@
+"""Relay connections over `server.domain.listing`: PageInfo, edges and lazy totalCount."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import strawberry
+
+from server.api.errors import BadUserInput
+from server.domain.errors import InvalidInput
+from server.domain.listing import Page, PageRequest
+
+T = TypeVar("T")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+    @classmethod
+    def of(cls, page: Page[Any]) -> PageInfo:
+        return cls(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=page.cursors[0] if page.cursors else None,
+            end_cursor=page.cursors[-1] if page.cursors else None,
+        )
+
+
+Counter = Callable[[], Awaitable[int]]
+
+
+@strawberry.type
+class CountedConnection:
+    """Base of the connections: `totalCount` runs its query only when asked for."""
+
+    _count: strawberry.Private[Counter]
+
+    @strawberry.field
+    async def total_count(self) -> int:
+        return await self._count()
+
+
+def page_request(
+    first: int | None,
+    after: str | None,
+    last: int | None = None,
+    before: str | None = None,
+    *,
+    key_length: int = 2,
+) -> PageRequest:
+    try:
+        return PageRequest.parse(first, after, last, before, key_length=key_length)
+    except InvalidInput as exc:
+        raise BadUserInput(exc.message, field=exc.field) from None
+
+
+def build_edges(page: Page[Any], wrap: Callable[[Any], T], edge: type) -> list[Any]:
+    return [
+        edge(cursor=c, node=wrap(item)) for c, item in zip(page.cursors, page.items, strict=True)
+    ]
+
+
+def distinct(values: Sequence[T] | None) -> tuple[T, ...] | None:
+    return None if values is None else tuple(dict.fromkeys(values))

@@ -1,0 +1,90 @@
+"""Live updates over graphql-transport-ws: each event carries ids; every subscriber reloads
+them through its own scope with fresh loaders, so nobody receives what it may not see."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from server import events
+from server.api.companies import Company
+from server.api.computers import Computer
+from server.api.context import Context
+from server.api.node import decode_id
+from server.api.permissions import Authenticated
+from server.api.sync import SyncRun
+from server.domain import companies, computers, sync_runs
+from server.models.enums import SyncState
+
+FINISHED = {SyncState.SUCCEEDED, SyncState.FAILED}
+
+
+async def _events(info: Info[Context, None], topic: str) -> AsyncGenerator[dict[str, Any], None]:
+    """Events of the viewer's instance, until its session ends."""
+    context = info.context
+    scope = context.require_scope()
+    async with context.bus.subscribe(topic) as stream:
+        async for payload in stream:
+            if payload.get("instance_id") == scope.instance_id:
+                yield payload
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        permission_classes=[Authenticated],
+        description="Every change of a run of the viewer's instance; ends with the run when "
+        "runId is given.",
+    )
+    async def sync_status(
+        self, info: Info[Context, None], run_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[SyncRun, None]:
+        scope = info.context.require_scope()
+        wanted = decode_id(run_id, "SyncRun", "runId") if run_id is not None else None
+        if wanted is not None:
+            current = (await sync_runs.by_ids(scope, [wanted])).get(wanted)
+            if current is None:
+                return
+            yield SyncRun.of(current)
+            if current.state in FINISHED:
+                return
+        async for payload in _events(info, events.SYNC_RUN):
+            if wanted is not None and payload["run_id"] != wanted:
+                continue
+            run = (await sync_runs.by_ids(scope, [payload["run_id"]])).get(payload["run_id"])
+            if run is None:
+                continue
+            yield SyncRun.of(run)
+            if wanted is not None and run.state in FINISHED:
+                return
+
+    @strawberry.subscription(
+        permission_classes=[Authenticated],
+        description="Every status change of a customer the viewer may see.",
+    )
+    async def customer_status_changed(
+        self, info: Info[Context, None]
+    ) -> AsyncGenerator[Company, None]:
+        scope = info.context.require_scope()
+        async for payload in _events(info, events.CUSTOMER_STATUS):
+            found = await companies.by_ids(scope, payload["company_ids"])
+            for company_id in payload["company_ids"]:
+                if company_id in found:
+                    yield Company.of(found[company_id])
+
+    @strawberry.subscription(
+        permission_classes=[Authenticated],
+        description="A computer the viewer may see became connected, delayed or not connected.",
+    )
+    async def computer_connection_changed(
+        self, info: Info[Context, None]
+    ) -> AsyncGenerator[Computer, None]:
+        scope = info.context.require_scope()
+        async for payload in _events(info, events.COMPUTER_CONNECTION):
+            found = await computers.by_ids(scope, payload["computer_ids"])
+            for computer_id in payload["computer_ids"]:
+                if computer_id in found:
+                    yield Computer.of(found[computer_id])

@@ -1,0 +1,69 @@
+"""The application factory: one ASGI app serving GraphQL, the agent API and health probes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from tortoise.contrib.starlette import RegisterTortoise
+
+from server.api.http import GraphQLView
+from server.api.schema import schema
+from server.events import EventBus, InProcessEventBus
+from server.models import db
+from server.settings import Settings
+
+
+async def healthz(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> JSONResponse:
+    try:
+        await db.fetch_value("SELECT 1")
+    except Exception as exc:
+        return JSONResponse({"ready": False, "error": type(exc).__name__}, status_code=503)
+    return JSONResponse({"ready": True})
+
+
+def create_app(settings: Settings | None = None, bus: EventBus | None = None) -> Starlette:
+    """Creates the console application."""
+    settings = settings or Settings.from_env()
+    bus = bus or InProcessEventBus()
+    graphql = GraphQLView(schema, settings, bus)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with RegisterTortoise(app, config=db.tortoise_config(settings.database_url)):
+            await bus.start()
+            try:
+                yield
+            finally:
+                await bus.stop()
+
+    routes: list[BaseRoute] = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type"],
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.bus = bus
+    return app

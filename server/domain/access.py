@@ -1,0 +1,124 @@
+"""The one access mechanism: what a viewer may see and do, as static-group path prefixes.
+
+Every row of the console that can be scoped carries the materialized path of its static group
+(companies and groups their own, computers and installers through their group). A viewer's scope
+is the set of path prefixes its permission sets grant, per area and level; every read applies
+`Scope.sql()` (or `Scope.q()`) and every mutation checks `Scope.allows()`. The account owner's
+scope is the `All` group with WRITE on every area, so the owner goes through the same filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from tortoise.expressions import Q
+
+from server.domain.errors import PermissionDenied
+from server.models import db
+from server.models.enums import Area, Level
+
+
+def minimal_prefixes(paths: Iterable[str]) -> tuple[str, ...]:
+    """Drop every path that lies under another one of the set."""
+    kept: list[str] = []
+    for path in sorted(set(paths)):
+        if not kept or not path.startswith(kept[-1]):
+            kept.append(path)
+    return tuple(kept)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    instance_id: int
+    user_id: int
+    owner: bool
+    # (path prefix, level) per area, as granted
+    grants: Mapping[Area, tuple[tuple[str, Level], ...]] = field(default_factory=dict)
+
+    @classmethod
+    def for_owner(cls, instance_id: int, user_id: int, all_group_path: str) -> Scope:
+        grants = {area: ((all_group_path, Level.WRITE),) for area in Area}
+        return cls(instance_id, user_id, True, grants)
+
+    def paths(self, area: Area | None = None, level: Level = Level.READ) -> tuple[str, ...]:
+        """Minimal path prefixes granting at least `level` in `area` (any area when None)."""
+        areas = list(Area) if area is None else [area]
+        return minimal_prefixes(
+            path for a in areas for path, granted in self.grants.get(a, ()) if granted >= level
+        )
+
+    def allows(self, path: str, area: Area | None = None, level: Level = Level.READ) -> bool:
+        return any(path.startswith(prefix) for prefix in self.paths(area, level))
+
+    def require(self, path: str, area: Area | None, level: Level) -> None:
+        if not self.allows(path, area, level):
+            where = area.name if area else "the object"
+            raise PermissionDenied(f"{level.name} on {where} is needed")
+
+    def sql(
+        self, column: str, area: Area | None = None, level: Level = Level.READ
+    ) -> tuple[str, list[str]]:
+        """A SQL condition on a path column, with its parameters (never empty: `1=0` for none)."""
+        prefixes = self.paths(area, level)
+        if not prefixes:
+            return "1=0", []
+        condition = " OR ".join(f"{column} LIKE ?" for _ in prefixes)
+        return f"({condition})", [f"{p}%" for p in prefixes]
+
+    def q(self, field_name: str = "path", area: Area | None = None, level: Level = Level.READ) -> Q:
+        """The same condition for the ORM, on top of the instance filter."""
+        condition = Q(instance_id=self.instance_id)
+        prefixes = self.paths(area, level)
+        if not prefixes:
+            return condition & Q(id=-1)
+        return condition & Q(
+            *(Q(**{f"{field_name}__startswith": p}) for p in prefixes), join_type="OR"
+        )
+
+
+NO_SCOPE = Scope(instance_id=-1, user_id=-1, owner=False)  # sees nothing: no instance yet
+
+
+async def load_scope(
+    instance_id: int, user_id: int, owner: bool, home_group_path: str | None
+) -> Scope:
+    """Build a viewer's scope in one statement, whatever the number of permission sets."""
+    if owner:
+        return Scope.for_owner(instance_id, user_id, home_group_path or "/")
+    rows = await db.fetch(
+        "SELECT ps.levels AS levels, g.path AS path FROM user_permission_set ups "
+        "JOIN permission_set ps ON ps.id = ups.permissionset_id "
+        "JOIN permission_set_group psg ON psg.permission_set_id = ps.id "
+        "JOIN static_group g ON g.id = psg.staticgroup_id "
+        "WHERE ups.console_user_id = ? AND ps.instance_id = ? AND g.instance_id = ?",
+        [user_id, instance_id, instance_id],
+    )
+    grants: dict[Area, list[tuple[str, Level]]] = {}
+    for row in rows:
+        for area, level in parse_levels(row["levels"]).items():
+            grants.setdefault(area, []).append((row["path"], level))
+    return Scope(instance_id, user_id, False, {a: tuple(g) for a, g in grants.items()})
+
+
+def parse_levels(raw: object) -> dict[Area, Level]:
+    """Levels as stored (JSON text on SQLite, decoded on PostgreSQL), ignoring unknown keys."""
+    import orjson
+
+    if isinstance(raw, (str, bytes)):
+        raw = orjson.loads(raw)
+    levels: dict[Area, Level] = {}
+    if isinstance(raw, dict):
+        for area, level in raw.items():
+            if area in Area.__members__ and level in Level.__members__:
+                levels[Area(area)] = Level[level]
+    return levels
+
+
+async def scope_of(
+    instance_id: int | None, user_id: int | None, owner: bool, home_group_path: str | None
+) -> Scope | None:
+    """The scope of a signed-in viewer; None for an account without an instance yet."""
+    if instance_id is None or user_id is None:
+        return None
+    return await load_scope(instance_id, user_id, owner, home_group_path)

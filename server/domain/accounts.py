@@ -1,0 +1,149 @@
+"""Accounts, console sign-in and sessions.
+
+A session token is random (256 bits) and stored as its SHA-256 only. An account owner signs in
+through a portal (`via`); a native console user signs in with `via` null. Wrong password and
+wrong service give the same answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from tortoise.transactions import in_transaction
+
+from server.domain import secrets, validation
+from server.domain.errors import AlreadyExists, InvalidCredentials, InvalidInput
+from server.models import Account, Session, User, db
+from server.models.enums import Service
+
+TOKEN_PREFIX = "msp"  # noqa: S105 - a label, not a secret
+LAST_SEEN_RESOLUTION = dt.timedelta(seconds=60)  # write last_seen at most once a minute
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def email_taken(email: str) -> bool:
+    value = await db.fetch_value(
+        "SELECT 1 FROM account WHERE email = ? "
+        "UNION ALL SELECT 1 FROM console_user WHERE email = ?",
+        [email, email],
+    )
+    return value is not None
+
+
+async def create_account(email: str, password: str, services: list[Service]) -> Account:
+    email = validation.email(email)
+    password = validation.password(password)
+    if not services:
+        raise InvalidInput("an account is registered with at least one service", "services")
+    names = sorted({Service(s).value for s in services})
+    async with in_transaction():
+        if await email_taken(email):
+            raise AlreadyExists("an account or user with this email exists", "email")
+        return await Account.create(
+            email=email, password_hash=secrets.hash_password(password), services=",".join(names)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """Who a request acts as: the session's account (owners) and console user, if any."""
+
+    session_id: int
+    account_id: int | None
+    via: Service | None
+    user_id: int | None
+    instance_id: int | None
+    owner: bool
+    home_group_path: str | None
+
+
+async def login(email: str, password: str, via: Service | None, ttl: int) -> tuple[str, Session]:
+    """Check the credentials and open a session; every failure is INVALID_CREDENTIALS."""
+    refused = InvalidCredentials("wrong email, password or service")
+    if not isinstance(email, str) or not isinstance(password, str) or len(password) > 1024:
+        raise refused
+    email = email.strip().lower()[:254]
+    account: Account | None = None
+    user: User | None = None
+    if via is not None:
+        account = await Account.get_or_none(email=email)
+        ok = secrets.verify_password(account.password_hash if account else None, password)
+        if not ok or account is None or via not in account.service_list:
+            raise refused
+    else:
+        user = await User.get_or_none(email=email, account_id=None)
+        ok = secrets.verify_password(user.password_hash if user else None, password)
+        if not ok or user is None or not user.enabled:
+            raise refused
+    token = secrets.new_token(TOKEN_PREFIX)
+    now = utcnow()
+    timeout = user.session_timeout if user and user.session_timeout else ttl
+    session = await Session.create(
+        token_hash=secrets.token_hash(token),
+        account=account,
+        user=user,
+        via=via,
+        expires_at=now + dt.timedelta(seconds=min(ttl, timeout) if user else ttl),
+        last_seen_at=now,
+    )
+    return token, session
+
+
+_SESSION_SQL = """
+SELECT s.id AS session_id, s.account_id, s.via, s.expires_at, s.last_seen_at,
+       u.id AS user_id, u.instance_id, u.enabled, u.session_timeout, u.account_id AS owner_account,
+       g.path AS home_group_path
+FROM session s
+LEFT JOIN console_user u ON u.id = s.user_id OR (s.user_id IS NULL AND u.account_id = s.account_id)
+LEFT JOIN static_group g ON g.id = u.home_group_id
+WHERE s.token_hash = ?
+"""
+
+
+def _as_datetime(value: object) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromisoformat(str(value))
+
+
+async def resolve_session(token: str, default_ttl: int) -> SessionInfo | None:
+    """The live session of a bearer token, or None (unknown, expired, idle, user disabled)."""
+    if not token or len(token) > 256:
+        return None
+    rows = await db.fetch(_SESSION_SQL, [secrets.token_hash(token)])
+    if not rows:
+        return None
+    row = rows[0]
+    now = utcnow()
+    last_seen = _as_datetime(row["last_seen_at"])
+    idle_limit = dt.timedelta(seconds=row["session_timeout"] or default_ttl)
+    if _as_datetime(row["expires_at"]) <= now or now - last_seen > idle_limit:
+        return None
+    if row["user_id"] is not None and not row["enabled"]:
+        return None
+    if now - last_seen > LAST_SEEN_RESOLUTION:
+        await db.execute(
+            "UPDATE session SET last_seen_at = ? WHERE id = ?", [now, row["session_id"]]
+        )
+    return SessionInfo(
+        session_id=row["session_id"],
+        account_id=row["account_id"],
+        via=Service(row["via"]) if row["via"] else None,
+        user_id=row["user_id"],
+        instance_id=row["instance_id"],
+        owner=row["owner_account"] is not None,
+        home_group_path=row["home_group_path"],
+    )
+
+
+async def logout(session_id: int) -> None:
+    await Session.filter(id=session_id).delete()
+
+
+async def end_user_sessions(user_ids: list[int]) -> None:
+    if user_ids:
+        await Session.filter(user_id__in=user_ids).delete()

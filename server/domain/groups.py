@@ -1,0 +1,73 @@
+"""Reading the static group tree through a viewer's scope.
+
+Shared Objects groups hold no computers and are not part of the Computers tree: they are
+reachable by id (and by the permission sets that grant them) but left out of tree listings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from server.domain.access import Scope
+from server.domain.listing import Listing, Page, PageRequest, sql_in
+from server.models import StaticGroup, db
+from server.models.enums import GroupKind
+
+_IN_TREE = f"g.kind <> '{GroupKind.SHARED_OBJECTS.value}'"
+
+
+def visible(scope: Scope) -> Listing[StaticGroup]:
+    listing = Listing(
+        StaticGroup, "static_group g", "g", ("g.sort_key", "g.id"), ("sort_key", "id")
+    )
+    condition, params = scope.sql("g.path")
+    return listing.filter("g.instance_id = ?", scope.instance_id).filter(condition, *params)
+
+
+def children(scope: Scope, parent_id: int) -> Listing[StaticGroup]:
+    return visible(scope).filter("g.parent_id = ?", parent_id).filter(_IN_TREE)
+
+
+async def children_pages(
+    scope: Scope, parent_ids: Sequence[int], request: PageRequest
+) -> dict[int, Page[StaticGroup]]:
+    return await visible(scope).filter(_IN_TREE).pages_by("g.parent_id", parent_ids, request)
+
+
+async def children_counts(scope: Scope, parent_ids: Sequence[int]) -> dict[int, int]:
+    return await visible(scope).filter(_IN_TREE).counts_by("g.parent_id", parent_ids)
+
+
+async def by_ids(scope: Scope, ids: Iterable[int]) -> dict[int, StaticGroup]:
+    return {g.id: g for g in await _where_in(scope, "g.id", ids)}
+
+
+async def by_paths(scope: Scope, paths: Iterable[str]) -> dict[str, StaticGroup]:
+    return {g.path: g for g in await _where_in(scope, "g.path", paths)}
+
+
+async def by_company_ids(scope: Scope, company_ids: Iterable[int]) -> dict[int, StaticGroup]:
+    """Each company's own group (kind COMPANY)."""
+    listing = visible(scope).filter("g.kind = ?", GroupKind.COMPANY.value)
+    ids = list(set(company_ids))
+    groups = await listing.filter(*sql_in("g.company_id", ids)).rows() if ids else []
+    return {g.company_id: g for g in groups}  # type: ignore[attr-defined]
+
+
+async def _where_in(scope: Scope, column: str, values: Iterable[Any]) -> list[StaticGroup]:
+    values = list(set(values))
+    return await visible(scope).filter(*sql_in(column, values)).rows() if values else []
+
+
+async def roots(scope: Scope) -> list[StaticGroup]:
+    """The tops of the group tree the viewer may see (Shared Objects groups left out)."""
+    listing = visible(scope).filter(_IN_TREE)
+    parent_visible, parent_params = scope.sql("p.path")
+    rows = await db.fetch(
+        f"SELECT g.* FROM static_group g LEFT JOIN static_group p ON p.id = g.parent_id "
+        f"WHERE {listing._where_sql()} AND (p.id IS NULL OR NOT {parent_visible}) "
+        "ORDER BY g.sort_key",
+        [*listing.params, *parent_params],
+    )
+    return [StaticGroup._init_from_db(**row) for row in rows]

@@ -1,0 +1,160 @@
+"""Agent installers: enrolment tokens for a company's group, shown once and stored as a hash."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime
+from typing import Any
+
+from server.domain import global_ids
+from server.domain.access import Scope
+from server.domain.errors import InvalidInput, InvalidTransition, NotFound
+from server.domain.secrets import new_token, token_hash
+from server.domain.tree import path_ids
+from server.models import db
+from server.models.computers import Installer
+from server.models.enums import Area, GroupKind, Level
+from server.models.tree import Company, StaticGroup
+from server.settings import Settings
+
+TOKEN_PREFIX = "inst"  # noqa: S105 - a prefix, not a secret
+NAME_MAX = 255
+
+
+def default_name(company: Company) -> str:
+    return f"Agent installer for {company.name}"[:NAME_MAX]
+
+
+async def _target_group(scope: Scope, company: Company, group_id: int | None) -> StaticGroup:
+    """The company's own group, or a custom group under it that no other company's group holds."""
+    if group_id is None:
+        group = await StaticGroup.get_or_none(
+            instance_id=scope.instance_id, company_id=company.id, kind=GroupKind.COMPANY
+        )
+        if group is None:
+            raise NotFound("the company has no static group", "companyId")
+        return group
+    group = await StaticGroup.get_or_none(id=group_id, instance_id=scope.instance_id)
+    if group is None or not scope.allows(group.path):
+        raise NotFound("no such group", "groupId")
+    if group.kind is GroupKind.COMPANY and group.company_id == company.id:  # type: ignore[attr-defined]
+        return group
+    if group.kind is not GroupKind.CUSTOM or not group.path.startswith(company.path):
+        raise InvalidInput(
+            "the group must be the company's group or a custom group in it", "groupId"
+        )
+    between = path_ids(group.path)[len(path_ids(company.path)) :]
+    if await StaticGroup.filter(id__in=between, kind=GroupKind.COMPANY).exists():
+        raise InvalidInput("the group belongs to another company", "groupId")
+    return group
+
+
+async def create_installer(
+    scope: Scope,
+    *,
+    company_id: int,
+    group_id: int | None = None,
+    name: str | None = None,
+    expires_at: datetime | None = None,
+    created_by_id: int | None = None,
+    now: datetime | None = None,
+) -> tuple[Installer, str]:
+    """Create an installer for a company's group; returns it with its token (shown once)."""
+    now = now or datetime.now(UTC)
+    company = await Company.get_or_none(id=company_id, instance_id=scope.instance_id)
+    if company is None or not scope.allows(company.path):
+        raise NotFound("no such company", "companyId")
+    if company.unlinked_at is not None:
+        raise InvalidTransition("the company is unlinked", "companyId")
+    if company.read_only:
+        raise InvalidInput("the company is outside the imported account", "companyId")
+    group = await _target_group(scope, company, group_id)
+    scope.require(group.path, Area.INSTALLERS, Level.WRITE)
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise InvalidInput("the name must not be blank", "name")
+        if len(name) > NAME_MAX:
+            raise InvalidInput(f"the name is longer than {NAME_MAX} characters", "name")
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise InvalidInput("the expiry needs a UTC offset", "expiresAt")
+        expires_at = expires_at.astimezone(UTC)
+        if expires_at <= now:
+            raise InvalidInput("the expiry is in the past", "expiresAt")
+    token = new_token(TOKEN_PREFIX)
+    installer = await Installer.create(
+        instance_id=scope.instance_id,
+        company_id=company.id,
+        group_id=group.id,
+        name=name or default_name(company),
+        token_hash=token_hash(token),
+        created_by_id=created_by_id,
+        expires_at=expires_at,
+    )
+    return installer, token
+
+
+async def revoke_installer(
+    scope: Scope, installer_id: int, now: datetime | None = None
+) -> Installer:
+    """Revoke an installer: it enrols nothing more (agents it enrolled keep checking in)."""
+    installer = await Installer.get_or_none(
+        id=installer_id, instance_id=scope.instance_id
+    ).prefetch_related("group")
+    if installer is None or not scope.allows(installer.group.path):
+        raise NotFound("no such installer", "installerId")
+    scope.require(installer.group.path, Area.INSTALLERS, Level.WRITE)
+    if installer.revoked_at is None:
+        installer.revoked_at = now or datetime.now(UTC)
+        await installer.save(update_fields=["revoked_at"])
+    return installer
+
+
+async def revoke_company_installers(company_id: int, now: datetime | None = None) -> int:
+    """Revoke every live installer of a company (unlink); runs in the caller's transaction."""
+    return await db.execute(
+        "UPDATE installer SET revoked_at = ? WHERE company_id = ? AND revoked_at IS NULL",
+        [now or datetime.now(UTC), company_id],
+    )
+
+
+def is_usable(installer: Installer, now: datetime | None = None) -> bool:
+    now = now or datetime.now(UTC)
+    return installer.revoked_at is None and (
+        installer.expires_at is None or installer.expires_at > now
+    )
+
+
+def agent_endpoint(settings: Settings) -> str:
+    """The public URL agents call (`Installer.agentEndpoint`)."""
+    return settings.public_agent_url.rstrip("/")
+
+
+def installer_config(installer: Installer, token: str, settings: Settings) -> dict[str, Any]:
+    """What an agent needs to enrol: where, with which token, into which group."""
+    endpoint = agent_endpoint(settings)
+    return {
+        "agentUrl": endpoint,
+        "enrollUrl": f"{endpoint}/enroll",
+        "checkinUrl": f"{endpoint}/checkin",
+        "installerToken": token,
+        "installerId": global_ids.encode("Installer", installer.id),
+        "companyId": global_ids.encode("Company", installer.company_id),  # type: ignore[attr-defined]
+        "groupId": global_ids.encode("StaticGroup", installer.group_id),  # type: ignore[attr-defined]
+        "expiresAt": installer.expires_at.isoformat() if installer.expires_at else None,
+    }
+
+
+def installer_command(installer: Installer, token: str, settings: Settings) -> str:
+    """A shell one-liner that enrols the machine it runs on (Linux/macOS, curl)."""
+    config = installer_config(installer, token, settings)
+    body = (
+        '{"hardwareId":"\'"$(cat /etc/machine-id 2>/dev/null || hostname)"\'",'
+        '"hostname":"\'"$(hostname)"\'","os":"\'"$(uname -sr)"\'","agentVersion":"shell-1"}'
+    )
+    return (
+        f"curl -fsS -X POST {shlex.quote(config['enrollUrl'])} "
+        f"-H {shlex.quote('Authorization: Bearer ' + token)} "
+        f"-H 'Content-Type: application/json' -d '{body}'"
+    )

@@ -1,0 +1,242 @@
+"""Keyset pagination over raw SQL: cursors hold the sort key of a row, so they stay valid while
+rows are inserted or deleted around them, and every page is one indexed statement."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import orjson
+from tortoise.models import Model
+
+from server.domain.errors import InvalidInput
+from server.models import db
+
+M = TypeVar("M", bound=Model)
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+MAX_CURSOR_LENGTH = 4096
+
+
+class InvalidPageRequest(InvalidInput):
+    """first/last out of range, both given, or a cursor this API did not make."""
+
+
+def sql_in(column: str, values: Sequence[Any]) -> tuple[Any, ...]:
+    """`column IN (?, ...)` followed by its values, to splat into `Listing.filter`."""
+    return (f"{column} IN ({', '.join('?' for _ in values)})", *values)
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    first: int | None = None
+    after: tuple[Any, ...] | None = None
+    last: int | None = None
+    before: tuple[Any, ...] | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        *,
+        key_length: int,
+    ) -> PageRequest:
+        for name, value in (("first", first), ("last", last)):
+            if value is not None and not 0 <= value <= MAX_PAGE_SIZE:
+                raise InvalidPageRequest(f"{name} must be between 0 and {MAX_PAGE_SIZE}", name)
+        if first is not None and last is not None:
+            raise InvalidPageRequest("pass first or last, not both", "last")
+        if first is None and last is None:
+            first = DEFAULT_PAGE_SIZE
+        return cls(
+            first,
+            decode_cursor(after, key_length, "after"),
+            last,
+            decode_cursor(before, key_length, "before"),
+        )
+
+    @property
+    def backwards(self) -> bool:
+        return self.last is not None
+
+    @property
+    def size(self) -> int:
+        return self.last if self.last is not None else (self.first or 0)
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, key_length: int, name: str) -> tuple[Any, ...] | None:
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or not 0 < len(cursor) <= MAX_CURSOR_LENGTH:
+        raise InvalidPageRequest(f"malformed cursor in {name}", name)
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):
+        raise InvalidPageRequest(f"malformed cursor in {name}", name) from None
+    if (
+        not isinstance(values, list)
+        or len(values) != key_length
+        or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values)
+    ):
+        raise InvalidPageRequest(f"malformed cursor in {name}", name)
+    return tuple(values)
+
+
+@dataclass(slots=True)
+class Page(Generic[M]):
+    items: list[M]
+    cursors: list[str]
+    has_next: bool
+    has_previous: bool
+
+
+@dataclass(slots=True)
+class Listing(Generic[M]):
+    """A filtered, ordered set of rows of one model: `SELECT <alias>.* FROM <source> WHERE ...`.
+
+    `order` are SQL expressions (ascending, the last one unique); `key` the row attributes
+    that carry the same values, for cursors. `text_keys` marks keys compared byte-wise.
+    """
+
+    model: type[M]
+    source: str
+    alias: str
+    order: tuple[str, ...]
+    key: tuple[str, ...]
+    where: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    text_keys: frozenset[str] = frozenset()
+    descending: bool = False  # newest first, for instance
+
+    def filter(self, condition: str, *params: Any) -> Listing[M]:
+        self.where.append(condition)
+        self.params.extend(params)
+        return self
+
+    def _where_sql(self, extra: Sequence[str] = ()) -> str:
+        conditions = [*self.where, *extra]
+        return " AND ".join(conditions) if conditions else "1=1"
+
+    def _ordered(self) -> list[str]:
+        return [db.text_order(expr) if expr in self.text_keys else expr for expr in self.order]
+
+    def _after(self, values: tuple[Any, ...], op: str) -> tuple[str, list[Any]]:
+        columns = ", ".join(self._ordered())
+        marks = ", ".join("?" for _ in values)
+        return f"({columns}) {op} ({marks})", list(values)
+
+    def cursor_of(self, item: M) -> str:
+        return encode_cursor([getattr(item, name) for name in self.key])
+
+    async def page(self, request: PageRequest) -> Page[M]:
+        extra: list[str] = []
+        params = list(self.params)
+        later, earlier = ("<", ">") if self.descending else (">", "<")
+        if request.after is not None:
+            condition, values = self._after(request.after, later)
+            extra.append(condition)
+            params += values
+        if request.before is not None:
+            condition, values = self._after(request.before, earlier)
+            extra.append(condition)
+            params += values
+        direction = "DESC" if request.backwards != self.descending else "ASC"
+        order_sql = ", ".join(f"{expr} {direction}" for expr in self._ordered())
+        rows = await db.fetch(
+            f"SELECT {self.alias}.* FROM {self.source} WHERE {self._where_sql(extra)} "
+            f"ORDER BY {order_sql} LIMIT ?",
+            [*params, request.size + 1],
+        )
+        more = len(rows) > request.size
+        rows = rows[: request.size]
+        if request.backwards:
+            rows.reverse()
+        items = [self.model._init_from_db(**row) for row in rows]
+        return Page(
+            items=items,
+            cursors=[self.cursor_of(item) for item in items],
+            has_next=more if not request.backwards else request.before is not None,
+            has_previous=more if request.backwards else request.after is not None,
+        )
+
+    async def count(self) -> int:
+        value = await db.fetch_value(
+            f"SELECT COUNT(*) AS n FROM {self.source} WHERE {self._where_sql()}", self.params
+        )
+        return int(value or 0)
+
+    async def pages_by(
+        self, column: str, values: Sequence[Any], request: PageRequest
+    ) -> dict[Any, Page[M]]:
+        """The same page of this listing for many values of `column` (children of many
+        parents), in one statement: a window numbering rows per value."""
+        listing = Listing(
+            self.model,
+            self.source,
+            self.alias,
+            self.order,
+            self.key,
+            [*self.where],
+            [*self.params],
+            self.text_keys,
+            self.descending,
+        ).filter(*sql_in(column, values))
+        if request.after is not None:
+            condition, after = listing._after(request.after, "<" if self.descending else ">")
+            listing.filter(condition, *after)
+        size = request.first or 0
+        direction = "DESC" if self.descending else "ASC"
+        order = ", ".join(f"{expr} {direction}" for expr in listing._ordered())
+        rows = await db.fetch(
+            f"SELECT * FROM (SELECT {self.alias}.*, {column} AS partition_value, "
+            f"ROW_NUMBER() OVER (PARTITION BY {column} ORDER BY {order}) AS row_number "
+            f"FROM {listing.source} WHERE {listing._where_sql()}) ranked "
+            "WHERE row_number <= ? ORDER BY partition_value, row_number",
+            [*listing.params, size + 1],
+        )
+        grouped: dict[Any, list[M]] = {value: [] for value in values}
+        for row in rows:
+            value = row.pop("partition_value")
+            row.pop("row_number")
+            grouped[value].append(self.model._init_from_db(**row))
+        return {
+            value: Page(
+                items[:size],
+                [self.cursor_of(item) for item in items[:size]],
+                len(items) > size,
+                request.after is not None,
+            )
+            for value, items in grouped.items()
+        }
+
+    async def counts_by(self, column: str, values: Sequence[Any]) -> dict[Any, int]:
+        """How many rows of this listing each value of `column` has, in one statement."""
+        where = self._where_sql([sql_in(column, values)[0]])
+        rows = await db.fetch(
+            f"SELECT {column} AS value, COUNT(*) AS n FROM {self.source} WHERE {where} "
+            f"GROUP BY {column}",
+            [*self.params, *values],
+        )
+        counts = dict.fromkeys(values, 0)
+        counts.update({row["value"]: int(row["n"]) for row in rows})
+        return counts
+
+    async def rows(self, limit: int | None = None) -> list[M]:
+        direction = "DESC" if self.descending else "ASC"
+        order = ", ".join(f"{expr} {direction}" for expr in self._ordered())
+        sql = f"SELECT {self.alias}.* FROM {self.source} WHERE {self._where_sql()} ORDER BY {order}"
+        params = list(self.params)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [self.model._init_from_db(**row) for row in await db.fetch(sql, params)]

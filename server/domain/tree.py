@@ -1,0 +1,38 @@
+"""Materialized paths and sort keys, the shape shared by the company and group trees.
+
+`path` is "/id/id/.../" from the top; `sort_key` concatenates one fixed-width hex segment per
+level (the casefolded name, then the id), so ordering by it is tree order (depth first, siblings
+by name) on any database and collation, and a subtree is a prefix of either.
+"""
+
+from __future__ import annotations
+
+NAME_BYTES = 48  # of the casefolded name that orders siblings; the id breaks ties beyond
+SEGMENT_LENGTH = NAME_BYTES * 2 + 8
+
+
+def sort_name(name: str) -> str:
+    return name.casefold()
+
+
+def sort_segment(name: str, key: int) -> str:
+    head = sort_name(name).encode("utf-8")[:NAME_BYTES].hex().ljust(NAME_BYTES * 2, "0")
+    return f"{head}{key:08x}"
+
+
+def child_path(parent_path: str | None, key: int) -> str:
+    return f"{parent_path or '/'}{key}/"
+
+
+def child_sort_key(parent_sort_key: str | None, name: str, key: int) -> str:
+    return (parent_sort_key or "") + sort_segment(name, key)
+
+
+def path_ids(path: str) -> list[int]:
+    return [int(part) for part in path.strip("/").split("/") if part]
+
+
+def ancestor_paths(path: str) -> list[str]:
+    """The paths of every ancestor, top first (not the node's own)."""
+    ids = path_ids(path)
+    return ["/" + "/".join(str(i) for i in ids[:n]) + "/" for n in range(1, len(ids))]

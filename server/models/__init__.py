@@ -1,0 +1,28 @@
+"""Tortoise models, one module per aggregate; `MODELS_MODULES` is what Tortoise loads."""
+
+from server.models.accounts import Account, PermissionSet, Session, User
+from server.models.computers import Computer, Installer, SyncRun
+from server.models.instances import AuditEntry, Instance
+from server.models.tree import Company, StaticGroup
+
+MODELS_MODULES = [
+    "server.models.accounts",
+    "server.models.instances",
+    "server.models.tree",
+    "server.models.computers",
+]
+
+__all__ = [
+    "MODELS_MODULES",
+    "Account",
+    "AuditEntry",
+    "Company",
+    "Computer",
+    "Installer",
+    "Instance",
+    "PermissionSet",
+    "Session",
+    "StaticGroup",
+    "SyncRun",
+    "User",
+]

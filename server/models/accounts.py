@@ -1,0 +1,99 @@
+"""Portal accounts, console users and their sessions."""
+
+from tortoise import fields
+from tortoise.models import Model
+
+from server.models.enums import Service
+
+
+class Account(Model):
+    """A business identity registered with one or both portals (`services`, comma-separated)."""
+
+    id = fields.IntField(primary_key=True)
+    email = fields.CharField(max_length=254, unique=True)
+    password_hash = fields.CharField(max_length=255)
+    services = fields.CharField(max_length=32)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "account"
+
+    @property
+    def service_list(self) -> list[Service]:
+        return [Service(s) for s in self.services.split(",") if s]
+
+
+class User(Model):
+    """A console user of one instance: the account owner (`account` set) or a native user."""
+
+    id = fields.IntField(primary_key=True)
+    instance = fields.ForeignKeyField("models.Instance", related_name="users", on_delete="CASCADE")
+    account = fields.OneToOneField(
+        "models.Account", related_name="console_user", null=True, on_delete="CASCADE"
+    )
+    email = fields.CharField(max_length=254, unique=True)
+    password_hash = fields.CharField(max_length=255, null=True)  # owners sign in with the account's
+    enabled = fields.BooleanField(default=True)
+    home_group = fields.ForeignKeyField(
+        "models.StaticGroup", related_name="home_users", on_delete="RESTRICT"
+    )
+    session_timeout = fields.IntField(null=True)  # seconds of idleness; null: the default
+    description = fields.CharField(max_length=500, default="")
+    tag = fields.CharField(max_length=255, default="")
+    disabled_by_unlink = fields.ForeignKeyField(
+        "models.Company", related_name="disabled_users", null=True, on_delete="SET NULL"
+    )
+    created_by = fields.ForeignKeyField(
+        "models.User", related_name="created_users", null=True, on_delete="SET NULL"
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+    permission_sets = fields.ManyToManyField(
+        "models.PermissionSet", related_name="users", through="user_permission_set"
+    )
+
+    class Meta:
+        table = "console_user"
+
+    @property
+    def is_owner(self) -> bool:
+        return self.account_id is not None  # type: ignore[attr-defined]
+
+
+class Session(Model):
+    """A login: only the SHA-256 of its random token is stored."""
+
+    id = fields.IntField(primary_key=True)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    account = fields.ForeignKeyField(
+        "models.Account", related_name="sessions", null=True, on_delete="CASCADE"
+    )
+    user = fields.ForeignKeyField(
+        "models.User", related_name="sessions", null=True, on_delete="CASCADE"
+    )
+    via = fields.CharEnumField(Service, max_length=8, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+    last_seen_at = fields.DatetimeField()
+
+    class Meta:
+        table = "session"
+
+
+class PermissionSet(Model):
+    """Grants a level per area on a set of static groups and their subtrees."""
+
+    id = fields.IntField(primary_key=True)
+    instance = fields.ForeignKeyField(
+        "models.Instance", related_name="permission_sets", on_delete="CASCADE"
+    )
+    name = fields.CharField(max_length=255)
+    description = fields.CharField(max_length=500, default="")
+    levels = fields.JSONField(default=dict)  # {"COMPANIES": "WRITE", ...}
+    groups = fields.ManyToManyField(
+        "models.StaticGroup", related_name="permission_sets", through="permission_set_group"
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "permission_set"
+        unique_together = (("instance", "name"),)

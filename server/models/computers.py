@@ -1,0 +1,90 @@
+"""Computers, the installers that enrol them, and sync runs."""
+
+from tortoise import fields
+from tortoise.models import Model
+
+from server.models.enums import ConnectionStatus, ProtectionStatus, SyncState
+
+
+class Installer(Model):
+    """An enrolment token for a company group, stored as its SHA-256 only."""
+
+    id = fields.IntField(primary_key=True)
+    instance = fields.ForeignKeyField(
+        "models.Instance", related_name="installers", on_delete="CASCADE"
+    )
+    company = fields.ForeignKeyField(
+        "models.Company", related_name="installers", on_delete="RESTRICT"
+    )
+    group = fields.ForeignKeyField(
+        "models.StaticGroup", related_name="installers", on_delete="RESTRICT"
+    )
+    name = fields.CharField(max_length=255)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_by = fields.ForeignKeyField(
+        "models.User", related_name="installers", null=True, on_delete="SET NULL"
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "installer"
+
+
+class Computer(Model):
+    id = fields.IntField(primary_key=True)
+    instance = fields.ForeignKeyField(
+        "models.Instance", related_name="computers", on_delete="CASCADE"
+    )
+    group = fields.ForeignKeyField(
+        "models.StaticGroup", related_name="computers", on_delete="RESTRICT"
+    )
+    company = fields.ForeignKeyField(
+        "models.Company", related_name="computers", null=True, on_delete="RESTRICT"
+    )
+    installer = fields.ForeignKeyField(
+        "models.Installer", related_name="computers", null=True, on_delete="SET NULL"
+    )
+    name = fields.CharField(max_length=255)
+    sort_name = fields.CharField(max_length=255)
+    hardware_id = fields.CharField(max_length=255)
+    os = fields.CharField(max_length=255, null=True)
+    agent_version = fields.CharField(max_length=64, null=True)
+    protection_status = fields.CharEnumField(ProtectionStatus, max_length=8, null=True)
+    agent_token_hash = fields.CharField(max_length=64, null=True, unique=True)
+    enrolled_at = fields.DatetimeField(auto_now_add=True)
+    last_connected_at = fields.DatetimeField(null=True)
+    # The status last announced to subscribers, so transitions are detected once.
+    announced_status = fields.CharEnumField(
+        ConnectionStatus, max_length=16, default=ConnectionStatus.NEVER_CONNECTED
+    )
+
+    class Meta:
+        table = "computer"
+        unique_together = (("instance", "company", "hardware_id"),)
+        indexes = (("instance", "group", "sort_name"), ("instance", "last_connected_at"))
+
+
+class SyncRun(Model):
+    id = fields.IntField(primary_key=True)
+    instance = fields.ForeignKeyField(
+        "models.Instance", related_name="sync_runs", on_delete="CASCADE"
+    )
+    state = fields.CharEnumField(SyncState, max_length=16, default=SyncState.QUEUED)
+    trigger = fields.CharField(max_length=32)
+    phase = fields.CharField(max_length=32, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    started_at = fields.DatetimeField(null=True)
+    finished_at = fields.DatetimeField(null=True)
+    companies_seen = fields.IntField(default=0)
+    created = fields.IntField(default=0)
+    updated = fields.IntField(default=0)
+    moved = fields.IntField(default=0)
+    unlinked = fields.IntField(default=0)
+    relinked = fields.IntField(default=0)
+    error = fields.TextField(null=True)
+
+    class Meta:
+        table = "sync_run"
+        indexes = (("instance", "state"),)

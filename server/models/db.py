@@ -1,0 +1,146 @@
+"""The database: Tortoise configuration, raw SQL for the queries the ORM cannot express, and
+statement counting for the tests that pin how many statements an operation issues.
+
+Raw SQL is written once with `?` placeholders; `fetch` and `execute` translate them to `$n`
+for PostgreSQL, so the same statement runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from server.models import MODELS_MODULES
+
+MIGRATIONS_MODULE = "server.migrations"
+_STATEMENT_LOG = logging.getLogger("tortoise.db_client")
+
+
+def normalize_url(database_url: str) -> str:
+    """Accept the usual `postgresql://` spelling as well as Tortoise's `postgres://`."""
+    for prefix in ("postgresql://", "postgresql+asyncpg://", "asyncpg://"):
+        if database_url.startswith(prefix):
+            return "postgres://" + database_url[len(prefix) :]
+    return database_url
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    url = normalize_url(database_url)
+    if url.startswith("postgres://"):
+        parts = urlsplit(url)
+        credentials = {
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 5432,
+            "user": parts.username or "postgres",
+            "password": parts.password or "",
+            "database": parts.path.lstrip("/") or "postgres",
+            "minsize": 1,
+            "maxsize": 20,
+        }
+        connection: dict[str, Any] | str = {
+            "engine": "tortoise.backends.asyncpg",
+            "credentials": credentials,
+        }
+    else:
+        connection = url
+    return {
+        "connections": {"default": connection},
+        "apps": {
+            "models": {
+                "models": MODELS_MODULES,
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def connection() -> BaseDBAsyncClient:
+    """The current connection: the transaction's inside `in_transaction()`."""
+    return connections.get("default")
+
+
+def is_postgres(conn: BaseDBAsyncClient | None = None) -> bool:
+    return (conn or connection()).capabilities.dialect == "postgres"
+
+
+def _placeholders(sql: str, postgres: bool) -> str:
+    if not postgres:
+        return sql
+    out: list[str] = []
+    n = 0
+    for part in sql.split("?"):
+        if out:
+            n += 1
+            out.append(f"${n}")
+        out.append(part)
+    return "".join(out)
+
+
+async def fetch(sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    conn = connection()
+    return await conn.execute_query_dict(_placeholders(sql, is_postgres(conn)), list(params))
+
+
+async def fetch_value(sql: str, params: Sequence[Any] = ()) -> Any:
+    rows = await fetch(sql, params)
+    return next(iter(rows[0].values())) if rows else None
+
+
+async def execute(sql: str, params: Sequence[Any] = ()) -> int:
+    """Run a statement; returns the number of rows it changed."""
+    conn = connection()
+    changed, _ = await conn.execute_query(_placeholders(sql, is_postgres(conn)), list(params))
+    return changed
+
+
+def text_order(column: str) -> str:
+    """A text column compared byte-wise on every database (PostgreSQL collations differ)."""
+    return f'{column} COLLATE "C"' if is_postgres() else column
+
+
+class StatementCounter(logging.Handler):
+    """Counts SQL statements sent to the database (Tortoise logs each one at DEBUG)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.statements: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "%s: %s" and record.args:
+            self.statements.append(str(record.args[0]))
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@contextmanager
+def count_statements() -> Iterator[StatementCounter]:
+    counter = StatementCounter()
+    previous = _STATEMENT_LOG.level
+    _STATEMENT_LOG.setLevel(logging.DEBUG)
+    _STATEMENT_LOG.addHandler(counter)
+    try:
+        yield counter
+    finally:
+        _STATEMENT_LOG.removeHandler(counter)
+        _STATEMENT_LOG.setLevel(previous)
+
+
+def _tortoise_orm_for_cli() -> dict[str, Any]:
+    from server.settings import Settings
+
+    return tortoise_config(Settings.from_env().database_url)
+
+
+# For Tortoise's own CLI: `tortoise -c server.models.db.TORTOISE_ORM makemigrations`.
+TORTOISE_ORM = _tortoise_orm_for_cli()

@@ -1,0 +1,72 @@
+"""Companies and static groups: both trees share one materialized-path space (group ids).
+
+A company's `path` and `sort_key` are those of its static group, so one scope filter on `path`
+serves both trees, and `sort_key` orders either in tree order (depth first, siblings by name).
+"""
+
+from tortoise import fields
+from tortoise.models import Model
+
+from server.models.enums import CompanyType, GroupKind, SetupState, UnlinkReason
+
+PATH_LENGTH = 400
+SORT_KEY_LENGTH = 2000
+
+
+class StaticGroup(Model):
+    id = fields.IntField(primary_key=True)
+    instance = fields.ForeignKeyField("models.Instance", related_name="groups", on_delete="CASCADE")
+    name = fields.CharField(max_length=255)
+    kind = fields.CharEnumField(GroupKind, max_length=16)
+    parent = fields.ForeignKeyField(
+        "models.StaticGroup", related_name="children", null=True, on_delete="RESTRICT"
+    )
+    company = fields.ForeignKeyField(
+        "models.Company", related_name="groups", null=True, on_delete="RESTRICT"
+    )
+    path = fields.CharField(max_length=PATH_LENGTH)  # "/1/2/9/": ids from the top, this one last
+    sort_key = fields.CharField(max_length=SORT_KEY_LENGTH)
+    depth = fields.IntField()
+    description = fields.CharField(max_length=500, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "static_group"
+        unique_together = (("company", "kind"),)
+        indexes = (("instance", "path"), ("instance", "sort_key"))
+
+
+class Company(Model):
+    id = fields.IntField(primary_key=True)
+    instance = fields.ForeignKeyField(
+        "models.Instance", related_name="companies", on_delete="CASCADE"
+    )
+    public_id = fields.CharField(max_length=64)
+    name = fields.CharField(max_length=255)
+    sort_name = fields.CharField(max_length=255)  # casefolded name, for flat lists by name
+    type = fields.CharEnumField(CompanyType, max_length=16)
+    parent = fields.ForeignKeyField(
+        "models.Company", related_name="children", null=True, on_delete="RESTRICT"
+    )
+    path = fields.CharField(max_length=PATH_LENGTH)  # its static group's path
+    sort_key = fields.CharField(max_length=SORT_KEY_LENGTH)  # its static group's sort key
+    depth = fields.IntField()
+    upstream_status = fields.SmallIntField(default=1)  # 1 active, 2 suspended, 3 waiting
+    email = fields.CharField(max_length=254, null=True)
+    custom_identifier = fields.CharField(max_length=255, null=True)
+    read_only = fields.BooleanField(default=False)  # ancestors above the imported company
+    setup_state = fields.CharEnumField(SetupState, max_length=8, default=SetupState.PENDING)
+    setup_at = fields.DatetimeField(null=True)
+    unlinked_at = fields.DatetimeField(null=True)
+    unlink_reason = fields.CharEnumField(UnlinkReason, max_length=8, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "company"
+        unique_together = (("instance", "public_id"),)
+        indexes = (
+            ("instance", "path"),
+            ("instance", "sort_key"),
+            ("instance", "type", "sort_name"),
+        )

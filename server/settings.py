@@ -1,0 +1,95 @@
+"""One Settings object, read from the environment once (`DATABASE_URL`, `MSP_CONSOLE_*`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SECRET_KEY = "insecure-demo-secret-change-me"  # noqa: S105 - refused outside --demo
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or unsafe."""
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"expected on/off, got {raw!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable; each field maps to `MSP_CONSOLE_<FIELD>` except `database_url`."""
+
+    database_url: str = field(default_factory=lambda: f"sqlite://{Path.cwd() / 'msp-console.db'}")
+    secret_key: str = DEFAULT_SECRET_KEY
+    public_agent_url: str = "http://localhost:8000/agent/v1"
+    agent_port: int = 0  # 0: the agent API is served only on the main port
+    sync_interval: int = 86_400
+    cors_origins: tuple[str, ...] = ()
+    graphiql: bool = True
+    introspection: bool = True
+    session_ttl: int = 12 * 3600
+    checkin_interval: int = 60
+    connection_grace: int = 60
+    not_connected_after: int = 86_400
+    checkin_flush_interval: float = 1.0
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_query_tokens: int = 2_000
+    max_query_cost: int = 50_000
+    login_attempts_per_minute: int = 10
+    agent_requests_per_minute: int = 30
+    demo: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from the environment; unknown or malformed values are an error."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        if env.get("DATABASE_URL"):
+            values["database_url"] = env["DATABASE_URL"]
+        for f in fields(cls):
+            raw = env.get(f"MSP_CONSOLE_{f.name.upper()}")
+            if raw is None or f.name == "database_url":
+                continue
+            try:
+                values[f.name] = _coerce(f.type, raw)
+            except (SettingsError, ValueError) as exc:
+                raise SettingsError(f"MSP_CONSOLE_{f.name.upper()}: {exc}") from None
+        settings = cls(**values)
+        return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgres://", "postgresql://", "asyncpg://"))
+
+    def check_secure(self) -> None:
+        """Refuse to serve for real with a secret left at its default."""
+        if not self.demo and self.secret_key == DEFAULT_SECRET_KEY:
+            raise SettingsError(
+                "MSP_CONSOLE_SECRET_KEY is left at its default; set a long random value "
+                "(only `serve --demo` may run with the default)"
+            )
+        if not self.demo and len(self.secret_key) < 32:
+            raise SettingsError("MSP_CONSOLE_SECRET_KEY must be at least 32 characters")
+
+
+def _coerce(kind: Any, raw: str) -> Any:
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if kind == "bool":
+        return _parse_bool(raw)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw

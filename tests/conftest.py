@@ -1,0 +1,111 @@
+"""Shared fixtures: a fresh database (SQLite file, or a new PostgreSQL database when
+MSP_TEST_DATABASE_URL is PostgreSQL), migrated once; the real app with its lifespan; an
+in-process GraphQL client; a real uvicorn for websocket and network tests.
+
+Every test makes its own accounts and instances: the product is multi-tenant, so tests
+are isolated the way tenants are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate
+
+from server.app import create_app
+from server.models import db
+from server.settings import Settings
+from tests.graphql_client import GraphQLClient
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> AsyncIterator[str]:
+    base = os.environ.get("MSP_TEST_DATABASE_URL", "sqlite")
+    if base == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite://{Path(folder) / 'test.db'}"
+        return
+    yield from _postgres_database(db.normalize_url(base))
+
+
+def _postgres_database(base: str):  # type: ignore[no-untyped-def]
+    """A new database on the server of `base`, dropped at the end of the session."""
+    name = f"msp_test_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(base)
+    admin = urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))
+    loop = asyncio.new_event_loop()
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    loop.run_until_complete(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield urlunsplit(("postgres", parts.netloc, f"/{name}", "", ""))
+    finally:
+        loop.run_until_complete(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        loop.close()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        secret_key=TEST_SECRET,
+        public_agent_url="https://console.example.test/agent/v1",
+        login_attempts_per_minute=1000,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[object]:
+    await migrate(config=db.tortoise_config(settings.database_url))
+    await Tortoise.close_connections()
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def client(app: object) -> AsyncIterator[GraphQLClient]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as http:
+        yield GraphQLClient(http)
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+async def server_url(app: object) -> AsyncIterator[str]:
+    """The same app behind a real uvicorn (its lifespan already runs in-process)."""
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
