@@ -67,3 +67,8 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
     app.state.settings = settings
     app.state.bus = bus
     return app
+
+
+def app_from_env() -> Starlette:
+    """The app uvicorn workers build (`factory=True`): settings from the environment."""
+    return create_app(Settings.from_env())

@@ -34,9 +34,7 @@ class Owner:
 
 
 async def login(client: GraphQLClient, email: str, password: str, via: str | None) -> str:
-    data = await client.query(
-        LOGIN, {"input": {"email": email, "password": password, "via": via}}
-    )
+    data = await client.query(LOGIN, {"input": {"email": email, "password": password, "via": via}})
     assert data["login"]["errors"] == [], data
     return data["login"]["token"]
 
@@ -89,8 +87,11 @@ async def company_tree(
         result.customers[msp.id] = []
         for c in range(customers_per_msp):
             customer = await hierarchy.add_company(
-                instance_id, uuid.uuid4().hex, f"{prefix}Customer {m:02d}-{c:02d}",
-                CompanyType.CUSTOMER, msp,
+                instance_id,
+                uuid.uuid4().hex,
+                f"{prefix}Customer {m:02d}-{c:02d}",
+                CompanyType.CUSTOMER,
+                msp,
             )
             result.customers[msp.id].append(customer)
             result.computers[customer.id] = [

@@ -69,9 +69,7 @@ class Report:
             f"check-ins: {self.checkins} in {self.duration:.1f} s = {self.rate:.1f}/s "
             f"(target {self.target_rate:.1f}/s), {self.late} sent late",
             "latency ms: "
-            + "  ".join(
-                f"p{p:g} {percentile(ordered, p) * 1000:.1f}" for p in (50, 95, 99, 99.9)
-            )
+            + "  ".join(f"p{p:g} {percentile(ordered, p) * 1000:.1f}" for p in (50, 95, 99, 99.9))
             + f"  max {(ordered[-1] if ordered else 0) * 1000:.1f}",
             "errors: "
             + (", ".join(f"{kind} {n}" for kind, n in self.errors.most_common()) or "none"),

@@ -4,10 +4,12 @@ errors with `extensions.code` for authentication and malformed input, everything
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
 import strawberry
+from strawberry.extensions import SchemaExtension
 
 from graphql import GraphQLError
 from server.domain.errors import DomainError
@@ -63,10 +65,39 @@ class ForbiddenError(CodedError):
     code = "FORBIDDEN"
 
 
-def should_mask(error: GraphQLError) -> bool:
-    """Mask unexpected errors (and log them); keep errors of the request and coded ones."""
+class ErrorPolicy(SchemaExtension):
+    """Expected errors keep their code (a domain error raised by a query becomes a coded
+    top-level error: BAD_USER_INPUT for bad input); unexpected ones are logged and masked."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = [shown(error) for error in errors]
+
+
+def shown(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if original is None or isinstance(original, GraphQLError):
-        return False
-    log.error("unexpected error in %s", error.path, exc_info=original)
-    return True
+        return error
+    if isinstance(original, DomainError):
+        code = "BAD_USER_INPUT" if original.code == "INVALID_INPUT" else original.code
+        extensions = {"code": code, **({"field": original.field} if original.field else {})}
+        return GraphQLError(
+            original.message,
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
+            extensions=extensions,
+        )
+    log.error("unexpected error at %s", error.path, exc_info=original)
+    return GraphQLError(
+        "Unexpected error.",
+        error.nodes,
+        error.source,
+        error.positions,
+        error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR"},
+    )

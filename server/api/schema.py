@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import ParserCache, ValidationCache
 
 from server.api.accounts import (
     Account,
@@ -14,7 +14,7 @@ from server.api.accounts import (
 )
 from server.api.companies import Company, CompanyQueries
 from server.api.computers import Computer, ComputerQueries
-from server.api.errors import should_mask
+from server.api.errors import ErrorPolicy
 from server.api.groups import GroupQueries, StaticGroup
 from server.api.node import NodeQueries
 from server.api.subscriptions import Subscription
@@ -40,7 +40,7 @@ def build_schema() -> strawberry.Schema:
         subscription=Subscription,
         types=[Account, Company, Computer, Instance, StaticGroup, SyncRun, User],
         extensions=[
-            lambda: MaskErrors(should_mask_error=should_mask),
+            ErrorPolicy,
             lambda: ParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
         ],

@@ -215,10 +215,10 @@ class WrittenCheckins:
         return [r["id"] for r in self.rows.values() if r["announced_status"] != "CONNECTED"]
 
 
-_RETURNING = (
-    "RETURNING id, instance_id, agent_token_hash, name, os, agent_version, protection_status, "
-    "announced_status"
-)
+_RETURNED = (
+    "id", "instance_id", "agent_token_hash", "name", "os", "agent_version", "protection_status",
+    "announced_status",
+)  # fmt: skip
 _POSTGRES_WRITE = (
     "UPDATE computer AS c SET last_connected_at = GREATEST(c.last_connected_at, v.ts), "
     "name = COALESCE(v.name, c.name), sort_name = COALESCE(v.sort_name, c.sort_name), "
@@ -226,7 +226,7 @@ _POSTGRES_WRITE = (
     "protection_status = COALESCE(v.protection_status, c.protection_status) "
     "FROM unnest(?::text[], ?::timestamptz[], ?::text[], ?::text[], ?::text[], ?::text[], "
     "?::text[]) AS v(token_hash, ts, name, sort_name, os, agent_version, protection_status) "
-    "WHERE c.agent_token_hash = v.token_hash " + _RETURNING
+    "WHERE c.agent_token_hash = v.token_hash RETURNING " + ", ".join(f"c.{c}" for c in _RETURNED)
 )
 _SQLITE_WRITE = (
     "WITH v(token_hash, ts, name, sort_name, os, agent_version, protection_status) AS "
@@ -238,7 +238,7 @@ _SQLITE_WRITE = (
     "os = COALESCE(v.os, computer.os), "
     "agent_version = COALESCE(v.agent_version, computer.agent_version), "
     "protection_status = COALESCE(v.protection_status, computer.protection_status) "
-    "FROM v WHERE computer.agent_token_hash = v.token_hash " + _RETURNING
+    "FROM v WHERE computer.agent_token_hash = v.token_hash RETURNING " + ", ".join(_RETURNED)
 )
 
 

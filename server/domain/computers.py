@@ -71,7 +71,8 @@ async def counts_in_groups(
     listing = visible(scope).filter(*sql_in("t.id", [g.id for g in groups]))
     rows = await db.fetch(
         "SELECT t.id AS group_id, COUNT(*) AS n FROM static_group t "
-        f"JOIN {SOURCE} ON g.instance_id = t.instance_id AND g.path LIKE t.path || '%' "
+        "JOIN static_group g ON g.instance_id = t.instance_id AND g.path LIKE t.path || '%' "
+        "JOIN computer m ON m.group_id = g.id "
         f"WHERE {listing._where_sql()} GROUP BY t.id",
         listing.params,
     )

@@ -71,8 +71,9 @@ def connection_status_sql(
 ) -> tuple[str, list[Any]]:
     """A CASE expression giving a computer's status name, with its parameters.
 
-    `column_prefix` is the table alias (`"c"` or `"c."`; `""` for none). Use it in a select list,
-    a GROUP BY for counts, or compared with a status name.
+    `column_prefix` is the table alias (`"c"` or `"c."`; `""` for none). Use it in a select list
+    or compared with a status name; to count per status, group by the selected column (`GROUP BY
+    1`), not by a second copy: PostgreSQL sees other parameter numbers as another expression.
     """
     column = _column(column_prefix)
     connected_since, delayed_since = thresholds(now, settings)
@@ -175,7 +176,7 @@ async def announce_transitions(
         for instance, ids in batch_changes.items():
             changed[instance].extend(ids)
         if len(rows) < batch:
-            return dict(changed)
+            return {instance: sorted(ids) for instance, ids in changed.items()}
 
 
 class ConnectionWatcher:

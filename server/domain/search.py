@@ -13,6 +13,8 @@ def contains(column: str, term: str | None) -> tuple[str, list[str]] | None:
         return None
     if len(term) > MAX_SEARCH:
         raise InvalidInput(f"search is at most {MAX_SEARCH} characters", "search")
+    if any(ord(ch) < 32 for ch in term):
+        raise InvalidInput("search must not contain control characters", "search")
     folded = term.strip().casefold()
     escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"{column} LIKE ? ESCAPE '\\'", [f"%{escaped}%"]

@@ -63,7 +63,7 @@ class Computer(Model):
     class Meta:
         table = "computer"
         unique_together = (("instance", "company", "hardware_id"),)
-        indexes = (("instance", "group", "sort_name"), ("instance", "last_connected_at"))
+        indexes = (("instance_id", "group_id", "sort_name"), ("instance_id", "last_connected_at"))
 
 
 class SyncRun(Model):
@@ -87,4 +87,4 @@ class SyncRun(Model):
 
     class Meta:
         table = "sync_run"
-        indexes = (("instance", "state"),)
+        indexes = (("instance_id", "state"),)

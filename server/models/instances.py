@@ -44,4 +44,4 @@ class AuditEntry(Model):
 
     class Meta:
         table = "audit_entry"
-        indexes = (("instance", "created_at"),)
+        indexes = (("instance_id", "created_at"),)

@@ -33,7 +33,7 @@ class StaticGroup(Model):
     class Meta:
         table = "static_group"
         unique_together = (("company", "kind"),)
-        indexes = (("instance", "path"), ("instance", "sort_key"))
+        indexes = (("instance_id", "path"), ("instance_id", "sort_key"))
 
 
 class Company(Model):
@@ -66,7 +66,7 @@ class Company(Model):
         table = "company"
         unique_together = (("instance", "public_id"),)
         indexes = (
-            ("instance", "path"),
-            ("instance", "sort_key"),
-            ("instance", "type", "sort_name"),
+            ("instance_id", "path"),
+            ("instance_id", "sort_key"),
+            ("instance_id", "type", "sort_name"),
         )

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import os
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ SETTINGS = Settings(
     agent_requests_per_minute=20,
 )
 _counter = itertools.count(1)
+_run = uuid.uuid4().hex[:8]  # rows of earlier runs may remain in a shared test database
 _database: dict[str, Any] = {}
 
 
@@ -149,13 +151,16 @@ async def make_company(
 async def build_tree() -> Tree:
     n = next(_counter)
     account = await Account.create(
-        email=f"owner{n}@msp.example", password_hash="x", services=Service.EMA2.value
+        email=f"owner{n}-{_run}@msp.example", password_hash="x", services=Service.EMA2.value
     )
     instance = await Instance.create(name=f"Console {n}", owner=account, created_via=Service.EMA2)
     all_group = await make_group(instance, "All", GroupKind.ALL, None)
     companies_group = await make_group(instance, "Companies", GroupKind.COMPANIES, all_group)
     owner = await User.create(
-        instance=instance, account=account, email=f"owner{n}@msp.example", home_group=all_group
+        instance=instance,
+        account=account,
+        email=f"owner{n}-{_run}@msp.example",
+        home_group=all_group,
     )
     msp, msp_group = await make_company(
         instance, "Acme MSP", CompanyType.MSP, None, companies_group

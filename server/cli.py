@@ -1,0 +1,181 @@
+"""`msp-console`: serve, migrate, provision accounts, sync, and the simulators."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from server.settings import Settings, SettingsError
+
+
+async def apply_migrations(settings: Settings) -> None:
+    """Bring the database to the latest schema (idempotent)."""
+    from tortoise import Tortoise
+    from tortoise.migrations.api import migrate
+
+    from server.models import db
+
+    try:
+        await migrate(config=db.tortoise_config(settings.database_url))
+    finally:
+        await Tortoise.close_connections()
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    asyncio.run(apply_migrations(settings))
+    print("database is up to date")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    settings = Settings.from_env(demo=args.demo)
+    settings.check_secure()
+    asyncio.run(apply_migrations(settings))
+    if args.demo:
+        from server.demo import prepare_demo
+
+        login = asyncio.run(prepare_demo(settings))
+        if login:
+            print(login, flush=True)
+    if args.workers > 1 and not settings.is_postgres:
+        print("several workers need PostgreSQL (DATABASE_URL); SQLite serves one", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        "server.app:app_from_env" if not args.demo else "server.demo:demo_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def cmd_create_account(args: argparse.Namespace, settings: Settings) -> int:
+    from server.domain.accounts import create_account
+    from server.domain.errors import DomainError
+    from server.models.enums import Service
+
+    async def create() -> int:
+        from tortoise import Tortoise
+
+        from server.models import db
+
+        await Tortoise.init(config=db.tortoise_config(settings.database_url))
+        try:
+            account = await create_account(
+                args.email, args.password, [Service(s) for s in args.service]
+            )
+        except DomainError as exc:
+            print(f"refused: {exc.message} ({exc.code})", file=sys.stderr)
+            return 1
+        finally:
+            await Tortoise.close_connections()
+        print(f"account {account.email} registered with {account.services}")
+        return 0
+
+    asyncio.run(apply_migrations(settings))
+    return asyncio.run(create())
+
+
+def cmd_simulate_upstream(args: argparse.Namespace, settings: Settings) -> int:
+    from server.upstream.simulator import serve_simulator
+
+    print(
+        f"MSP Administrator simulator on http://{args.host}:{args.port} "
+        f"({args.companies} companies, seed {args.seed}); login demo@msp.example / demo",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_simulator(args.host, args.port, args.companies, args.seed))
+    return 0
+
+
+def cmd_simulate_agents(args: argparse.Namespace, settings: Settings) -> int:
+    from server.agents import simulate
+
+    return simulate.run(args)
+
+
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from server import sync_command
+
+    asyncio.run(apply_migrations(settings))
+    return asyncio.run(sync_command.run(args, settings))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="msp-console", description="The MSP console backend (GraphQL API and agent API)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate, then serve the console")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--demo", action="store_true", help="seed a demo account synced from a built-in simulator"
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    account = commands.add_parser("create-account", help="provision a portal account")
+    account.add_argument("--email", required=True)
+    account.add_argument("--password", required=True)
+    account.add_argument(
+        "--service",
+        action="append",
+        required=True,
+        choices=["EBA", "EMA2"],
+        help="a service the account is registered with (repeat for a mixed account)",
+    )
+    account.set_defaults(handler=cmd_create_account)
+
+    sync = commands.add_parser("sync", help="sync from the MSP Administrator now")
+    try:
+        from server import sync_command
+
+        sync_command.add_arguments(sync)
+    except ImportError:  # pragma: no cover - the sync command arrives with the sync issue
+        sync.add_argument("--instance", type=int)
+    sync.set_defaults(handler=cmd_sync)
+
+    upstream = commands.add_parser("simulate-upstream", help="the MSP Administrator simulator")
+    upstream.add_argument("--host", default="127.0.0.1")
+    upstream.add_argument("--port", type=int, default=8100)
+    upstream.add_argument("--companies", type=int, default=500)
+    upstream.add_argument("--seed", type=int, default=1)
+    upstream.set_defaults(handler=cmd_simulate_upstream)
+
+    agents = commands.add_parser("simulate-agents", help="enrol agents and keep them checking in")
+    from server.agents import simulate
+
+    simulate.add_arguments(agents)
+    agents.set_defaults(handler=cmd_simulate_agents)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings.from_env()
+        return int(args.handler(args, settings) or 0)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

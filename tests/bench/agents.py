@@ -1,0 +1,176 @@
+"""Agent API benchmark: one console agent process under many simulated agents.
+
+    python -m tests.bench.agents [--agents 50000] [--interval 60] [--duration 300]
+
+Prepares a database (a temporary SQLite file, or `DATABASE_URL` / `--database-url` for
+PostgreSQL) with one instance, customer and installer; starts uvicorn serving the agent app in a
+subprocess; enrols the agents with `simulate_agents` and keeps them checking in; prints the
+sustained check-in rate, latency percentiles, the server's CPU use, and checks that the
+check-ins reached the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tortoise import Tortoise
+
+from server.agents.simulate import Report, run_loop, simulate_agents
+from server.domain.installers import create_installer
+from server.models.db import fetch_value, tortoise_config
+from server.settings import Settings
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+async def prepare(database_url: str) -> str:
+    """Schema, one instance with a customer, and an installer for it; returns its token."""
+    from tests.agents.conftest import build_tree
+
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+    try:
+        await Tortoise.generate_schemas(safe=True)
+        tree = await build_tree()
+        _, token = await create_installer(tree.scope, company_id=tree.customer.id)
+        return token
+    finally:
+        await Tortoise.close_connections()
+
+
+async def stored_since(database_url: str, since: datetime) -> tuple[int, int]:
+    """(computers, computers with a check-in stored after `since`)."""
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+    try:
+        total = await fetch_value("SELECT COUNT(*) FROM computer")
+        fresh = await fetch_value(
+            "SELECT COUNT(*) FROM computer WHERE last_connected_at >= ?", [since]
+        )
+        return int(total), int(fresh)
+    finally:
+        await Tortoise.close_connections()
+
+
+def serve(args: argparse.Namespace) -> None:
+    """The server side: uvicorn serving only the agent API (run in the subprocess)."""
+    import uvicorn
+
+    from server.agents import create_agent_app
+
+    settings = Settings(
+        database_url=args.database_url,
+        checkin_interval=int(args.interval),
+        agent_requests_per_minute=args.requests_per_minute,
+        public_agent_url=f"http://127.0.0.1:{args.port}/agent/v1",
+    )
+    uvicorn.run(
+        create_agent_app(settings),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        backlog=4096,
+    )
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the server did not start listening")
+
+
+def bench(args: argparse.Namespace) -> Report:
+    folder = tempfile.mkdtemp(prefix="msp-bench-")
+    database_url = args.database_url or os.environ.get("DATABASE_URL") or (
+        f"sqlite://{folder}/bench.db"
+    )
+    token = run_loop(prepare(database_url))
+    port = args.port or free_port()
+    command = [
+        sys.executable, "-m", "tests.bench.agents", "--serve", "--port", str(port),
+        "--database-url", database_url, "--interval", str(args.interval),
+        "--requests-per-minute", str(args.requests_per_minute),
+    ]  # fmt: skip
+    server = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2])
+    try:
+        wait_for_port(port, server)
+        print(f"server pid {server.pid} on port {port}, database {database_url}")
+        cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
+        report = run_loop(
+            simulate_agents(
+                f"http://127.0.0.1:{port}/agent/v1",
+                token,
+                args.agents,
+                args.interval,
+                args.duration,
+                concurrency=args.concurrency,
+                progress_every=args.progress_every,
+            )
+        )
+        cpu = cpu_seconds(server.pid) - cpu_before
+        wall = time.monotonic() - wall_before
+        checkin_phase_start = datetime.now(UTC).timestamp() - report.duration
+    finally:
+        server.send_signal(signal.SIGTERM)  # a clean shutdown writes every buffered check-in
+        server.wait(30)
+    print()
+    print(report.summary())
+    print(f"server CPU: {cpu:.1f} s over {wall:.1f} s = {cpu / wall:.2f} cores (enrolment included)")
+    since = datetime.fromtimestamp(checkin_phase_start, UTC)
+    total, fresh = run_loop(stored_since(database_url, since))
+    print(f"stored: {total} computers, {fresh} with a check-in stored during the check-in phase")
+    print(f"SUSTAINED {report.rate:.1f} check-ins/s, p99 {report.latency_ms(99):.1f} ms")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.agents", description=__doc__)
+    parser.add_argument("--agents", type=int, default=50_000)
+    parser.add_argument("--interval", type=float, default=60.0)
+    parser.add_argument("--duration", type=float, default=300.0)
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--progress-every", type=float, default=10.0)
+    parser.add_argument("--requests-per-minute", type=int, default=30)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args)
+        return 0
+    report = bench(args)
+    return 0 if report.checkins and not report.errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
