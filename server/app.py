@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from tortoise.contrib.starlette import RegisterTortoise
 
 from server.api.http import GraphQLView
-from server.api.schema import schema
+from server.api.schema import build_schema
 from server.events import EventBus, InProcessEventBus
 from server.models import db
 from server.settings import Settings
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
     """Creates the console application."""
     settings = settings or Settings.from_env()
     bus = bus or InProcessEventBus()
-    graphql = GraphQLView(schema, settings, bus)
+    graphql = GraphQLView(build_schema(settings), settings, bus)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

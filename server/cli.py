@@ -111,6 +111,28 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(sync_command.run(args, settings))
 
 
+def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the schema's SDL, write it to a file, or check that a file is up to date."""
+    from pathlib import Path
+
+    from server.api.schema import schema
+
+    sdl = schema.as_str().rstrip() + "\n"
+    if args.output is None:
+        print(sdl, end="")
+        return 0
+    target = Path(args.output)
+    if args.check:
+        if not target.exists() or target.read_text() != sdl:
+            print(f"{target} is stale: run msp-console export-schema --output {target}")
+            return 1
+        print(f"{target} matches the schema")
+        return 0
+    target.write_text(sdl)
+    print(f"wrote {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="msp-console", description="The MSP console backend (GraphQL API and agent API)."
@@ -157,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     upstream.add_argument("--companies", type=int, default=500)
     upstream.add_argument("--seed", type=int, default=1)
     upstream.set_defaults(handler=cmd_simulate_upstream)
+
+    export = commands.add_parser("export-schema", help="write the GraphQL schema as SDL")
+    export.add_argument("--output", help="the file to write (default: standard output)")
+    export.add_argument("--check", action="store_true", help="fail when --output is stale")
+    export.set_defaults(handler=cmd_export_schema)
 
     agents = commands.add_parser("simulate-agents", help="enrol agents and keep them checking in")
     from server.agents import simulate

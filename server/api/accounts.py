@@ -3,6 +3,8 @@ reached through all of the account's, removed only through the creating one)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated
+
 import strawberry
 from strawberry.types import Info
 
@@ -13,13 +15,16 @@ from server.api.groups import StaticGroup
 from server.api.node import Node, decode_id, resolves
 from server.api.permissions import Authenticated
 from server.api.sync import SyncRun
-from server.domain import accounts, global_ids, instances, sync_runs
+from server.domain import accounts, audit, global_ids, instances, sync_runs
 from server.domain.access import scope_of
-from server.domain.errors import DomainError
+from server.domain.errors import DomainError, InvalidCredentials
 from server.models import Account as AccountModel
 from server.models import Instance as InstanceModel
 from server.models import StaticGroup as GroupModel
 from server.models import User as UserModel
+
+if TYPE_CHECKING:
+    from server.api.users import PermissionSet
 
 
 @strawberry.type
@@ -71,6 +76,15 @@ class User(Node):
         group = await info.context.loaders.group_by_id.load(group_id)
         # A home group outside the viewer's scope still names where the user lives.
         return StaticGroup.of(group or await GroupModel.get(id=group_id))
+
+    @strawberry.field(description="The user's permission sets that the viewer may see.")
+    async def permission_sets(
+        self, info: Info[Context, None]
+    ) -> list[Annotated[PermissionSet, strawberry.lazy("server.api.users")]]:
+        from server.api.users import PermissionSet
+
+        found = await info.context.loaders.permission_sets_by_user.load(self.model.id)
+        return [PermissionSet.of(s) for s in found or []]
 
 
 @strawberry.type
@@ -149,13 +163,8 @@ async def instance_node(info: Info[Context, None], key: int) -> Instance | None:
 
 @resolves("User")
 async def user_node(info: Info[Context, None], key: int) -> User | None:
-    scope = info.context.require_scope()
-    user = await UserModel.get_or_none(id=key, instance_id=scope.instance_id).prefetch_related(
-        "home_group"
-    )
-    if user is None or not scope.allows(user.home_group.path):
-        return None
-    return User.of(user)
+    user = await info.context.loaders.user_by_id.load(key)
+    return User.of(user) if user else None
 
 
 @resolves("Account")
@@ -172,7 +181,11 @@ async def sign_in(context: Context, token: str) -> None:
     scope = None
     if session is not None:
         scope = await scope_of(
-            session.instance_id, session.user_id, session.owner, session.home_group_path
+            session.instance_id,
+            session.user_id,
+            session.owner,
+            session.home_group_path,
+            session.grants,
         )
     context.sign_in(session, scope, token if session else None)
 
@@ -262,10 +275,13 @@ class AccountMutations:
                 input.email, input.password, input.via, context.settings.session_ttl
             )
         except DomainError as exc:
+            if isinstance(exc, InvalidCredentials):
+                await audit.record_failed_login(input.email, exc.code, _via(input.via))
             return LoginPayload(
                 errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
             )
         await sign_in(context, token)
+        await _record_own(context, "login", {"via": _via(input.via)})
         return LoginPayload(
             token=token, viewer=viewer_of(context), client_mutation_id=input.client_mutation_id
         )
@@ -275,6 +291,7 @@ class AccountMutations:
         self, info: Info[Context, None], input: LogoutInput | None = None
     ) -> LogoutPayload:
         session = info.context.require_session()
+        await _record_own(info.context, "logout")
         await accounts.logout(session.session_id)
         info.context.sign_in(None, None, None)
         return LogoutPayload(client_mutation_id=input.client_mutation_id if input else None)
@@ -289,7 +306,21 @@ class AccountMutations:
         context = info.context
         session = _portal_session(context)
         try:
-            await instances.create_instance(session.account_id, session.via, input.name)  # type: ignore[arg-type]
+            async with audit.recorded(
+                context.scope,
+                session.user_id,
+                "createInstance",
+                "Instance",
+                session.instance_id,
+                instance_id=session.instance_id,
+            ) as entry:
+                created = await instances.create_instance(
+                    session.account_id,  # type: ignore[arg-type]
+                    session.via,
+                    input.name,
+                )
+                entry.instance_id = entry.object_id = created.id
+                entry.actor = (await UserModel.get(instance_id=created.id)).id
         except DomainError as exc:
             return CreateInstancePayload(
                 errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
@@ -312,12 +343,43 @@ class AccountMutations:
         try:
             await instances.remove_instance(session.account_id, session.via, key)  # type: ignore[arg-type]
         except DomainError as exc:
+            if key == session.instance_id:  # a success takes the instance's log with it
+                await audit.record(
+                    context.scope,
+                    session.user_id,
+                    "removeInstance",
+                    "Instance",
+                    key,
+                    outcome=exc.code,
+                    detail={"via": _via(session.via)},
+                )
             return RemoveInstancePayload(
                 errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
             )
         await refresh(context)
         return RemoveInstancePayload(
             removed_instance_id=input.instance_id, client_mutation_id=input.client_mutation_id
+        )
+
+
+def _via(via: object) -> str | None:
+    return via.value if isinstance(via, Service) else None  # type: ignore[attr-defined]
+
+
+async def _record_own(
+    context: Context, action: str, detail: dict[str, object] | None = None
+) -> None:
+    """An audit entry about the viewer's own session (sign-in, sign-out)."""
+    session = context.session
+    if session is not None and session.user_id is not None:
+        await audit.record(
+            context.scope,
+            session.user_id,
+            action,
+            "User",
+            session.user_id,
+            session.home_group_path or "",
+            detail=detail,
         )
 
 

@@ -1,28 +1,42 @@
 """The GraphQL endpoint: Strawberry's ASGI view, with the viewer resolved from the bearer token
-(HTTP header or the websocket's `connection_init` payload)."""
+(HTTP header or the websocket's `connection_init` payload), automatic persisted queries, and
+the media types of the GraphQL-over-HTTP spec."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
+from graphql import GraphQLError
 from server.api.accounts import sign_in
 from server.api.context import Context
+from server.api.persisted import PersistedQueries, PersistedQueryMismatch, PersistedQueryNotFound
 from server.domain.throttle import LoginThrottle
 from server.events import EventBus
 from server.settings import Settings
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
 def bearer(value: object) -> str | None:
     if not isinstance(value, str) or not value.startswith("Bearer "):
         return None
     return value.removeprefix("Bearer ").strip() or None
+
+
+def wants_graphql_response(request: Request) -> bool:
+    """Whether the client accepts the spec's media type (preferred when it does)."""
+    return GRAPHQL_RESPONSE in request.headers.get("accept", "")
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -35,10 +49,11 @@ class GraphQLView(GraphQL[Context, None]):
         self.settings = settings
         self.bus = bus
         self.login_throttle = LoginThrottle(settings.login_attempts_per_minute)
+        self.persisted = PersistedQueries()
 
-    async def get_context(
+    async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket
-    ) -> Context:  # type: ignore[override]
+    ) -> Context:
         client = request.client.host if request.client else None
         context = Context(
             settings=self.settings,
@@ -62,3 +77,46 @@ class GraphQLView(GraphQL[Context, None]):
         if context.session is None:
             raise ConnectionRejectionError()
         return await super().on_ws_connect(context)
+
+    async def parse_http_body(self, request: Any) -> Any:
+        data = await super().parse_http_body(request)
+        if isinstance(data, list):
+            raise HTTPException(400, "batched requests are not supported")
+        try:
+            query = self.persisted.resolve(data.query, data.extensions)
+        except PersistedQueryMismatch as exc:
+            raise HTTPException(400, str(exc)) from None
+        return dataclasses.replace(data, query=query) if query is not data.query else data
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        body = process_result(result)
+        if result.data is None and result.errors and not any(e.path for e in result.errors):
+            # a request error (parse, validation, limits): nothing ran, so no `data` entry
+            body.pop("data", None)
+            request.state.request_error = True
+        return body
+
+    async def run(
+        self, request: Request | WebSocket, context: Any = None, root_value: Any = None
+    ) -> Any:  # type: ignore[override]
+        if isinstance(request, WebSocket):
+            return await super().run(request)
+        try:
+            response = await super().run(request)
+        except HTTPException as exc:
+            if request.method == "GET" and "mutation" in exc.reason.lower():
+                # the spec's answer to a mutation sent by GET
+                raise HTTPException(405, "mutations are only accepted by POST") from None
+            raise
+        except PersistedQueryNotFound:
+            error = GraphQLError(
+                "PersistedQueryNotFound", extensions={"code": "PERSISTED_QUERY_NOT_FOUND"}
+            )
+            response = JSONResponse({"errors": [error.formatted]})
+        if wants_graphql_response(request) and response.media_type == "application/json":
+            response.headers["content-type"] = GRAPHQL_RESPONSE
+            if getattr(request.state, "request_error", False):
+                response.status_code = 400
+        return response

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from server.domain import companies, computers, groups, sync_runs
+from server.domain import companies, computers, groups, permissions, sync_runs, users
 from server.domain.access import Scope
 from server.domain.listing import Page, PageRequest
 from server.models import Company, Computer, StaticGroup, SyncRun
@@ -54,9 +54,12 @@ class Loaders:
         self.company_by_path = _by_key(lambda paths: companies.by_paths(scope, paths))
         self.group_by_id = _by_key(lambda ids: groups.by_ids(scope, ids))
         self.group_by_path = _by_key(lambda paths: groups.by_paths(scope, paths))
-        self.group_by_company_id = _by_key(lambda ids: groups.by_company_ids(scope, ids))
+        self.group_by_company_id = _by_key(self._groups_of_companies)
         self.computer_by_id = _by_key(lambda ids: computers.by_ids(scope, ids))
         self.sync_run_by_id = _by_key(lambda ids: sync_runs.by_ids(scope, ids))
+        self.user_by_id = _by_key(lambda ids: users.by_ids(scope, ids))
+        self.permission_sets_by_user = _by_key(lambda ids: permissions.by_user_ids(scope, ids))
+        self.group_ids_by_permission_set = _by_key(permissions.group_ids_by_set)
         self.company_children_page = _grouped(self._company_children_pages)
         self.company_children_count = _grouped(
             lambda types, ids: companies.children_counts(scope, ids, types)
@@ -72,6 +75,11 @@ class Loaders:
     ) -> dict[int, Page[Company]]:
         types, request = args
         return await companies.children_pages(self.scope, ids, types, request)
+
+    async def _groups_of_companies(self, ids: list[int]) -> dict[int, StaticGroup]:
+        found = await groups.by_company_ids(self.scope, ids)
+        self.prime_groups(list(found.values()))
+        return found
 
     async def _computer_counts(self, recursive: bool, ids: list[int]) -> dict[int, int]:
         found = await self.group_by_id.load_many(ids)

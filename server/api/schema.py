@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import (
+    AddValidationRules,
+    DisableIntrospection,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import IgnoreContext
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
 from server.api.accounts import (
     Account,
@@ -12,39 +23,80 @@ from server.api.accounts import (
     Instance,
     User,
 )
+from server.api.audit import AuditEntry, AuditQueries
 from server.api.companies import Company, CompanyQueries
 from server.api.computers import Computer, ComputerQueries
+from server.api.customers import CustomerMutations
 from server.api.errors import ErrorPolicy
 from server.api.groups import GroupQueries, StaticGroup
+from server.api.installers import Installer
+from server.api.limits import CostLimit
 from server.api.node import NodeQueries
 from server.api.subscriptions import Subscription
 from server.api.sync import SyncQueries, SyncRun
+from server.api.users import PermissionSet, UserMutations, UserQueries
+from server.settings import Settings
 
 
 @strawberry.type
 class Query(
-    NodeQueries, AccountQueries, CompanyQueries, GroupQueries, ComputerQueries, SyncQueries
+    NodeQueries,
+    AccountQueries,
+    CompanyQueries,
+    GroupQueries,
+    ComputerQueries,
+    SyncQueries,
+    UserQueries,
+    AuditQueries,
 ):
     pass
 
 
 @strawberry.type
-class Mutation(AccountMutations):
+class Mutation(AccountMutations, CustomerMutations, UserMutations):
     pass
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    """The schema with the query limits of `settings` (the defaults when None)."""
+    settings = settings or Settings()
+    # Rule classes built once, so cached validation results stay valid across requests.
+    rules = [
+        depth_rule(settings.max_query_depth, _introspection, None),
+        alias_rule(settings.max_aliases),
+    ]
+    extensions: list[Any] = [
+        ErrorPolicy,
+        lambda: MaxTokensLimiter(settings.max_query_tokens),
+        lambda: ParserCache(maxsize=256),
+        lambda: AddValidationRules(rules),
+        lambda: ValidationCache(maxsize=256),
+        lambda: CostLimit(settings.max_query_cost),  # after ValidationCache: see CostLimit
+    ]
+    if not settings.introspection:
+        extensions.append(DisableIntrospection)
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[Account, Company, Computer, Instance, StaticGroup, SyncRun, User],
-        extensions=[
-            ErrorPolicy,
-            lambda: ParserCache(maxsize=256),
-            lambda: ValidationCache(maxsize=256),
+        types=[
+            Account,
+            AuditEntry,
+            Company,
+            Computer,
+            Installer,
+            Instance,
+            PermissionSet,
+            StaticGroup,
+            SyncRun,
+            User,
         ],
+        extensions=extensions,
     )
+
+
+def _introspection(context: IgnoreContext) -> bool:
+    return context.field_name.startswith("__")
 
 
 schema = build_schema()

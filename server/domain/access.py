@@ -94,10 +94,15 @@ async def load_scope(
         "WHERE ups.console_user_id = ? AND ps.instance_id = ? AND g.instance_id = ?",
         [user_id, instance_id, instance_id],
     )
+    return scope_from_grants(instance_id, user_id, [(row["levels"], row["path"]) for row in rows])
+
+
+def scope_from_grants(instance_id: int, user_id: int, rows: Iterable[tuple[object, str]]) -> Scope:
+    """A native user's scope from its (levels as stored, group path) rows."""
     grants: dict[Area, list[tuple[str, Level]]] = {}
-    for row in rows:
-        for area, level in parse_levels(row["levels"]).items():
-            grants.setdefault(area, []).append((row["path"], level))
+    for raw_levels, path in rows:
+        for area, level in parse_levels(raw_levels).items():
+            grants.setdefault(area, []).append((path, level))
     return Scope(instance_id, user_id, False, {a: tuple(g) for a, g in grants.items()})
 
 
@@ -116,9 +121,18 @@ def parse_levels(raw: object) -> dict[Area, Level]:
 
 
 async def scope_of(
-    instance_id: int | None, user_id: int | None, owner: bool, home_group_path: str | None
+    instance_id: int | None,
+    user_id: int | None,
+    owner: bool,
+    home_group_path: str | None,
+    grants: Iterable[tuple[object, str]] | None = None,
 ) -> Scope | None:
-    """The scope of a signed-in viewer; None for an account without an instance yet."""
+    """The scope of a signed-in viewer; None for an account without an instance yet. With
+    `grants` already read (the session's statement reads them), no statement is issued."""
     if instance_id is None or user_id is None:
         return None
+    if grants is not None:
+        if owner:
+            return Scope.for_owner(instance_id, user_id, home_group_path or "/")
+        return scope_from_grants(instance_id, user_id, grants)
     return await load_scope(instance_id, user_id, owner, home_group_path)

@@ -59,6 +59,8 @@ class SessionInfo:
     instance_id: int | None
     owner: bool
     home_group_path: str | None
+    # (levels as stored, group path) of the user's permission sets, read with the session
+    grants: tuple[tuple[object, str], ...] = ()
 
 
 async def login(email: str, password: str, via: Service | None, ttl: int) -> tuple[str, Session]:
@@ -96,10 +98,14 @@ async def login(email: str, password: str, via: Service | None, ttl: int) -> tup
 _SESSION_SQL = """
 SELECT s.id AS session_id, s.account_id, s.via, s.expires_at, s.last_seen_at,
        u.id AS user_id, u.instance_id, u.enabled, u.session_timeout, u.account_id AS owner_account,
-       g.path AS home_group_path
+       g.path AS home_group_path, ps.levels AS grant_levels, pg.path AS grant_path
 FROM session s
 LEFT JOIN console_user u ON u.id = s.user_id OR (s.user_id IS NULL AND u.account_id = s.account_id)
 LEFT JOIN static_group g ON g.id = u.home_group_id
+LEFT JOIN user_permission_set ups ON ups.console_user_id = u.id AND u.account_id IS NULL
+LEFT JOIN permission_set ps ON ps.id = ups.permissionset_id AND ps.instance_id = u.instance_id
+LEFT JOIN permission_set_group psg ON psg.permission_set_id = ps.id
+LEFT JOIN static_group pg ON pg.id = psg.staticgroup_id AND pg.instance_id = u.instance_id
 WHERE s.token_hash = ?
 """
 
@@ -137,6 +143,11 @@ async def resolve_session(token: str, default_ttl: int) -> SessionInfo | None:
         instance_id=row["instance_id"],
         owner=row["owner_account"] is not None,
         home_group_path=row["home_group_path"],
+        grants=tuple(
+            (r["grant_levels"], r["grant_path"])
+            for r in rows
+            if r["grant_path"] is not None and r["grant_levels"] is not None
+        ),
     )
 
 

@@ -1,7 +1,8 @@
 """Fixtures for the agent API and its domain: a database, a company tree per test, a live server.
 
-The database is a SQLite file (or `TEST_DATABASE_URL`), opened once per process whichever test
-package asks first; every test builds its own instance, so tests never see each other's rows.
+The database is a new SQLite file (or a new PostgreSQL database when `MSP_TEST_DATABASE_URL` is
+PostgreSQL) in a Tortoise context of its own; every test builds its own instance, so tests never
+see each other's rows.
 """
 
 from __future__ import annotations
@@ -10,19 +11,21 @@ import asyncio
 import contextlib
 import itertools
 import os
+import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import asyncpg
 import pytest
 import uvicorn
 from starlette.applications import Starlette
-from tortoise import Tortoise
-from tortoise.context import get_current_context
+from tortoise.context import TortoiseContext, _current_context
 
 from server.agents import AgentRuntime, agent_routes
 from server.domain.access import Scope
@@ -30,7 +33,7 @@ from server.domain.installers import create_installer
 from server.domain.tree import child_path, child_sort_key, sort_name
 from server.events import InProcessEventBus
 from server.models import Account, Company, Computer, Installer, Instance, StaticGroup, User
-from server.models.db import fetch, tortoise_config
+from server.models.db import fetch, normalize_url, tortoise_config
 from server.models.enums import CompanyType, GroupKind, Service
 from server.settings import Settings
 
@@ -45,39 +48,71 @@ SETTINGS = Settings(
 )
 _counter = itertools.count(1)
 _run = uuid.uuid4().hex[:8]  # rows of earlier runs may remain in a shared test database
-_database: dict[str, Any] = {}
 
 
-async def open_database() -> str:
-    """Open the test database once per process (unless someone else already has)."""
-    if "url" in _database:
-        return str(_database["url"])
-    if get_current_context() is not None:  # a shared fixture opened it already
-        _database["url"] = "external"
-        return "external"
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
+async def _create_database() -> tuple[str, Callable[[], Awaitable[None]]]:
+    """A new database: a SQLite file, or one on the PostgreSQL server of
+    `MSP_TEST_DATABASE_URL`; with the coroutine function that drops it."""
+    base = os.environ.get("MSP_TEST_DATABASE_URL", "sqlite")
+    if base == "sqlite":
         folder = tempfile.mkdtemp(prefix="msp-agents-")
-        url = f"sqlite://{folder}/test.db"
-    _database["url"] = url
-    _database["context"] = await Tortoise.init(
-        config=tortoise_config(url), _enable_global_fallback=True
-    )
-    await Tortoise.generate_schemas(safe=True)
-    return url
+
+        async def remove() -> None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+        return f"sqlite://{folder}/test.db", remove
+    parts = urlsplit(normalize_url(base))
+    admin = urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))
+    name = f"msp_agents_test_{uuid.uuid4().hex[:12]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    await run(f'CREATE DATABASE "{name}"')
+
+    async def drop() -> None:
+        await run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunsplit(("postgres", parts.netloc, f"/{name}", "", "")), drop
 
 
-async def close_database() -> None:
-    context = _database.pop("context", None)
-    _database.pop("url", None)
-    if context is not None:
-        await context.close_connections()
+@contextlib.contextmanager
+def current(context: TortoiseContext) -> Iterator[None]:
+    """Make `context` the current Tortoise context (tasks created inside inherit it)."""
+    token = _current_context.set(context)
+    try:
+        yield
+    finally:
+        _current_context.reset(token)
 
 
 @pytest.fixture(scope="session")
-async def database() -> AsyncIterator[str]:
-    yield await open_database()
-    await close_database()
+async def agent_database() -> AsyncIterator[TortoiseContext]:
+    """The agents' own database, in a Tortoise context of its own (never the global fallback,
+    so it coexists with the app fixtures of the rest of the suite)."""
+    url, drop = await _create_database()
+    context = TortoiseContext()
+    with current(context):
+        await context.init(config=tortoise_config(url))
+        await context.generate_schemas()
+    try:
+        yield context
+    finally:
+        with current(context):
+            await context.close_connections()
+        await drop()
+
+
+@pytest.fixture
+async def database(agent_database: TortoiseContext) -> AsyncIterator[TortoiseContext]:
+    """The agents' database, current for the test."""
+    token = _current_context.set(agent_database)
+    yield agent_database
+    _current_context.reset(token)
 
 
 @dataclass
@@ -179,7 +214,7 @@ async def build_tree() -> Tree:
 
 
 @pytest.fixture
-async def tree(database: str) -> Tree:
+async def tree(database: TortoiseContext) -> Tree:
     return await build_tree()
 
 
@@ -248,10 +283,12 @@ async def start_agent_server(settings: Settings = SETTINGS, **overrides: Any) ->
 
 
 @pytest.fixture(scope="module")
-async def agent_server(database: str) -> AsyncIterator[AgentServer]:
-    server = await start_agent_server()
+async def agent_server(agent_database: TortoiseContext) -> AsyncIterator[AgentServer]:
+    with current(agent_database):
+        server = await start_agent_server()
     yield server
-    await server.stop()
+    with current(agent_database):
+        await server.stop()
 
 
 @pytest.fixture

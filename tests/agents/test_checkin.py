@@ -10,12 +10,13 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from tortoise.context import TortoiseContext
 
 from server import events
 from server.agents import CheckinBuffer, TokenBuckets
 from server.domain import agents as agent_domain
 from server.domain import global_ids
-from server.domain.secrets import token_hash
+from server.domain.secrets import new_token, token_hash
 from server.models import Computer
 from server.models.db import count_statements, fetch_value
 from server.models.enums import ConnectionStatus, ProtectionStatus
@@ -147,27 +148,29 @@ async def test_concurrent_cache_misses_are_loaded_in_one_statement(
 
 
 async def test_a_round_of_checkins_is_written_in_one_statement(
-    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree, installer: Any
+    database: TortoiseContext, http: aiohttp.ClientSession, tree: Tree, installer: Any
 ) -> None:
-    computers = [await enrol(http, agent_server, installer[1], f"hw-batch-{i}") for i in range(30)]
-    await agent_server.runtime.buffer.flush()
-    sent = utcnow()
-    for body in computers:
-        for _ in range(2):  # coalesced per agent
-            assert (await checkin(http, agent_server, body["agentToken"], {}))[0] == 200
-    buffer = agent_server.runtime.buffer
-    with count_statements() as counter:
-        written = await buffer.flush()
-    writes = [s for s in counter.statements if s.lstrip().upper().startswith(("WITH", "UPDATE"))]
-    assert len(writes) == 1, counter.statements
+    server = await start_agent_server(checkin_flush_interval=60.0)
+    try:
+        computers = [await enrol(http, server, installer[1], f"hw-batch-{i}") for i in range(30)]
+        sent = utcnow()
+        for body in computers:
+            for _ in range(2):  # coalesced per agent
+                assert (await checkin(http, server, body["agentToken"], {}))[0] == 200
+        assert len(server.runtime.buffer) == 30
+        with count_statements() as counter:
+            written = await server.runtime.buffer.flush()
+    finally:
+        await server.stop()
+    assert len(counter.statements) == 1, counter.statements
     ids = [global_ids.decode(b["computerId"])[1] for b in computers]
-    assert {row["id"] for row in written.rows.values()} >= set(ids)
+    assert sorted(row["id"] for row in written.rows.values()) == sorted(ids)
     stored = await Computer.filter(id__in=ids).values_list("last_connected_at", flat=True)
     assert all(value is not None and value >= sent for value in stored)
 
 
 async def test_stopping_the_runtime_writes_every_buffered_checkin(
-    database: str, http: aiohttp.ClientSession, tree: Tree, installer: Any
+    database: TortoiseContext, http: aiohttp.ClientSession, tree: Tree, installer: Any
 ) -> None:
     server = await start_agent_server(checkin_flush_interval=60.0)
     try:
@@ -190,7 +193,7 @@ async def test_stopping_the_runtime_writes_every_buffered_checkin(
 
 
 async def test_a_failed_write_is_retried_with_nothing_lost(
-    database: str, monkeypatch: pytest.MonkeyPatch, tree: Tree, installer: Any
+    database: TortoiseContext, monkeypatch: pytest.MonkeyPatch, tree: Tree, installer: Any
 ) -> None:
     enrolment = await agent_domain.enroll(
         installer[1], {"hardwareId": "hw-retry", "hostname": "a", "os": "", "agentVersion": ""},
@@ -251,6 +254,7 @@ async def unchanged(
     tree: Tree, agent_server: AgentServer, agent: tuple[int, str]
 ) -> AsyncIterator[None]:
     await agent_server.runtime.buffer.flush()
+    await agent_server.runtime.watcher.run_once()  # settle what the enrolment announces
     before = await computer_rows(tree.instance.id)
     recorded = agent_server.runtime.buffer.recorded
     yield
@@ -376,7 +380,7 @@ async def test_a_token_superseded_by_another_process_stops_working_after_one_flu
     await agent_server.runtime.buffer.flush()
     before = await last_connected(computer_id)
     # what a re-enrolment served by another worker does to the row
-    await Computer.filter(id=computer_id).update(agent_token_hash=token_hash("agt_elsewhere"))
+    await Computer.filter(id=computer_id).update(agent_token_hash=token_hash(new_token("agt")))
     status, _, _ = await checkin(http, agent_server, token, {"os": "stale"})
     assert status == 200  # still cached here ...
     await agent_server.runtime.buffer.flush()

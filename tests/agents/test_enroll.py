@@ -145,6 +145,7 @@ async def test_longest_accepted_values_are_stored(
 @pytest.fixture
 async def unchanged(tree: Tree, agent_server: AgentServer) -> AsyncIterator[None]:
     """Asserts that the test changed no computer of its instance (after a flush)."""
+    await agent_server.runtime.watcher.run_once()  # settle what the enrolment announces
     before = await computer_rows(tree.instance.id)
     recorded = agent_server.runtime.buffer.recorded
     yield

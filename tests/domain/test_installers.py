@@ -31,6 +31,7 @@ from server.models.enums import Area, GroupKind, Level
 from tests.agents.conftest import (
     SETTINGS,
     Tree,
+    agent_database,
     build_tree,
     database,
     make_company,
@@ -38,7 +39,7 @@ from tests.agents.conftest import (
     tree,
 )
 
-__all__ = ["database", "tree"]  # fixtures
+__all__ = ["agent_database", "database", "tree"]  # fixtures
 
 
 async def installer_count(tree: Tree) -> int:

@@ -1,0 +1,378 @@
+"""The customer lifecycle: setup (ESET's wizard), skip, unlink and relink.
+
+Status is derived (see `companies.customer_status`): NOT_SET_UP while `setup_state` is pending,
+NORMAL once set up or skipped, UNLINKED while `unlinked_at` is set. Every transition is a
+conditional UPDATE whose row count is checked inside the transaction, so of two concurrent
+requests (setup and skip, unlink and unlink...) exactly one wins and the other changes nothing.
+Everything is validated before the first write; a transition and all it creates commit together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from server import events
+from server.domain import installers, permissions, secrets, validation
+from server.domain.access import Scope
+from server.domain.accounts import email_taken, end_user_sessions
+from server.domain.errors import (
+    AlreadyExists,
+    InvalidTransition,
+    NotACustomer,
+    NotFound,
+    PermissionDenied,
+)
+from server.domain.tree import path_ids
+from server.events import EventBus
+from server.models import Company, Installer, PermissionSet, StaticGroup, User, db
+from server.models.enums import Area, CompanyType, GroupKind, Level, SetupState, UnlinkReason
+
+SETUP_USER_DESCRIPTION = "created by customer setup"
+SETUP_SESSION_TIMEOUT = 15 * 60  # seconds
+# What the setup's user gets on its customer's group: runs its own computers, groups,
+# installers and users; sees (but does not change) its company and its audit log.
+CUSTOMER_LEVELS = {
+    Area.COMPANIES: Level.READ,
+    Area.COMPUTERS: Level.WRITE,
+    Area.GROUPS: Level.WRITE,
+    Area.INSTALLERS: Level.WRITE,
+    Area.USERS: Level.WRITE,
+    Area.AUDIT: Level.READ,
+}
+# ... and on the Shared Objects groups above it: read and use what the MSP shares.
+SHARED_OBJECTS_LEVELS = {Area.GROUPS: Level.USE, Area.INSTALLERS: Level.USE}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NewCustomerUser:
+    email: str
+    password: str
+
+
+@dataclass(slots=True)
+class SetupResult:
+    customer: Company
+    user: User | None = None
+    permission_sets: list[PermissionSet] = field(default_factory=list)
+    installer: Installer | None = None
+    installer_token: str | None = None  # shown once
+
+
+@dataclass(slots=True)
+class UnlinkResult:
+    customer: Company
+    disabled_user_ids: list[int] = field(default_factory=list)
+    revoked_installers: int = 0
+
+
+@dataclass(slots=True)
+class RelinkResult:
+    customer: Company
+    enabled_user_ids: list[int] = field(default_factory=list)
+
+
+async def _customer(scope: Scope, customer_id: int) -> Company:
+    """A customer the viewer may see, WRITE on COMPANIES there; else the typed error."""
+    company = await Company.get_or_none(id=customer_id, instance_id=scope.instance_id)
+    if company is None or not scope.allows(company.path):
+        raise NotFound("no such customer", "customerId")
+    if company.type != CompanyType.CUSTOMER:
+        raise NotACustomer(f"{company.name} is not a customer", "customerId")
+    scope.require(company.path, Area.COMPANIES, Level.WRITE)
+    return company
+
+
+def _highest(scope: Scope, path: str, area: Area) -> Level | None:
+    for level in (Level.WRITE, Level.USE, Level.READ):
+        if scope.allows(path, area, level):
+            return level
+    return None
+
+
+def capped_levels(
+    scope: Scope, template: dict[Area, Level], paths: Sequence[str]
+) -> dict[Area, Level]:
+    """The template, each level lowered to what the viewer holds on every one of `paths`
+    (areas it does not hold left out): the setup never hands out more than its user has."""
+    result: dict[Area, Level] = {}
+    for area, level in template.items():
+        held = [_highest(scope, path, area) for path in paths]
+        if paths and all(h is not None for h in held):
+            result[area] = min(level, *(h for h in held if h is not None))
+    return result
+
+
+async def shared_objects_above(scope: Scope, company: Company) -> list[StaticGroup]:
+    """The Shared Objects groups of the companies above, those the viewer can see; USE on each
+    is needed (and there must be one if any exists)."""
+    above = path_ids(company.path)[:-1]
+    groups = await StaticGroup.filter(
+        instance_id=scope.instance_id, kind=GroupKind.SHARED_OBJECTS, parent_id__in=above
+    ).order_by("depth")
+    seen = [g for g in groups if scope.allows(g.path)]
+    if groups and not seen:
+        raise PermissionDenied("USE on the Shared Objects groups above the customer is needed")
+    for group in seen:
+        if not scope.allows(group.path, None, Level.USE):
+            raise PermissionDenied("USE on the Shared Objects groups above the customer is needed")
+    return seen
+
+
+async def setup_customer(
+    scope: Scope,
+    actor_user_id: int | None,
+    customer_id: int,
+    user: NewCustomerUser | None,
+    create_installer: bool = True,
+    *,
+    now: dt.datetime | None = None,
+) -> SetupResult:
+    """Run the customer setup: optionally a native user with two permission sets (its
+    customer's group; READ+USE on the Shared Objects groups above), an installer, and the
+    customer marked set up. All of it or nothing."""
+    now = now or utcnow()
+    company = await _customer(scope, customer_id)
+    if company.unlinked_at is not None or company.setup_state != SetupState.PENDING:
+        raise InvalidTransition("only a customer that is not set up can be set up", "customerId")
+    shared = await shared_objects_above(scope, company)
+    if create_installer:
+        scope.require(company.path, Area.INSTALLERS, Level.WRITE)
+    email = password_hash = None
+    if user is not None:
+        email = validation.email(user.email, "user.email")
+        validation.password(user.password, "user.password")
+        if await email_taken(email):
+            raise AlreadyExists("an account or user with this email exists", "user.email")
+        password_hash = secrets.hash_password(user.password)
+    group = await StaticGroup.get(
+        instance_id=scope.instance_id, company_id=company.id, kind=GroupKind.COMPANY
+    )
+    customer_levels = capped_levels(scope, CUSTOMER_LEVELS, [group.path])
+    shared_levels = capped_levels(scope, SHARED_OBJECTS_LEVELS, [g.path for g in shared])
+    result = SetupResult(company)
+    async with in_transaction():
+        changed = await db.execute(
+            "UPDATE company SET setup_state = ?, setup_at = ?, updated_at = ? "
+            "WHERE id = ? AND setup_state = ? AND unlinked_at IS NULL",
+            [SetupState.DONE.value, now, now, company.id, SetupState.PENDING.value],
+        )
+        if changed != 1:
+            raise InvalidTransition("the customer was set up, skipped or unlinked meanwhile")
+        if email is not None and password_hash is not None:
+            result.user, result.permission_sets = await _create_customer_user(
+                scope,
+                actor_user_id,
+                company,
+                group,
+                shared,
+                email,
+                password_hash,
+                customer_levels,
+                shared_levels,
+            )
+        if create_installer:
+            result.installer, result.installer_token = await installers.create_installer(
+                scope, company_id=company.id, created_by_id=actor_user_id, now=now
+            )
+        result.customer = await Company.get(id=company.id)
+    return result
+
+
+async def _create_customer_user(
+    scope: Scope,
+    actor_user_id: int | None,
+    company: Company,
+    group: StaticGroup,
+    shared: list[StaticGroup],
+    email: str,
+    password_hash: str,
+    customer_levels: dict[Area, Level],
+    shared_levels: dict[Area, Level],
+) -> tuple[User, list[PermissionSet]]:
+    if await email_taken(email):  # again, inside the transaction
+        raise AlreadyExists("an account or user with this email exists", "user.email")
+    try:
+        user = await User.create(
+            instance_id=scope.instance_id,
+            email=email,
+            password_hash=password_hash,
+            home_group=group,
+            session_timeout=SETUP_SESSION_TIMEOUT,
+            description=SETUP_USER_DESCRIPTION,
+            tag=company.name,
+            created_by_id=actor_user_id,
+        )
+    except IntegrityError:
+        raise AlreadyExists("an account or user with this email exists", "user.email") from None
+    sets = [
+        await permissions.create_unchecked(
+            scope.instance_id,
+            await permissions.free_name_like(scope.instance_id, f"{company.name}: customer"),
+            f"{SETUP_USER_DESCRIPTION}: the customer's group",
+            customer_levels,
+            [group],
+        )
+    ]
+    if shared:
+        sets.append(
+            await permissions.create_unchecked(
+                scope.instance_id,
+                await permissions.free_name_like(
+                    scope.instance_id, f"{company.name}: shared objects"
+                ),
+                f"{SETUP_USER_DESCRIPTION}: the Shared Objects groups above the customer",
+                shared_levels,
+                shared,
+            )
+        )
+    await user.permission_sets.add(*sets)
+    return user, sets
+
+
+async def _mark_handled(scope: Scope, company_id: int, state: SetupState, now: dt.datetime) -> None:
+    changed = await db.execute(
+        "UPDATE company SET setup_state = ?, setup_at = ?, updated_at = ? "
+        "WHERE id = ? AND instance_id = ? AND setup_state = ? AND unlinked_at IS NULL",
+        [state.value, now, now, company_id, scope.instance_id, SetupState.PENDING.value],
+    )
+    if changed != 1:
+        raise InvalidTransition("only a customer that is not set up can skip its setup")
+
+
+async def skip_customer_setup(
+    scope: Scope, actor_user_id: int | None, customer_id: int, *, now: dt.datetime | None = None
+) -> Company:
+    """Mark a NOT_SET_UP customer NORMAL without creating anything."""
+    company = await _customer(scope, customer_id)
+    if company.unlinked_at is not None or company.setup_state != SetupState.PENDING:
+        raise InvalidTransition("only a customer that is not set up can skip its setup")
+    async with in_transaction():
+        await _mark_handled(scope, company.id, SetupState.SKIPPED, now or utcnow())
+        return await Company.get(id=company.id)
+
+
+async def skip_setup_for_all_new_customers(
+    scope: Scope, actor_user_id: int | None, *, now: dt.datetime | None = None
+) -> list[Company]:
+    """Skip the setup of every NOT_SET_UP customer the viewer may write, in one statement."""
+    now = now or utcnow()
+    writable, params = scope.sql("path", Area.COMPANIES, Level.WRITE)
+    async with in_transaction():
+        rows = await db.fetch(
+            "UPDATE company SET setup_state = ?, setup_at = ?, updated_at = ? "
+            "WHERE instance_id = ? AND type = ? AND setup_state = ? AND unlinked_at IS NULL "
+            f"AND {writable} RETURNING id",
+            [
+                SetupState.SKIPPED.value,
+                now,
+                now,
+                scope.instance_id,
+                CompanyType.CUSTOMER.value,
+                SetupState.PENDING.value,
+                *params,
+            ],
+        )
+        ids = [row["id"] for row in rows]
+        if not ids:
+            return []
+        return await Company.filter(id__in=ids).order_by("sort_name", "id")
+
+
+async def unlink_customer(
+    scope: Scope, actor_user_id: int | None, customer_id: int, *, now: dt.datetime | None = None
+) -> UnlinkResult:
+    """Stop managing a customer: UNLINKED (by a user), its installers revoked, its native users
+    disabled and signed out. Its group and computers stay."""
+    now = now or utcnow()
+    company = await _customer(scope, customer_id)
+    if company.unlinked_at is not None:
+        raise InvalidTransition("the customer is already unlinked", "customerId")
+    async with in_transaction():
+        changed = await db.execute(
+            "UPDATE company SET unlinked_at = ?, unlink_reason = ?, updated_at = ? "
+            "WHERE id = ? AND unlinked_at IS NULL",
+            [now, UnlinkReason.USER.value, now, company.id],
+        )
+        if changed != 1:
+            raise InvalidTransition("the customer was unlinked meanwhile", "customerId")
+        revoked = await installers.revoke_company_installers(company.id, now)
+        disabled = await disable_users_of(company)
+        return UnlinkResult(await Company.get(id=company.id), disabled, revoked)
+
+
+async def relink_customer(
+    scope: Scope, actor_user_id: int | None, customer_id: int, *, now: dt.datetime | None = None
+) -> RelinkResult:
+    """Manage a customer a user unlinked again: back to the status it had, its users enabled
+    again; its revoked installers stay revoked. One unlinked upstream is the sync's to relink."""
+    now = now or utcnow()
+    company = await _customer(scope, customer_id)
+    if company.unlinked_at is None:
+        raise InvalidTransition("the customer is not unlinked", "customerId")
+    if company.unlink_reason != UnlinkReason.USER:
+        raise InvalidTransition(
+            "the customer is missing in the MSP Administrator; a sync relinks it when it reappears",
+            "customerId",
+        )
+    async with in_transaction():
+        changed = await db.execute(
+            "UPDATE company SET unlinked_at = NULL, unlink_reason = NULL, updated_at = ? "
+            "WHERE id = ? AND unlinked_at IS NOT NULL AND unlink_reason = ?",
+            [now, company.id, UnlinkReason.USER.value],
+        )
+        if changed != 1:
+            raise InvalidTransition("the customer was relinked meanwhile", "customerId")
+        enabled = await enable_users_of(company.id)
+        return RelinkResult(await Company.get(id=company.id), enabled)
+
+
+async def disable_users_of(company: Company) -> list[int]:
+    """Disable the enabled native users living in the company's subtree, remembering that the
+    unlink did it, and end their sessions. For the unlink here and the sync's; runs in the
+    caller's transaction."""
+    rows = await db.fetch(
+        "UPDATE console_user SET enabled = ?, disabled_by_unlink_id = ? "
+        "WHERE instance_id = ? AND account_id IS NULL AND enabled = ? AND home_group_id IN "
+        "(SELECT id FROM static_group WHERE instance_id = ? AND path LIKE ?) RETURNING id",
+        [False, company.id, company.instance_id, True, company.instance_id, company.path + "%"],  # type: ignore[attr-defined]
+    )
+    ids = [row["id"] for row in rows]
+    await end_user_sessions(ids)
+    return ids
+
+
+async def enable_users_of(company_id: int) -> list[int]:
+    """Enable again the users the company's unlink disabled (and only those)."""
+    rows = await db.fetch(
+        "UPDATE console_user SET enabled = ?, disabled_by_unlink_id = NULL "
+        "WHERE disabled_by_unlink_id = ? RETURNING id",
+        [True, company_id],
+    )
+    return [row["id"] for row in rows]
+
+
+async def publish_status_changes(
+    bus: EventBus, instance_id: int, company_ids: Sequence[int]
+) -> None:
+    """Tell subscribers (after commit) which customers changed status."""
+    if company_ids:
+        await bus.publish(
+            events.CUSTOMER_STATUS, {"instance_id": instance_id, "company_ids": list(company_ids)}
+        )
+
+
+async def publish_sessions_ended(bus: EventBus, instance_id: int, user_ids: Sequence[int]) -> None:
+    """Tell open websockets (after commit) whose sessions ended."""
+    if user_ids:
+        await bus.publish(
+            events.SESSION_ENDED, {"instance_id": instance_id, "user_ids": list(user_ids)}
+        )

@@ -1,0 +1,67 @@
+"""GraphQL over HTTP: media types, status codes, GET for queries only, health probes."""
+
+from tests import factories
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+async def test_the_spec_media_type_is_used_when_the_client_accepts_it(client):
+    owner = await factories.owner(client)
+    response = await client.http.post(
+        "/graphql",
+        json={"query": "{ viewer { via } }"},
+        headers={"authorization": f"Bearer {owner.token}", "accept": GRAPHQL_RESPONSE},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    assert response.json()["data"] == {"viewer": {"via": "EBA"}}
+
+
+async def test_a_request_that_fails_before_execution_is_a_400_without_data(client):
+    for query in ("{ viewer { ", "{ noSuchField }"):
+        response = await client.http.post(
+            "/graphql", json={"query": query}, headers={"accept": GRAPHQL_RESPONSE}
+        )
+        assert response.status_code == 400
+        assert "data" not in response.json() and response.json()["errors"]
+
+
+async def test_legacy_json_clients_get_200_for_the_same_errors(client):
+    response = await client.http.post(
+        "/graphql", json={"query": "{ noSuchField }"}, headers={"accept": "application/json"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+
+
+async def test_queries_work_by_get_but_mutations_do_not(client):
+    owner = await factories.owner(client)
+    headers = {"authorization": f"Bearer {owner.token}"}
+    query = await client.http.get(
+        "/graphql", params={"query": "{ viewer { via } }"}, headers=headers
+    )
+    assert query.json()["data"] == {"viewer": {"via": "EBA"}}
+    mutation = await client.http.get(
+        "/graphql", params={"query": "mutation { logout { errors { code } } }"}, headers=headers
+    )
+    assert mutation.status_code == 405
+    still = await client.query("{ viewer { via } }", token=owner.token)
+    assert still["viewer"]["via"] == "EBA"
+
+
+async def test_malformed_json_is_a_400(client):
+    response = await client.http.post(
+        "/graphql", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+async def test_graphiql_is_served_to_browsers(client):
+    response = await client.http.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 200 and "graphiql" in response.text.lower()
+
+
+async def test_health_and_readiness(client):
+    assert (await client.http.get("/healthz")).text == "ok"
+    ready = await client.http.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"ready": True}
