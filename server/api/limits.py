@@ -1,7 +1,8 @@
 """Query limits beyond depth, aliases and tokens: a cost limit in the manner of GitHub and
-Shopify. An object (a field with a selection) costs 1, scalars nothing; a connection (a field taking `first`/`last`) multiplies what is
-selected below it by the page size asked for (50 when unsaid), and `nodes(ids:)` by the number
-of ids. The cost is checked before anything runs and reported in `extensions.cost`."""
+Shopify. An object (a field with a selection) costs 1, scalars nothing; a connection (a field
+taking `first`/`last`) multiplies what is selected below it by the page size asked for (50 when
+unsaid), and `nodes(ids:)` by the number of ids. The cost is checked before anything runs and
+reported in `extensions.cost`."""
 
 from __future__ import annotations
 
