@@ -15,8 +15,9 @@ from tortoise.contrib.starlette import RegisterTortoise
 
 from server.api.http import GraphQLView
 from server.api.schema import build_schema
-from server.events import EventBus, InProcessEventBus
+from server.events import EventBus, create_event_bus
 from server.models import db
+from server.observability import RequestIdMiddleware, metrics
 from server.settings import Settings
 
 
@@ -35,7 +36,7 @@ async def readyz(request: Request) -> JSONResponse:
 def create_app(settings: Settings | None = None, bus: EventBus | None = None) -> Starlette:
     """Creates the console application."""
     settings = settings or Settings.from_env()
-    bus = bus or InProcessEventBus()
+    bus = bus or create_event_bus(settings.database_url)
     graphql = GraphQLView(build_schema(settings), settings, bus)
 
     @contextlib.asynccontextmanager
@@ -52,8 +53,9 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
     ]
-    middleware = []
+    middleware = [Middleware(RequestIdMiddleware)]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
 from collections.abc import Sequence
 
+from server.observability import configure_logging
 from server.settings import Settings, SettingsError
 
 
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("INFO", json_lines=args.command == "serve")
     try:
         settings = Settings.from_env()
         return int(args.handler(args, settings) or 0)

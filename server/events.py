@@ -86,3 +86,97 @@ def encode(topic: str, payload: dict[str, Any]) -> str:
 def decode(message: str) -> tuple[str, dict[str, Any]]:
     data = orjson.loads(message)
     return data["topic"], data["payload"]
+
+
+CHANNEL = "msp_console_events"
+MAX_IDS_PER_NOTIFY = 400  # NOTIFY payloads must stay under 8000 bytes
+
+
+def split_payload(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cut long id lists into several payloads that each fit one NOTIFY."""
+    for key, value in payload.items():
+        if isinstance(value, list) and len(value) > MAX_IDS_PER_NOTIFY:
+            return [
+                {**payload, key: value[i : i + MAX_IDS_PER_NOTIFY]}
+                for i in range(0, len(value), MAX_IDS_PER_NOTIFY)
+            ]
+    return [payload]
+
+
+class PostgresEventBus(InProcessEventBus):
+    """Publishes with NOTIFY and delivers what one dedicated LISTEN connection per process
+    hears, so a subscriber on any worker or host sees every event. The listening connection
+    is reopened when it drops (events sent meanwhile are lost to this process)."""
+
+    def __init__(self, dsn: str, reconnect_delay: float = 1.0) -> None:
+        super().__init__()
+        self.dsn = dsn
+        self.reconnect_delay = reconnect_delay
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._lost = asyncio.Event()
+        self.reconnects = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen_forever(), name="event-bus-listener")
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout=10)
+        except TimeoutError:
+            log.warning("event bus: LISTEN connection not up yet; retrying in the background")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        from server.models import db
+
+        for part in split_payload(payload):
+            await db.fetch("SELECT pg_notify(?, ?)", [CHANNEL, encode(topic, part)])
+
+    def _on_notify(self, connection: Any, pid: int, channel: str, message: str) -> None:
+        try:
+            topic, payload = decode(message)
+        except (ValueError, KeyError, TypeError):
+            log.warning("event bus: ignored a malformed notification")
+            return
+        self.deliver(topic, payload)
+
+    def _on_terminate(self, connection: Any) -> None:
+        self._lost.set()
+
+    async def _listen_forever(self) -> None:
+        import asyncpg
+
+        while True:
+            connection = None
+            try:
+                connection = await asyncpg.connect(self.dsn)
+                connection.add_termination_listener(self._on_terminate)
+                await connection.add_listener(CHANNEL, self._on_notify)
+                self._lost.clear()
+                self._connected.set()
+                await self._lost.wait()
+                log.warning("event bus: LISTEN connection lost; reconnecting")
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("event bus: cannot LISTEN (%s); retrying", type(exc).__name__)
+            finally:
+                self._connected.clear()
+                if connection is not None and not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await connection.close(timeout=2)
+            self.reconnects += 1
+            await asyncio.sleep(self.reconnect_delay)
+
+
+def create_event_bus(database_url: str) -> EventBus:
+    """PostgreSQL LISTEN/NOTIFY when the database is PostgreSQL, in-process otherwise."""
+    from server.models import db
+
+    url = db.normalize_url(database_url)
+    if url.startswith("postgres://"):
+        return PostgresEventBus("postgresql://" + url.removeprefix("postgres://"))
+    return InProcessEventBus()

@@ -35,6 +35,7 @@ from server.api.node import NodeQueries
 from server.api.subscriptions import Subscription
 from server.api.sync import SyncQueries, SyncRun
 from server.api.users import PermissionSet, UserMutations, UserQueries
+from server.observability import OperationMetrics
 from server.settings import Settings
 
 
@@ -66,6 +67,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         alias_rule(settings.max_aliases),
     ]
     extensions: list[Any] = [
+        OperationMetrics,
         ErrorPolicy,
         lambda: MaxTokensLimiter(settings.max_query_tokens),
         lambda: ParserCache(maxsize=256),

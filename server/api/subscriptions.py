@@ -18,6 +18,7 @@ from server.api.permissions import Authenticated
 from server.api.sync import SyncRun
 from server.domain import companies, computers, sync_runs
 from server.models.enums import SyncState
+from server.observability import SUBSCRIPTIONS_OPEN
 
 FINISHED = {SyncState.SUCCEEDED, SyncState.FAILED}
 
@@ -26,10 +27,14 @@ async def _events(info: Info[Context, None], topic: str) -> AsyncGenerator[dict[
     """Events of the viewer's instance, until its session ends."""
     context = info.context
     scope = context.require_scope()
-    async with context.bus.subscribe(topic) as stream:
-        async for payload in stream:
-            if payload.get("instance_id") == scope.instance_id:
-                yield payload
+    SUBSCRIPTIONS_OPEN.inc()
+    try:
+        async with context.bus.subscribe(topic) as stream:
+            async for payload in stream:
+                if payload.get("instance_id") == scope.instance_id:
+                    yield payload
+    finally:
+        SUBSCRIPTIONS_OPEN.dec()
 
 
 @strawberry.type

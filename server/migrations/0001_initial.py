@@ -1,6 +1,10 @@
-from tortoise import migrations
-from tortoise.migrations import operations as ops
 from orjson import loads
+from tortoise import fields, migrations
+from tortoise.fields.base import OnDelete
+from tortoise.fields.data import JSON_DUMPS
+from tortoise.indexes import Index
+from tortoise.migrations import operations as ops
+
 from server.models.enums import (
     CompanyType,
     ConnectionStatus,
@@ -11,10 +15,6 @@ from server.models.enums import (
     SyncState,
     UnlinkReason,
 )
-from tortoise.fields.base import OnDelete
-from tortoise.fields.data import JSON_DUMPS
-from tortoise import fields
-from tortoise.indexes import Index
 
 
 class Migration(migrations.Migration):

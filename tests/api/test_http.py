@@ -65,3 +65,23 @@ async def test_health_and_readiness(client):
     assert (await client.http.get("/healthz")).text == "ok"
     ready = await client.http.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"ready": True}
+
+
+async def test_responses_carry_a_request_id_and_keep_a_sane_given_one(client):
+    fresh = await client.http.get("/healthz")
+    assert len(fresh.headers["x-request-id"]) == 32
+    given = await client.http.get("/healthz", headers={"x-request-id": "trace-42"})
+    assert given.headers["x-request-id"] == "trace-42"
+    hostile = await client.http.get("/healthz", headers={"x-request-id": "bad id\x7f" * 50})
+    assert hostile.headers["x-request-id"] != "bad id"
+
+
+async def test_metrics_count_operations_by_name(client):
+    owner = await factories.owner(client)
+    await client.http.post(
+        "/graphql", json={"query": "query MetricsProbe { viewer { via } }"},
+        headers={"authorization": f"Bearer {owner.token}"},
+    )
+    text = (await client.http.get("/metrics")).text
+    assert 'msp_graphql_requests_total{operation="MetricsProbe",outcome="ok"}' in text
+    assert "msp_graphql_request_seconds_bucket" in text

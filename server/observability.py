@@ -1,0 +1,133 @@
+"""Request ids, structured JSON logs and Prometheus metrics.
+
+Every HTTP request gets an id (the caller's `X-Request-ID` when it is sane, else a new one),
+echoed in the response and stamped on every log line written while serving it; masked errors
+are logged with it, so a user's report can be matched to the server's log.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.extensions import SchemaExtension
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+REGISTRY = CollectorRegistry()
+GRAPHQL_REQUESTS = Counter(
+    "msp_graphql_requests_total",
+    "GraphQL operations",
+    ["operation", "outcome"],
+    registry=REGISTRY,
+)
+GRAPHQL_SECONDS = Histogram(
+    "msp_graphql_request_seconds",
+    "GraphQL operation latency",
+    ["operation"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SYNC_RUNS = Counter("msp_sync_runs_total", "Finished sync runs", ["state"], registry=REGISTRY)
+CHECKINS = Counter("msp_agent_checkins_total", "Agent check-ins accepted", registry=REGISTRY)
+ENROLMENTS = Counter("msp_agent_enrolments_total", "Agent enrolments", registry=REGISTRY)
+SUBSCRIPTIONS_OPEN = Gauge(
+    "msp_subscriptions_open", "GraphQL subscriptions being served", registry=REGISTRY
+)
+MAX_OPERATION_LABELS = 200  # operation names come from clients: bound the label set
+
+
+class RequestIdMiddleware:
+    """Pure ASGI: sets the request id for the request's task and answers with it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"}:
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        value = given if _SANE_ID.match(given) else uuid.uuid4().hex
+        token = request_id.set(value)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", value.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the request id of the request being served."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if (rid := request_id.get()) is not None:
+            entry["request_id"] = rid
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter() if json_lines else logging.Formatter("%(levelname)s %(name)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+class OperationMetrics(SchemaExtension):
+    """Counts and times every GraphQL operation by name and outcome."""
+
+    _names: set[str] = set()
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        context = self.execution_context
+        name = context.operation_name or "anonymous"
+        if name not in self._names:
+            if len(self._names) >= MAX_OPERATION_LABELS:
+                name = "other"
+            else:
+                self._names.add(name)
+        result = context.result
+        outcome = "error" if result is not None and getattr(result, "errors", None) else "ok"
+        GRAPHQL_REQUESTS.labels(name, outcome).inc()
+        GRAPHQL_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
