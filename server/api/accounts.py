@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
+from server import events
 from server.api.context import Context
 from server.api.enums import MspStatus, Service
 from server.api.errors import ForbiddenError, UserError
@@ -293,6 +294,10 @@ class AccountMutations:
         session = info.context.require_session()
         await _record_own(info.context, "logout")
         await accounts.logout(session.session_id)
+        await info.context.bus.publish(
+            events.SESSION_ENDED,
+            {"instance_id": session.instance_id, "session_ids": [session.session_id]},
+        )
         info.context.sign_in(None, None, None)
         return LogoutPayload(client_mutation_id=input.client_mutation_id if input else None)
 

@@ -4,6 +4,8 @@ the media types of the GraphQL-over-HTTP spec."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -18,14 +20,17 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from graphql import GraphQLError
+from server import events
 from server.api.accounts import sign_in
 from server.api.context import Context
 from server.api.persisted import PersistedQueries, PersistedQueryMismatch, PersistedQueryNotFound
+from server.domain.accounts import resolve_session
 from server.domain.throttle import LoginThrottle
 from server.events import EventBus
 from server.settings import Settings
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+SESSION_RECHECK_SECONDS = 30.0  # how soon an expired session's sockets close
 
 
 def bearer(value: object) -> str | None:
@@ -76,7 +81,43 @@ class GraphQLView(GraphQL[Context, None]):
             await sign_in(context, token)
         if context.session is None:
             raise ConnectionRejectionError()
+        websocket = context.request
+        if isinstance(websocket, WebSocket):
+            websocket.state.session_watch = asyncio.create_task(
+                self._end_with_session(websocket, context), name="websocket-session-watch"
+            )
         return await super().on_ws_connect(context)
+
+    async def _end_with_session(self, websocket: WebSocket, context: Context) -> None:
+        """Close the socket with 4403 once its session ends: logout, expiry, user disabled."""
+        session = context.session
+        assert session is not None
+
+        def ends_this(payload: dict[str, Any]) -> bool:
+            return session.session_id in payload.get("session_ids", ()) or (
+                session.user_id is not None and session.user_id in payload.get("user_ids", ())
+            )
+
+        async def ended_event() -> None:
+            async with self.bus.subscribe(events.SESSION_ENDED) as stream:
+                async for payload in stream:
+                    if ends_this(payload):
+                        return
+
+        async def expired() -> None:
+            while True:
+                await asyncio.sleep(SESSION_RECHECK_SECONDS)
+                if await resolve_session(context.token or "", self.settings.session_ttl) is None:
+                    return
+
+        watchers = [asyncio.create_task(ended_event()), asyncio.create_task(expired())]
+        try:
+            await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
+            with contextlib.suppress(RuntimeError, OSError):
+                await websocket.close(code=4403, reason="session ended")
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
 
     async def parse_http_body(self, request: Any) -> Any:
         data = await super().parse_http_body(request)
