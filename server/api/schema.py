@@ -58,7 +58,12 @@ class Mutation(AccountMutations, CustomerMutations, UserMutations):
     pass
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+class ConsoleSchema(strawberry.Schema):
+    def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
+        """Logged by ErrorPolicy instead: unexpected errors only, with the request id."""
+
+
+def build_schema(settings: Settings | None = None) -> ConsoleSchema:
     """The schema with the query limits of `settings` (the defaults when None)."""
     settings = settings or Settings()
     # Rule classes built once, so cached validation results stay valid across requests.
@@ -77,7 +82,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    return ConsoleSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
