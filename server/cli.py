@@ -37,12 +37,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings = Settings.from_env(demo=args.demo)
     settings.check_secure()
     asyncio.run(apply_migrations(settings))
-    if args.demo:
-        from server.demo import prepare_demo
-
-        login = asyncio.run(prepare_demo(settings))
-        if login:
-            print(login, flush=True)
     if args.workers > 1 and not settings.is_postgres:
         print("several workers need PostgreSQL (DATABASE_URL); SQLite serves one", file=sys.stderr)
         return 2
