@@ -1,0 +1,138 @@
+"""What the benchmarks share: a database to fill, a console served by a real uvicorn in a
+subprocess, a closed-loop load generator, and percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+BENCH_SECRET = "bench-secret-key-0123456789-abcdefghijklmnop"
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def database(url: str | None) -> Iterator[str]:
+    """The given database URL, or a temporary SQLite file."""
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        yield f"sqlite://{Path(folder) / 'bench.db'}"
+
+
+@contextlib.contextmanager
+def console(database_url: str, workers: int = 1, **env: str) -> Iterator[str]:
+    """`msp-console serve` in a subprocess; yields its base URL once /healthz answers."""
+    port = free_port()
+    environ = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MSP_CONSOLE_SECRET_KEY": BENCH_SECRET,
+        "MSP_CONSOLE_SYNC_INTERVAL": "100000000",
+        **env,
+    }
+    process = subprocess.Popen(  # noqa: S603 - our own command
+        [sys.executable, "-m", "server", "serve", "--port", str(port),
+         "--workers", str(workers), "--log-level", "warning"],
+        env=environ,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            if process.poll() is not None:
+                raise RuntimeError("the console exited during start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+@dataclass
+class Load:
+    name: str
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def line(self, extra: str = "") -> str:
+        return (
+            f"{self.name:<44} {self.rate:8.1f} req/s   p50 {percentile(self.latencies, 50) * 1000:7.1f} ms"
+            f"   p99 {percentile(self.latencies, 99) * 1000:7.1f} ms   errors {self.errors}{extra}"
+        )
+
+
+async def closed_loop(
+    name: str,
+    request: Callable[[aiohttp.ClientSession, int], Awaitable[bool]],
+    *,
+    concurrency: int,
+    seconds: float,
+) -> Load:
+    """`concurrency` clients each sending the next request as soon as the last one answered."""
+    load = Load(name)
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client(worker: int) -> None:
+            n = 0
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                ok = await request(session, worker * 1_000_000 + n)
+                n += 1
+                if ok:
+                    load.latencies.append(time.perf_counter() - started)
+                else:
+                    load.errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(w) for w in range(concurrency)))
+        load.seconds = time.perf_counter() - started
+    return load
+
+
+async def graphql(
+    session: aiohttp.ClientSession, url: str, token: str | None, query: str, variables: dict
+) -> dict:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    async with session.post(
+        f"{url}/graphql", json={"query": query, "variables": variables}, headers=headers
+    ) as response:
+        return await response.json()

@@ -1,0 +1,232 @@
+"""Read API benchmark on a large instance, through a real uvicorn.
+
+    python -m tests.bench.read_api [--companies 10000] [--computers 100000] [--seconds 10]
+                                   [--concurrency 8] [--database-url postgres://...]
+
+Builds the instance the way a console gets one: a real sync from the MSP Administrator
+simulator (10,000 companies), then computers spread over the customers and customers in every
+status. Serves it with `msp-console serve` in a subprocess and measures, per scenario:
+requests per second, p50 and p99 latency, and SQL statements per request (counted in-process).
+Scenarios: the Managed Customers page (first 50, each customer with its parent and its group)
+as the owner and as a user whose 50 permission sets cover the same customers, and a whole-tree
+`descendants` walk (pages of 100 from the top company to the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from tortoise import Tortoise
+
+from server.app import create_app
+from server.cli import apply_migrations
+from server.domain import accounts, global_ids, secrets, sync, tree
+from server.domain.access import load_scope
+from server.domain.instances import create_instance
+from server.models import Company, PermissionSet, StaticGroup, User, db
+from server.models.enums import CompanyType, GroupKind, Service
+from server.settings import Settings
+from server.upstream.simulator import Simulator, UpstreamTree
+from tests.bench.harness import BENCH_SECRET, closed_loop, console, database, graphql
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"
+MANAGED_CUSTOMERS = (OPERATIONS / "ManagedCustomers.graphql").read_text()
+DESCENDANTS = (OPERATIONS / "Descendants.graphql").read_text()
+PASSWORD = "bench password 1"  # noqa: S105
+SCOPED_SETS = 50
+
+
+async def build(settings: Settings, companies: int, computers: int) -> dict:
+    """The instance: synced tree, computers, statuses, and a user with 50 permission sets."""
+    await Tortoise.init(config=db.tortoise_config(settings.database_url))
+    try:
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.test"
+        account = await accounts.create_account(email, PASSWORD, [Service.EBA, Service.EMA2])
+        instance = await create_instance(account.id, Service.EBA, "Bench")
+        owner = await User.get(account_id=account.id).prefetch_related("home_group")
+        scope = await load_scope(instance.id, owner.id, True, owner.home_group.path)
+        upstream = UpstreamTree.generate(companies, seed=11)
+        async with Simulator(upstream) as simulator:
+            await sync.connect_msp_administrator(
+                scope, instance.id, simulator.url, "demo@msp.example", "demo", BENCH_SECRET
+            )
+            started = time.perf_counter()
+            run = await sync.sync_now(instance.id, settings, trigger="bench")
+            print(f"synced {run.companies_seen} companies in {time.perf_counter() - started:.1f} s")
+        customers = await Company.filter(
+            instance_id=instance.id, type=CompanyType.CUSTOMER
+        ).values_list("id", flat=True)
+        await _statuses(instance.id, list(customers))
+        await _computers(instance.id, list(customers), computers)
+        scoped_email = await _scoped_user(instance.id, owner.id)
+        top = await Company.filter(instance_id=instance.id, read_only=False).order_by("depth").first()
+        return {"email": email, "scoped_email": scoped_email, "top": top.id if top else None}
+    finally:
+        await Tortoise.close_connections()
+
+
+async def _statuses(instance_id: int, customers: list[int]) -> None:
+    rng = random.Random(3)
+    done = [c for c in customers if rng.random() < 0.45]
+    skipped = [c for c in customers if c not in set(done) and rng.random() < 0.2]
+    unlinked = rng.sample(customers, max(1, len(customers) // 20))
+    for ids, sql, params in (
+        (done, "UPDATE company SET setup_state = 'done' WHERE id IN ", []),
+        (skipped, "UPDATE company SET setup_state = 'skipped' WHERE id IN ", []),
+        (unlinked, "UPDATE company SET unlinked_at = ?, unlink_reason = 'user' WHERE id IN ",
+         [datetime.now(UTC)]),
+    ):
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            await db.execute(sql + f"({', '.join('?' for _ in chunk)})", [*params, *chunk])
+
+
+async def _computers(instance_id: int, customers: list[int], count: int) -> None:
+    groups = dict(
+        await StaticGroup.filter(
+            instance_id=instance_id, kind=GroupKind.COMPANY, company_id__in=customers
+        ).values_list("company_id", "id")
+    )
+    rng = random.Random(5)
+    now = datetime.now(UTC)
+    rows = []
+    for n in range(count):
+        company = customers[n % len(customers)]
+        name = f"pc-{n:06d}"
+        seen = None if n % 13 == 0 else now - timedelta(seconds=rng.choice([5, 90, 7200, 200000]))
+        rows.append((instance_id, groups[company], company, name, tree.sort_name(name),
+                     f"hw-{n}", "Windows 11 Pro", "11.1", now, seen))
+    sql = ("INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, hardware_id,"
+           " os, agent_version, enrolled_at, last_connected_at, announced_status) VALUES ")
+    for i in range(0, len(rows), 1000):
+        chunk = rows[i : i + 1000]
+        marks = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'NEVER_CONNECTED')" for _ in chunk)
+        await db.execute(sql + marks, [v for row in chunk for v in row])
+
+
+async def _scoped_user(instance_id: int, owner_id: int) -> str:
+    """A native user whose 50 permission sets each cover one MSP-level group or customer."""
+    all_group = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
+    targets = await StaticGroup.filter(
+        instance_id=instance_id, kind=GroupKind.COMPANY
+    ).order_by("depth", "sort_key").limit(SCOPED_SETS + 5)
+    email = f"scoped-{uuid.uuid4().hex[:8]}@example.test"
+    user = await User.create(
+        instance_id=instance_id, email=email, password_hash=secrets.hash_password(PASSWORD),
+        home_group=all_group, created_by_id=owner_id,
+    )
+    for n, group in enumerate(targets[-SCOPED_SETS:]):
+        permission_set = await PermissionSet.create(
+            instance_id=instance_id, name=f"bench set {n}",
+            levels={"COMPANIES": "READ", "COMPUTERS": "READ", "GROUPS": "READ"},
+        )
+        await permission_set.groups.add(group)
+        await user.permission_sets.add(permission_set)
+    return email
+
+
+async def count_statements(settings: Settings, prepared: dict) -> dict[str, int]:
+    """SQL statements per request of each scenario, through the app in-process."""
+    app = create_app(settings)
+    counts: dict[str, int] = {}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            tokens = {}
+            for who, email, via in (("owner", prepared["email"], "EBA"),
+                                    ("scoped", prepared["scoped_email"], None)):
+                tokens[who], _ = await accounts.login(email, PASSWORD, Service(via) if via else None,
+                                                      settings.session_ttl)
+            for name, token, query, variables in scenarios(prepared, tokens):
+                with db.count_statements() as counter:
+                    await http.post("/graphql", json={"query": query, "variables": variables},
+                                    headers={"authorization": f"Bearer {token}"})
+                counts[name] = counter.count
+    return counts
+
+
+def scenarios(prepared: dict, tokens: dict) -> list[tuple[str, str, str, dict]]:
+    top = global_ids.encode("Company", prepared["top"])
+    return [
+        ("Managed Customers page (owner)", tokens["owner"], MANAGED_CUSTOMERS, {"first": 50}),
+        ("Managed Customers page (50 permission sets)", tokens["scoped"], MANAGED_CUSTOMERS,
+         {"first": 50}),
+        ("descendants page of 100 (owner)", tokens["owner"], DESCENDANTS,
+         {"id": top, "first": 100}),
+    ]
+
+
+async def measure(url: str, prepared: dict, seconds: float, concurrency: int) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        tokens = {}
+        for who, email, via in (("owner", prepared["email"], "EBA"),
+                                ("scoped", prepared["scoped_email"], None)):
+            body = await graphql(session, url, None,
+                                 "mutation($i: LoginInput!) { login(input: $i) { token } }",
+                                 {"i": {"email": email, "password": PASSWORD, "via": via}})
+            tokens[who] = body["data"]["login"]["token"]
+    results = []
+    for name, token, query, variables in scenarios(prepared, tokens)[:2]:
+        async def one(session, _n, token=token, query=query, variables=variables):
+            body = await graphql(session, url, token, query, variables)
+            return "errors" not in body
+        results.append(await closed_loop(name, one, concurrency=concurrency, seconds=seconds))
+
+    top = global_ids.encode("Company", prepared["top"])
+    cursors: dict[int, str | None] = {}
+    walks: list[float] = []
+    walk_started: dict[int, float] = {}
+
+    async def page(session, n, token=tokens["owner"]):
+        worker = n // 1_000_000
+        walk_started.setdefault(worker, time.perf_counter())
+        body = await graphql(session, url, token, DESCENDANTS,
+                             {"id": top, "first": 100, "after": cursors.get(worker)})
+        if "errors" in body:
+            return False
+        info = body["data"]["node"]["descendants"]["pageInfo"]
+        cursors[worker] = info["endCursor"] if info["hasNextPage"] else None
+        if not info["hasNextPage"]:
+            walks.append(time.perf_counter() - walk_started.pop(worker))
+        return True
+
+    results.append(await closed_loop("descendants walk, pages of 100 (owner)", page,
+                                     concurrency=concurrency, seconds=seconds))
+    for load in results:
+        print(load.line())
+    if walks:
+        print(f"whole-tree descendants walks completed: {len(walks)}, "
+              f"mean {sum(walks) / len(walks):.2f} s each")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--companies", type=int, default=10_000)
+    parser.add_argument("--computers", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with database(args.database_url) as url:
+        settings = Settings(database_url=url, secret_key=BENCH_SECRET)
+        asyncio.run(apply_migrations(settings))
+        prepared = asyncio.run(build(settings, args.companies, args.computers))
+        counts = asyncio.run(count_statements(settings, prepared))
+        print("SQL statements per request:")
+        for name, count in counts.items():
+            print(f"  {name:<46} {count}")
+        with console(url) as base:
+            asyncio.run(measure(base, prepared, args.seconds, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Settings: read from the environment once, malformed values refused, unsafe defaults refused
+outside the demo, and the switches really switch."""
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from server.app import create_app
+from server.settings import DEFAULT_SECRET_KEY, Settings, SettingsError
+from tests import factories
+from tests.graphql_client import GraphQLClient
+
+
+def test_settings_come_from_the_environment():
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgres://u@h/db",
+            "MSP_CONSOLE_SYNC_INTERVAL": "3600",
+            "MSP_CONSOLE_GRAPHIQL": "off",
+            "MSP_CONSOLE_CORS_ORIGINS": "https://a.example, https://b.example",
+        }
+    )
+    assert settings.database_url == "postgres://u@h/db" and settings.is_postgres
+    assert settings.sync_interval == 3600 and settings.graphiql is False
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+
+
+@pytest.mark.parametrize("name,value", [("SYNC_INTERVAL", "soon"), ("GRAPHIQL", "maybe")])
+def test_a_malformed_setting_is_refused_with_its_name(name, value):
+    with pytest.raises(SettingsError, match=f"MSP_CONSOLE_{name}"):
+        Settings.from_env({f"MSP_CONSOLE_{name}": value})
+
+
+def test_the_default_secret_is_refused_outside_the_demo():
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        Settings(secret_key=DEFAULT_SECRET_KEY).check_secure()
+    with pytest.raises(SettingsError, match="32 characters"):
+        Settings(secret_key="short").check_secure()
+    Settings(secret_key=DEFAULT_SECRET_KEY, demo=True).check_secure()
+
+
+def test_serve_refuses_to_start_with_the_default_secret(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--port", "1"],
+        env={"DATABASE_URL": f"sqlite://{tmp_path / 'x.db'}", "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "MSP_CONSOLE_SECRET_KEY" in result.stderr
+
+
+async def client_for(settings: Settings):
+    app = create_app(settings)
+    return app, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+async def test_introspection_and_graphiql_can_be_turned_off(app, settings):
+    closed = replace(settings, introspection=False, graphiql=False)
+    _, http = await client_for(closed)
+    async with http:
+        body = (
+            await http.post("/graphql", json={"query": "{ __schema { types { name } } }"})
+        ).json()
+        assert body["errors"] and "introspection" in body["errors"][0]["message"].lower()
+        page = await http.get("/graphql", headers={"accept": "text/html"})
+        assert page.status_code == 404
+
+
+async def test_sign_in_is_throttled_per_account(app, settings, client):
+    owner = await factories.owner(client)
+    strict = replace(settings, login_attempts_per_minute=3)
+    _, http = await client_for(strict)
+    async with http:
+        gql = GraphQLClient(http)
+        codes = []
+        for _ in range(4):
+            body = await gql.operation(
+                "Login",
+                {"input": {"email": owner.email, "password": "wrong password", "via": "EBA"}},
+            )
+            codes.append(body["login"]["errors"][0]["code"])
+        assert codes == ["INVALID_CREDENTIALS"] * 3 + ["RATE_LIMITED"]
+        # the right password is throttled too while the window lasts
+        body = await gql.operation(
+            "Login", {"input": {"email": owner.email, "password": factories.PASSWORD, "via": "EBA"}}
+        )
+        assert body["login"]["token"] is None
