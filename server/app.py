@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -13,8 +15,10 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from tortoise.contrib.starlette import RegisterTortoise
 
+from server.agents import AgentRuntime, agent_routes, create_agent_app
 from server.api.http import GraphQLView
 from server.api.schema import build_schema
+from server.domain.sync_scheduler import SyncScheduler
 from server.events import EventBus, create_event_bus
 from server.models import db
 from server.observability import RequestIdMiddleware, metrics
@@ -33,19 +37,45 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
+async def serve_agent_port(settings: Settings, runtime: AgentRuntime) -> uvicorn.Server | None:
+    """The agent API on a port of its own too (like ESET's 2222), sharing the runtime."""
+    if not settings.agent_port:
+        return None
+    config = uvicorn.Config(
+        create_agent_app(settings, runtime=runtime),
+        host=settings.agent_host,
+        port=settings.agent_port,
+        lifespan="off",
+        log_level="warning",
+        proxy_headers=True,
+    )
+    server = uvicorn.Server(config)
+    asyncio.create_task(server.serve(), name="agent-listener")  # noqa: RUF006 - kept by uvicorn
+    return server
+
+
 def create_app(settings: Settings | None = None, bus: EventBus | None = None) -> Starlette:
     """Creates the console application."""
     settings = settings or Settings.from_env()
     bus = bus or create_event_bus(settings.database_url)
     graphql = GraphQLView(build_schema(settings), settings, bus)
+    agent_runtime = AgentRuntime(settings, bus)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with RegisterTortoise(app, config=db.tortoise_config(settings.database_url)):
             await bus.start()
+            scheduler = SyncScheduler(settings, bus)
+            await scheduler.start()
+            await agent_runtime.start()
+            agent_listener = await serve_agent_port(settings, agent_runtime)
             try:
                 yield
             finally:
+                if agent_listener is not None:
+                    agent_listener.should_exit = True
+                await agent_runtime.stop()  # writes every buffered check-in
+                await scheduler.stop()
                 await bus.stop()
 
     routes: list[BaseRoute] = [
@@ -54,6 +84,7 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        *agent_routes(agent_runtime),
     ]
     middleware = [Middleware(RequestIdMiddleware)]
     if settings.cors_origins:
@@ -68,6 +99,7 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings = settings
     app.state.bus = bus
+    app.state.agent_runtime = agent_runtime
     return app
 
 

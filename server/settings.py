@@ -32,6 +32,7 @@ class Settings:
     secret_key: str = DEFAULT_SECRET_KEY
     public_agent_url: str = "http://localhost:8000/agent/v1"
     agent_port: int = 0  # 0: the agent API is served only on the main port
+    agent_host: str = "0.0.0.0"  # noqa: S104 - agents come from the internet
     sync_interval: int = 86_400
     cors_origins: tuple[str, ...] = ()
     graphiql: bool = True

@@ -68,9 +68,7 @@ class AgentRuntime:
     async def enroll(self, installer_token: str, request: EnrolmentRequest) -> Enrolment:
         enrolment = await agents.enroll(installer_token, request, settings=self.settings)
         computer = enrolment.computer
-        self.tokens.forget_computer(computer.id)
-        if enrolment.replaced_token_hash:
-            self.tokens.forget(enrolment.replaced_token_hash)
+        self.tokens.forget_computer(computer.id)  # the token it replaced, if cached here
         self.tokens.put(
             AgentIdentity(
                 token_hash=token_hash(enrolment.agent_token),

@@ -96,16 +96,18 @@ async def simulate_agents(
     jitter: float = 0.1,
     prefix: str = "sim",
     change_rate: float = 0.01,
-    timeout: float = 10.0,
+    request_timeout: float = 10.0,
     progress: Callable[[str], None] | None = print,
     progress_every: float = 5.0,
     seed: int | None = None,
+    on_checkins: Callable[[], None] | None = None,
 ) -> Report:
     """Enrol `agents` agents at `url` (the agent API base, ".../agent/v1") with one installer
     token, then keep them checking in every `interval` s for `duration` s; returns the figures.
 
     Hardware ids are `<prefix>-<n>`, so running again with the same prefix re-enrols the same
     computers. `change_rate` is the share of check-ins that report a changed protection status.
+    `on_checkins` is called when the check-in phase starts (after enrolment).
     """
     rng = random.Random(seed)
     base = url.rstrip("/")
@@ -113,7 +115,7 @@ async def simulate_agents(
     tokens: list[str | None] = [None] * agents
     say = progress or (lambda _: None)
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    client_timeout = aiohttp.ClientTimeout(total=request_timeout)
     loop = asyncio.get_running_loop()
 
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
@@ -162,6 +164,8 @@ async def simulate_agents(
         say(f"enrolled {report.enrolled}/{agents} in {report.enrol_seconds:.1f} s")
 
         # check-ins
+        if on_checkins is not None:
+            on_checkins()
         start = loop.time()
         end = start + duration
         schedule = [(start + rng.uniform(0, interval), i) for i, t in enumerate(tokens) if t]

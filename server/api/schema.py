@@ -33,7 +33,7 @@ from server.api.installers import Installer
 from server.api.limits import CostLimit
 from server.api.node import NodeQueries
 from server.api.subscriptions import Subscription
-from server.api.sync import SyncQueries, SyncRun
+from server.api.sync import SyncMutations, SyncQueries, SyncRun
 from server.api.users import PermissionSet, UserMutations, UserQueries
 from server.observability import OperationMetrics
 from server.settings import Settings
@@ -54,7 +54,7 @@ class Query(
 
 
 @strawberry.type
-class Mutation(AccountMutations, CustomerMutations, UserMutations):
+class Mutation(AccountMutations, CustomerMutations, UserMutations, SyncMutations):
     pass
 
 

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from server.api.context import Context
 from server.api.enums import SyncState
+from server.api.errors import UserError
 from server.api.node import Node, resolves
 from server.api.pagination import CountedConnection, PageInfo, build_edges, page_request
 from server.api.permissions import Authenticated
-from server.domain import global_ids, sync_runs
+from server.domain import global_ids, sync, sync_runs
+from server.domain.errors import DomainError, NotFound
 from server.models import SyncRun as SyncRunModel
+
+if TYPE_CHECKING:
+    from server.api.accounts import Instance
 
 
 @strawberry.type
@@ -90,3 +96,98 @@ class SyncQueries:
             page_info=PageInfo.of(page),
             _count=listing.count,
         )
+
+
+# Mutations -------------------------------------------------------------------------------
+
+
+@strawberry.input
+class ConnectMspAdministratorInput:
+    url: str
+    username: str
+    password: str
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class ConnectMspAdministratorPayload:
+    instance: Annotated[Instance, strawberry.lazy("server.api.accounts")] | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class StartSyncInput:
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class StartSyncPayload:
+    run: SyncRun | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+    client_mutation_id: str | None = None
+
+
+def _instance_id(context: Context) -> int:
+    session = context.require_session()
+    if session.instance_id is None:
+        raise NotFound("create an instance first")
+    return session.instance_id
+
+
+@strawberry.type
+class SyncMutations:
+    @strawberry.mutation(
+        permission_classes=[Authenticated],
+        description="Connect the instance to an MSP Administrator account (the credentials are "
+        "checked against it, stored encrypted and never returned) and start the first sync.",
+    )
+    async def connect_msp_administrator(
+        self, info: Info[Context, None], input: ConnectMspAdministratorInput
+    ) -> ConnectMspAdministratorPayload:
+        from server.api.accounts import viewer_instance
+
+        context = info.context
+        try:
+            instance_id = _instance_id(context)
+            await sync.connect_msp_administrator(
+                context.require_scope(),
+                instance_id,
+                input.url,
+                input.username,
+                input.password,
+                context.settings.secret_key,
+            )
+            await sync.start_sync(
+                instance_id, "connect", settings=context.settings, bus=context.bus
+            )
+        except DomainError as exc:
+            return ConnectMspAdministratorPayload(
+                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
+            )
+        return ConnectMspAdministratorPayload(
+            instance=await viewer_instance(context), client_mutation_id=input.client_mutation_id
+        )
+
+    @strawberry.mutation(
+        permission_classes=[Authenticated],
+        description="Check for new MSP customers now: start a sync, or return the one in progress.",
+    )
+    async def start_sync(
+        self, info: Info[Context, None], input: StartSyncInput | None = None
+    ) -> StartSyncPayload:
+        context = info.context
+        client_mutation_id = input.client_mutation_id if input else None
+        try:
+            run = await sync.start_sync(
+                _instance_id(context),
+                "manual",
+                settings=context.settings,
+                bus=context.bus,
+                scope=context.require_scope(),
+            )
+        except DomainError as exc:
+            return StartSyncPayload(
+                errors=[UserError.of(exc)], client_mutation_id=client_mutation_id
+            )
+        return StartSyncPayload(run=SyncRun.of(run), client_mutation_id=client_mutation_id)

@@ -305,10 +305,8 @@ async def checkin(
 
 class Enrolment(NamedTuple):
     computer: Computer
-    agent_token: str
-    interval: int
-    # the token hash the enrolment replaced (re-enrolment), for caches to forget
-    replaced_token_hash: str | None = None
+    agent_token: str  # shown once; only its hash is stored
+    interval: int  # seconds until the first check-in
 
 
 _INSTALLER_QUERY = (
@@ -366,7 +364,6 @@ async def enroll(
                     company_id=installer["company_id"],
                     hardware_id=request.hardware_id,
                 )
-                replaced = None
                 if computer is None:
                     computer = await Computer.create(
                         instance_id=installer["instance_id"],
@@ -377,10 +374,9 @@ async def enroll(
                         **details,
                     )
                 else:
-                    replaced = computer.agent_token_hash
                     computer.update_from_dict({**details, "installer_id": installer["id"]})
                     await computer.save(update_fields=[*details, "installer_id"])
-            return Enrolment(computer, agent_token, settings.checkin_interval, replaced)
+            return Enrolment(computer, agent_token, settings.checkin_interval)
         except IntegrityError:
             if attempt == 2:
                 raise

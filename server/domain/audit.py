@@ -32,22 +32,27 @@ def _object_id(object_type: str, object_id: int | str | None) -> str:
         return ""
     if isinstance(object_id, int) and object_type in global_ids.NODE_TYPES:
         return global_ids.encode(object_type, object_id)
-    return str(object_id)[:64]
+    return printable(str(object_id))[:64]
 
 
 def _clean(detail: dict[str, Any] | None) -> dict[str, Any]:
     def clean(value: Any) -> Any:
         if isinstance(value, str):
-            return value[:DETAIL_LIMIT]
+            return printable(value)[:DETAIL_LIMIT]
         if isinstance(value, dict):
-            return {str(k)[:100]: clean(v) for k, v in list(value.items())[:50]}
+            return {printable(str(k))[:100]: clean(v) for k, v in list(value.items())[:50]}
         if isinstance(value, (list, tuple)):
             return [clean(v) for v in list(value)[:100]]
         if value is None or isinstance(value, (bool, int, float)):
             return value
-        return str(value)[:DETAIL_LIMIT]
+        return printable(str(value))[:DETAIL_LIMIT]
 
     return clean(detail or {})
+
+
+def printable(value: str) -> str:
+    """Control characters (NUL among them, which PostgreSQL text refuses) as `?`."""
+    return "".join("?" if ord(ch) < 32 and ch not in "\t\n" else ch for ch in value)
 
 
 async def record(
@@ -83,7 +88,7 @@ async def record(
     return await AuditEntry.create(
         instance_id=instance,
         actor_id=actor,
-        actor_email=(actor_email or "")[:254],
+        actor_email=printable(actor_email or "")[:254],
         action=action[:64],
         object_type=object_type[:32],
         object_id=_object_id(object_type, object_id),
@@ -180,7 +185,7 @@ async def by_ids(scope: Scope, ids: Iterable[int]) -> dict[int, AuditEntry]:
 
 async def record_failed_login(email: object, outcome: str, via: str | None) -> None:
     """A refused sign-in, filed with the user the email names (none: nothing to file)."""
-    if not isinstance(email, str):
+    if not isinstance(email, str) or printable(email) != email:
         return
     rows = await db.fetch(
         "SELECT u.id, u.instance_id, g.path FROM console_user u "

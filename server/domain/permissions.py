@@ -28,6 +28,14 @@ DESCRIPTION_MAX = 500
 Grants = list[tuple[str, dict[Area, Level]]]
 
 
+def plain_text(value: str | None, field: str, *, max_length: int) -> str | None:
+    """Optional free text: bounded, and no control characters but tab and newline."""
+    value = validation.optional_text(value, field, max_length=max_length)
+    if value is not None and any(ord(ch) < 32 and ch not in "\t\n" for ch in value):
+        raise InvalidInput("must not contain control characters", field)
+    return value
+
+
 def stored_levels(levels: Mapping[Area, Level]) -> dict[str, str]:
     return {area.value: Level(level).name for area, level in sorted(levels.items())}
 
@@ -212,7 +220,7 @@ async def create_permission_set(
 ) -> PermissionSet:
     """A new set; what it grants must be within the creator's own scope."""
     name = validation.name(name, "name")
-    description = validation.optional_text(description, "description", max_length=DESCRIPTION_MAX)
+    description = plain_text(description, "description", max_length=DESCRIPTION_MAX)
     parsed = parse_level_input(levels)
     groups = await _groups(scope, group_ids, "groupIds")
     require_within(scope, [(g.path, parsed) for g in groups], "the permission set", "levels")
@@ -275,7 +283,7 @@ async def update_permission_set(
     await require_editable(scope, permission_set)
     if name is not None:
         name = validation.name(name, "name")
-    description = validation.optional_text(description, "description", max_length=DESCRIPTION_MAX)
+    description = plain_text(description, "description", max_length=DESCRIPTION_MAX)
     parsed = parse_level_input(levels) if levels is not None else None
     groups = await _groups(scope, group_ids, "groupIds") if group_ids is not None else None
     if parsed is not None or groups is not None:

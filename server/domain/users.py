@@ -84,8 +84,8 @@ async def create_user(
     """A native user in a group the creator manages, with sets the creator may hand out."""
     email = validation.email(email)
     password = validation.password(password)
-    description = validation.optional_text(description, "description", max_length=DESCRIPTION_MAX)
-    tag = validation.optional_text(tag, "tag", max_length=TAG_MAX)
+    description = permissions.plain_text(description, "description", max_length=DESCRIPTION_MAX)
+    tag = permissions.plain_text(tag, "tag", max_length=TAG_MAX)
     timeout = session_timeout(session_timeout_seconds)
     group = await _home_group(scope, home_group_id)
     sets = await permissions.checked_sets(scope, permission_set_ids)
@@ -150,8 +150,8 @@ async def update_user(
     user = await editable(scope, actor_id, user_id)
     if password is not None:
         password = validation.password(password)
-    description = validation.optional_text(description, "description", max_length=DESCRIPTION_MAX)
-    tag = validation.optional_text(tag, "tag", max_length=TAG_MAX)
+    description = permissions.plain_text(description, "description", max_length=DESCRIPTION_MAX)
+    tag = permissions.plain_text(tag, "tag", max_length=TAG_MAX)
     timeout = session_timeout(session_timeout_seconds)
     if enabled is False and user.id == actor_id:
         raise InvalidInput("you cannot disable yourself", "enabled")

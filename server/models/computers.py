@@ -63,7 +63,11 @@ class Computer(Model):
     class Meta:
         table = "computer"
         unique_together = (("instance", "company", "hardware_id"),)
-        indexes = (("instance_id", "group_id", "sort_name"), ("instance_id", "last_connected_at"))
+        indexes = (
+            ("instance_id", "group_id", "sort_name"),
+            ("instance_id", "last_connected_at"),
+            ("announced_status", "last_connected_at"),  # the transition detector
+        )
 
 
 class SyncRun(Model):

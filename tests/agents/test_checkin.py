@@ -77,7 +77,7 @@ async def test_a_checkin_answers_the_interval_and_is_stored_within_the_flush_int
         return value is not None and value >= sent
 
     took = await wait_until(stored)
-    assert took <= agent_server.settings.checkin_flush_interval + 0.3
+    assert took <= agent_server.settings.checkin_flush_interval + 0.8  # slack for a busy machine
 
 
 async def test_an_empty_body_is_a_plain_checkin(
@@ -447,3 +447,18 @@ async def test_many_checkins_stay_fast(
     assert elapsed < 5.0
     assert await fetch_value("SELECT COUNT(*) FROM computer WHERE instance_id = ?",
                              [tree.instance.id]) == 50  # fmt: skip
+
+
+async def test_the_unbuffered_checkin_writes_at_once(
+    agent_server: AgentServer, http: aiohttp.ClientSession, agent: tuple[int, str]
+) -> None:
+    computer_id, token = agent
+    at = utcnow() + timedelta(seconds=1)
+    interval = await agent_domain.checkin(token, {"os": "BSD"}, settings=SETTINGS, now=at)
+    assert interval == SETTINGS.checkin_interval
+    computer = await Computer.get(id=computer_id)
+    assert computer.last_connected_at == at and computer.os == "BSD"
+    with pytest.raises(agent_domain.AgentUnauthorized):
+        await agent_domain.checkin("agt_unknown", {}, settings=SETTINGS)
+    with pytest.raises(agent_domain.InvalidInput):
+        await agent_domain.checkin(token, {"os": 1}, settings=SETTINGS)

@@ -12,8 +12,8 @@ check-ins reached the database.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -111,8 +111,8 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], limit: float = 30
 
 def bench(args: argparse.Namespace) -> Report:
     folder = tempfile.mkdtemp(prefix="msp-bench-")
-    database_url = args.database_url or os.environ.get("DATABASE_URL") or (
-        f"sqlite://{folder}/bench.db"
+    database_url = (
+        args.database_url or os.environ.get("DATABASE_URL") or (f"sqlite://{folder}/bench.db")
     )
     token = run_loop(prepare(database_url))
     port = args.port or free_port()
@@ -125,7 +125,11 @@ def bench(args: argparse.Namespace) -> Report:
     try:
         wait_for_port(port, server)
         print(f"server pid {server.pid} on port {port}, database {database_url}")
-        cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
+        marks: dict[str, tuple[float, float]] = {}
+
+        def mark() -> None:
+            marks["checkins"] = (cpu_seconds(server.pid), time.monotonic())
+
         report = run_loop(
             simulate_agents(
                 f"http://127.0.0.1:{port}/agent/v1",
@@ -135,21 +139,24 @@ def bench(args: argparse.Namespace) -> Report:
                 args.duration,
                 concurrency=args.concurrency,
                 progress_every=args.progress_every,
+                on_checkins=mark,
             )
         )
-        cpu = cpu_seconds(server.pid) - cpu_before
-        wall = time.monotonic() - wall_before
+        cpu = cpu_seconds(server.pid) - marks["checkins"][0]
+        wall = time.monotonic() - marks["checkins"][1]
         checkin_phase_start = datetime.now(UTC).timestamp() - report.duration
     finally:
         server.send_signal(signal.SIGTERM)  # a clean shutdown writes every buffered check-in
         server.wait(30)
     print()
     print(report.summary())
-    print(f"server CPU: {cpu:.1f} s over {wall:.1f} s = {cpu / wall:.2f} cores (enrolment included)")
+    print(f"server CPU, check-in phase: {cpu:.1f} s in {wall:.1f} s = {cpu / wall:.2f} cores")
     since = datetime.fromtimestamp(checkin_phase_start, UTC)
     total, fresh = run_loop(stored_since(database_url, since))
     print(f"stored: {total} computers, {fresh} with a check-in stored during the check-in phase")
     print(f"SUSTAINED {report.rate:.1f} check-ins/s, p99 {report.latency_ms(99):.1f} ms")
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
     return report
 
 
@@ -163,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--progress-every", type=float, default=10.0)
     parser.add_argument("--requests-per-minute", type=int, default=30)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary SQLite database")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:

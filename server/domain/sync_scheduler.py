@@ -1,0 +1,108 @@
+"""The scheduled sync: every `sync_interval` seconds per connected instance, and at start for
+those whose last sync is older than that. With several workers (or hosts) exactly one process
+schedules: the holder of `locks.SYNC_SCHEDULER`; the others keep trying to take over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Collection
+
+from server.domain import sync
+from server.events import EventBus
+from server.models import db, locks
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCHEDULED = "schedule"
+
+
+async def due_instances(
+    interval: int, now: dt.datetime | None = None, among: Collection[int] | None = None
+) -> list[int]:
+    """Connected instances (of `among`, if given) whose last run, or connection before any run,
+    is `interval` seconds old."""
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=interval)
+    rows = await db.fetch(
+        "SELECT i.id AS id FROM instance i WHERE i.upstream_url IS NOT NULL AND COALESCE("
+        "(SELECT MAX(r.created_at) FROM sync_run r WHERE r.instance_id = i.id), i.connected_at"
+        ") < ? ORDER BY i.id",
+        [cutoff],
+    )
+    return [row["id"] for row in rows if among is None or row["id"] in among]
+
+
+class SyncScheduler:
+    """`start()` in the app's lifespan, `stop()` at its end (which also interrupts the runs of
+    this process). A `sync_interval` of 0 or less turns scheduling off."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bus: EventBus,
+        *,
+        period: float | None = None,
+        election_key: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.election_key = election_key
+        self.bus = bus
+        interval = settings.sync_interval
+        self.period = period if period is not None else max(1.0, min(60.0, interval / 10))
+        self._leader: locks.Lock | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.sync_interval > 0
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader is not None
+
+    async def start(self) -> None:
+        if self.enabled and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="sync-scheduler")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await sync.cancel_running(self.bus)
+        leader, self._leader = self._leader, None
+        if leader is not None:
+            await leader.release()
+
+    async def run_once(
+        self, now: dt.datetime | None = None, among: Collection[int] | None = None
+    ) -> list[int]:
+        """If this process schedules: start the due syncs; returns their instance ids."""
+        if self._leader is None:
+            self._leader = await locks.try_lock(locks.SYNC_SCHEDULER, self.election_key)
+            if self._leader is None:
+                return []
+            await sync.recover_interrupted(self.bus)
+        started = []
+        for instance_id in await due_instances(self.settings.sync_interval, now, among):
+            try:
+                await sync.start_sync(instance_id, SCHEDULED, settings=self.settings, bus=self.bus)
+            except Exception:
+                log.exception("could not start the scheduled sync of instance %s", instance_id)
+                continue
+            started.append(instance_id)
+        return started
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next round retries
+                log.exception("scheduling syncs failed")
+            await asyncio.sleep(self.period)

@@ -1,0 +1,54 @@
+"""Batched statements whose count does not grow with the data: rows travel as one JSON parameter
+that the database reads as a table (`json_each` on SQLite, `jsonb_to_recordset` on PostgreSQL).
+
+    source = rows_source({"id": "int", "name": "text"})
+    await db.execute(f"UPDATE company SET name = x.name FROM {source} WHERE company.id = x.id",
+                     [encode_rows(rows)])
+
+Column names come from code, never from data; every value is inside the bound JSON parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from server.models import db
+
+_PG_TYPES = {"int": "integer", "text": "text", "bool": "boolean"}
+
+
+def encode_rows(rows: Iterable[Mapping[str, Any]]) -> str:
+    return orjson.dumps(list(rows)).decode()
+
+
+def encode_ids(ids: Iterable[int]) -> str:
+    return orjson.dumps(sorted(set(ids))).decode()
+
+
+def rows_source(columns: Mapping[str, str], alias: str = "x") -> str:
+    """A FROM item reading a JSON array of objects (one `?` parameter) as a table `alias`."""
+    for kind in columns.values():
+        if kind not in _PG_TYPES:
+            raise ValueError(f"unknown column type {kind!r}")
+    if db.is_postgres():
+        typed = ", ".join(f"{name} {_PG_TYPES[kind]}" for name, kind in columns.items())
+        return f"jsonb_to_recordset(CAST(CAST(? AS text) AS jsonb)) AS {alias}({typed})"
+    picked = ", ".join(f"json_extract(value, '$.{name}') AS {name}" for name in columns)
+    return f"(SELECT {picked} FROM json_each(?)) AS {alias}"
+
+
+def ids_source() -> str:
+    """A subquery of the integers of a JSON array (one `?` parameter), for `id IN (...)`."""
+    if db.is_postgres():
+        return "SELECT CAST(jsonb_array_elements_text(CAST(CAST(? AS text) AS jsonb)) AS integer)"
+    return "SELECT value FROM json_each(?)"
+
+
+def typed_param(kind: str) -> str:
+    """A `?` in a SELECT list, typed for PostgreSQL (which cannot infer it there)."""
+    if not db.is_postgres():
+        return "?"
+    return {"int": "CAST(? AS integer)", "timestamp": "CAST(? AS timestamptz)"}[kind]

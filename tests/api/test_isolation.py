@@ -1,0 +1,497 @@
+"""The isolation matrix: two MSPs under one manager, customers under each, and a second
+instance. Users scoped to each level (and both owners) try every query field, `node` and `nodes`
+with every id of the other side, every mutation on the other side, and every subscription:
+nothing of the other side is returned, counted or changed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import websockets
+
+from server import events
+from server.api.schema import schema
+from server.domain import global_ids, installers
+from server.models import (
+    AuditEntry,
+    Company,
+    Computer,
+    Installer,
+    PermissionSet,
+    StaticGroup,
+    SyncRun,
+    User,
+    db,
+)
+from server.models.enums import CompanyType
+from tests import factories
+from tests.api.scoped_users import all_group, group_of, ids_in, owner_scope, scoped_user
+
+PROTOCOL = "graphql-transport-ws"
+COMPANY = """fragment C on Company { id parent { id } ancestors { id } computerCount
+  staticGroup { id computerCount } children(first: 10) { totalCount edges { node { id } } } }"""
+GROUP = """fragment G on StaticGroup { id parent { id } ancestors { id } company { id }
+  computerCount children(first: 10) { totalCount edges { node { id } } } }"""
+EVERYTHING_QUERY = (
+    """{
+  viewer { user { id homeGroup { id } permissionSets { id groups { id } } }
+           instance { id lastSync { id } } }
+  instance { id }
+  rootCompanies { ...C descendants(first: 20) { totalCount edges { node { ...C } } } }
+  rootGroups { ...G children(first: 10) { edges { node { ...G
+    children(first: 10) { edges { node { ...G } } } } } } }
+  managedCustomers(first: 20) { totalCount statusCounts { notSetUp normal unlinked }
+    edges { node { ...C } } }
+  computers(first: 20) { totalCount edges { node { id group { id } company { id } } } }
+  syncRuns(first: 5) { totalCount edges { node { id } } }
+  users(first: 20) { totalCount edges { node { id homeGroup { id } permissionSets { id } } } }
+  permissionSets(first: 20) { totalCount edges { node { id groups { id } } } }
+  auditLog(first: 50) { totalCount edges { node { id actor { id } } } }
+}
+"""
+    + COMPANY
+    + GROUP
+)
+
+
+@dataclass
+class Item:
+    """An object of the world: visible to a viewer of its instance whose prefix covers every
+    one of its paths (instance-wide objects have none)."""
+
+    type: str
+    key: int
+    instance_id: int
+    paths: tuple[str, ...]
+    owner_account: int | None = None  # Account objects: only their own viewer sees them
+
+    @property
+    def gid(self) -> str:
+        return global_ids.encode(self.type, self.key)
+
+
+@dataclass
+class Viewer:
+    name: str
+    token: str
+    instance_id: int
+    prefix: str
+    user_id: int
+    account_id: int | None = None
+
+    def sees(self, item: Item) -> bool:
+        if item.type == "Account":
+            return item.owner_account == self.account_id
+        return item.instance_id == self.instance_id and all(
+            p.startswith(self.prefix) for p in item.paths
+        )
+
+
+@dataclass
+class World:
+    viewers: list[Viewer]
+    instances: list[int]
+    trees: list[factories.Tree]
+    owners: list[factories.Owner]
+    items: list[Item] = field(default_factory=list)
+
+    def foreign(self, viewer: Viewer, *types: str) -> list[Item]:
+        return [i for i in self.items if not viewer.sees(i) and (not types or i.type in types)]
+
+    def visible(self, viewer: Viewer, *types: str) -> list[Item]:
+        return [i for i in self.items if viewer.sees(i) and (not types or i.type in types)]
+
+
+async def inventory(world: World) -> list[Item]:
+    """Every object of both instances, with the paths that decide who sees it."""
+    items: list[Item] = []
+    for instance_id in world.instances:
+        groups = {g.id: g for g in await StaticGroup.filter(instance_id=instance_id)}
+        items += [Item("StaticGroup", g.id, instance_id, (g.path,)) for g in groups.values()]
+        for c in await Company.filter(instance_id=instance_id):
+            items.append(Item("Company", c.id, instance_id, (c.path,)))
+        for m in await Computer.filter(instance_id=instance_id):
+            items.append(Item("Computer", m.id, instance_id, (groups[m.group_id].path,)))
+        for i in await Installer.filter(instance_id=instance_id):
+            items.append(Item("Installer", i.id, instance_id, (groups[i.group_id].path,)))
+        for u in await User.filter(instance_id=instance_id):
+            items.append(Item("User", u.id, instance_id, (groups[u.home_group_id].path,)))
+        for s in await PermissionSet.filter(instance_id=instance_id).prefetch_related("groups"):
+            items.append(Item("PermissionSet", s.id, instance_id, tuple(g.path for g in s.groups)))
+        for e in await AuditEntry.filter(instance_id=instance_id):
+            items.append(Item("AuditEntry", e.id, instance_id, (e.group_path,)))
+        for r in await SyncRun.filter(instance_id=instance_id):
+            items.append(Item("SyncRun", r.id, instance_id, ()))
+        items.append(Item("Instance", instance_id, instance_id, ()))
+    for owner in world.owners:
+        items.append(Item("Account", owner.account_id, -1, (), owner_account=owner.account_id))
+    return items
+
+
+@pytest.fixture(scope="module")
+async def world(client) -> World:
+    owners, trees = [], []
+    for prefix in ("", "Other "):
+        owner = await factories.owner(client)
+        tree = await factories.company_tree(
+            owner.instance_id, msps=2, customers_per_msp=2, computers_per_customer=2, prefix=prefix
+        )
+        scope = await owner_scope(owner.instance_id)
+        for customer in tree.all_customers:
+            await installers.create_installer(scope, company_id=customer.id)
+        await SyncRun.create(instance_id=owner.instance_id, trigger="manual")
+        owners.append(owner)
+        trees.append(tree)
+    tree = trees[0]
+    instance_id = owners[0].instance_id
+    msp_a = tree.msps[0]
+    customer_a = tree.customers[msp_a.id][0]
+    viewers = []
+    for owner in owners:
+        root = await all_group(owner.instance_id)
+        owner_user = await User.get(instance_id=owner.instance_id, account_id=owner.account_id)
+        viewers.append(
+            Viewer(
+                f"owner {owner.instance_id}",
+                owner.token,
+                owner.instance_id,
+                root.path,
+                owner_user.id,
+                owner.account_id,
+            )
+        )
+    for name, company in (("manager", tree.manager), ("msp A", msp_a), ("customer A", customer_a)):
+        group = await group_of(company)
+        user = await scoped_user(client, instance_id, [group])
+        viewers.append(Viewer(name, user.token, instance_id, group.path, user.user.id))
+    await scoped_user(client, owners[1].instance_id, [await group_of(trees[1].manager)])
+    # Some history in every scope: one skipped customer per MSP, in both instances.
+    for owner, t in zip(owners, trees, strict=True):
+        for msp in t.msps:
+            customer = t.customers[msp.id][1]
+            await client.query(
+                """mutation($input: SkipCustomerSetupInput!) {
+                     skipCustomerSetup(input: $input) { errors { code } } }""",
+                {"input": {"customerId": global_ids.encode("Company", customer.id)}},
+                token=owner.token,
+            )
+    world = World(viewers, [o.instance_id for o in owners], trees, owners)
+    world.items = await inventory(world)
+    return world
+
+
+VIEWERS = ["owner", "other owner", "manager", "msp A", "customer A"]
+
+
+def pick(world: World, name: str) -> Viewer:
+    index = VIEWERS.index(name)
+    return world.viewers[index]
+
+
+# Reads ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VIEWERS)
+async def test_every_query_field_returns_and_counts_only_the_viewers_side(client, world, name):
+    viewer = pick(world, name)
+    world.items = await inventory(world)  # with the audit entries of the tests before
+    data = await client.query(EVERYTHING_QUERY, token=viewer.token)
+    returned = ids_in(data)
+    by_gid = {i.gid: i for i in world.items}
+    unknown = {g for g in returned if g not in by_gid}
+    assert not unknown, unknown  # nothing but objects of the world
+    leaked = {g for g in returned if not viewer.sees(by_gid[g])}
+    assert not leaked, [(by_gid[g].type, by_gid[g].key) for g in leaked]
+
+    def count(*types: str, where=lambda item: True) -> int:
+        return len([i for i in world.visible(viewer, *types) if where(i)])
+
+    customers = {c.id for c in await Company.filter(type=CompanyType.CUSTOMER)}
+    managed = data["managedCustomers"]
+    assert managed["totalCount"] == count("Company", where=lambda i: i.key in customers)
+    assert sum(managed["statusCounts"].values()) == managed["totalCount"]
+    assert data["computers"]["totalCount"] == count("Computer")
+    assert data["users"]["totalCount"] == count("User")
+    assert data["permissionSets"]["totalCount"] == count("PermissionSet")
+    audit_visible = await AuditEntry.filter(
+        instance_id=viewer.instance_id, group_path__startswith=viewer.prefix
+    ).count()
+    assert data["auditLog"]["totalCount"] == audit_visible
+    assert data["syncRuns"]["totalCount"] == 1
+    assert data["viewer"]["instance"]["id"] == global_ids.encode("Instance", viewer.instance_id)
+    # The tops start where the viewer's scope starts; parents and ancestors stop there.
+    tops = {c["id"] for c in data["rootCompanies"]}
+    for company in data["rootCompanies"]:
+        assert company["parent"] is None and company["ancestors"] == []
+    visible_companies = count("Company")
+    descendants = sum(c["descendants"]["totalCount"] for c in data["rootCompanies"])
+    assert len(tops) + descendants == visible_companies
+    group_tops = data["rootGroups"]
+    assert len(group_tops) == 1
+    assert group_tops[0]["parent"] is None and group_tops[0]["ancestors"] == []
+    assert group_tops[0]["computerCount"] == count("Computer")
+    # Every computer count is of what the viewer sees.
+    for company in data["managedCustomers"]["edges"]:
+        assert company["node"]["computerCount"] == 2
+
+
+@pytest.mark.parametrize("name", VIEWERS)
+async def test_node_and_nodes_with_every_id_of_the_other_side_give_null(client, world, name):
+    viewer = pick(world, name)
+    foreign = world.foreign(viewer)
+    assert foreign
+    node = "query($id: ID!) { node(id: $id) { id } }"
+    for item in foreign:
+        data = await client.query(node, {"id": item.gid}, token=viewer.token)
+        assert data["node"] is None, (item.type, item.key)
+    nodes = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+    for start in range(0, len(foreign), 30):
+        chunk = [i.gid for i in foreign[start : start + 30]]
+        data = await client.query(nodes, {"ids": chunk}, token=viewer.token)
+        assert data["nodes"] == [None] * len(chunk)
+    # The control: what the viewer may see comes back.
+    own = [i.gid for i in world.visible(viewer)][:30]
+    data = await client.query(nodes, {"ids": own}, token=viewer.token)
+    assert [n["id"] if n else None for n in data["nodes"]] == own
+
+
+# Writes -----------------------------------------------------------------------------------
+
+
+async def snapshot() -> dict[str, list[dict[str, Any]]]:
+    """Every row a mutation could change (the audit log, which records attempts, aside)."""
+    return {
+        "company": await db.fetch(
+            "SELECT id, setup_state, unlinked_at, unlink_reason, name FROM company ORDER BY id"
+        ),
+        "user": await db.fetch(
+            "SELECT id, enabled, password_hash, home_group_id, tag, description, "
+            "session_timeout, disabled_by_unlink_id FROM console_user ORDER BY id"
+        ),
+        "installer": await db.fetch("SELECT id, revoked_at, name FROM installer ORDER BY id"),
+        "permission_set": await db.fetch(
+            "SELECT id, name, description, levels FROM permission_set ORDER BY id"
+        ),
+        "permission_set_group": await db.fetch(
+            "SELECT * FROM permission_set_group ORDER BY permission_set_id, staticgroup_id"
+        ),
+        "user_permission_set": await db.fetch(
+            "SELECT * FROM user_permission_set ORDER BY console_user_id, permissionset_id"
+        ),
+        "static_group": await db.fetch("SELECT id, path, name FROM static_group ORDER BY id"),
+        "session": await db.fetch("SELECT id FROM session ORDER BY id"),
+    }
+
+
+def mutations_on(world: World, viewer: Viewer) -> Iterable[tuple[str, str, dict[str, Any]]]:
+    """(mutation field, document, input) for every mutation on every foreign object."""
+    fields = schema._schema.mutation_type.fields
+    for item in world.foreign(viewer, "Company"):
+        for action in ("setupCustomer", "skipCustomerSetup", "unlinkCustomer", "relinkCustomer"):
+            yield action, f"{action[0].upper()}{action[1:]}Input", {"customerId": item.gid}
+        if "createInstaller" in fields:
+            yield "createInstaller", "CreateInstallerInput", {"companyId": item.gid}
+    for item in world.foreign(viewer, "StaticGroup"):
+        yield (
+            "createUser",
+            "CreateUserInput",
+            {
+                "email": factories.unique_email("intruder"),
+                "password": "long enough password",
+                "homeGroupId": item.gid,
+            },
+        )
+        yield (
+            "createPermissionSet",
+            "CreatePermissionSetInput",
+            {
+                "name": f"intruder {item.key}",
+                "levels": [{"area": "COMPANIES", "level": "READ"}],
+                "groupIds": [item.gid],
+            },
+        )
+    for item in world.foreign(viewer, "User"):
+        yield "updateUser", "UpdateUserInput", {"userId": item.gid, "enabled": False}
+        yield (
+            "updateUser",
+            "UpdateUserInput",
+            {"userId": item.gid, "password": "a new password for you"},
+        )
+        yield (
+            "assignPermissionSets",
+            "AssignPermissionSetsInput",
+            {
+                "userId": item.gid,
+                "permissionSetIds": [],
+            },
+        )
+    # A user the viewer may edit: itself, or (the owner is managed through the portal) another.
+    own_user = global_ids.encode("User", viewer.user_id)
+    if viewer.account_id is not None:
+        own_user = next(i.gid for i in world.visible(viewer, "User") if i.key != viewer.user_id)
+    for item in world.foreign(viewer, "PermissionSet"):
+        yield (
+            "updatePermissionSet",
+            "UpdatePermissionSetInput",
+            {
+                "permissionSetId": item.gid,
+                "name": f"renamed {item.key}",
+            },
+        )
+        yield "deletePermissionSet", "DeletePermissionSetInput", {"permissionSetId": item.gid}
+        yield (
+            "assignPermissionSets",
+            "AssignPermissionSetsInput",
+            {
+                "userId": own_user,
+                "permissionSetIds": [item.gid],
+            },
+        )
+    if "revokeInstaller" in fields:
+        for item in world.foreign(viewer, "Installer"):
+            yield "revokeInstaller", "RevokeInstallerInput", {"installerId": item.gid}
+
+
+@pytest.mark.parametrize("name", VIEWERS)
+async def test_every_mutation_on_the_other_side_is_not_found_and_changes_nothing(
+    client, world, name
+):
+    viewer = pick(world, name)
+    before = await snapshot()
+    tried = 0
+    for field_name, input_type, payload in mutations_on(world, viewer):
+        document = (
+            f"mutation($input: {input_type}!) {{ {field_name}(input: $input) "
+            "{ errors { code } } }"
+        )
+        data = await client.query(document, {"input": payload}, token=viewer.token)
+        codes = [e["code"] for e in data[field_name]["errors"]]
+        assert codes == ["NOT_FOUND"], (field_name, payload, codes)
+        tried += 1
+    assert tried > 20
+    # Skipping every new customer touches the viewer's side only; it is one of the mutations.
+    after_skip = await client.query(
+        "mutation { skipSetupForAllNewCustomers { count customers { id } errors { code } } }",
+        token=viewer.token,
+    )
+    skipped = after_skip["skipSetupForAllNewCustomers"]["customers"]
+    by_gid = {i.gid: i for i in world.items}
+    assert all(viewer.sees(by_gid[c["id"]]) for c in skipped)
+    after = await snapshot()
+    mine = {i.key for i in world.visible(viewer, "Company")}
+    for row_before, row_after in zip(before["company"], after["company"], strict=True):
+        if row_before["id"] not in mine:
+            assert row_before == row_after
+    assert {k: v for k, v in after.items() if k != "company"} == {
+        k: v for k, v in before.items() if k != "company"
+    }
+
+
+async def test_a_console_user_cannot_remove_or_create_an_instance(client, world):
+    for viewer in world.viewers[2:]:
+        body = await client.execute(
+            "mutation($input: RemoveInstanceInput!) { removeInstance(input: $input) "
+            "{ removedInstanceId errors { code } } }",
+            {"input": {"instanceId": global_ids.encode("Instance", world.instances[1])}},
+            token=viewer.token,
+        )
+        assert "FORBIDDEN" in [e.get("extensions", {}).get("code") for e in body["errors"]]
+
+
+# Subscriptions ----------------------------------------------------------------------------
+
+
+def ws_url(server_url: str) -> str:
+    return server_url.replace("http://", "ws://") + "/graphql"
+
+
+@contextlib.asynccontextmanager
+async def subscribed(server_url: str, token: str, query: str):
+    async with websockets.connect(ws_url(server_url), subprotocols=[PROTOCOL]) as socket:
+        await socket.send(
+            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        )
+        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+        yield socket
+
+
+async def received(socket, quiet: float = 0.5) -> list[dict[str, Any]]:
+    """Every `next` message until the socket stays quiet for `quiet` seconds."""
+    messages = []
+    while True:
+        try:
+            message = json.loads(await asyncio.wait_for(socket.recv(), quiet))
+        except TimeoutError:
+            return messages
+        assert message["type"] == "next", message
+        assert "errors" not in message["payload"], message
+        messages.append(message["payload"]["data"])
+
+
+async def settled(bus, before: int) -> None:
+    """Wait until a new socket's subscriptions are all on the bus (its count stops growing)."""
+    last, stable = bus.subscriber_count, 0
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        count = bus.subscriber_count
+        stable = stable + 1 if count == last and count > before else 0
+        if stable >= 5:
+            return
+        last = count
+    raise AssertionError("the subscription did not reach the bus")
+
+
+SUBSCRIPTIONS = {
+    "customerStatusChanged": "subscription { customerStatusChanged { id parent { id } } }",
+    "computerConnectionChanged": "subscription { computerConnectionChanged { id group { id } } }",
+    "syncStatus": "subscription { syncStatus { id } }",
+}
+
+
+@pytest.mark.parametrize("subscription", sorted(SUBSCRIPTIONS))
+async def test_every_subscription_delivers_only_the_viewers_side(
+    client, world, app, server_url, subscription
+):
+    bus = app.state.bus
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = []
+        for viewer in world.viewers:
+            before = bus.subscriber_count
+            socket = await stack.enter_async_context(
+                subscribed(server_url, viewer.token, SUBSCRIPTIONS[subscription])
+            )
+            await settled(bus, before)
+            sockets.append(socket)
+        kinds = {
+            "customerStatusChanged": ("Company", events.CUSTOMER_STATUS, "company_ids"),
+            "computerConnectionChanged": ("Computer", events.COMPUTER_CONNECTION, "computer_ids"),
+            "syncStatus": ("SyncRun", events.SYNC_RUN, "run_id"),
+        }
+        type_name, topic, key = kinds[subscription]
+        for instance_id in world.instances:
+            objects = [
+                i for i in world.items if i.type == type_name and i.instance_id == instance_id
+            ]
+            if key == "run_id":
+                for item in objects:
+                    await bus.publish(topic, {"instance_id": instance_id, "run_id": item.key})
+            else:
+                await bus.publish(
+                    topic, {"instance_id": instance_id, key: [i.key for i in objects]}
+                )
+        for viewer, socket in zip(world.viewers, sockets, strict=True):
+            got = await received(socket)
+            ids = set()
+            for data in got:
+                ids |= ids_in(data)
+            by_gid = {i.gid: i for i in world.items}
+            assert all(viewer.sees(by_gid[g]) for g in ids), viewer.name
+            delivered = [d[subscription]["id"] for d in got]
+            assert sorted(delivered) == sorted(i.gid for i in world.visible(viewer, type_name))

@@ -1,0 +1,214 @@
+"""connectMspAdministrator, startSync, the instance's MSP status and the syncStatus
+subscription, against the simulator over real HTTP (and a real websocket)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import websockets
+
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
+from server.upstream.tree import CUSTOMER, UpstreamTree
+from tests import factories
+from tests.graphql_client import GraphQLClient, error_codes
+from tests.sync_support import connected_tenant, fast_client
+
+CONNECT = """mutation($input: ConnectMspAdministratorInput!) {
+  connectMspAdministrator(input: $input) {
+    instance { mspStatus mspAdministratorUrl }
+    errors { code message field }
+    clientMutationId
+  }
+}"""
+START = """mutation($input: StartSyncInput) {
+  startSync(input: $input) {
+    run { id state trigger phase companiesSeen }
+    errors { code message field }
+    clientMutationId
+  }
+}"""
+STATUS = """{ instance { mspStatus lastSync { id state trigger error created unlinked } } }"""
+SUBSCRIBE = """subscription {
+  syncStatus { id state phase companiesSeen created updated moved unlinked relinked error }
+}"""
+
+
+@pytest.fixture(autouse=True)
+def _fast_client() -> Iterator[None]:
+    with fast_client():
+        yield
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(UpstreamTree.generate(40, seed=11)) as sim:
+        yield sim
+
+
+def credentials(sim: Simulator, **changes: str) -> dict[str, Any]:
+    return {
+        "input": {
+            "url": sim.url,
+            "username": DEFAULT_USERNAME,
+            "password": DEFAULT_PASSWORD,
+            "clientMutationId": "c1",
+            **changes,
+        }
+    }
+
+
+async def finished(client: GraphQLClient, token: str) -> dict[str, Any]:
+    """The instance once its last sync has ended."""
+    deadline = time.monotonic() + 20
+    while True:
+        data = await client.query(STATUS, token=token)
+        last = data["instance"]["lastSync"]
+        if last and last["state"] in ("SUCCEEDED", "FAILED"):
+            return data["instance"]
+        assert time.monotonic() < deadline, data
+        await asyncio.sleep(0.05)
+
+
+async def test_connecting_checks_the_account_and_starts_the_first_sync(
+    client: GraphQLClient, sim: Simulator
+) -> None:
+    owner = await factories.owner(client)
+    body = await client.execute(CONNECT, credentials(sim), token=owner.token)
+    payload = body["data"]["connectMspAdministrator"]
+    assert payload["errors"] == [] and payload["clientMutationId"] == "c1"
+    assert payload["instance"]["mspAdministratorUrl"] == sim.url
+    assert payload["instance"]["mspStatus"] in ("SYNCHRONIZING", "SYNCHRONIZED")
+    assert DEFAULT_PASSWORD not in json.dumps(body).replace(DEFAULT_USERNAME, "")
+
+    instance = await finished(client, owner.token)
+    assert instance["mspStatus"] == "SYNCHRONIZED"
+    assert instance["lastSync"]["state"] == "SUCCEEDED", instance
+    assert instance["lastSync"]["trigger"] == "connect"
+    data = await client.query(
+        "{ rootCompanies { type descendants(first: 0) { totalCount } } "
+        "managedCustomers(first: 1) { statusCounts { notSetUp normal unlinked } } }",
+        token=owner.token,
+    )
+    top = data["rootCompanies"][0]
+    assert top["type"] == "DISTRIBUTOR"  # the read-only ancestor shows the whole hierarchy
+    assert top["descendants"]["totalCount"] >= 40
+    counts = data["managedCustomers"]["statusCounts"]
+    assert counts["notSetUp"] == len(sim.tree.of_type(CUSTOMER))
+
+
+async def test_wrong_credentials_answer_invalid_credentials(
+    client: GraphQLClient, sim: Simulator
+) -> None:
+    owner = await factories.owner(client)
+    data = await client.query(CONNECT, credentials(sim, password="hunter2"), token=owner.token)
+    payload = data["connectMspAdministrator"]
+    assert [e["code"] for e in payload["errors"]] == ["INVALID_CREDENTIALS"]
+    assert payload["instance"] is None
+    assert "hunter2" not in json.dumps(data)
+    assert (await client.query(STATUS, token=owner.token))["instance"]["mspStatus"] == (
+        "DISCONNECTED"
+    )
+
+
+async def test_an_unreachable_upstream_answers_upstream_error_naming_the_problem(
+    client: GraphQLClient,
+) -> None:
+    owner = await factories.owner(client)
+    async with Simulator(UpstreamTree.generate(10, seed=2)) as gone:
+        variables = credentials(gone)
+    data = await client.query(CONNECT, variables, token=owner.token)
+    (error,) = data["connectMspAdministrator"]["errors"]
+    assert (error["code"], error["field"]) == ("UPSTREAM_ERROR", "url")
+    assert "Token/Get" in error["message"] and "giving up" in error["message"]
+
+
+async def test_a_url_that_is_not_http_is_invalid_input(
+    client: GraphQLClient, sim: Simulator
+) -> None:
+    owner = await factories.owner(client)
+    data = await client.query(CONNECT, credentials(sim, url="ftp://x"), token=owner.token)
+    (error,) = data["connectMspAdministrator"]["errors"]
+    assert (error["code"], error["field"]) == ("INVALID_INPUT", "url")
+
+
+async def test_a_distributor_account_answers_import_not_allowed(
+    client: GraphQLClient, sim: Simulator
+) -> None:
+    owner = await factories.owner(client)
+    sim.add_user("dist@msp.example", "pw", sim.tree.distributor_id)
+    variables = credentials(sim, username="dist@msp.example", password="pw")
+    data = await client.query(CONNECT, variables, token=owner.token)
+    (error,) = data["connectMspAdministrator"]["errors"]
+    assert error["code"] == "IMPORT_NOT_ALLOWED"
+    assert "Distributor" in error["message"]
+
+
+async def test_start_sync_without_a_connection_answers_upstream_not_connected(
+    client: GraphQLClient,
+) -> None:
+    owner = await factories.owner(client)
+    data = await client.query(START, {"input": {"clientMutationId": "s"}}, token=owner.token)
+    payload = data["startSync"]
+    assert [e["code"] for e in payload["errors"]] == ["UPSTREAM_NOT_CONNECTED"]
+    assert (payload["run"], payload["clientMutationId"]) == (None, "s")
+
+
+async def test_start_sync_needs_a_signed_in_viewer(client: GraphQLClient) -> None:
+    body = await client.execute(START, {})
+    assert error_codes(body) == ["UNAUTHENTICATED"]
+
+
+async def test_start_sync_twice_returns_the_running_run(
+    client: GraphQLClient, sim: Simulator
+) -> None:
+    owner = await connected_tenant(client, sim)
+    sim.faults.delay = 0.1
+    first = (await client.query(START, {}, token=owner.token))["startSync"]
+    second = (await client.query(START, {}, token=owner.token))["startSync"]
+    assert first["errors"] == second["errors"] == []
+    assert first["run"]["id"] == second["run"]["id"]
+    assert first["run"]["trigger"] == "manual"
+    assert first["run"]["state"] in ("QUEUED", "RUNNING")
+    status = await client.query(STATUS, token=owner.token)
+    assert status["instance"]["mspStatus"] == "SYNCHRONIZING"
+    instance = await finished(client, owner.token)
+    assert instance["lastSync"]["id"] == first["run"]["id"]
+    assert instance["lastSync"]["state"] == "SUCCEEDED"
+    runs = await client.query("{ syncRuns { totalCount } }", token=owner.token)
+    assert runs["syncRuns"]["totalCount"] == 1
+
+
+async def test_a_subscriber_sees_the_progress_and_end_of_a_run_started_by_another_client(
+    client: GraphQLClient, server_url: str
+) -> None:
+    async with Simulator(UpstreamTree.generate(400, seed=3)) as sim:
+        owner = await connected_tenant(client, sim)
+        sim.faults.delay = 0.02
+        url = server_url.replace("http://", "ws://") + "/graphql"
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
+            init = {"authorization": f"Bearer {owner.token}"}
+            await socket.send(json.dumps({"type": "connection_init", "payload": init}))
+            ack = json.loads(await asyncio.wait_for(socket.recv(), 5))
+            assert ack["type"] == "connection_ack"
+            subscribe = {"query": SUBSCRIBE}
+            await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+            await asyncio.sleep(0.1)  # the subscription is listening
+
+            started = (await client.query(START, {}, token=owner.token))["startSync"]["run"]
+            seen: list[dict[str, Any]] = []
+            while not seen or seen[-1]["state"] not in ("SUCCEEDED", "FAILED"):
+                message = json.loads(await asyncio.wait_for(socket.recv(), 20))
+                assert message["type"] == "next", message
+                seen.append(message["payload"]["data"]["syncStatus"])
+    assert {event["id"] for event in seen} == {started["id"]}
+    progress = [e for e in seen if e["state"] == "RUNNING" and e["phase"] == "fetch"]
+    assert any(0 < e["companiesSeen"] < 400 for e in progress), seen
+    assert any(e["phase"] == "apply" for e in seen)
+    last = seen[-1]
+    assert (last["state"], last["phase"], last["error"]) == ("SUCCEEDED", "done", None)
+    assert last["companiesSeen"] == 400 and last["created"] > 400

@@ -1,0 +1,194 @@
+"""What GraphQL costs over the floor of any API, from the same process and database.
+
+    python -m tests.bench.graphql_overhead [--companies 2000] [--computers 20000] [--seconds 10]
+                                           [--concurrency 8] [--database-url postgres://...]
+
+Serves, with uvicorn in a subprocess (one worker, then two), the console plus a hand-written
+Starlette endpoint defined here that returns the Managed Customers page as the same JSON from
+the same SQL (the same domain listing, the same batched lookups, orjson). Measures the bare
+`{ __typename }`, the GraphQL page (first: 50, each customer with its parent and its group) and
+the hand-written page, and reports their throughputs, p99s and the ratio GraphQL / hand-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.app import create_app
+from server.cli import apply_migrations
+from server.domain import accounts, companies, computers, global_ids, groups
+from server.domain.access import scope_of
+from server.domain.listing import PageRequest
+from server.models.enums import CustomerStatus
+from server.settings import Settings
+from tests.bench.harness import (
+    BENCH_SECRET,
+    closed_loop,
+    database,
+    free_port,
+    graphql,
+)
+from tests.bench.read_api import MANAGED_CUSTOMERS, PASSWORD, build
+
+BARE = "{ __typename }"
+
+
+async def hand_written_page(request: Request) -> Response:
+    """The Managed Customers page without GraphQL: same SQL, same JSON."""
+    settings: Settings = request.app.state.settings
+    token = request.headers.get("authorization", "").removeprefix("Bearer ")
+    session = await accounts.resolve_session(token, settings.session_ttl)
+    if session is None:
+        return Response(b'{"errors":[{"message":"unauthenticated"}]}', status_code=401)
+    scope = await scope_of(
+        session.instance_id, session.user_id, session.owner, session.home_group_path
+    )
+    assert scope is not None
+    listing = companies.managed_customers(scope, None, None)
+    page = await listing.page(PageRequest(first=50))
+    total = await listing.count()
+    counts = await companies.status_counts(scope, None)
+    parents = await companies.by_ids(scope, [c.parent_id for c in page.items if c.parent_id])  # type: ignore[attr-defined]
+    own_groups = await groups.by_company_ids(scope, [c.id for c in page.items])
+    computer_counts = await computers.counts_in_groups(scope, list(own_groups.values()), True)
+    edges = []
+    for cursor, company in zip(page.cursors, page.items, strict=True):
+        parent = parents.get(company.parent_id)  # type: ignore[attr-defined]
+        group = own_groups[company.id]
+        edges.append({
+            "cursor": cursor,
+            "node": {
+                "id": global_ids.encode("Company", company.id),
+                "publicId": company.public_id,
+                "name": company.name,
+                "customerStatus": companies.customer_status(company),
+                "unlinkedAt": company.unlinked_at.isoformat() if company.unlinked_at else None,
+                "parent": parent and {"id": global_ids.encode("Company", parent.id),
+                                      "name": parent.name, "type": parent.type},
+                "staticGroup": {"id": global_ids.encode("StaticGroup", group.id),
+                                "name": group.name, "computerCount": computer_counts[group.id]},
+            },
+        })
+    body = {"data": {"managedCustomers": {
+        "totalCount": total,
+        "statusCounts": {"notSetUp": counts[CustomerStatus.NOT_SET_UP],
+                         "normal": counts[CustomerStatus.NORMAL],
+                         "unlinked": counts[CustomerStatus.UNLINKED]},
+        "pageInfo": {"hasNextPage": page.has_next, "hasPreviousPage": page.has_previous,
+                     "startCursor": page.cursors[0] if page.cursors else None,
+                     "endCursor": page.cursors[-1] if page.cursors else None},
+        "edges": edges,
+    }}}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def bench_app() -> Starlette:
+    """The console with the hand-written endpoint beside it (uvicorn factory)."""
+    app = create_app(Settings.from_env())
+    app.router.routes.insert(0, Route("/bench/customers", hand_written_page))
+    return app
+
+
+@contextmanager
+def served(database_url: str, workers: int) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "MSP_CONSOLE_SECRET_KEY": BENCH_SECRET,
+           "MSP_CONSOLE_SYNC_INTERVAL": "100000000"}
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "uvicorn", "tests.bench.graphql_overhead:bench_app", "--factory",
+         "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+         "--no-access-log"],
+        env=env,
+    )
+    try:
+        import socket
+
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(0.5 * workers)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+async def run(url: str, email: str, seconds: float, concurrency: int) -> list:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        body = await graphql(session, url, None,
+                             "mutation($i: LoginInput!) { login(input: $i) { token } }",
+                             {"i": {"email": email, "password": PASSWORD, "via": "EBA"}})
+        token = body["data"]["login"]["token"]
+        graphql_page = await graphql(session, url, token, MANAGED_CUSTOMERS, {"first": 50})
+        async with session.get(f"{url}/bench/customers",
+                               headers={"authorization": f"Bearer {token}"}) as response:
+            hand_page = await response.json()
+    same = graphql_page["data"]["managedCustomers"]["edges"] == \
+        hand_page["data"]["managedCustomers"]["edges"]
+
+    async def bare(session, _n):
+        return "errors" not in await graphql(session, url, token, BARE, {})
+
+    async def page(session, _n):
+        return "errors" not in await graphql(session, url, token, MANAGED_CUSTOMERS, {"first": 50})
+
+    async def hand(session, _n):
+        async with session.get(f"{url}/bench/customers",
+                               headers={"authorization": f"Bearer {token}"}) as response:
+            await response.read()
+            return response.status == 200
+
+    results = [
+        await closed_loop("{ __typename }", bare, concurrency=concurrency, seconds=seconds),
+        await closed_loop("Managed Customers page, GraphQL", page, concurrency=concurrency,
+                          seconds=seconds),
+        await closed_loop("Managed Customers page, hand-written", hand,
+                          concurrency=concurrency, seconds=seconds),
+    ]
+    print(f"  (the two pages return the same edges: {same})")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--companies", type=int, default=2_000)
+    parser.add_argument("--computers", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with database(args.database_url) as url:
+        settings = Settings(database_url=url, secret_key=BENCH_SECRET)
+        asyncio.run(apply_migrations(settings))
+        prepared = asyncio.run(build(settings, args.companies, args.computers))
+        for workers in (1, 2):
+            print(f"\n{workers} worker(s):")
+            with served(url, workers) as base:
+                bare, page, hand = asyncio.run(
+                    run(base, prepared["email"], args.seconds, args.concurrency)
+                )
+            for load in (bare, page, hand):
+                print(load.line())
+            print(f"  GraphQL page / hand-written page throughput: {page.rate / hand.rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()

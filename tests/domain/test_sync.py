@@ -1,0 +1,743 @@
+"""The sync: connecting, runs, and the reconcile, through real HTTP against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from server.domain import reconcile, sync
+from server.domain.access import Scope
+from server.domain.errors import (
+    ImportNotAllowed,
+    InvalidCredentials,
+    PermissionDenied,
+    UpstreamFailed,
+    UpstreamNotConnected,
+)
+from server.domain.sync_scheduler import SyncScheduler, due_instances
+from server.events import InProcessEventBus
+from server.models import Company, Instance, StaticGroup, SyncRun, db, locks
+from server.models.enums import CompanyType, GroupKind, SyncState, UnlinkReason
+from server.settings import Settings
+from server.upstream.client import MspAdministratorClient
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
+from server.upstream.tree import (
+    ACTIVE,
+    CUSTOMER,
+    MANAGED_MSP,
+    MSP,
+    MSP_MANAGER,
+    SUSPENDED,
+    UpstreamTree,
+)
+from tests import factories
+from tests.conftest import TEST_SECRET
+from tests.sync_support import (
+    assert_mirrors,
+    check_trees,
+    connected_tenant,
+    console_tree,
+    dump,
+    fast_client,
+    tenant,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _fast_client() -> Iterator[None]:
+    with fast_client():
+        yield
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(UpstreamTree.generate(60, seed=5)) as sim:
+        yield sim
+
+
+async def synced(owner: factories.Owner, settings: Settings, **kwargs: Any) -> SyncRun:
+    assert owner.instance_id is not None
+    return await sync.sync_now(owner.instance_id, settings, **kwargs)
+
+
+def ids_of(tree: UpstreamTree) -> set[str]:
+    return set(tree.snapshot()) | {c["publicId"] for c in tree.ancestors_of(tree.account_id)}
+
+
+# -- connecting ---------------------------------------------------------------------------------
+
+
+async def test_connecting_stores_the_account_with_the_password_encrypted(
+    app: object, sim: Simulator
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance = await Instance.get(id=owner.instance_id)
+    assert instance.upstream_url == sim.url
+    assert instance.upstream_username == DEFAULT_USERNAME
+    assert instance.upstream_company_id == sim.tree.account_id
+    assert instance.upstream_password_encrypted
+    assert DEFAULT_PASSWORD not in instance.upstream_password_encrypted
+
+
+async def test_connecting_with_a_wrong_password_is_refused_and_stores_nothing(
+    app: object, sim: Simulator
+) -> None:
+    owner = await tenant()
+    with pytest.raises(InvalidCredentials) as caught:
+        await sync.connect_msp_administrator(
+            None, owner.instance_id or 0, sim.url, DEFAULT_USERNAME, "hunter2", TEST_SECRET
+        )
+    assert "hunter2" not in caught.value.message
+    assert (await Instance.get(id=owner.instance_id)).upstream_url is None
+
+
+async def test_a_distributor_account_cannot_be_imported(app: object, sim: Simulator) -> None:
+    owner = await tenant()
+    sim.add_user("distributor@msp.example", "pw", sim.tree.distributor_id)
+    with pytest.raises(ImportNotAllowed) as caught:
+        await sync.connect_msp_administrator(
+            None, owner.instance_id or 0, sim.url, "distributor@msp.example", "pw", TEST_SECRET
+        )
+    assert "Distributor" in caught.value.message
+
+
+async def test_an_unreachable_upstream_fails_with_a_clear_error(app: object) -> None:
+    owner = await tenant()
+    async with Simulator(UpstreamTree.generate(10, seed=1)) as gone:
+        url = gone.url
+    with pytest.raises(UpstreamFailed) as caught:
+        await sync.connect_msp_administrator(
+            None, owner.instance_id or 0, url, DEFAULT_USERNAME, DEFAULT_PASSWORD, TEST_SECRET
+        )
+    assert "giving up" in caught.value.message
+
+
+async def test_connecting_needs_sync_write(app: object, sim: Simulator) -> None:
+    owner = await tenant()
+    assert owner.instance_id is not None
+    reader = Scope(owner.instance_id, 0, False, {})
+    with pytest.raises(PermissionDenied):
+        await sync.connect_msp_administrator(
+            reader, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, TEST_SECRET
+        )
+
+
+async def test_a_sync_without_a_connection_is_refused(app: object, settings: Settings) -> None:
+    owner = await tenant()
+    with pytest.raises(UpstreamNotConnected):
+        await synced(owner, settings)
+
+
+# -- what a sync does ---------------------------------------------------------------------------
+
+
+async def test_a_first_sync_builds_both_trees_with_read_only_ancestors(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    run = await synced(owner, settings)
+    assert (run.state, run.error, run.phase) == (SyncState.SUCCEEDED, None, sync.DONE)
+    ancestors = sim.tree.ancestors_of(sim.tree.account_id)
+    assert run.companies_seen == 60
+    assert run.created == 60 + len(ancestors)
+    await assert_mirrors(owner.instance_id or 0, sim.tree, ids_of(sim.tree))
+    top = await Company.get(instance_id=owner.instance_id, parent_id=None)
+    assert (top.public_id, top.type, top.read_only, top.depth) == (
+        sim.tree.distributor_id,
+        CompanyType.DISTRIBUTOR,
+        True,
+        0,
+    )
+    customers = await Company.filter(instance_id=owner.instance_id, type=CompanyType.CUSTOMER)
+    assert customers and all(c.setup_state.value == "pending" for c in customers)
+
+
+async def test_a_second_sync_of_the_same_upstream_changes_nothing(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    await synced(owner, settings)
+    before = await dump(owner.instance_id or 0)
+    run = await synced(owner, settings)
+    assert (run.created, run.updated, run.moved, run.unlinked, run.relinked) == (0, 0, 0, 0, 0)
+    assert await dump(owner.instance_id or 0) == before
+
+
+async def test_renames_moves_and_removals_follow_with_groups_computers_and_custom_groups(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    await synced(owner, settings)
+    upstream = sim.tree
+    msps = upstream.of_type(MSP)
+    moving = msps[0]["publicId"]
+    customer = upstream.of_type(CUSTOMER, moving)[0]["publicId"]
+    company = await Company.get(instance_id=instance_id, public_id=customer)
+    computer = await factories.computer(instance_id, company, "pc-1")
+    group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
+    custom = await StaticGroup.create(
+        instance_id=instance_id,
+        name="Laptops",
+        kind=GroupKind.CUSTOM,
+        parent=group,
+        path="",
+        sort_key="",
+        depth=group.depth + 1,
+    )
+    custom.path = f"{group.path}{custom.id}/"
+    custom.sort_key = group.sort_key + reconcile.tree.sort_segment("Laptops", custom.id)
+    await custom.save()
+
+    upstream.rename(moving, 'Zeta, "the" MSP')
+    upstream.move(moving, upstream.of_type(MANAGED_MSP)[0]["publicId"])
+    upstream.rename(customer, "Ärger & Söhne")
+    gone = upstream.of_type(CUSTOMER, msps[1]["publicId"])[0]["publicId"]
+    upstream.remove(gone)
+    run = await synced(owner, settings)
+    assert (run.updated, run.moved, run.unlinked, run.created) == (2, 1, 1, 0)
+    await assert_mirrors(instance_id, upstream, ids_of(upstream) | {gone})
+
+    company = await Company.get(id=company.id)
+    await computer.refresh_from_db()
+    await custom.refresh_from_db()
+    group = await StaticGroup.get(id=group.id)
+    assert computer.group_id == group.id  # type: ignore[attr-defined]
+    assert (group.name, company.name) == ("Ärger & Söhne", "Ärger & Söhne")
+    assert custom.parent_id == group.id  # type: ignore[attr-defined]
+    assert custom.path == f"{group.path}{custom.id}/" and custom.depth == group.depth + 1
+    removed = await Company.get(instance_id=instance_id, public_id=gone)
+    assert removed.unlinked_at is not None and removed.unlink_reason == UnlinkReason.UPSTREAM
+
+
+async def test_a_customer_back_upstream_is_relinked_with_its_status_unless_a_user_unlinked_it(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    await synced(owner, settings)
+    first, second = (c["publicId"] for c in sim.tree.of_type(CUSTOMER)[:2])
+    await Company.filter(instance_id=instance_id, public_id=first).update(setup_state="done")
+    await Company.filter(instance_id=instance_id, public_id=second).update(
+        unlinked_at=dt.datetime.now(dt.UTC), unlink_reason=UnlinkReason.USER
+    )
+    sim.tree.remove(first)
+    sim.tree.remove(second)
+    run = await synced(owner, settings)
+    assert run.unlinked == 1  # the other one was unlinked already
+    sim.tree.readd(first)
+    sim.tree.readd(second)
+    run = await synced(owner, settings)
+    assert run.relinked == 1
+    back = await Company.get(instance_id=instance_id, public_id=first)
+    assert (back.unlinked_at, back.unlink_reason, back.setup_state.value) == (None, None, "done")
+    kept = await Company.get(instance_id=instance_id, public_id=second)
+    assert kept.unlinked_at is not None and kept.unlink_reason == UnlinkReason.USER
+
+
+async def test_suspended_companies_stay_with_their_status(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    target = sim.tree.of_type(CUSTOMER)[3]["publicId"]
+    sim.tree.suspend(target)
+    await synced(owner, settings)
+    company = await Company.get(instance_id=owner.instance_id, public_id=target)
+    assert (company.upstream_status, company.unlinked_at) == (SUSPENDED, None)
+    sim.tree.activate(target)
+    run = await synced(owner, settings)
+    assert run.updated == 1
+    assert (await Company.get(id=company.id)).upstream_status == ACTIVE
+
+
+async def test_customer_status_events_name_the_customers_whose_status_changed(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    bus = InProcessEventBus()
+    await synced(owner, settings, bus=bus)
+    gone = sim.tree.of_type(CUSTOMER)[0]["publicId"]
+    sim.tree.remove(gone)
+    async with bus.subscribe("customer_status") as stream, bus.subscribe("sync_run") as runs:
+        run = await synced(owner, settings, bus=bus)
+        event = await asyncio.wait_for(anext(stream), 1)
+        states = []
+        while not states or states[-1] not in sync.FINISHED:
+            payload = await asyncio.wait_for(anext(runs), 1)
+            assert payload == {"instance_id": owner.instance_id, "run_id": run.id}
+            states.append((await SyncRun.get(id=run.id)).state)
+    company = await Company.get(instance_id=owner.instance_id, public_id=gone)
+    assert event == {"instance_id": owner.instance_id, "company_ids": [company.id]}
+
+
+async def test_unlinking_revokes_installers_and_disables_users_and_relinking_enables_them(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    from server.domain.secrets import token_hash
+    from server.models import Installer, User
+
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    await synced(owner, settings)
+    target = sim.tree.of_type(CUSTOMER)[0]["publicId"]
+    company = await Company.get(instance_id=instance_id, public_id=target)
+    group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
+    user = await User.create(
+        instance_id=instance_id, email=factories.unique_email("native"), home_group=group
+    )
+    installer = await Installer.create(
+        instance_id=instance_id,
+        company=company,
+        group=group,
+        name="agent",
+        token_hash=token_hash(factories.unique_email("token")),
+    )
+    sim.tree.remove(target)
+    await synced(owner, settings)
+    await user.refresh_from_db()
+    await installer.refresh_from_db()
+    assert not user.enabled and user.disabled_by_unlink_id == company.id  # type: ignore[attr-defined]
+    assert installer.revoked_at is not None
+    sim.tree.readd(target)
+    await synced(owner, settings)
+    await user.refresh_from_db()
+    await installer.refresh_from_db()
+    assert user.enabled and user.disabled_by_unlink_id is None  # type: ignore[attr-defined]
+    assert installer.revoked_at is not None  # revoked installers stay revoked
+
+
+async def test_a_type_change_upstream_gets_its_shared_objects_group(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    await synced(owner, settings)
+    customer = sim.tree.of_type(CUSTOMER, sim.tree.account_id)[0]["publicId"]
+    sim.tree.companies[customer]["type"] = MSP  # promoted upstream
+    sim.tree._changed()
+    run = await synced(owner, settings)
+    assert run.updated == 1
+    await assert_mirrors(owner.instance_id or 0, sim.tree, ids_of(sim.tree))
+
+
+# -- convergence --------------------------------------------------------------------------------
+
+EDIT = st.tuples(
+    st.sampled_from(["add", "rename", "move", "remove", "readd", "suspend", "activate"]),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+)
+NAMES = ("Acme", 'Quote "Co", Ltd', "ÖBB Ügyfél", "zeta", "Alpha", "東京", "a" * 200, "Acme")
+
+
+def apply_edit(upstream: UpstreamTree, removed: list[str], edit: tuple[str, int, int]) -> None:
+    kind, a, b = edit
+    companies = list(upstream.subtree(upstream.account_id))
+    below = companies[1:]
+    parents = [c for c in companies if c["type"] != CUSTOMER]
+    if kind == "add":
+        parent = parents[a % len(parents)]
+        child_type = MSP if parent["type"] == MSP_MANAGER and b % 3 == 0 else CUSTOMER
+        upstream.add(parent["publicId"], NAMES[b % len(NAMES)], child_type)
+    elif kind == "rename":
+        upstream.rename(companies[a % len(companies)]["publicId"], NAMES[b % len(NAMES)] + str(b))
+    elif kind == "move" and below:
+        moving = below[a % len(below)]["publicId"]
+        targets = [
+            p
+            for p in parents
+            if not upstream.is_within(p["publicId"], moving)
+            and p["publicId"] != upstream.get(moving)["parentId"]
+        ]
+        if targets:
+            upstream.move(moving, targets[b % len(targets)]["publicId"])
+    elif kind == "remove" and below:
+        gone = below[a % len(below)]["publicId"]
+        upstream.remove(gone)
+        removed.append(gone)
+    elif kind == "readd" and removed:
+        back = removed[a % len(removed)]
+        if upstream_parent(upstream, back) in upstream.companies:
+            upstream.readd(back)
+            removed.remove(back)
+    elif kind in ("suspend", "activate"):
+        target = companies[a % len(companies)]["publicId"]
+        upstream.set_status(target, SUSPENDED if kind == "suspend" else ACTIVE)
+
+
+def upstream_parent(upstream: UpstreamTree, removed_id: str) -> str:
+    return upstream._removed[removed_id][0]["parentId"]
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    size=st.integers(5, 14),
+    rounds=st.lists(st.lists(EDIT, min_size=1, max_size=5), min_size=1, max_size=4),
+)
+@hypothesis_settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+async def test_random_upstream_edits_converge_node_for_node(
+    app: object,
+    settings: Settings,
+    seed: int,
+    size: int,
+    rounds: list[list[tuple[str, int, int]]],
+) -> None:
+    upstream = UpstreamTree.generate(size, seed)
+    async with Simulator(upstream) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        ever_seen = ids_of(upstream)
+        run = await synced(owner, settings)
+        assert run.state == SyncState.SUCCEEDED, run.error
+        await assert_mirrors(instance_id, upstream, ever_seen)
+        removed: list[str] = []
+        for edits in rounds:
+            for edit in edits:
+                apply_edit(upstream, removed, edit)
+            ever_seen |= ids_of(upstream)
+            run = await synced(owner, settings)
+            assert run.state == SyncState.SUCCEEDED, run.error
+            await assert_mirrors(instance_id, upstream, ever_seen)
+            before = await dump(instance_id)
+            again = await synced(owner, settings)
+            assert (again.created, again.updated, again.moved) == (0, 0, 0)
+            assert (again.unlinked, again.relinked) == (0, 0)
+            assert await dump(instance_id) == before
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+def _some(kind: int) -> Callable[[Simulator], str]:
+    return lambda sim: sim.tree.of_type(kind)[-1]["publicId"]
+
+
+Arm = Callable[[Simulator, bool], None]
+FAULTS: dict[str, tuple[Arm, str]] = {
+    "maintenance": (
+        lambda sim, last: sim.faults.maintenance(
+            10_000, endpoint="Company/Children", after=0 if last else 2, end_of_walk=last
+        ),
+        "503 (unavailable)",
+    ),
+    "rate limited": (
+        lambda sim, last: sim.faults.rate_limit(
+            10_000,
+            retry_after=5,
+            endpoint="Company/Children",
+            after=0 if last else 2,
+            end_of_walk=last,
+        ),
+        "429 (rate limited)",
+    ),
+    "server error": (
+        lambda sim, last: sim.faults.server_error(
+            10_000,
+            status=502,
+            endpoint="Company/Children",
+            after=0 if last else 2,
+            end_of_walk=last,
+        ),
+        "answered 502; giving up",
+    ),
+    "dropped connection": (
+        lambda sim, last: sim.faults.drop_connection(
+            10_000, endpoint="Company/Children", after=0 if last else 2, end_of_walk=last
+        ),
+        "giving up after 3 attempts",
+    ),
+    "body that is not JSON": (
+        lambda sim, last: sim.faults.malformed_body(
+            endpoint="Company/Children", after=0 if last else 2, end_of_walk=last
+        ),
+        "a body that is not JSON",
+    ),
+    "body of the wrong shape": (
+        lambda sim, last: sim.faults.malformed_body(
+            body=lambda answer: {**answer, "totalCount": "many"},
+            endpoint="Company/Children",
+            after=0 if last else 2,
+            end_of_walk=last,
+        ),
+        "totalCount must be an integer",
+    ),
+    "company listed twice": (
+        lambda sim, last: sim.faults.duplicate_company(
+            sim.tree.of_type(CUSTOMER)[0]["publicId"], under=_some(MSP)(sim)
+        ),
+        "twice",
+    ),
+    "cycle": (
+        lambda sim, last: sim.faults.cycle(_some(MSP)(sim), sim.tree.account_id),
+        "cycle",
+    ),
+    "wrong parent": (
+        lambda sim, last: sim.faults.wrong_parent(
+            sim.tree.of_type(CUSTOMER, _some(MSP)(sim))[0]["publicId"], sim.tree.account_id
+        ),
+        "as its parent",
+    ),
+}
+STRUCTURAL = {"company listed twice", "cycle", "wrong parent"}
+CASES = [(name, False) for name in FAULTS] + [
+    (name, True) for name in FAULTS if name not in STRUCTURAL
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "at_last_page"),
+    CASES,
+    ids=[f"{name}{' at the last page' if last else ''}" for name, last in CASES],
+)
+async def test_a_failing_upstream_fails_the_run_and_changes_nothing(
+    app: object, sim: Simulator, settings: Settings, fault: str, at_last_page: bool
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    assert (await synced(owner, settings)).state == SyncState.SUCCEEDED
+    upstream = sim.tree
+    ever_seen = ids_of(upstream)
+    # Enough upstream changes that an apply would write to every table it touches.
+    upstream.rename(upstream.of_type(CUSTOMER)[1]["publicId"], "Renamed")
+    upstream.move(
+        upstream.of_type(MSP)[0]["publicId"], upstream.of_type(MANAGED_MSP)[0]["publicId"]
+    )
+    upstream.remove(upstream.of_type(CUSTOMER)[2]["publicId"])
+    upstream.add(upstream.account_id, "Brand New", CUSTOMER)
+    before = await dump(instance_id)
+
+    arm, expected = FAULTS[fault]
+    arm(sim, at_last_page)
+    run = await synced(owner, settings)
+    assert run.state == SyncState.FAILED
+    assert run.error and expected in run.error, run.error
+    assert run.phase == sync.FETCH
+    if at_last_page:
+        assert sim.faults.fired, "the fault fired"
+    assert await dump(instance_id) == before
+
+    sim.faults.clear()
+    run = await synced(owner, settings)
+    assert run.state == SyncState.SUCCEEDED, run.error
+    await assert_mirrors(instance_id, upstream, ever_seen | ids_of(upstream))
+
+
+async def test_a_password_changed_upstream_fails_the_run_naming_the_account(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    sim.state.users[DEFAULT_USERNAME].password = "changed"
+    run = await synced(owner, settings)
+    assert run.state == SyncState.FAILED
+    assert run.error == f"MSP Administrator refused the credentials of {DEFAULT_USERNAME!r}"
+
+
+async def test_a_failure_inside_the_apply_phase_rolls_everything_back(
+    app: object, sim: Simulator, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    await synced(owner, settings)
+    sim.tree.add(sim.tree.account_id, "Never Seen", CUSTOMER)
+    sim.tree.remove(sim.tree.of_type(CUSTOMER)[0]["publicId"])
+    before = await dump(instance_id)
+
+    async def explode() -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(sync, "_pause_hook", lambda: explode)
+    run = await synced(owner, settings)
+    assert (run.state, run.phase, run.error) == (
+        SyncState.FAILED,
+        sync.APPLY,
+        "internal error: RuntimeError",
+    )
+    assert await dump(instance_id) == before
+
+
+async def test_a_process_killed_in_the_apply_phase_leaves_the_tree_intact(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    await synced(owner, settings)
+    upstream = sim.tree
+    ever_seen = ids_of(upstream)
+    upstream.add(upstream.account_id, "Half Written", CUSTOMER)
+    upstream.rename(upstream.of_type(MSP)[0]["publicId"], "Renamed MSP")
+    upstream.remove(upstream.of_type(CUSTOMER)[0]["publicId"])
+    before = await dump(instance_id)
+
+    env = {
+        **os.environ,
+        sync.PAUSE_ENV: "60",
+        "DATABASE_URL": settings.database_url,
+        "MSP_CONSOLE_SECRET_KEY": TEST_SECRET,
+    }
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.domain.sync_process",
+        str(instance_id),
+        cwd=ROOT,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert worker.stderr is not None
+        line = (await asyncio.wait_for(worker.stderr.readline(), 30)).decode()
+        assert "apply phase paused" in line, line
+        running = await SyncRun.get(instance_id=instance_id, state=SyncState.RUNNING)
+        assert running.phase == sync.APPLY
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
+    assert worker.returncode == -signal.SIGKILL
+
+    assert await dump(instance_id) == before
+    run = await synced(owner, settings)
+    assert run.state == SyncState.SUCCEEDED, run.error
+    await assert_mirrors(instance_id, upstream, ever_seen | ids_of(upstream))
+    interrupted = await SyncRun.get(id=running.id)
+    assert interrupted.state == SyncState.FAILED and "interrupted" in (interrupted.error or "")
+
+
+async def test_tokens_expiring_every_few_calls_do_not_stop_a_large_sync(
+    app: object, settings: Settings
+) -> None:
+    async with Simulator(UpstreamTree.generate(5_000, seed=8)) as sim:
+        owner = await connected_tenant(None, sim)
+        sim.faults.expire_tokens_after(3)
+        sim.faults.reject_renewals(2)
+        run = await synced(owner, settings)
+        assert run.state == SyncState.SUCCEEDED, run.error
+        assert run.companies_seen == 5_000
+        assert sim.calls["Token/Renew"] > 20
+        await assert_mirrors(owner.instance_id or 0, sim.tree, ids_of(sim.tree))
+
+
+# -- one run at a time --------------------------------------------------------------------------
+
+
+async def test_starting_a_sync_during_a_run_returns_the_running_one(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    bus = InProcessEventBus()
+    sim.faults.delay = 0.05
+    first = await sync.start_sync(instance_id, "manual", settings=settings, bus=bus)
+    second = await sync.start_sync(instance_id, "manual", settings=settings, bus=bus)
+    assert second.id == first.id
+    followed = await sync.sync_now(instance_id, settings, bus=bus)  # joins it
+    assert followed.id == first.id and followed.state == SyncState.SUCCEEDED
+    assert await SyncRun.filter(instance_id=instance_id).count() == 1
+
+
+async def test_a_run_left_active_by_a_dead_process_is_failed_by_the_next_start(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    orphan = await SyncRun.create(
+        instance_id=instance_id, trigger="manual", state=SyncState.RUNNING
+    )
+    assert await sync.recover_interrupted(InProcessEventBus()) >= 1
+    await orphan.refresh_from_db()
+    assert orphan.state == SyncState.FAILED and "interrupted" in (orphan.error or "")
+
+
+async def test_the_run_lock_excludes_other_holders_until_released() -> None:
+    first = await locks.try_lock(locks.SYNC_RUN, 10**6)
+    assert first is not None
+    assert await locks.try_lock(locks.SYNC_RUN, 10**6) is None
+    await first.release()
+    again = await locks.try_lock(locks.SYNC_RUN, 10**6)
+    assert again is not None
+    await again.release()
+
+
+# -- the schedule -------------------------------------------------------------------------------
+
+
+async def test_the_scheduler_syncs_instances_whose_last_sync_is_older_than_the_interval(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.sync_interval + 60)
+    assert instance_id not in await due_instances(settings.sync_interval)
+    assert instance_id in await due_instances(settings.sync_interval, later)
+
+    bus = InProcessEventBus()
+    leader = SyncScheduler(settings, bus, election_key=7)
+    other = SyncScheduler(settings, bus, election_key=7)
+    try:
+        started = await leader.run_once(later, among=[instance_id])
+        assert await other.run_once(later, among=[instance_id]) == []
+        assert leader.is_leader and not other.is_leader
+    finally:
+        await other.stop()
+        await leader.stop()
+    assert instance_id in started
+    run = await SyncRun.filter(instance_id=instance_id).order_by("-id").first()
+    assert run is not None and run.trigger == "schedule"
+
+
+# -- statements ---------------------------------------------------------------------------------
+
+
+async def apply_statements(instance_id: int, snapshot: Any) -> int:
+    with db.count_statements() as counter:
+        await reconcile.apply_snapshot(instance_id, snapshot)
+    return counter.count
+
+
+async def test_the_apply_phase_issues_as_many_statements_for_1000_companies_as_for_100(
+    app: object,
+) -> None:
+    counts = []
+    for size in (100, 1_000):
+        async with Simulator(UpstreamTree.generate(size, seed=size)) as sim:
+            owner = await connected_tenant(None, sim)
+            instance_id = owner.instance_id or 0
+            async with MspAdministratorClient(sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD) as api:
+                first = await apply_statements(
+                    instance_id, await api.fetch_tree(sim.tree.account_id)
+                )
+                upstream = sim.tree
+                customers = upstream.of_type(CUSTOMER)
+                upstream.rename(customers[0]["publicId"], "Renamed")
+                upstream.move(customers[1]["publicId"], upstream.of_type(MSP)[-1]["publicId"])
+                upstream.remove(customers[2]["publicId"])
+                upstream.suspend(customers[3]["publicId"])
+                upstream.add(upstream.of_type(MSP)[0]["publicId"], "New", CUSTOMER)
+                upstream.move(
+                    upstream.of_type(MSP)[0]["publicId"],
+                    upstream.of_type(MANAGED_MSP)[0]["publicId"],
+                )
+                second = await apply_statements(
+                    instance_id, await api.fetch_tree(upstream.account_id)
+                )
+                third = await apply_statements(
+                    instance_id, await api.fetch_tree(upstream.account_id)
+                )
+            await check_trees(instance_id)
+            assert (await console_tree(instance_id))[0] == upstream.snapshot()
+            counts.append((first, second, third))
+    assert counts[0] == counts[1], counts
+    assert counts[0][2] == 2, "a no-op apply only reads"

@@ -1,0 +1,152 @@
+"""Helpers for the sync tests: a tenant connected to a simulator, the console's trees as the
+upstream would spell them, the invariants of both trees, and a byte-level dump of the data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from server.domain import reconcile, sync, tree
+from server.domain.hierarchy import SHARES_OBJECTS
+from server.domain.instances import create_instance
+from server.models import Account, db
+from server.models.enums import CompanyType, GroupKind, Service
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
+from server.upstream.tree import UpstreamTree
+from tests import factories
+from tests.conftest import TEST_SECRET
+from tests.graphql_client import GraphQLClient
+
+FAST = {
+    "timeout": 2.0,
+    "max_retries": 2,
+    "max_backoff_total": 0.5,
+    "backoff_base": 0.002,
+    "backoff_max": 0.02,
+    "progress_interval": 0.05,
+}
+TYPE_CODES = {kind: code for code, kind in reconcile.COMPANY_TYPES.items()}
+
+
+@contextmanager
+def fast_client(**options: Any) -> Iterator[None]:
+    """Short timeouts and backoffs for every client the sync makes."""
+    saved = dict(sync.client_options)
+    sync.client_options.clear()
+    sync.client_options.update({**FAST, **options})
+    try:
+        yield
+    finally:
+        sync.client_options.clear()
+        sync.client_options.update(saved)
+
+
+async def tenant() -> factories.Owner:
+    """An account with its instance, without signing in (domain tests need no token)."""
+    email = factories.unique_email()
+    account = await Account.create(email=email, password_hash="!", services="EBA,EMA2")
+    instance = await create_instance(account.id, Service.EBA, f"Console of {email}")
+    return factories.Owner(email, account.id, "", instance.id)
+
+
+async def connected_tenant(client: GraphQLClient | None, sim: Simulator) -> factories.Owner:
+    """A tenant connected to the simulator; signed in when given a GraphQL client."""
+    owner = await factories.owner(client) if client is not None else await tenant()
+    assert owner.instance_id is not None
+    await sync.connect_msp_administrator(
+        None, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, TEST_SECRET
+    )
+    return owner
+
+
+async def companies_of(instance_id: int) -> list[dict[str, Any]]:
+    return await db.fetch("SELECT * FROM company WHERE instance_id = ? ORDER BY id", [instance_id])
+
+
+async def groups_of(instance_id: int) -> list[dict[str, Any]]:
+    return await db.fetch(
+        "SELECT * FROM static_group WHERE instance_id = ? ORDER BY id", [instance_id]
+    )
+
+
+async def dump(instance_id: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every column of every company and group row, as stored."""
+    return (
+        [tuple(row.items()) for row in await companies_of(instance_id)],
+        [tuple(row.items()) for row in await groups_of(instance_id)],
+    )
+
+
+async def console_tree(
+    instance_id: int,
+) -> tuple[dict[str, tuple[str, int, int, str | None]], set[str], list[str]]:
+    """(linked account companies as `UpstreamTree.snapshot()` spells them, unlinked public ids,
+    read-only ancestors top first)."""
+    rows = await companies_of(instance_id)
+    by_id = {row["id"]: row for row in rows}
+    linked: dict[str, tuple[str, int, int, str | None]] = {}
+    unlinked: set[str] = set()
+    ancestors = []
+    for row in sorted(rows, key=lambda r: r["depth"]):
+        parent = by_id[row["parent_id"]]["public_id"] if row["parent_id"] else None
+        if row["unlinked_at"] is not None:
+            unlinked.add(row["public_id"])
+        elif row["read_only"]:
+            ancestors.append(row["public_id"])
+        else:
+            linked[row["public_id"]] = (
+                row["name"],
+                TYPE_CODES[CompanyType(row["type"])],
+                row["upstream_status"],
+                parent,
+            )
+    return linked, unlinked, ancestors
+
+
+async def check_trees(instance_id: int) -> None:
+    """Both trees are consistent: every group's path, sort key and depth follow its parent's;
+    every company has its group, named like it, under its parent's group, sharing its path and
+    sort key; companies that share objects have a Shared Objects group."""
+    companies = {row["id"]: row for row in await companies_of(instance_id)}
+    groups = {row["id"]: row for row in await groups_of(instance_id)}
+    kinds = {}
+    for group in groups.values():
+        parent = groups.get(group["parent_id"]) if group["parent_id"] else None
+        if parent is None:
+            assert group["kind"] == GroupKind.ALL.value
+            assert group["path"] == f"/{group['id']}/" and group["depth"] == 0
+            assert group["sort_key"] == tree.sort_segment(group["name"], group["id"])
+        else:
+            assert group["path"] == tree.child_path(parent["path"], group["id"]), group
+            assert group["sort_key"] == tree.child_sort_key(
+                parent["sort_key"], group["name"], group["id"]
+            ), group
+            assert group["depth"] == parent["depth"] + 1, group
+        if group["company_id"] is not None:
+            kinds[(group["company_id"], group["kind"])] = group
+    companies_group = next(g for g in groups.values() if g["kind"] == GroupKind.COMPANIES.value)
+    for company in companies.values():
+        group = kinds[(company["id"], GroupKind.COMPANY.value)]
+        assert group["name"] == company["name"]
+        assert (group["path"], group["sort_key"]) == (company["path"], company["sort_key"])
+        assert group["depth"] == company["depth"] + 2
+        assert company["sort_name"] == tree.sort_name(company["name"])
+        if company["parent_id"] is None:
+            assert group["parent_id"] == companies_group["id"]
+        else:
+            parent_group = kinds[(company["parent_id"], GroupKind.COMPANY.value)]
+            assert group["parent_id"] == parent_group["id"]
+        if CompanyType(company["type"]) in SHARES_OBJECTS:
+            shared = kinds[(company["id"], GroupKind.SHARED_OBJECTS.value)]
+            assert shared["parent_id"] == group["id"]
+
+
+async def assert_mirrors(instance_id: int, upstream: UpstreamTree, ever_seen: set[str]) -> None:
+    """The console's trees are the upstream's, node for node; what vanished is unlinked."""
+    linked, unlinked, ancestors = await console_tree(instance_id)
+    expected = upstream.snapshot()
+    assert linked == expected
+    assert ancestors == [c["publicId"] for c in upstream.ancestors_of(upstream.account_id)]
+    assert unlinked == ever_seen - set(expected) - set(ancestors)
+    await check_trees(instance_id)
