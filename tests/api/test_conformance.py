@@ -16,20 +16,23 @@ from tests import factories
 CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance"
 
 
-async def node(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+async def node(*args: str, seconds: float = 60) -> tuple[int, str, str]:
     executable = shutil.which("node")
     if executable is None or not (CONFORMANCE / "node_modules").exists():
         pytest.fail("node and `npm ci --prefix tests/conformance` are needed for these checks")
     process = await asyncio.create_subprocess_exec(
-        executable, *args, cwd=CONFORMANCE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        executable,
+        *args,
+        cwd=CONFORMANCE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    out, err = await asyncio.wait_for(process.communicate(), seconds)
     return process.returncode or 0, out.decode(), err.decode()
 
 
 async def test_the_graphql_over_http_audit_finds_no_error_and_no_warning(server_url):
-    code, out, err = await node("audit.mjs", f"{server_url}/graphql")
+    code, out, _ = await node("audit.mjs", f"{server_url}/graphql")
     summary = json.loads(out)
     assert summary["error"] == [], summary
     assert summary["warn"] == [], summary
@@ -40,7 +43,7 @@ async def test_the_graphql_ws_client_receives_a_subscription(app, client, server
     owner = await factories.owner(client)
     url = server_url.replace("http://", "ws://") + "/graphql"
     query = "subscription { syncStatus { id state } }"
-    process = asyncio.create_task(node("subscribe.mjs", url, owner.token, query, "1", timeout=20))
+    process = asyncio.create_task(node("subscribe.mjs", url, owner.token, query, "1", seconds=20))
     await asyncio.sleep(1.5)  # let the client subscribe
     run = await SyncRun.create(instance_id=owner.instance_id, trigger="manual")
     await app.state.bus.publish(SYNC_RUN, {"instance_id": owner.instance_id, "run_id": run.id})

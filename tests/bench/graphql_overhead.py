@@ -18,8 +18,8 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import orjson
 from starlette.applications import Starlette
@@ -68,30 +68,48 @@ async def hand_written_page(request: Request) -> Response:
     for cursor, company in zip(page.cursors, page.items, strict=True):
         parent = parents.get(company.parent_id)  # type: ignore[attr-defined]
         group = own_groups[company.id]
-        edges.append({
-            "cursor": cursor,
-            "node": {
-                "id": global_ids.encode("Company", company.id),
-                "publicId": company.public_id,
-                "name": company.name,
-                "customerStatus": companies.customer_status(company),
-                "unlinkedAt": company.unlinked_at.isoformat() if company.unlinked_at else None,
-                "parent": parent and {"id": global_ids.encode("Company", parent.id),
-                                      "name": parent.name, "type": parent.type},
-                "staticGroup": {"id": global_ids.encode("StaticGroup", group.id),
-                                "name": group.name, "computerCount": computer_counts[group.id]},
-            },
-        })
-    body = {"data": {"managedCustomers": {
-        "totalCount": total,
-        "statusCounts": {"notSetUp": counts[CustomerStatus.NOT_SET_UP],
-                         "normal": counts[CustomerStatus.NORMAL],
-                         "unlinked": counts[CustomerStatus.UNLINKED]},
-        "pageInfo": {"hasNextPage": page.has_next, "hasPreviousPage": page.has_previous,
-                     "startCursor": page.cursors[0] if page.cursors else None,
-                     "endCursor": page.cursors[-1] if page.cursors else None},
-        "edges": edges,
-    }}}
+        edges.append(
+            {
+                "cursor": cursor,
+                "node": {
+                    "id": global_ids.encode("Company", company.id),
+                    "publicId": company.public_id,
+                    "name": company.name,
+                    "customerStatus": companies.customer_status(company),
+                    "unlinkedAt": company.unlinked_at.isoformat() if company.unlinked_at else None,
+                    "parent": parent
+                    and {
+                        "id": global_ids.encode("Company", parent.id),
+                        "name": parent.name,
+                        "type": parent.type,
+                    },
+                    "staticGroup": {
+                        "id": global_ids.encode("StaticGroup", group.id),
+                        "name": group.name,
+                        "computerCount": computer_counts[group.id],
+                    },
+                },
+            }
+        )
+    body = {
+        "data": {
+            "managedCustomers": {
+                "totalCount": total,
+                "statusCounts": {
+                    "notSetUp": counts[CustomerStatus.NOT_SET_UP],
+                    "normal": counts[CustomerStatus.NORMAL],
+                    "unlinked": counts[CustomerStatus.UNLINKED],
+                },
+                "pageInfo": {
+                    "hasNextPage": page.has_next,
+                    "hasPreviousPage": page.has_previous,
+                    "startCursor": page.cursors[0] if page.cursors else None,
+                    "endCursor": page.cursors[-1] if page.cursors else None,
+                },
+                "edges": edges,
+            }
+        }
+    }
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -105,12 +123,27 @@ def bench_app() -> Starlette:
 @contextmanager
 def served(database_url: str, workers: int) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "MSP_CONSOLE_SECRET_KEY": BENCH_SECRET,
-           "MSP_CONSOLE_SYNC_INTERVAL": "100000000"}
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "uvicorn", "tests.bench.graphql_overhead:bench_app", "--factory",
-         "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-         "--no-access-log"],
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MSP_CONSOLE_SECRET_KEY": BENCH_SECRET,
+        "MSP_CONSOLE_SYNC_INTERVAL": "100000000",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.bench.graphql_overhead:bench_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         env=env,
     )
     try:
@@ -133,16 +166,23 @@ async def run(url: str, email: str, seconds: float, concurrency: int) -> list:
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
-        body = await graphql(session, url, None,
-                             "mutation($i: LoginInput!) { login(input: $i) { token } }",
-                             {"i": {"email": email, "password": PASSWORD, "via": "EBA"}})
+        body = await graphql(
+            session,
+            url,
+            None,
+            "mutation($i: LoginInput!) { login(input: $i) { token } }",
+            {"i": {"email": email, "password": PASSWORD, "via": "EBA"}},
+        )
         token = body["data"]["login"]["token"]
         graphql_page = await graphql(session, url, token, MANAGED_CUSTOMERS, {"first": 50})
-        async with session.get(f"{url}/bench/customers",
-                               headers={"authorization": f"Bearer {token}"}) as response:
+        async with session.get(
+            f"{url}/bench/customers", headers={"authorization": f"Bearer {token}"}
+        ) as response:
             hand_page = await response.json()
-    same = graphql_page["data"]["managedCustomers"]["edges"] == \
-        hand_page["data"]["managedCustomers"]["edges"]
+    same = (
+        graphql_page["data"]["managedCustomers"]["edges"]
+        == hand_page["data"]["managedCustomers"]["edges"]
+    )
 
     async def bare(session, _n):
         return "errors" not in await graphql(session, url, token, BARE, {})
@@ -151,17 +191,20 @@ async def run(url: str, email: str, seconds: float, concurrency: int) -> list:
         return "errors" not in await graphql(session, url, token, MANAGED_CUSTOMERS, {"first": 50})
 
     async def hand(session, _n):
-        async with session.get(f"{url}/bench/customers",
-                               headers={"authorization": f"Bearer {token}"}) as response:
+        async with session.get(
+            f"{url}/bench/customers", headers={"authorization": f"Bearer {token}"}
+        ) as response:
             await response.read()
             return response.status == 200
 
     results = [
         await closed_loop("{ __typename }", bare, concurrency=concurrency, seconds=seconds),
-        await closed_loop("Managed Customers page, GraphQL", page, concurrency=concurrency,
-                          seconds=seconds),
-        await closed_loop("Managed Customers page, hand-written", hand,
-                          concurrency=concurrency, seconds=seconds),
+        await closed_loop(
+            "Managed Customers page, GraphQL", page, concurrency=concurrency, seconds=seconds
+        ),
+        await closed_loop(
+            "Managed Customers page, hand-written", hand, concurrency=concurrency, seconds=seconds
+        ),
     ]
     print(f"  (the two pages return the same edges: {same})")
     return results

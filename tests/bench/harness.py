@@ -49,18 +49,30 @@ def console(database_url: str, workers: int = 1, **env: str) -> Iterator[str]:
         "MSP_CONSOLE_SYNC_INTERVAL": "100000000",
         **env,
     }
-    process = subprocess.Popen(  # noqa: S603 - our own command
-        [sys.executable, "-m", "server", "serve", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning"],
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
         env=environ,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=0.2),
+            ):
+                break
             if process.poll() is not None:
                 raise RuntimeError("the console exited during start")
             time.sleep(0.1)
@@ -92,9 +104,11 @@ class Load:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
 
     def line(self, extra: str = "") -> str:
+        p50 = percentile(self.latencies, 50) * 1000
+        p99 = percentile(self.latencies, 99) * 1000
         return (
-            f"{self.name:<44} {self.rate:8.1f} req/s   p50 {percentile(self.latencies, 50) * 1000:7.1f} ms"
-            f"   p99 {percentile(self.latencies, 99) * 1000:7.1f} ms   errors {self.errors}{extra}"
+            f"{self.name:<44} {self.rate:8.1f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms"
+            f"   errors {self.errors}{extra}"
         )
 
 

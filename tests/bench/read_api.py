@@ -39,7 +39,7 @@ from tests.bench.harness import BENCH_SECRET, closed_loop, console, database, gr
 OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"
 MANAGED_CUSTOMERS = (OPERATIONS / "ManagedCustomers.graphql").read_text()
 DESCENDANTS = (OPERATIONS / "Descendants.graphql").read_text()
-PASSWORD = "bench password 1"  # noqa: S105
+PASSWORD = "bench password 1"
 SCOPED_SETS = 50
 
 
@@ -66,7 +66,8 @@ async def build(settings: Settings, companies: int, computers: int) -> dict:
         await _statuses(instance.id, list(customers))
         await _computers(instance.id, list(customers), computers)
         scoped_email = await _scoped_user(instance.id, owner.id)
-        top = await Company.filter(instance_id=instance.id, read_only=False).order_by("depth").first()
+        top = await Company.filter(instance_id=instance.id, read_only=False).order_by("depth")
+        top = top[0] if top else None
         return {"email": email, "scoped_email": scoped_email, "top": top.id if top else None}
     finally:
         await Tortoise.close_connections()
@@ -80,8 +81,11 @@ async def _statuses(instance_id: int, customers: list[int]) -> None:
     for ids, sql, params in (
         (done, "UPDATE company SET setup_state = 'done' WHERE id IN ", []),
         (skipped, "UPDATE company SET setup_state = 'skipped' WHERE id IN ", []),
-        (unlinked, "UPDATE company SET unlinked_at = ?, unlink_reason = 'user' WHERE id IN ",
-         [datetime.now(UTC)]),
+        (
+            unlinked,
+            "UPDATE company SET unlinked_at = ?, unlink_reason = 'user' WHERE id IN ",
+            [datetime.now(UTC)],
+        ),
     ):
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
@@ -101,10 +105,24 @@ async def _computers(instance_id: int, customers: list[int], count: int) -> None
         company = customers[n % len(customers)]
         name = f"pc-{n:06d}"
         seen = None if n % 13 == 0 else now - timedelta(seconds=rng.choice([5, 90, 7200, 200000]))
-        rows.append((instance_id, groups[company], company, name, tree.sort_name(name),
-                     f"hw-{n}", "Windows 11 Pro", "11.1", now, seen))
-    sql = ("INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, hardware_id,"
-           " os, agent_version, enrolled_at, last_connected_at, announced_status) VALUES ")
+        rows.append(
+            (
+                instance_id,
+                groups[company],
+                company,
+                name,
+                tree.sort_name(name),
+                f"hw-{n}",
+                "Windows 11 Pro",
+                "11.1",
+                now,
+                seen,
+            )
+        )
+    sql = (
+        "INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, hardware_id,"
+        " os, agent_version, enrolled_at, last_connected_at, announced_status) VALUES "
+    )
     for i in range(0, len(rows), 1000):
         chunk = rows[i : i + 1000]
         marks = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'NEVER_CONNECTED')" for _ in chunk)
@@ -114,17 +132,23 @@ async def _computers(instance_id: int, customers: list[int], count: int) -> None
 async def _scoped_user(instance_id: int, owner_id: int) -> str:
     """A native user whose 50 permission sets each cover one MSP-level group or customer."""
     all_group = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
-    targets = await StaticGroup.filter(
-        instance_id=instance_id, kind=GroupKind.COMPANY
-    ).order_by("depth", "sort_key").limit(SCOPED_SETS + 5)
+    targets = (
+        await StaticGroup.filter(instance_id=instance_id, kind=GroupKind.COMPANY)
+        .order_by("depth", "sort_key")
+        .limit(SCOPED_SETS + 5)
+    )
     email = f"scoped-{uuid.uuid4().hex[:8]}@example.test"
     user = await User.create(
-        instance_id=instance_id, email=email, password_hash=secrets.hash_password(PASSWORD),
-        home_group=all_group, created_by_id=owner_id,
+        instance_id=instance_id,
+        email=email,
+        password_hash=secrets.hash_password(PASSWORD),
+        home_group=all_group,
+        created_by_id=owner_id,
     )
     for n, group in enumerate(targets[-SCOPED_SETS:]):
         permission_set = await PermissionSet.create(
-            instance_id=instance_id, name=f"bench set {n}",
+            instance_id=instance_id,
+            name=f"bench set {n}",
             levels={"COMPANIES": "READ", "COMPUTERS": "READ", "GROUPS": "READ"},
         )
         await permission_set.groups.add(group)
@@ -140,14 +164,21 @@ async def count_statements(settings: Settings, prepared: dict) -> dict[str, int]
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
             tokens = {}
-            for who, email, via in (("owner", prepared["email"], "EBA"),
-                                    ("scoped", prepared["scoped_email"], None)):
-                tokens[who], _ = await accounts.login(email, PASSWORD, Service(via) if via else None,
-                                                      settings.session_ttl)
+            for who, email, via in (
+                ("owner", prepared["email"], "EBA"),
+                ("scoped", prepared["scoped_email"], None),
+            ):
+                service = Service(via) if via else None
+                tokens[who], _ = await accounts.login(
+                    email, PASSWORD, service, settings.session_ttl
+                )
             for name, token, query, variables in scenarios(prepared, tokens):
                 with db.count_statements() as counter:
-                    await http.post("/graphql", json={"query": query, "variables": variables},
-                                    headers={"authorization": f"Bearer {token}"})
+                    await http.post(
+                        "/graphql",
+                        json={"query": query, "variables": variables},
+                        headers={"authorization": f"Bearer {token}"},
+                    )
                 counts[name] = counter.count
     return counts
 
@@ -156,10 +187,18 @@ def scenarios(prepared: dict, tokens: dict) -> list[tuple[str, str, str, dict]]:
     top = global_ids.encode("Company", prepared["top"])
     return [
         ("Managed Customers page (owner)", tokens["owner"], MANAGED_CUSTOMERS, {"first": 50}),
-        ("Managed Customers page (50 permission sets)", tokens["scoped"], MANAGED_CUSTOMERS,
-         {"first": 50}),
-        ("descendants page of 100 (owner)", tokens["owner"], DESCENDANTS,
-         {"id": top, "first": 100}),
+        (
+            "Managed Customers page (50 permission sets)",
+            tokens["scoped"],
+            MANAGED_CUSTOMERS,
+            {"first": 50},
+        ),
+        (
+            "descendants page of 100 (owner)",
+            tokens["owner"],
+            DESCENDANTS,
+            {"id": top, "first": 100},
+        ),
     ]
 
 
@@ -168,17 +207,25 @@ async def measure(url: str, prepared: dict, seconds: float, concurrency: int) ->
 
     async with aiohttp.ClientSession() as session:
         tokens = {}
-        for who, email, via in (("owner", prepared["email"], "EBA"),
-                                ("scoped", prepared["scoped_email"], None)):
-            body = await graphql(session, url, None,
-                                 "mutation($i: LoginInput!) { login(input: $i) { token } }",
-                                 {"i": {"email": email, "password": PASSWORD, "via": via}})
+        for who, email, via in (
+            ("owner", prepared["email"], "EBA"),
+            ("scoped", prepared["scoped_email"], None),
+        ):
+            body = await graphql(
+                session,
+                url,
+                None,
+                "mutation($i: LoginInput!) { login(input: $i) { token } }",
+                {"i": {"email": email, "password": PASSWORD, "via": via}},
+            )
             tokens[who] = body["data"]["login"]["token"]
     results = []
     for name, token, query, variables in scenarios(prepared, tokens)[:2]:
+
         async def one(session, _n, token=token, query=query, variables=variables):
             body = await graphql(session, url, token, query, variables)
             return "errors" not in body
+
         results.append(await closed_loop(name, one, concurrency=concurrency, seconds=seconds))
 
     top = global_ids.encode("Company", prepared["top"])
@@ -189,8 +236,13 @@ async def measure(url: str, prepared: dict, seconds: float, concurrency: int) ->
     async def page(session, n, token=tokens["owner"]):
         worker = n // 1_000_000
         walk_started.setdefault(worker, time.perf_counter())
-        body = await graphql(session, url, token, DESCENDANTS,
-                             {"id": top, "first": 100, "after": cursors.get(worker)})
+        body = await graphql(
+            session,
+            url,
+            token,
+            DESCENDANTS,
+            {"id": top, "first": 100, "after": cursors.get(worker)},
+        )
         if "errors" in body:
             return False
         info = body["data"]["node"]["descendants"]["pageInfo"]
@@ -199,13 +251,18 @@ async def measure(url: str, prepared: dict, seconds: float, concurrency: int) ->
             walks.append(time.perf_counter() - walk_started.pop(worker))
         return True
 
-    results.append(await closed_loop("descendants walk, pages of 100 (owner)", page,
-                                     concurrency=concurrency, seconds=seconds))
+    results.append(
+        await closed_loop(
+            "descendants walk, pages of 100 (owner)", page, concurrency=concurrency, seconds=seconds
+        )
+    )
     for load in results:
         print(load.line())
     if walks:
-        print(f"whole-tree descendants walks completed: {len(walks)}, "
-              f"mean {sum(walks) / len(walks):.2f} s each")
+        print(
+            f"whole-tree descendants walks completed: {len(walks)}, "
+            f"mean {sum(walks) / len(walks):.2f} s each"
+        )
 
 
 def main() -> None:
