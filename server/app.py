@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from tortoise.contrib.starlette import RegisterTortoise
 
 from server.agents import AgentRuntime, agent_routes, create_agent_app
+from server.api.downloads import installer_config
 from server.api.http import GraphQLView
 from server.api.schema import build_schema
 from server.domain.sync_scheduler import SyncScheduler
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        Route("/installers/config", installer_config, methods=["POST"]),
         *agent_routes(agent_runtime),
     ]
     middleware = [Middleware(RequestIdMiddleware)]

@@ -20,6 +20,7 @@ from server.models.enums import CustomerStatus as Status
 if TYPE_CHECKING:
     from server.api.computers import ComputerConnection
     from server.api.groups import StaticGroup
+    from server.api.installers import InstallerConnection
 
 
 @strawberry.type
@@ -139,6 +140,18 @@ class Company(Node):
 
         group = await info.context.loaders.group_by_company_id.load(self.model.id)
         return await computers_in_group(info, group, first, after, recursive, status, search)
+
+    @strawberry.field(description="The company's agent installers, newest first.")
+    async def installers(
+        self,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        include_revoked: bool = False,
+    ) -> Annotated[InstallerConnection, strawberry.lazy("server.api.installers")]:
+        from server.api.installers import company_installers
+
+        return await company_installers(info, self.model.id, first, after, include_revoked)
 
 
 @strawberry.type

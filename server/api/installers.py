@@ -7,11 +7,17 @@ import datetime as dt
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from server.api.audit import audited
 from server.api.context import Context
-from server.api.node import Node, resolves
-from server.domain import global_ids
+from server.api.errors import UserError
+from server.api.node import Node, decode_id, resolves
+from server.api.pagination import CountedConnection, PageInfo, build_edges, page_request
+from server.api.permissions import Authenticated
+from server.domain import global_ids, installers
+from server.domain.errors import DomainError
 from server.domain.installers import agent_endpoint
 from server.models import Company as CompanyModel
 from server.models import Installer as InstallerModel
@@ -78,3 +84,127 @@ async def installer_node(info: Info[Context, None], key: int) -> Installer | Non
     if found is None or not scope.allows(found.group.path, Area.INSTALLERS, Level.READ):
         return None
     return Installer.of(found)
+
+
+@strawberry.type
+class InstallerEdge:
+    cursor: str
+    node: Installer
+
+
+@strawberry.type
+class InstallerConnection(CountedConnection):
+    edges: list[InstallerEdge]
+    page_info: PageInfo
+
+
+async def company_installers(
+    info: Info[Context, None],
+    company_id: int,
+    first: int | None,
+    after: str | None,
+    include_revoked: bool,
+) -> InstallerConnection:
+    request = page_request(first, after, key_length=1)
+    listing = installers.of_company(info.context.require_scope(), company_id, include_revoked)
+    page = await listing.page(request)
+    return InstallerConnection(
+        edges=build_edges(page, Installer.of, InstallerEdge),
+        page_info=PageInfo.of(page),
+        _count=listing.count,
+    )
+
+
+@strawberry.input
+class CreateInstallerInput:
+    company_id: strawberry.ID
+    group_id: strawberry.ID | None = None
+    name: str | None = None
+    expires_at: dt.datetime | None = None
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class CreateInstallerPayload:
+    installer: Installer | None = None
+    token: str | None = strawberry.field(default=None, description="Shown this once only.")
+    config: JSON | None = strawberry.field(
+        default=None, description="What an agent needs (URL, token, group): save it as a file."
+    )
+    install_command: str | None = strawberry.field(
+        default=None, description="A shell one-liner that enrols the machine it runs on."
+    )
+    errors: list[UserError] = strawberry.field(default_factory=list)
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class RevokeInstallerInput:
+    installer_id: strawberry.ID
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class RevokeInstallerPayload:
+    installer: Installer | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class InstallerMutations:
+    @strawberry.mutation(
+        permission_classes=[Authenticated],
+        description="An agent installer for a company's group (or a custom group in it).",
+    )
+    async def create_installer(
+        self, info: Info[Context, None], input: CreateInstallerInput
+    ) -> CreateInstallerPayload:
+        context = info.context
+        company_id = decode_id(input.company_id, "Company", "companyId")
+        group_id = decode_id(input.group_id, "StaticGroup", "groupId") if input.group_id else None
+        try:
+            async with audited(context, "createInstaller", "Company", company_id) as entry:
+                installer, token = await installers.create_installer(
+                    context.require_scope(),
+                    company_id=company_id,
+                    group_id=group_id,
+                    name=input.name,
+                    expires_at=input.expires_at,
+                    created_by_id=context.require_session().user_id,
+                )
+                entry.object_type, entry.object_id = "Installer", installer.id
+                entry.group_path = await installers.group_path_of(installer)
+        except DomainError as exc:
+            return CreateInstallerPayload(
+                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
+            )
+        settings = context.settings
+        return CreateInstallerPayload(
+            installer=Installer.of(installer),
+            token=token,
+            config=installers.installer_config(installer, token, settings),
+            install_command=installers.installer_command(installer, token, settings),
+            client_mutation_id=input.client_mutation_id,
+        )
+
+    @strawberry.mutation(
+        permission_classes=[Authenticated],
+        description="Revoke an installer: it enrols nothing more.",
+    )
+    async def revoke_installer(
+        self, info: Info[Context, None], input: RevokeInstallerInput
+    ) -> RevokeInstallerPayload:
+        context = info.context
+        key = decode_id(input.installer_id, "Installer", "installerId")
+        try:
+            async with audited(context, "revokeInstaller", "Installer", key) as entry:
+                installer = await installers.revoke_installer(context.require_scope(), key)
+                entry.group_path = installer.group.path
+        except DomainError as exc:
+            return RevokeInstallerPayload(
+                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
+            )
+        return RevokeInstallerPayload(
+            installer=Installer.of(installer), client_mutation_id=input.client_mutation_id
+        )

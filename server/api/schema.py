@@ -29,7 +29,7 @@ from server.api.computers import Computer, ComputerQueries
 from server.api.customers import CustomerMutations
 from server.api.errors import ErrorPolicy
 from server.api.groups import GroupQueries, StaticGroup
-from server.api.installers import Installer
+from server.api.installers import Installer, InstallerMutations
 from server.api.limits import CostLimit
 from server.api.node import NodeQueries
 from server.api.subscriptions import Subscription
@@ -54,7 +54,9 @@ class Query(
 
 
 @strawberry.type
-class Mutation(AccountMutations, CustomerMutations, UserMutations, SyncMutations):
+class Mutation(
+    AccountMutations, CustomerMutations, UserMutations, SyncMutations, InstallerMutations
+):
     pass
 
 

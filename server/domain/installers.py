@@ -9,7 +9,8 @@ from typing import Any
 from server.domain import global_ids
 from server.domain.access import Scope
 from server.domain.errors import InvalidInput, InvalidTransition, NotFound
-from server.domain.secrets import new_token, token_hash
+from server.domain.listing import Listing
+from server.domain.secrets import hashes_match, new_token, token_hash
 from server.domain.tree import path_ids
 from server.models import db
 from server.models.computers import Installer
@@ -157,4 +158,40 @@ def installer_command(installer: Installer, token: str, settings: Settings) -> s
         f"curl -fsS -X POST {shlex.quote(config['enrollUrl'])} "
         f"-H {shlex.quote('Authorization: Bearer ' + token)} "
         f"-H 'Content-Type: application/json' -d '{body}'"
+    )
+
+
+def visible(scope: Scope) -> Listing[Installer]:
+    """Installers the viewer may read (INSTALLERS on their target group), newest first."""
+    listing = Listing(
+        Installer,
+        "installer i JOIN static_group g ON g.id = i.group_id",
+        "i",
+        ("i.id",),
+        ("id",),
+        descending=True,
+    )
+    condition, params = scope.sql("g.path", Area.INSTALLERS, Level.READ)
+    return listing.filter("i.instance_id = ?", scope.instance_id).filter(condition, *params)
+
+
+def of_company(scope: Scope, company_id: int, include_revoked: bool) -> Listing[Installer]:
+    listing = visible(scope).filter("i.company_id = ?", company_id)
+    return listing if include_revoked else listing.filter("i.revoked_at IS NULL")
+
+
+async def matching_token(scope: Scope, installer_id: int, token: str) -> Installer:
+    """The installer if the viewer may read it and `token` is its token (constant time)."""
+    found = await visible(scope).filter("i.id = ?", installer_id).rows(limit=1)
+    if not found or not hashes_match(found[0].token_hash, token):
+        raise NotFound("no such installer, or not its token", "installerId")
+    return found[0]
+
+
+async def group_path_of(installer: Installer) -> str:
+    return str(
+        await db.fetch_value(
+            "SELECT path FROM static_group WHERE id = ?",
+            [installer.group_id],  # type: ignore[attr-defined]
+        )
     )

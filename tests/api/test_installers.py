@@ -1,0 +1,188 @@
+"""Installers through GraphQL, and the agents they enrol through the console's own agent API
+on a real uvicorn."""
+
+import asyncio
+import datetime as dt
+
+import httpx
+import pytest
+
+from server.domain import global_ids
+from server.models import Installer
+from tests import factories
+
+CREATE = """mutation($input: CreateInstallerInput!) { createInstaller(input: $input) {
+  token config installCommand errors { code field message }
+  installer { id name revoked agentEndpoint expiresAt company { name } group { name } } } }"""
+REVOKE = """mutation($input: RevokeInstallerInput!) { revokeInstaller(input: $input) {
+  errors { code } installer { id revoked } } }"""
+
+
+@pytest.fixture
+async def tenant(client):
+    owner = await factories.owner(client)
+    tree = await factories.company_tree(
+        owner.instance_id, msps=2, customers_per_msp=1, computers_per_customer=0
+    )
+    return owner, tree
+
+
+def company_id(company):
+    return global_ids.encode("Company", company.id)
+
+
+async def create(client, token, **fields):
+    data = await client.query(CREATE, {"input": fields}, token)
+    return data["createInstaller"]
+
+
+async def test_an_installer_carries_what_an_agent_needs_and_its_token_once(
+    client, tenant, settings
+):
+    owner, tree = tenant
+    customer = tree.all_customers[0]
+    payload = await create(client, owner.token, companyId=company_id(customer), name="Office")
+    assert payload["errors"] == []
+    installer = payload["installer"]
+    assert installer["revoked"] is False and installer["agentEndpoint"] == settings.public_agent_url
+    assert installer["group"]["name"] == customer.name == installer["company"]["name"]
+    assert payload["config"]["installerToken"] == payload["token"]
+    assert payload["config"]["enrollUrl"] == settings.public_agent_url + "/enroll"
+    assert payload["token"] in payload["installCommand"]
+    stored = await Installer.get(id=global_ids.decode(installer["id"])[1])
+    assert stored.token_hash != payload["token"] and len(payload["token"]) > 40
+    listed = await client.query(
+        "query($id: ID!) { node(id: $id) { ... on Company { installers { totalCount "
+        "edges { node { id name } } } } } }",
+        {"id": company_id(customer)},
+        owner.token,
+    )
+    assert listed["node"]["installers"]["edges"][0]["node"]["name"] == "Office"
+
+
+async def test_agents_enrol_and_check_in_through_the_console(client, tenant, server_url):
+    owner, tree = tenant
+    customer = tree.all_customers[0]
+    payload = await create(client, owner.token, companyId=company_id(customer))
+    async with httpx.AsyncClient(base_url=server_url) as http:
+        enrolled = await http.post(
+            "/agent/v1/enroll",
+            json={
+                "hardwareId": "hw-1",
+                "hostname": "desk-1",
+                "os": "Windows 11",
+                "agentVersion": "11.1",
+            },
+            headers={"authorization": f"Bearer {payload['token']}"},
+        )
+        assert enrolled.status_code == 201, enrolled.text
+        agent = enrolled.json()
+        checked = await http.post(
+            "/agent/v1/checkin",
+            json={"os": "Windows 11 Pro"},
+            headers={"authorization": f"Bearer {agent['agentToken']}"},
+        )
+        assert checked.status_code == 200 and checked.json()["nextCheckInSeconds"] > 0
+    await asyncio.sleep(1.5)  # check-ins are written within the flush interval (1 s)
+    data = await client.query(
+        "query($id: ID!) { node(id: $id) { ... on Computer { name os connectionStatus "
+        "group { name } company { name } } } }",
+        {"id": agent["computerId"]},
+        owner.token,
+    )
+    assert data["node"] == {
+        "name": "desk-1",
+        "os": "Windows 11 Pro",
+        "connectionStatus": "CONNECTED",
+        "group": {"name": customer.name},
+        "company": {"name": customer.name},
+    }
+
+
+async def test_a_revoked_installer_enrols_nothing(client, tenant, server_url):
+    owner, tree = tenant
+    payload = await create(client, owner.token, companyId=company_id(tree.all_customers[0]))
+    revoked = await client.query(
+        REVOKE, {"input": {"installerId": payload["installer"]["id"]}}, owner.token
+    )
+    assert revoked["revokeInstaller"] == {
+        "errors": [],
+        "installer": {"id": payload["installer"]["id"], "revoked": True},
+    }
+    async with httpx.AsyncClient(base_url=server_url) as http:
+        refused = await http.post(
+            "/agent/v1/enroll",
+            json={"hardwareId": "hw-2", "hostname": "x", "os": "y", "agentVersion": "1"},
+            headers={"authorization": f"Bearer {payload['token']}"},
+        )
+    assert refused.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "fields,code,field",
+    [
+        ({"name": "x" * 256}, "INVALID_INPUT", "name"),
+        ({"expiresAt": "2001-01-01T00:00:00+00:00"}, "INVALID_INPUT", "expiresAt"),
+    ],
+)
+async def test_bad_installer_input_is_refused_and_creates_nothing(
+    client, tenant, fields, code, field
+):
+    owner, tree = tenant
+    before = await Installer.filter(instance_id=owner.instance_id).count()
+    payload = await create(
+        client, owner.token, companyId=company_id(tree.all_customers[0]), **fields
+    )
+    assert [(e["code"], e["field"]) for e in payload["errors"]] == [(code, field)]
+    assert payload["token"] is None
+    assert await Installer.filter(instance_id=owner.instance_id).count() == before
+
+
+async def test_an_installer_for_another_companys_group_is_refused(client, tenant):
+    owner, tree = tenant
+    first, second = tree.all_customers[:2]
+    other_group = global_ids.encode("StaticGroup", (await second.groups.all())[0].id)
+    payload = await create(client, owner.token, companyId=company_id(first), groupId=other_group)
+    assert payload["errors"][0]["code"] == "INVALID_INPUT"
+
+
+async def test_another_instances_company_is_not_found(client, tenant):
+    owner, tree = tenant
+    stranger = await factories.owner(client)
+    payload = await create(client, stranger.token, companyId=company_id(tree.all_customers[0]))
+    assert payload["errors"][0]["code"] == "NOT_FOUND"
+    revoke = await client.query(
+        REVOKE, {"input": {"installerId": global_ids.encode("Installer", 1)}}, stranger.token
+    )
+    assert revoke["revokeInstaller"]["errors"][0]["code"] == "NOT_FOUND"
+
+
+async def test_the_config_file_is_downloaded_with_the_token_shown_at_creation(client, tenant):
+    owner, tree = tenant
+    payload = await create(client, owner.token, companyId=company_id(tree.all_customers[0]))
+    body = {"installerId": payload["installer"]["id"], "token": payload["token"]}
+    auth = {"authorization": f"Bearer {owner.token}"}
+    ok = await client.http.post("/installers/config", json=body, headers=auth)
+    assert ok.status_code == 200 and "attachment" in ok.headers["content-disposition"]
+    assert ok.json()["installerToken"] == payload["token"]
+    wrong = await client.http.post(
+        "/installers/config", json={**body, "token": "nope"}, headers=auth
+    )
+    assert wrong.status_code == 404
+    assert (await client.http.post("/installers/config", json=body)).status_code == 401
+    stranger = await factories.owner(client)
+    foreign = await client.http.post(
+        "/installers/config", json=body, headers={"authorization": f"Bearer {stranger.token}"}
+    )
+    assert foreign.status_code == 404
+    garbage = await client.http.post("/installers/config", content=b"[1, 2", headers=auth)
+    assert garbage.status_code == 400
+
+
+async def test_installers_expire(client, tenant):
+    owner, tree = tenant
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    payload = await create(
+        client, owner.token, companyId=company_id(tree.all_customers[0]), expiresAt=soon
+    )
+    assert payload["installer"]["expiresAt"].startswith(soon[:16])
