@@ -147,7 +147,7 @@ async def test_an_installer_for_another_companys_group_is_refused(client, tenant
 
 
 async def test_another_instances_company_is_not_found(client, tenant):
-    owner, tree = tenant
+    _, tree = tenant
     stranger = await factories.owner(client)
     payload = await create(client, stranger.token, companyId=company_id(tree.all_customers[0]))
     assert payload["errors"][0]["code"] == "NOT_FOUND"
