@@ -463,3 +463,11 @@ async def test_disabling_a_user_closes_its_open_subscriptions_with_4403(
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 5)
     assert closed.value.rcvd.code == 4403
+
+
+async def test_a_sign_in_with_a_nul_character_is_refused_like_any_wrong_credentials(client):
+    for email, password in (("a\x00b@example.test", "whatever"), ("a@example.test", "pa\x00ss")):
+        body = await client.execute(
+            factories.LOGIN, {"input": {"email": email, "password": password, "via": None}}
+        )
+        assert [e["code"] for e in body["data"]["login"]["errors"]] == ["INVALID_CREDENTIALS"]
