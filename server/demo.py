@@ -93,9 +93,9 @@ async def prepare_demo(settings: Settings, upstream_url: str) -> int:
 async def _seed_customers(scope: Scope, owner_id: int, settings: Settings) -> None:
     """Customers in all three statuses, and computers enrolled by installers of set-up ones."""
     rng = random.Random(DEMO_SEED)
-    found = await Company.filter(
-        instance_id=scope.instance_id, type=CompanyType.CUSTOMER
-    ).order_by("sort_name")
+    found = await Company.filter(instance_id=scope.instance_id, type=CompanyType.CUSTOMER).order_by(
+        "sort_name"
+    )
     computers = 0
     for index, customer in enumerate(found):
         share = index % 10
@@ -141,8 +141,7 @@ async def keep_agents_checking_in(instance_id: int, settings: Settings) -> None:
         ]
         now = datetime.now(UTC)
         records = [
-            agents.CheckinRecord(h, now - timedelta(seconds=random.uniform(0, 5)))
-            for h in hashes
+            agents.CheckinRecord(h, now - timedelta(seconds=random.uniform(0, 5))) for h in hashes
         ]
         try:
             await agents.write_checkins(records)
