@@ -6,11 +6,11 @@ import argparse
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from tortoise import Tortoise
 
 from server.domain import sync
 from server.domain.errors import NotFound, UpstreamNotConnected
+from server.events import create_event_bus
 from server.models import Instance, SyncRun, db
 from server.models.enums import SyncState
 from server.settings import Settings
@@ -47,8 +47,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await Tortoise.close_connections()
     finished = [r for r in runs if r is not None]
-    if finished:
-        console.print(_summary(finished))
+    for each in finished:
+        console.print(_summary(each))
     return 0 if finished and all(r.state == SyncState.SUCCEEDED for r in runs if r) else 1
 
 
@@ -72,7 +72,11 @@ async def _sync_one(console: Console, instance_id: int, settings: Settings) -> S
             progress.update(task, description=description, completed=run.companies_seen)
 
         try:
-            result = await sync.sync_now(instance_id, settings, trigger="cli", on_progress=show)
+            # Published through the database on PostgreSQL: the server's subscribers see the run.
+            bus = create_event_bus(settings.database_url)
+            result = await sync.sync_now(
+                instance_id, settings, trigger="cli", on_progress=show, bus=bus
+            )
         except UpstreamNotConnected as exc:
             progress.update(task, description=f"[red]{exc.message}")
             return None
@@ -84,19 +88,15 @@ async def _sync_one(console: Console, instance_id: int, settings: Settings) -> S
     return result
 
 
-def _summary(runs: list[SyncRun]) -> Table:
-    table = Table("instance", "run", "state", *(c.replace("_", " ") for c in COUNTERS), "seconds")
-    for run in runs:
-        seconds = (
-            f"{(run.finished_at - run.started_at).total_seconds():.1f}"
-            if run.finished_at and run.started_at
-            else ""
-        )
-        table.add_row(
-            str(run.instance_id),  # type: ignore[attr-defined]
-            str(run.id),
-            run.state.value,
-            *(f"{getattr(run, c):,}" for c in COUNTERS),
-            seconds,
-        )
-    return table
+def _summary(run: SyncRun) -> str:
+    seconds = (
+        f" in {(run.finished_at - run.started_at).total_seconds():.1f} s"
+        if run.finished_at and run.started_at
+        else ""
+    )
+    counters = ", ".join(f"{getattr(run, c):,} {c.replace('companies_', '')}" for c in COUNTERS)
+    colour = "green" if run.state == SyncState.SUCCEEDED else "red"
+    return (
+        f"instance {run.instance_id} run {run.id}: "  # type: ignore[attr-defined]
+        f"[{colour}]{run.state.value}[/]{seconds}: {counters}"
+    )

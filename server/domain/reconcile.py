@@ -12,7 +12,7 @@ unlinked, never deleted; those that come back are relinked unless a user unlinke
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,14 @@ from tortoise.transactions import in_transaction
 from server.domain import tree
 from server.domain.hierarchy import SHARED_OBJECTS_GROUP, SHARES_OBJECTS
 from server.models import db
-from server.models.bulk import encode_ids, encode_rows, ids_source, rows_source, typed_param
+from server.models.bulk import (
+    encode_ids,
+    encode_rows,
+    ids_source,
+    reserve_ids,
+    rows_source,
+    typed_param,
+)
 from server.models.enums import CompanyType, GroupKind, UnlinkReason
 from server.upstream.client import UpstreamSnapshot
 
@@ -106,7 +113,7 @@ class _Company:
             read_only=bool(row["read_only"]),
             unlinked=row["unlinked_at"] is not None,
             unlink_reason=row["unlink_reason"],
-            group_id=tree.path_ids(path)[-1] if path else 0,
+            group_id=_last_id(path),
         )
 
 
@@ -150,18 +157,7 @@ _COMPANY_COLUMNS = (
     "id, public_id, name, type, parent_id, path, sort_key, depth, upstream_status, email, "
     "custom_identifier, read_only, unlinked_at, unlink_reason"
 )
-_NEW_COMPANY = {
-    "public_id": "text",
-    "name": "text",
-    "sort_name": "text",
-    "type": "text",
-    "upstream_status": "int",
-    "email": "text",
-    "custom_identifier": "text",
-    "read_only": "bool",
-}
-_NEW_GROUP = {"name": "text", "kind": "text", "company_id": "int"}
-_COMPANY_LAYOUT = {
+_COMPANY_ROW = {
     "id": "int",
     "name": "text",
     "sort_name": "text",
@@ -175,7 +171,8 @@ _COMPANY_LAYOUT = {
     "custom_identifier": "text",
     "read_only": "bool",
 }
-_GROUP_LAYOUT = {
+_NEW_COMPANY = {**_COMPANY_ROW, "public_id": "text"}
+_GROUP_ROW = {
     "id": "int",
     "name": "text",
     "parent_id": "int",
@@ -183,7 +180,13 @@ _GROUP_LAYOUT = {
     "sort_key": "text",
     "depth": "int",
 }
+_NEW_GROUP = {**_GROUP_ROW, "kind": "text", "company_id": "int"}
 _USER_UNLINK = {"id": "int", "company_id": "int"}
+_SEGMENT = tree.SEGMENT_LENGTH
+
+
+def _last_id(path: str) -> int:
+    return int(path[path.rindex("/", 0, len(path) - 1) + 1 : -1]) if path else 0
 
 
 class _Apply:
@@ -197,6 +200,7 @@ class _Apply:
         self.companies: dict[str, _Company] = {}
         self.by_id: dict[int, _Company] = {}
         self.groups: dict[int, _Group] = {}
+        self.new_groups: dict[int, int] = {}  # new Shared Objects group id -> its company id
         self.shares: set[int] = set()  # companies that have a Shared Objects group
         self.after_first_write: Hook | None = None
 
@@ -235,8 +239,7 @@ class _Apply:
 
     async def run(self) -> Changes:
         await self.load()
-        await self.insert_new()
-        await self.insert_shared_objects_groups()
+        await self.add_new()
         await self.rewrite_layout()
         await self.unlink_missing()
         await self.relink_returning()
@@ -244,41 +247,26 @@ class _Apply:
 
     # -- creates ------------------------------------------------------------------------------
 
-    async def insert_new(self) -> None:
+    async def add_new(self) -> None:
+        """Give every new company its ids (company, group) and every company of a type that
+        shares objects a Shared Objects group; `rewrite_layout` inserts them."""
         new = [w for w in self.wanted.values() if w.public_id not in self.companies]
-        if not new:
+        sharing = [
+            w.public_id
+            for w in self.wanted.values()
+            if w.type in SHARES_OBJECTS
+            and (
+                w.public_id not in self.companies
+                or self.companies[w.public_id].id not in self.shares
+            )
+        ]
+        if not new and not sharing:
             return
-        rows = await self.write(
-            "INSERT INTO company (instance_id, public_id, name, sort_name, type, parent_id, path, "
-            "sort_key, depth, upstream_status, email, custom_identifier, read_only, setup_state, "
-            "created_at, updated_at) "
-            f"SELECT {typed_param('int')}, x.public_id, x.name, x.sort_name, x.type, NULL, '', '', "
-            "0, x.upstream_status, x.email, x.custom_identifier, x.read_only, 'pending', "
-            f"{typed_param('timestamp')}, {typed_param('timestamp')} "
-            f"FROM {rows_source(_NEW_COMPANY)} RETURNING id, public_id",
-            [
-                self.instance_id,
-                self.now,
-                self.now,
-                encode_rows(
-                    {
-                        "public_id": w.public_id,
-                        "name": w.name,
-                        "sort_name": tree.sort_name(w.name),
-                        "type": w.type.value,
-                        "upstream_status": w.status or 1,
-                        "email": w.email,
-                        "custom_identifier": w.custom_identifier,
-                        "read_only": w.read_only,
-                    }
-                    for w in new
-                ),
-            ],
-        )
-        ids = {row["public_id"]: row["id"] for row in rows}
+        ids = await reserve_ids({"company": len(new), "static_group": len(new) + len(sharing)})
+        company_ids, group_ids = iter(ids["company"]), iter(ids["static_group"])
         for w in new:
             company = _Company(
-                id=ids[w.public_id],
+                id=next(company_ids),
                 public_id=w.public_id,
                 name=w.name,
                 type=w.type,
@@ -292,6 +280,7 @@ class _Apply:
                 read_only=w.read_only,
                 unlinked=False,
                 unlink_reason=None,
+                group_id=next(group_ids),
                 new=True,
             )
             self.companies[w.public_id] = company
@@ -299,53 +288,12 @@ class _Apply:
             self.changes.created += 1
             if w.type == CompanyType.CUSTOMER:
                 self.changes.status_changed.append(company.id)
-        groups = await self.insert_groups(
-            (c.name, GroupKind.COMPANY, c.id) for c in self.companies.values() if c.new
-        )
-        for group in groups:
-            self.by_id[group["company_id"]].group_id = group["id"]
-
-    async def insert_shared_objects_groups(self) -> None:
-        """Every company of a type that shares objects gets its Shared Objects group once."""
-        missing = [
-            c
-            for c in self.companies.values()
-            if c.public_id in self.wanted
-            and self.wanted[c.public_id].type in SHARES_OBJECTS
-            and c.id not in self.shares
-        ]
-        if missing:
-            await self.insert_groups(
-                (SHARED_OBJECTS_GROUP, GroupKind.SHARED_OBJECTS, c.id) for c in missing
-            )
-
-    async def insert_groups(
-        self, groups: Iterable[tuple[str, GroupKind, int]]
-    ) -> list[dict[str, Any]]:
-        """Insert groups with a placeholder layout (`rewrite_layout` fills it in)."""
-        rows = await self.write(
-            "INSERT INTO static_group (instance_id, name, kind, parent_id, company_id, path, "
-            "sort_key, depth, description, created_at) "
-            f"SELECT {typed_param('int')}, x.name, x.kind, NULL, x.company_id, '', '', 0, '', "
-            f"{typed_param('timestamp')} "
-            f"FROM {rows_source(_NEW_GROUP)} RETURNING id, kind, company_id",
-            [
-                self.instance_id,
-                self.now,
-                encode_rows(
-                    {"name": name, "kind": kind.value, "company_id": company_id}
-                    for name, kind, company_id in groups
-                ),
-            ],
-        )
-        for row in rows:
-            if row["kind"] != GroupKind.COMPANY.value:
-                self.groups[row["id"]] = _Group(
-                    row["id"], SHARED_OBJECTS_GROUP, row["kind"], None, "", "", -1
-                )
-                self.groups[row["id"]].parent_id = self.by_id[row["company_id"]].group_id
-                self.shares.add(row["company_id"])
-        return rows
+        for public_id in sharing:
+            company = self.companies[public_id]
+            group = _Group(next(group_ids), SHARED_OBJECTS_GROUP, "new", company.group_id, depth=-1)
+            self.groups[group.id] = group
+            self.new_groups[group.id] = company.id
+            self.shares.add(company.id)
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -356,7 +304,8 @@ class _Apply:
         return self.companies[wanted.parent].id if wanted.parent else None
 
     async def rewrite_layout(self) -> None:
-        """Recompute both trees from the top; rewrite every row whose layout or details differ."""
+        """Recompute both trees from the top: insert the new rows with their final layout and
+        rewrite every existing row whose layout or details differ, one statement each."""
         companies_group = next(
             g.id for g in self.groups.values() if g.kind == GroupKind.COMPANIES.value
         )
@@ -376,20 +325,28 @@ class _Apply:
         for group_id, parent in parent_of.items():
             children.setdefault(parent, []).append(group_id)
 
-        group_rows: list[dict[str, Any]] = []
-        company_rows: list[dict[str, Any]] = []
+        new_companies: list[dict[str, Any]] = []
+        changed_companies: list[dict[str, Any]] = []
+        new_groups: list[dict[str, Any]] = []
+        changed_groups: list[dict[str, Any]] = []
         stack: list[tuple[int, str, str, int]] = [
             (group_id, "/", "", 0) for group_id in children.get(None, ())
         ]
         while stack:
             group_id, parent_path, parent_key, depth = stack.pop()
             name = name_of[group_id]
-            path = f"{parent_path}{group_id}/"
-            sort_key = parent_key + tree.sort_segment(name, group_id)
             parent = parent_of[group_id]
+            path = f"{parent_path}{group_id}/"
             company = company_of_group.get(group_id)
             if company is not None:
-                self.diff_company(company, path, sort_key, depth, company_rows)
+                same_segment = not company.new and company.name == name
+                segment = company.sort_key[-_SEGMENT:] if same_segment else None
+                sort_key = parent_key + (segment or tree.sort_segment(name, group_id))
+                row = self.company_row(company, path, sort_key, depth - 2)
+                if company.new:
+                    new_companies.append({**row, "public_id": company.public_id})
+                elif row is not None:
+                    changed_companies.append(row)
                 current_parent = (
                     self.by_id[company.parent_id].group_id
                     if company.parent_id is not None
@@ -398,51 +355,74 @@ class _Apply:
                 before = (company.name, current_parent, company.path, company.sort_key)
                 stale = company.new or before != (name, parent, path, sort_key)
                 stale = stale or company.depth + 2 != depth
+                kind, owner = GroupKind.COMPANY.value, company.id
             else:
                 group = self.groups[group_id]
+                same_segment = group.name == name and group.sort_key
+                segment = group.sort_key[-_SEGMENT:] if same_segment else None
+                sort_key = parent_key + (segment or tree.sort_segment(name, group_id))
                 before = (group.name, group.parent_id, group.path, group.sort_key)
                 stale = before != (name, parent, path, sort_key) or group.depth != depth
+                kind, owner = GroupKind.SHARED_OBJECTS.value, self.new_groups.get(group_id)
             if stale:
-                group_rows.append(
-                    {
-                        "id": group_id,
-                        "name": name,
-                        "parent_id": parent,
-                        "path": path,
-                        "sort_key": sort_key,
-                        "depth": depth,
-                    }
-                )
+                row = {
+                    "id": group_id,
+                    "name": name,
+                    "parent_id": parent,
+                    "path": path,
+                    "sort_key": sort_key,
+                    "depth": depth,
+                }
+                if (company is not None and company.new) or group_id in self.new_groups:
+                    new_groups.append({**row, "kind": kind, "company_id": owner})
+                else:
+                    changed_groups.append(row)
             stack.extend((child, path, sort_key, depth + 1) for child in children.get(group_id, ()))
 
-        if company_rows:
+        if new_companies:
+            await self.write(
+                "INSERT INTO company (id, instance_id, public_id, name, sort_name, type, "
+                "parent_id, path, sort_key, depth, upstream_status, email, custom_identifier, "
+                "read_only, setup_state, created_at, updated_at) "
+                f"SELECT x.id, {typed_param('int')}, x.public_id, x.name, x.sort_name, x.type, "
+                "x.parent_id, x.path, x.sort_key, x.depth, x.upstream_status, x.email, "
+                "x.custom_identifier, x.read_only, 'pending', "
+                f"{typed_param('timestamp')}, {typed_param('timestamp')} "
+                f"FROM {rows_source(_NEW_COMPANY)}",
+                [self.instance_id, self.now, self.now, encode_rows(new_companies)],
+            )
+        if changed_companies:
             await self.write(
                 "UPDATE company SET name = x.name, sort_name = x.sort_name, type = x.type, "
                 "parent_id = x.parent_id, path = x.path, sort_key = x.sort_key, depth = x.depth, "
                 "upstream_status = x.upstream_status, email = x.email, "
                 "custom_identifier = x.custom_identifier, read_only = x.read_only, "
-                f"updated_at = ? FROM {rows_source(_COMPANY_LAYOUT)} WHERE company.id = x.id",
-                [self.now, encode_rows(company_rows)],
+                f"updated_at = ? FROM {rows_source(_COMPANY_ROW)} WHERE company.id = x.id",
+                [self.now, encode_rows(changed_companies)],
             )
-        if group_rows:
+        if new_groups:
+            await self.write(
+                "INSERT INTO static_group (id, instance_id, name, kind, parent_id, company_id, "
+                "path, sort_key, depth, description, created_at) "
+                f"SELECT x.id, {typed_param('int')}, x.name, x.kind, x.parent_id, x.company_id, "
+                f"x.path, x.sort_key, x.depth, '', {typed_param('timestamp')} "
+                f"FROM {rows_source(_NEW_GROUP)}",
+                [self.instance_id, self.now, encode_rows(new_groups)],
+            )
+        if changed_groups:
             await self.write(
                 "UPDATE static_group SET name = x.name, parent_id = x.parent_id, path = x.path, "
                 "sort_key = x.sort_key, depth = x.depth "
-                f"FROM {rows_source(_GROUP_LAYOUT)} WHERE static_group.id = x.id",
-                [encode_rows(group_rows)],
+                f"FROM {rows_source(_GROUP_ROW)} WHERE static_group.id = x.id",
+                [encode_rows(changed_groups)],
             )
 
-    def diff_company(
-        self,
-        company: _Company,
-        path: str,
-        sort_key: str,
-        group_depth: int,
-        out: list[dict[str, Any]],
-    ) -> None:
+    def company_row(
+        self, company: _Company, path: str, sort_key: str, depth: int
+    ) -> dict[str, Any] | None:
+        """The company's row as it must be; None when it already is."""
         wanted = self.wanted.get(company.public_id)
         parent_id = self.final_parent(company)
-        depth = group_depth - 2
         name, type_, read_only = company.name, company.type, company.read_only
         status, email, custom = company.status, company.email, company.custom_identifier
         if wanted is not None:
@@ -472,23 +452,22 @@ class _Apply:
             company.read_only,
         )
         final = (name, type_, parent_id, path, sort_key, depth, status, email, custom, read_only)
-        if company.new or current != final:
-            out.append(
-                {
-                    "id": company.id,
-                    "name": name,
-                    "sort_name": tree.sort_name(name),
-                    "type": type_.value,
-                    "parent_id": parent_id,
-                    "path": path,
-                    "sort_key": sort_key,
-                    "depth": depth,
-                    "upstream_status": status,
-                    "email": email,
-                    "custom_identifier": custom,
-                    "read_only": read_only,
-                }
-            )
+        if not company.new and current == final:
+            return None
+        return {
+            "id": company.id,
+            "name": name,
+            "sort_name": tree.sort_name(name),
+            "type": type_.value,
+            "parent_id": parent_id,
+            "path": path,
+            "sort_key": sort_key,
+            "depth": depth,
+            "upstream_status": status,
+            "email": email,
+            "custom_identifier": custom,
+            "read_only": read_only,
+        }
 
     # -- unlink and relink --------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from server import events
 from server.domain import reconcile
 from server.domain.access import Scope
 from server.domain.errors import (
+    DomainError,
     ImportNotAllowed,
     InvalidCredentials,
     InvalidInput,
@@ -52,9 +53,14 @@ FETCH, APPLY, DONE = "fetch", "apply", "done"
 ACTIVE = (SyncState.QUEUED, SyncState.RUNNING)
 FINISHED = (SyncState.SUCCEEDED, SyncState.FAILED)
 TYPE_NAMES = {
-    code: kind.value.replace("_", " ").title() for code, kind in reconcile.COMPANY_TYPES.items()
+    1001: "ESET HQ",
+    1002: "Distributor",
+    1003: "Division",
+    1004: "MSP Manager",
+    1005: "MSP",
+    1006: "Managed MSP",
+    1007: "MSP Customer",
 }
-TYPE_NAMES[1001] = "ESET HQ"
 EVENT_BATCH = 500
 PAUSE_ENV = "MSP_CONSOLE_SYNC_PAUSE_AFTER_FIRST_WRITE"
 """Seconds to sleep inside the apply transaction after its first write (crash tests only)."""
@@ -92,8 +98,8 @@ def _check_importable(user: UpstreamUser) -> None:
     if user.company.type not in reconcile.IMPORTABLE:
         kind = TYPE_NAMES.get(user.company.type, f"type {user.company.type}")
         raise ImportNotAllowed(
-            f"{user.email} belongs to {user.company.name!r}, a {kind} account; only MSP, "
-            "Managed MSP and MSP Manager accounts can be imported"
+            f"{user.email} belongs to {user.company.name!r} ({kind}); only MSP, Managed MSP "
+            "and MSP Manager accounts can be imported"
         )
 
 
@@ -104,8 +110,6 @@ async def connect_msp_administrator(
     username: str,
     password: str,
     secret_key: str,
-    *,
-    options: dict[str, Any] | None = None,
 ) -> Instance:
     """Check the credentials against the upstream and store them (the password encrypted with
     the instance secret). `scope` None acts as the system (no permission check)."""
@@ -121,7 +125,7 @@ async def connect_msp_administrator(
     opts = {"timeout": 15.0, "max_retries": 2, "max_backoff_total": 20.0}
     try:
         async with MspAdministratorClient(
-            url, username.strip(), password, **{**opts, **client_options, **(options or {})}
+            url, username.strip(), password, **{**opts, **client_options}
         ) as client:
             user = await client.current_user()
     except UpstreamAuthError:
@@ -157,7 +161,11 @@ async def _connected(instance_id: int) -> Instance:
     instance = await Instance.get_or_none(id=instance_id)
     if instance is None:
         raise NotFound("no such instance")
-    if not instance.upstream_url or not instance.upstream_password_encrypted:
+    if not (
+        instance.upstream_url
+        and instance.upstream_username
+        and instance.upstream_password_encrypted
+    ):
         raise UpstreamNotConnected("no MSP Administrator is connected to this instance")
     return instance
 
@@ -334,6 +342,13 @@ async def _finish(
     await _update(run, bus, on_progress, state=state, finished_at=dt.datetime.now(dt.UTC), **values)
 
 
+def _password(instance: Instance, settings: Settings) -> str:
+    try:
+        return decrypt(settings.secret_key, instance.upstream_password_encrypted or "")
+    except ValueError as exc:  # the secret key changed since the credentials were stored
+        raise UpstreamNotConnected(f"{exc}; connect the MSP Administrator again") from None
+
+
 def _pause_hook() -> reconcile.Hook | None:
     seconds = os.environ.get(PAUSE_ENV)
     if not seconds:
@@ -365,14 +380,16 @@ async def _execute(
             phase=FETCH,
             started_at=dt.datetime.now(dt.UTC),
         )
-        password = decrypt(settings.secret_key, instance.upstream_password_encrypted or "")
+        password = _password(instance, settings)
 
         async def fetched(seen: int) -> None:
             await _update(run, bus, on_progress, companies_seen=seen)
 
-        assert instance.upstream_url and instance.upstream_username
         async with MspAdministratorClient(
-            instance.upstream_url, instance.upstream_username, password, **client_options
+            instance.upstream_url or "",
+            instance.upstream_username or "",
+            password,
+            **client_options,
         ) as client:
             user = await client.current_user()
             _check_importable(user)
@@ -414,8 +431,8 @@ async def _execute(
                 )
             )
         raise
-    except (UpstreamError, ValueError, UpstreamNotConnected, ImportNotAllowed) as exc:
-        message = getattr(exc, "message", None) or str(exc)
+    except (UpstreamError, DomainError) as exc:
+        message = exc.message if isinstance(exc, DomainError) else str(exc)
         log.warning("sync run %s of instance %s failed: %s", run.id, run.instance_id, message)  # type: ignore[attr-defined]
         await _finish(run, bus, on_progress, SyncState.FAILED, error=message)
     except Exception as exc:

@@ -52,3 +52,41 @@ def typed_param(kind: str) -> str:
     if not db.is_postgres():
         return "?"
     return {"int": "CAST(? AS integer)", "timestamp": "CAST(? AS timestamptz)"}[kind]
+
+
+async def reserve_ids(counts: Mapping[str, int]) -> dict[str, list[int]]:
+    """Take `n` fresh primary keys per table (tables from code), so that rows referring to each
+    other can be inserted in one statement each. On PostgreSQL from the tables' sequences; on
+    SQLite from `sqlite_sequence` (AUTOINCREMENT), advanced by one UPDATE that also takes the
+    write lock, so no other writer can hand out the same keys."""
+    wanted = {table: n for table, n in counts.items() if n > 0}
+    reserved: dict[str, list[int]] = {table: [] for table in counts}
+    if not wanted:
+        return reserved
+    if db.is_postgres():
+        union = " UNION ALL ".join(
+            f"SELECT '{table}' AS t, nextval(pg_get_serial_sequence('{table}', 'id')) AS id "
+            f"FROM generate_series(1, {int(n)})"
+            for table, n in wanted.items()
+        )
+        for row in await db.fetch(union):
+            reserved[row["t"]].append(int(row["id"]))
+        return reserved
+    tables = list(wanted)
+    marks = ", ".join("?" for _ in tables)
+    # A table that never had a row has no sqlite_sequence entry yet.
+    await db.fetch(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT t.value, 0 FROM json_each(?) AS t "
+        "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence s WHERE s.name = t.value)",
+        [orjson.dumps(tables).decode()],
+    )
+    cases = " ".join(f"WHEN '{table}' THEN {int(n)}" for table, n in wanted.items())
+    rows = await db.fetch(
+        f"UPDATE sqlite_sequence SET seq = seq + CASE name {cases} END "
+        f"WHERE name IN ({marks}) RETURNING name, seq",
+        tables,
+    )
+    for row in rows:
+        top = int(row["seq"])
+        reserved[row["name"]] = list(range(top - wanted[row["name"]] + 1, top + 1))
+    return reserved

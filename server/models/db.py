@@ -7,6 +7,7 @@ for PostgreSQL, so the same statement runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -48,7 +49,10 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
             "credentials": credentials,
         }
     else:
-        connection = url
+        # Wait for a writer in another process (the CLI's sync beside the server) instead of
+        # failing with "database is locked"; WAL lets readers go on meanwhile.
+        separator = "&" if "?" in url else "?"
+        connection = f"{url}{separator}busy_timeout=5000&synchronous=NORMAL"
     return {
         "connections": {"default": connection},
         "apps": {
@@ -107,15 +111,22 @@ def text_order(column: str) -> str:
     return f'{column} COLLATE "C"' if is_postgres() else column
 
 
+_counting: contextvars.ContextVar[StatementCounter | None] = contextvars.ContextVar(
+    "counting_statements", default=None
+)
+
+
 class StatementCounter(logging.Handler):
-    """Counts SQL statements sent to the database (Tortoise logs each one at DEBUG)."""
+    """Counts SQL statements sent by the code under `count_statements()` (Tortoise logs each
+    one at DEBUG). Tasks started inside inherit the count (DataLoader batches); background
+    loops started elsewhere do not."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.statements: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "%s: %s" and record.args:
+        if record.msg == "%s: %s" and record.args and _counting.get() is self:
             self.statements.append(str(record.args[0]))
 
     @property
@@ -127,6 +138,7 @@ class StatementCounter(logging.Handler):
 def count_statements() -> Iterator[StatementCounter]:
     counter = StatementCounter()
     previous = _STATEMENT_LOG.level
+    token = _counting.set(counter)
     _STATEMENT_LOG.setLevel(logging.DEBUG)
     _STATEMENT_LOG.addHandler(counter)
     try:
@@ -134,6 +146,7 @@ def count_statements() -> Iterator[StatementCounter]:
     finally:
         _STATEMENT_LOG.removeHandler(counter)
         _STATEMENT_LOG.setLevel(previous)
+        _counting.reset(token)
 
 
 def _tortoise_orm_for_cli() -> dict[str, Any]:

@@ -110,7 +110,7 @@ async def _acquire(space: int, key: int) -> Lock | None:
     filename = getattr(client, "filename", ":memory:")
     if not filename or filename == ":memory:":
         return _Held(space, key)
-    fd = _lock_file(f"{filename}.locks")
+    fd = _lock_file(f"{filename}-locks")  # beside the -wal and -shm files
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _offset(space, key))
     except OSError as exc:

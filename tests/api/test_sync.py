@@ -186,25 +186,27 @@ async def test_start_sync_twice_returns_the_running_run(
 async def test_a_subscriber_sees_the_progress_and_end_of_a_run_started_by_another_client(
     client: GraphQLClient, server_url: str
 ) -> None:
+    url = server_url.replace("http://", "ws://") + "/graphql"
+    slow_walk = fast_client(concurrency=2, progress_interval=0.02)
     async with Simulator(UpstreamTree.generate(400, seed=3)) as sim:
         owner = await connected_tenant(client, sim)
-        sim.faults.delay = 0.02
-        url = server_url.replace("http://", "ws://") + "/graphql"
-        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
-            init = {"authorization": f"Bearer {owner.token}"}
-            await socket.send(json.dumps({"type": "connection_init", "payload": init}))
-            ack = json.loads(await asyncio.wait_for(socket.recv(), 5))
-            assert ack["type"] == "connection_ack"
-            subscribe = {"query": SUBSCRIBE}
-            await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
-            await asyncio.sleep(0.1)  # the subscription is listening
+        sim.faults.delay = 0.05
+        with slow_walk:
+            async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
+                init = {"authorization": f"Bearer {owner.token}"}
+                await socket.send(json.dumps({"type": "connection_init", "payload": init}))
+                ack = json.loads(await asyncio.wait_for(socket.recv(), 5))
+                assert ack["type"] == "connection_ack"
+                subscribe = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}
+                await socket.send(json.dumps(subscribe))
+                await asyncio.sleep(0.1)  # the subscription is listening
 
-            started = (await client.query(START, {}, token=owner.token))["startSync"]["run"]
-            seen: list[dict[str, Any]] = []
-            while not seen or seen[-1]["state"] not in ("SUCCEEDED", "FAILED"):
-                message = json.loads(await asyncio.wait_for(socket.recv(), 20))
-                assert message["type"] == "next", message
-                seen.append(message["payload"]["data"]["syncStatus"])
+                started = (await client.query(START, {}, token=owner.token))["startSync"]["run"]
+                seen: list[dict[str, Any]] = []
+                while not seen or seen[-1]["state"] not in ("SUCCEEDED", "FAILED"):
+                    message = json.loads(await asyncio.wait_for(socket.recv(), 20))
+                    assert message["type"] == "next", message
+                    seen.append(message["payload"]["data"]["syncStatus"])
     assert {event["id"] for event in seen} == {started["id"]}
     progress = [e for e in seen if e["state"] == "RUNNING" and e["phase"] == "fetch"]
     assert any(0 < e["companiesSeen"] < 400 for e in progress), seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -544,6 +545,19 @@ async def test_a_password_changed_upstream_fails_the_run_naming_the_account(
     run = await synced(owner, settings)
     assert run.state == SyncState.FAILED
     assert run.error == f"MSP Administrator refused the credentials of {DEFAULT_USERNAME!r}"
+
+
+async def test_credentials_stored_under_another_secret_key_fail_the_run_clearly(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    other = dataclasses.replace(settings, secret_key="another-secret-key-0123456789-abcdefghij")
+    run = await synced(owner, other)
+    assert run.state == SyncState.FAILED
+    assert run.error == (
+        "stored credentials cannot be decrypted with this secret key; "
+        "connect the MSP Administrator again"
+    )
 
 
 async def test_a_failure_inside_the_apply_phase_rolls_everything_back(
