@@ -31,15 +31,22 @@ async def test_generated_operations_never_cause_a_server_error(client, server_ur
     logging.getLogger("server").addHandler(collector)
     try:
         process = await asyncio.create_subprocess_exec(
-            st, "run", f"{server_url}/graphql",
-            "--header", f"Authorization: Bearer {owner.token}",
-            "--checks", "not_a_server_error",
+            st,
+            "run",
+            f"{server_url}/graphql",
+            "--header",
+            f"Authorization: Bearer {owner.token}",
+            "--checks",
+            "not_a_server_error",
             # signing out would leave the rest of the run unauthenticated
-            "--exclude-name", "Mutation.logout",
-            "--max-examples", "15",
+            "--exclude-name",
+            "Mutation.logout",
+            "--max-examples",
+            "15",
             "--generation-deterministic",
             "--no-color",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await asyncio.wait_for(process.communicate(), 400)
     finally:

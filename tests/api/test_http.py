@@ -79,7 +79,8 @@ async def test_responses_carry_a_request_id_and_keep_a_sane_given_one(client):
 async def test_metrics_count_operations_by_name(client):
     owner = await factories.owner(client)
     await client.http.post(
-        "/graphql", json={"query": "query MetricsProbe { viewer { via } }"},
+        "/graphql",
+        json={"query": "query MetricsProbe { viewer { via } }"},
         headers={"authorization": f"Bearer {owner.token}"},
     )
     text = (await client.http.get("/metrics")).text

@@ -17,8 +17,9 @@ def ws_url(server_url: str) -> str:
 
 async def connect(server_url, token):
     socket = await websockets.connect(ws_url(server_url), subprotocols=[PROTOCOL])
-    await socket.send(json.dumps({"type": "connection_init",
-                                  "payload": {"authorization": f"Bearer {token}"}}))
+    await socket.send(
+        json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+    )
     return socket
 
 
@@ -36,8 +37,15 @@ async def test_logout_closes_the_sessions_open_sockets_with_4403(client, server_
     socket = await connect(server_url, owner.token)
     try:
         assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
-        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
-            "query": "subscription { customerStatusChanged { id } }"}}))
+        await socket.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": "subscription { customerStatusChanged { id } }"},
+                }
+            )
+        )
         await client.query("mutation { logout { errors { code } } }", token=owner.token)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 5)
