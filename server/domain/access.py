@@ -3,7 +3,7 @@
 Every row of the console that can be scoped carries the materialized path of its static group
 (companies and groups their own, computers and installers through their group). A viewer's scope
 is the set of path prefixes its permission sets grant, per area and level; every read applies
-`Scope.sql()` (or `Scope.q()`) and every mutation checks `Scope.allows()`. The account owner's
+`Scope.sql()` and every mutation checks `Scope.allows()`. The account owner's
 scope is the `All` group with WRITE on every area, so the owner goes through the same filter.
 """
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from tortoise.expressions import Q
-
+from server.domain import tree
 from server.domain.errors import PermissionDenied
 from server.models import db
 from server.models.enums import Area, Level
@@ -63,18 +62,8 @@ class Scope:
         prefixes = self.paths(area, level)
         if not prefixes:
             return "1=0", []
-        condition = " OR ".join(f"{column} LIKE ?" for _ in prefixes)
-        return f"({condition})", [f"{p}%" for p in prefixes]
-
-    def q(self, field_name: str = "path", area: Area | None = None, level: Level = Level.READ) -> Q:
-        """The same condition for the ORM, on top of the instance filter."""
-        condition = Q(instance_id=self.instance_id)
-        prefixes = self.paths(area, level)
-        if not prefixes:
-            return condition & Q(id=-1)
-        return condition & Q(
-            *(Q(**{f"{field_name}__startswith": p}) for p in prefixes), join_type="OR"
-        )
+        parts = [tree.subtree_sql(column, prefix) for prefix in prefixes]
+        return "(" + " OR ".join(sql for sql, _ in parts) + ")", [v for _, vs in parts for v in vs]
 
 
 NO_SCOPE = Scope(instance_id=-1, user_id=-1, owner=False)  # sees nothing: no instance yet

@@ -19,6 +19,11 @@ STATUS_SQL = {
 }
 
 
+def _subtree(column: str, path: str) -> tuple[Any, ...]:
+    sql, params = tree.subtree_sql(column, path)
+    return (sql, *params)
+
+
 def customer_status(company: Company) -> CustomerStatus | None:
     if company.type != CompanyType.CUSTOMER:
         return None
@@ -94,7 +99,7 @@ def descendants(
     search: str | None = None,
 ) -> Listing[Company]:
     listing = (
-        visible(scope).filter("c.path LIKE ?", company.path + "%").filter("c.id <> ?", company.id)
+        visible(scope).filter(*_subtree("c.path", company.path)).filter("c.id <> ?", company.id)
     )
     return _narrow(listing, types, statuses, search)
 

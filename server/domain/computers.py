@@ -3,12 +3,15 @@ filtered and counted by connection status in SQL."""
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from server.domain import search as name_search
-from server.domain.access import Scope
+from server.domain import tree
+from server.domain.access import Scope, minimal_prefixes
 from server.domain.connections import connection_status_filter_sql
 from server.domain.listing import Listing, sql_in
 from server.models import Computer, StaticGroup, db
@@ -33,7 +36,8 @@ def visible(scope: Scope) -> Listing[Computer]:
 
 def in_group(listing: Listing[Computer], group: StaticGroup, recursive: bool) -> Listing[Computer]:
     if recursive:
-        return listing.filter("g.path LIKE ?", group.path + "%")
+        sql, bounds = tree.subtree_sql("g.path", group.path)
+        return listing.filter(sql, *bounds)
     return listing.filter("m.group_id = ?", group.id)
 
 
@@ -68,14 +72,25 @@ async def counts_in_groups(
         return {}
     if not recursive:
         return await visible(scope).counts_by("m.group_id", [g.id for g in groups])
-    listing = visible(scope).filter(*sql_in("t.id", [g.id for g in groups]))
+    # Count per group within the subtrees asked for, then add each subtree up: one
+    # indexed statement, and sums by bisecting the sorted paths.
+    subtrees = [
+        tree.subtree_sql("g.path", path) for path in minimal_prefixes(g.path for g in groups)
+    ]
+    listing = visible(scope).filter(
+        "(" + " OR ".join(sql for sql, _ in subtrees) + ")", *[v for _, vs in subtrees for v in vs]
+    )
     rows = await db.fetch(
-        "SELECT t.id AS group_id, COUNT(*) AS n FROM static_group t "
-        "JOIN static_group g ON g.instance_id = t.instance_id AND g.path LIKE t.path || '%' "
-        "JOIN computer m ON m.group_id = g.id "
-        f"WHERE {listing._where_sql()} GROUP BY t.id",
+        f"SELECT g.path AS path, COUNT(*) AS n FROM {listing.source} "
+        f"WHERE {listing._where_sql()} GROUP BY g.path ORDER BY g.path",
         listing.params,
     )
-    counts = dict.fromkeys((g.id for g in groups), 0)
-    counts.update({row["group_id"]: int(row["n"]) for row in rows})
+    paths = [row["path"] for row in rows]
+    running = list(itertools.accumulate((int(row["n"]) for row in rows), initial=0))
+    counts = {}
+    for group in groups:
+        low, high = tree.subtree_bounds(group.path)
+        counts[group.id] = (
+            running[bisect.bisect_left(paths, high)] - running[bisect.bisect_left(paths, low)]
+        )
     return counts

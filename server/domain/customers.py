@@ -17,7 +17,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from server import events
-from server.domain import installers, permissions, secrets, validation
+from server.domain import installers, permissions, secrets, tree, validation
 from server.domain.access import Scope
 from server.domain.accounts import email_taken, end_user_sessions
 from server.domain.errors import (
@@ -342,8 +342,16 @@ async def disable_users_of(company: Company) -> list[int]:
     rows = await db.fetch(
         "UPDATE console_user SET enabled = ?, disabled_by_unlink_id = ? "
         "WHERE instance_id = ? AND account_id IS NULL AND enabled = ? AND home_group_id IN "
-        "(SELECT id FROM static_group WHERE instance_id = ? AND path LIKE ?) RETURNING id",
-        [False, company.id, company.instance_id, True, company.instance_id, company.path + "%"],  # type: ignore[attr-defined]
+        "(SELECT id FROM static_group WHERE instance_id = ? AND path >= ? AND path < ?) "
+        "RETURNING id",
+        [
+            False,
+            company.id,
+            company.instance_id,
+            True,
+            company.instance_id,  # type: ignore[attr-defined]
+            *tree.subtree_bounds(company.path),
+        ],
     )
     ids = [row["id"] for row in rows]
     await end_user_sessions(ids)

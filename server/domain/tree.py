@@ -36,3 +36,16 @@ def ancestor_paths(path: str) -> list[str]:
     """The paths of every ancestor, top first (not the node's own)."""
     ids = path_ids(path)
     return ["/" + "/".join(str(i) for i in ids[:n]) + "/" for n in range(1, len(ids))]
+
+
+def subtree_bounds(path: str) -> tuple[str, str]:
+    """[low, high) holding `path` and every path below it, in byte order: an index range.
+
+    "/1/5/" spans up to "/1/50" (exclusive): '0' follows '/', so "/1/5/..." fits and the
+    sibling "/1/50/" does not."""
+    return path, path[:-1] + "0"
+
+
+def subtree_sql(column: str, path: str) -> tuple[str, list[str]]:
+    low, high = subtree_bounds(path)
+    return f"({column} >= ? AND {column} < ?)", [low, high]
