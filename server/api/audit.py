@@ -14,7 +14,7 @@ from strawberry.types import Info
 
 from server.api.context import Context
 from server.api.node import Node, resolves
-from server.api.pagination import CountedConnection, PageInfo, build_edges, page_request
+from server.api.pagination import CountedConnection, PageInfo, page_request, paginate
 from server.api.permissions import Authenticated
 from server.domain import audit, global_ids
 from server.models import AuditEntry as AuditEntryModel
@@ -117,9 +117,10 @@ class AuditQueries:
     ) -> AuditEntryConnection:
         request = page_request(first, after, last, before, key_length=1)
         listing = audit.visible(info.context.require_scope())
-        page = await listing.page(request)
-        return AuditEntryConnection(
-            edges=build_edges(page, AuditEntry.of, AuditEntryEdge),
-            page_info=PageInfo.of(page),
-            _count=listing.count,
+        return await paginate(
+            AuditEntryConnection,
+            AuditEntryEdge,
+            AuditEntry.of,
+            listing,
+            request,
         )

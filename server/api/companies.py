@@ -11,7 +11,14 @@ from strawberry.types import Info
 from server.api.context import Context
 from server.api.enums import CompanyType, ConnectionStatus, CustomerStatus
 from server.api.node import Node, resolves
-from server.api.pagination import CountedConnection, PageInfo, build_edges, distinct, page_request
+from server.api.pagination import (
+    CountedConnection,
+    PageInfo,
+    build_edges,
+    distinct,
+    page_request,
+    paginate,
+)
 from server.api.permissions import Authenticated
 from server.domain import companies, global_ids, tree
 from server.models import Company as CompanyModel
@@ -106,7 +113,14 @@ class Company(Node):
         listing = companies.descendants(
             info.context.require_scope(), self.model, distinct(types), distinct(status), search
         )
-        return await company_connection(info, listing, request)
+        return await paginate(
+            CompanyConnection,
+            CompanyEdge,
+            Company.of,
+            listing,
+            request,
+            prime=info.context.loaders.prime_companies,
+        )
 
     @strawberry.field
     async def static_group(
@@ -191,16 +205,6 @@ class ManagedCustomerConnection(CountedConnection):
         )
 
 
-async def company_connection(info: Info[Context, None], listing, request) -> CompanyConnection:  # type: ignore[no-untyped-def]
-    page = await listing.page(request)
-    info.context.loaders.prime_companies(page.items)
-    return CompanyConnection(
-        edges=build_edges(page, Company.of, CompanyEdge),
-        page_info=PageInfo.of(page),
-        _count=listing.count,
-    )
-
-
 @resolves("Company")
 async def company_node(info: Info[Context, None], key: int) -> Company | None:
     found = await info.context.loaders.company_by_id.load(key)
@@ -232,11 +236,12 @@ class CompanyQueries:
         request = page_request(first, after, last, before)
         scope = info.context.require_scope()
         listing = companies.managed_customers(scope, distinct(status), search)
-        page = await listing.page(request)
-        info.context.loaders.prime_companies(page.items)
-        return ManagedCustomerConnection(
-            edges=build_edges(page, Company.of, CompanyEdge),
-            page_info=PageInfo.of(page),
-            _count=listing.count,
+        return await paginate(
+            ManagedCustomerConnection,
+            CompanyEdge,
+            Company.of,
+            listing,
+            request,
+            prime=info.context.loaders.prime_companies,
             _status_counts=lambda: companies.status_counts(scope, search),
         )

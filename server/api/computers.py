@@ -14,9 +14,9 @@ from server.api.node import Node, decode_id, resolves
 from server.api.pagination import (
     CountedConnection,
     PageInfo,
-    build_edges,
     distinct,
     page_request,
+    paginate,
 )
 from server.api.permissions import Authenticated
 from server.domain import computers, global_ids
@@ -112,12 +112,13 @@ async def computers_in_group(
     if group is not None:
         computers.in_group(listing, group, recursive)
     computers.narrow(listing, context.settings, distinct(status), search)
-    page = await listing.page(request)
-    context.loaders.prime_computers(page.items)
-    return ComputerConnection(
-        edges=build_edges(page, Computer.of, ComputerEdge),
-        page_info=PageInfo.of(page),
-        _count=listing.count,
+    return await paginate(
+        ComputerConnection,
+        ComputerEdge,
+        Computer.of,
+        listing,
+        request,
+        prime=context.loaders.prime_computers,
     )
 
 

@@ -14,7 +14,7 @@ from server.api.audit import audited
 from server.api.context import Context
 from server.api.errors import UserError
 from server.api.node import Node, decode_id, resolves
-from server.api.pagination import CountedConnection, PageInfo, build_edges, page_request
+from server.api.pagination import CountedConnection, PageInfo, page_request, paginate
 from server.api.permissions import Authenticated
 from server.domain import global_ids, installers
 from server.domain.errors import DomainError
@@ -107,11 +107,12 @@ async def company_installers(
 ) -> InstallerConnection:
     request = page_request(first, after, key_length=1)
     listing = installers.of_company(info.context.require_scope(), company_id, include_revoked)
-    page = await listing.page(request)
-    return InstallerConnection(
-        edges=build_edges(page, Installer.of, InstallerEdge),
-        page_info=PageInfo.of(page),
-        _count=listing.count,
+    return await paginate(
+        InstallerConnection,
+        InstallerEdge,
+        Installer.of,
+        listing,
+        request,
     )
 
 

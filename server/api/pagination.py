@@ -9,9 +9,10 @@ import strawberry
 
 from server.api.errors import BadUserInput
 from server.domain.errors import InvalidInput
-from server.domain.listing import Page, PageRequest
+from server.domain.listing import Listing, Page, PageRequest
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 @strawberry.type
@@ -57,6 +58,27 @@ def page_request(
         return PageRequest.parse(first, after, last, before, key_length=key_length)
     except InvalidInput as exc:
         raise BadUserInput(exc.message, field=exc.field) from None
+
+
+async def paginate(
+    connection: type[C],
+    edge: type,
+    wrap: Callable[[Any], Any],
+    listing: Listing[Any],
+    request: PageRequest,
+    prime: Callable[[list[Any]], None] | None = None,
+    **extra: Any,
+) -> C:
+    """One page of a listing as a Relay connection; totalCount stays lazy."""
+    page = await listing.page(request)
+    if prime is not None:
+        prime(page.items)
+    return connection(  # type: ignore[call-arg]
+        edges=build_edges(page, wrap, edge),
+        page_info=PageInfo.of(page),
+        _count=listing.count,
+        **extra,
+    )
 
 
 def build_edges(page: Page[Any], wrap: Callable[[Any], T], edge: type) -> list[Any]:

@@ -12,7 +12,7 @@ from server.api.context import Context
 from server.api.enums import SyncState
 from server.api.errors import UserError
 from server.api.node import Node, resolves
-from server.api.pagination import CountedConnection, PageInfo, build_edges, page_request
+from server.api.pagination import CountedConnection, PageInfo, page_request, paginate
 from server.api.permissions import Authenticated
 from server.domain import global_ids, sync, sync_runs
 from server.domain.errors import DomainError, NotFound
@@ -90,11 +90,12 @@ class SyncQueries:
     ) -> SyncRunConnection:
         request = page_request(first, after, last, before, key_length=1)
         listing = sync_runs.visible(info.context.require_scope())
-        page = await listing.page(request)
-        return SyncRunConnection(
-            edges=build_edges(page, SyncRun.of, SyncRunEdge),
-            page_info=PageInfo.of(page),
-            _count=listing.count,
+        return await paginate(
+            SyncRunConnection,
+            SyncRunEdge,
+            SyncRun.of,
+            listing,
+            request,
         )
 
 

@@ -16,7 +16,7 @@ from server.api.enums import Area, Level
 from server.api.errors import UserError
 from server.api.groups import StaticGroup
 from server.api.node import Node, decode_id, resolves
-from server.api.pagination import CountedConnection, PageInfo, build_edges, page_request
+from server.api.pagination import CountedConnection, PageInfo, page_request, paginate
 from server.api.permissions import Authenticated
 from server.domain import global_ids, permissions, users
 from server.domain.access import parse_levels
@@ -119,11 +119,12 @@ class UserQueries:
     ) -> UserConnection:
         request = page_request(first, after, last, before)
         listing = users.visible(info.context.require_scope(), search)
-        page = await listing.page(request)
-        return UserConnection(
-            edges=build_edges(page, User.of, UserEdge),
-            page_info=PageInfo.of(page),
-            _count=listing.count,
+        return await paginate(
+            UserConnection,
+            UserEdge,
+            User.of,
+            listing,
+            request,
         )
 
     @strawberry.field(
@@ -140,11 +141,12 @@ class UserQueries:
     ) -> PermissionSetConnection:
         request = page_request(first, after, last, before)
         listing = permissions.visible(info.context.require_scope())
-        page = await listing.page(request)
-        return PermissionSetConnection(
-            edges=build_edges(page, PermissionSet.of, PermissionSetEdge),
-            page_info=PageInfo.of(page),
-            _count=listing.count,
+        return await paginate(
+            PermissionSetConnection,
+            PermissionSetEdge,
+            PermissionSet.of,
+            listing,
+            request,
         )
 
 
