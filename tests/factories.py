@@ -124,3 +124,9 @@ async def set_status(company: Company, setup: SetupState, unlinked: bool = False
     company.setup_state = setup
     company.unlinked_at = dt.datetime.now(dt.UTC) if unlinked else None
     await company.save(update_fields=["setup_state", "unlinked_at"])
+
+
+def global_id(model: object) -> str:
+    from server.domain import global_ids
+
+    return global_ids.encode(type(model).__name__, model.id)  # type: ignore[attr-defined]

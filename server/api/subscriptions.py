@@ -10,6 +10,7 @@ import strawberry
 from strawberry.types import Info
 
 from server import events
+from server.api.accounts import refresh
 from server.api.companies import Company
 from server.api.computers import Computer
 from server.api.context import Context
@@ -17,22 +18,30 @@ from server.api.node import decode_id
 from server.api.permissions import Authenticated
 from server.api.sync import SyncRun
 from server.domain import companies, computers, sync_runs
+from server.domain.access import Scope
 from server.models.enums import SyncState
 from server.observability import SUBSCRIPTIONS_OPEN
 
 FINISHED = {SyncState.SUCCEEDED, SyncState.FAILED}
 
 
-async def _events(info: Info[Context, None], topic: str) -> AsyncGenerator[dict[str, Any], None]:
-    """Events of the viewer's instance, until its session ends."""
+async def _events(
+    info: Info[Context, None], topic: str
+) -> AsyncGenerator[tuple[dict[str, Any], Scope], None]:
+    """Events of the viewer's instance, each with the viewer's scope as it is now (rights
+    change while a socket stays open); ends when the session does."""
     context = info.context
-    scope = context.require_scope()
+    instance_id = context.require_scope().instance_id
     SUBSCRIPTIONS_OPEN.inc()
     try:
         async with context.bus.subscribe(topic) as stream:
             async for payload in stream:
-                if payload.get("instance_id") == scope.instance_id:
-                    yield payload
+                if payload.get("instance_id") != instance_id:
+                    continue
+                await refresh(context)
+                if context.session is None or context.scope is None:
+                    return
+                yield payload, context.scope
     finally:
         SUBSCRIPTIONS_OPEN.dec()
 
@@ -56,7 +65,7 @@ class Subscription:
             yield SyncRun.of(current)
             if current.state in FINISHED:
                 return
-        async for payload in _events(info, events.SYNC_RUN):
+        async for payload, scope in _events(info, events.SYNC_RUN):
             if wanted is not None and payload["run_id"] != wanted:
                 continue
             run = (await sync_runs.by_ids(scope, [payload["run_id"]])).get(payload["run_id"])
@@ -73,8 +82,7 @@ class Subscription:
     async def customer_status_changed(
         self, info: Info[Context, None]
     ) -> AsyncGenerator[Company, None]:
-        scope = info.context.require_scope()
-        async for payload in _events(info, events.CUSTOMER_STATUS):
+        async for payload, scope in _events(info, events.CUSTOMER_STATUS):
             found = await companies.by_ids(scope, payload["company_ids"])
             for company_id in payload["company_ids"]:
                 if company_id in found:
@@ -87,8 +95,7 @@ class Subscription:
     async def computer_connection_changed(
         self, info: Info[Context, None]
     ) -> AsyncGenerator[Computer, None]:
-        scope = info.context.require_scope()
-        async for payload in _events(info, events.COMPUTER_CONNECTION):
+        async for payload, scope in _events(info, events.COMPUTER_CONNECTION):
             found = await computers.by_ids(scope, payload["computer_ids"])
             for computer_id in payload["computer_ids"]:
                 if computer_id in found:

@@ -7,6 +7,7 @@ import pytest
 import websockets
 
 from tests import factories
+from tests.api import scoped_users
 
 PROTOCOL = "graphql-transport-ws"
 
@@ -50,5 +51,57 @@ async def test_logout_closes_the_sessions_open_sockets_with_4403(client, server_
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 5)
         assert closed.value.rcvd.code == 4403
+    finally:
+        await socket.close()
+
+
+async def test_an_open_subscription_follows_the_viewers_rights_as_they_change(client, server_url):
+    owner = await factories.owner(client)
+    tree = await factories.company_tree(
+        owner.instance_id, msps=2, customers_per_msp=1, computers_per_customer=0
+    )
+    first, second = tree.msps
+    rights = await scoped_users.permission_set(
+        owner.instance_id, [await scoped_users.group_of(first)]
+    )
+    user = await scoped_users.scoped_user(
+        client,
+        owner.instance_id,
+        [],
+        home=await scoped_users.all_group(owner.instance_id),
+        sets=[rights],
+    )
+    socket = await connect(server_url, user.token)
+    try:
+        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+        await socket.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {
+                        "query": "subscription { customerStatusChanged { name customerStatus } }"
+                    },
+                }
+            )
+        )
+        await asyncio.sleep(0.3)
+        # the user loses the first MSP and gains the second, while the socket stays open
+        await rights.groups.clear()
+        await rights.groups.add(await scoped_users.group_of(second))
+        for msp in (first, second):
+            await client.query(
+                "mutation($i: SkipCustomerSetupInput!) { skipCustomerSetup(input: $i) "
+                "{ errors { code } } }",
+                {"i": {"customerId": factories.global_id(tree.customers[msp.id][0])}},
+                owner.token,
+            )
+        message = json.loads(await asyncio.wait_for(socket.recv(), 5))
+        assert message["payload"]["data"]["customerStatusChanged"] == {
+            "name": tree.customers[second.id][0].name,
+            "customerStatus": "NORMAL",
+        }
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(socket.recv(), 1)
     finally:
         await socket.close()

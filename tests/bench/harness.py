@@ -118,10 +118,13 @@ async def closed_loop(
     *,
     concurrency: int,
     seconds: float,
+    warmup: float = 1.0,
 ) -> Load:
-    """`concurrency` clients each sending the next request as soon as the last one answered."""
+    """`concurrency` clients each sending the next request as soon as the last one answered;
+    the first `warmup` seconds are not counted (caches, connection pools)."""
     load = Load(name)
-    deadline = time.perf_counter() + seconds
+    measuring = time.perf_counter() + warmup
+    deadline = measuring + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -131,14 +134,15 @@ async def closed_loop(
                 started = time.perf_counter()
                 ok = await request(session, worker * 1_000_000 + n)
                 n += 1
+                if started < measuring:
+                    continue
                 if ok:
                     load.latencies.append(time.perf_counter() - started)
                 else:
                     load.errors += 1
 
-        started = time.perf_counter()
         await asyncio.gather(*(client(w) for w in range(concurrency)))
-        load.seconds = time.perf_counter() - started
+        load.seconds = time.perf_counter() - measuring
     return load
 
 

@@ -29,6 +29,7 @@ from server.app import create_app
 from server.cli import apply_migrations
 from server.domain import accounts, global_ids, secrets, sync, tree
 from server.domain.access import load_scope
+from server.domain.connections import connection_status
 from server.domain.instances import create_instance
 from server.models import Company, PermissionSet, StaticGroup, User, db
 from server.models.enums import CompanyType, GroupKind, Service
@@ -64,7 +65,7 @@ async def build(settings: Settings, companies: int, computers: int) -> dict:
             instance_id=instance.id, type=CompanyType.CUSTOMER
         ).values_list("id", flat=True)
         await _statuses(instance.id, list(customers))
-        await _computers(instance.id, list(customers), computers)
+        await _computers(settings, instance.id, list(customers), computers)
         scoped_email = await _scoped_user(instance.id, owner.id)
         top = await Company.filter(instance_id=instance.id, read_only=False).order_by("depth")
         top = top[0] if top else None
@@ -92,7 +93,9 @@ async def _statuses(instance_id: int, customers: list[int]) -> None:
             await db.execute(sql + f"({', '.join('?' for _ in chunk)})", [*params, *chunk])
 
 
-async def _computers(instance_id: int, customers: list[int], count: int) -> None:
+async def _computers(
+    settings: Settings, instance_id: int, customers: list[int], count: int
+) -> None:
     groups = dict(
         await StaticGroup.filter(
             instance_id=instance_id, kind=GroupKind.COMPANY, company_id__in=customers
@@ -117,6 +120,8 @@ async def _computers(instance_id: int, customers: list[int], count: int) -> None
                 "11.1",
                 now,
                 seen,
+                # announced as it is, so the server does not start by announcing 100,000
+                connection_status(seen, now, settings).value,
             )
         )
     sql = (
@@ -125,7 +130,7 @@ async def _computers(instance_id: int, customers: list[int], count: int) -> None
     )
     for i in range(0, len(rows), 1000):
         chunk = rows[i : i + 1000]
-        marks = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'NEVER_CONNECTED')" for _ in chunk)
+        marks = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
         await db.execute(sql + marks, [v for row in chunk for v in row])
 
 
