@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with RegisterTortoise(app, config=db.tortoise_config(settings.database_url)):
+            if not settings.is_postgres:  # PostgreSQL's autovacuum keeps its own statistics
+                await db.refresh_statistics()
             await bus.start()
             scheduler = SyncScheduler(settings, bus)
             await scheduler.start()

@@ -8,7 +8,7 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
-from server.observability import configure_logging
+from server.observability import configure_logging, uvicorn_log_config
 from server.settings import Settings, SettingsError
 
 
@@ -47,6 +47,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        log_config=uvicorn_log_config(args.log_level),
         proxy_headers=True,
     )
     return 0

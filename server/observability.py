@@ -98,6 +98,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
+    """uvicorn's loggers (its own lines and the access log) in the same JSON lines, in every
+    worker process (uvicorn applies it in each)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "server.observability.JsonFormatter"}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "root": {"handlers": ["json"], "level": level.upper()},
+        "loggers": {
+            name: {"handlers": [], "level": level.upper(), "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
+
+
 def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(

@@ -519,13 +519,13 @@ def parse_time(value: str | None) -> dt.datetime | None:
 
 
 async def scheduler_lock_holders(cluster: Cluster) -> list[int]:
-    """Client ports of the sessions holding the scheduler's advisory lock on the database."""
+    """Client ports of the sessions holding a scheduler advisory lock (any key) on the database."""
     parts = urlsplit(cluster.database_url)
     connection = await asyncpg.connect(f"postgresql://{parts.netloc}{parts.path}")
     try:
         rows = await connection.fetch(
             "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = 0 "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 "
             "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             SYNC_SCHEDULER,
         )

@@ -16,6 +16,7 @@ from server.domain.agents import AgentIdentity, AgentReport, Enrolment, Enrolmen
 from server.domain.connections import ConnectionWatcher
 from server.domain.secrets import token_hash
 from server.events import EventBus
+from server.observability import CHECKINS, ENROLMENTS
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class AgentRuntime:
             )
         )
         self.watcher.wake()
+        ENROLMENTS.inc()
         return enrolment
 
     async def authenticate(self, agent_token_hash: str) -> AgentIdentity | None:
@@ -99,6 +101,7 @@ class AgentRuntime:
             if changes.protection_status is not None:
                 identity.protection_status = changes.protection_status
         self.buffer.record(identity.token_hash, at or datetime.now(UTC), changes)
+        CHECKINS.inc()
         return self.settings.checkin_interval
 
     def _written(self, token_hashes: list[str], written: agents.WrittenCheckins) -> None:

@@ -3,6 +3,7 @@ them through its own scope with fresh loaders, so nobody receives what it may no
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -23,22 +24,27 @@ from server.models.enums import SyncState
 from server.observability import SUBSCRIPTIONS_OPEN
 
 FINISHED = {SyncState.SUCCEEDED, SyncState.FAILED}
+RIGHTS_RECHECK_SECONDS = 1.0
 
 
 async def _events(
     info: Info[Context, None], topic: str
 ) -> AsyncGenerator[tuple[dict[str, Any], Scope], None]:
     """Events of the viewer's instance, each with the viewer's scope as it is now (rights
-    change while a socket stays open); ends when the session does."""
+    change while a socket stays open: re-read at most once a second, so a burst of events
+    costs one session read); ends when the session does."""
     context = info.context
     instance_id = context.require_scope().instance_id
+    refreshed = time.monotonic()
     SUBSCRIPTIONS_OPEN.inc()
     try:
         async with context.bus.subscribe(topic) as stream:
             async for payload in stream:
                 if payload.get("instance_id") != instance_id:
                     continue
-                await refresh(context)
+                if time.monotonic() - refreshed > RIGHTS_RECHECK_SECONDS:
+                    await refresh(context)
+                    refreshed = time.monotonic()
                 if context.session is None or context.scope is None:
                     return
                 yield payload, context.scope

@@ -73,17 +73,23 @@ async def counts_in_groups(
     if not recursive:
         return await visible(scope).counts_by("m.group_id", [g.id for g in groups])
     # Count per group within the subtrees asked for, then add each subtree up: one
-    # indexed statement, and sums by bisecting the sorted paths.
+    # statement driven by the groups' path index, and sums by bisecting the sorted paths.
     subtrees = [
         tree.subtree_sql("g.path", path) for path in minimal_prefixes(g.path for g in groups)
     ]
-    listing = visible(scope).filter(
-        "(" + " OR ".join(sql for sql, _ in subtrees) + ")", *[v for _, vs in subtrees for v in vs]
-    )
+    scope_sql, scope_params = scope.sql("g.path", Area.COMPUTERS)
     rows = await db.fetch(
-        f"SELECT g.path AS path, COUNT(*) AS n FROM {listing.source} "
-        f"WHERE {listing._where_sql()} GROUP BY g.path ORDER BY g.path",
-        listing.params,
+        "SELECT g.path AS path, x.n AS n FROM (SELECT m.group_id, COUNT(*) AS n FROM computer m "
+        "WHERE m.instance_id = ? AND m.group_id IN (SELECT g.id FROM static_group g "
+        f"WHERE g.instance_id = ? AND {scope_sql} AND "
+        f"({' OR '.join(sql for sql, _ in subtrees)})) GROUP BY m.group_id) x "
+        "JOIN static_group g ON g.id = x.group_id ORDER BY g.path",
+        [
+            scope.instance_id,
+            scope.instance_id,
+            *scope_params,
+            *[value for _, values in subtrees for value in values],
+        ],
     )
     paths = [row["path"] for row in rows]
     running = list(itertools.accumulate((int(row["n"]) for row in rows), initial=0))

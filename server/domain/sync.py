@@ -37,8 +37,9 @@ from server.domain.errors import (
 from server.domain.instances import ALL_GROUP
 from server.domain.secrets import decrypt, encrypt
 from server.events import EventBus, InProcessEventBus
-from server.models import Instance, StaticGroup, SyncRun, locks
+from server.models import Instance, StaticGroup, SyncRun, db, locks
 from server.models.enums import Area, GroupKind, Level, SyncState
+from server.observability import SYNC_RUNS
 from server.settings import Settings
 from server.upstream.client import (
     MspAdministratorClient,
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 
 FETCH, APPLY, DONE = "fetch", "apply", "done"
 ACTIVE = (SyncState.QUEUED, SyncState.RUNNING)
+STATISTICS_AFTER = 500  # rows changed by a sync before the planner statistics are refreshed
 FINISHED = (SyncState.SUCCEEDED, SyncState.FAILED)
 TYPE_NAMES = {
     1001: "ESET HQ",
@@ -340,6 +342,21 @@ async def _finish(
     **values: Any,
 ) -> None:
     await _update(run, bus, on_progress, state=state, finished_at=dt.datetime.now(dt.UTC), **values)
+    SYNC_RUNS.labels(state.value).inc()
+    log.info(
+        "sync run %s of instance %s (%s) %s: %s companies, +%s ~%s >%s -%s <%s%s",
+        run.id,
+        run.instance_id,
+        run.trigger,
+        state.value,
+        run.companies_seen,  # type: ignore[attr-defined]
+        run.created,
+        run.updated,
+        run.moved,
+        run.unlinked,
+        run.relinked,
+        f"; {run.error}" if run.error else "",
+    )
 
 
 def _password(instance: Instance, settings: Settings) -> str:
@@ -401,6 +418,8 @@ async def _execute(
         if instance.upstream_company_id != user.company.public_id:
             instance.upstream_company_id = user.company.public_id
             await instance.save(update_fields=["upstream_company_id"])
+        if changes.created + changes.moved + changes.unlinked > STATISTICS_AFTER:
+            await db.refresh_statistics()
         await _finish(
             run,
             bus,

@@ -86,6 +86,7 @@ class SyncScheduler:
             self._leader = await locks.try_lock(locks.SYNC_SCHEDULER, self.election_key)
             if self._leader is None:
                 return []
+            log.info("this process schedules the syncs (every %s s)", self.settings.sync_interval)
             await sync.recover_interrupted(self.bus)
         started = []
         for instance_id in await due_instances(self.settings.sync_interval, now, among):
@@ -94,6 +95,7 @@ class SyncScheduler:
             except Exception:
                 log.exception("could not start the scheduled sync of instance %s", instance_id)
                 continue
+            log.info("scheduled sync of instance %s started", instance_id)
             started.append(instance_id)
         return started
 

@@ -32,6 +32,11 @@ def path_ids(path: str) -> list[int]:
     return [int(part) for part in path.strip("/").split("/") if part]
 
 
+def is_top(path: str) -> bool:
+    """The path of a tree's top (the All group): one id."""
+    return path.count("/") == 2
+
+
 def ancestor_paths(path: str) -> list[str]:
     """The paths of every ancestor, top first (not the node's own)."""
     ids = path_ids(path)

@@ -106,6 +106,15 @@ async def execute(sql: str, params: Sequence[Any] = ()) -> int:
     return changed
 
 
+async def refresh_statistics() -> None:
+    """Let the query planner know the tables' sizes and spreads (after a large change): without
+    statistics SQLite scans a whole table where an index would serve."""
+    if is_postgres():
+        await execute("ANALYZE company, static_group, computer")
+    else:
+        await connection().execute_script("PRAGMA analysis_limit = 1000; ANALYZE")
+
+
 def text_order(column: str) -> str:
     """A text column compared byte-wise on every database (PostgreSQL collations differ)."""
     return f'{column} COLLATE "C"' if is_postgres() else column

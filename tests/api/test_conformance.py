@@ -13,6 +13,7 @@ from server.events import SYNC_RUN
 from server.models import SyncRun
 from tests import factories
 
+pytestmark = [pytest.mark.needs_node]
 CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance"
 
 

@@ -89,6 +89,7 @@ async def test_an_open_subscription_follows_the_viewers_rights_as_they_change(cl
         # the user loses the first MSP and gains the second, while the socket stays open
         await rights.groups.clear()
         await rights.groups.add(await scoped_users.group_of(second))
+        await asyncio.sleep(1.1)  # rights are re-read at most once a second
         for msp in (first, second):
             await client.query(
                 "mutation($i: SkipCustomerSetupInput!) { skipCustomerSetup(input: $i) "

@@ -67,6 +67,7 @@ async def build(settings: Settings, companies: int, computers: int) -> dict:
         await _statuses(instance.id, list(customers))
         await _computers(settings, instance.id, list(customers), computers)
         scoped_email = await _scoped_user(instance.id, owner.id)
+        await db.refresh_statistics()
         top = await Company.filter(instance_id=instance.id, read_only=False).order_by("depth")
         top = top[0] if top else None
         return {"email": email, "scoped_email": scoped_email, "top": top.id if top else None}
