@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
 from server.api.context import Context
 from server.api.enums import CompanyType, ConnectionStatus, CustomerStatus
+from server.api.loaders import MISSING, Loaders, cached
 from server.api.node import Node, resolves
 from server.api.pagination import (
     CountedConnection,
     PageInfo,
     build_edges,
     distinct,
+    node_fields,
     page_request,
     paginate,
 )
@@ -65,11 +68,14 @@ class Company(Node):
         )
 
     @strawberry.field(description="Null at the top of what the viewer may see.")
-    async def parent(self, info: Info[Context, None]) -> Company | None:
+    def parent(self, info: Info[Context, None]) -> Company | None:
         parent_id = self.model.parent_id  # type: ignore[attr-defined]
         if parent_id is None:
             return None
-        found = await info.context.loaders.company_by_id.load(parent_id)
+        loader = info.context.loaders.company_by_id
+        found = cached(loader, parent_id)
+        if found is MISSING:
+            return _company_of(loader.load(parent_id))  # type: ignore[return-value]
         return Company.of(found) if found else None
 
     @strawberry.field(description="Top first, only what the viewer may see.")
@@ -119,26 +125,38 @@ class Company(Node):
             Company.of,
             listing,
             request,
-            prime=info.context.loaders.prime_companies,
+            prime=lambda items: info.context.loaders.prefetch_for_companies(
+                items, node_fields(info)
+            ),
         )
 
     @strawberry.field
-    async def static_group(
+    def static_group(
         self, info: Info[Context, None]
     ) -> Annotated[StaticGroup, strawberry.lazy("server.api.groups")]:
         from server.api.groups import StaticGroup
 
-        group = await info.context.loaders.group_by_company_id.load(self.model.id)
+        loader = info.context.loaders.group_by_company_id
+        group = cached(loader, self.model.id)
+        if group is MISSING:
+            return _group_of(loader.load(self.model.id), self.model.id)  # type: ignore[return-value]
         if group is None:  # the company is visible, so is its group: only a broken tree
             raise RuntimeError(f"company {self.model.id} has no static group")
         return StaticGroup.of(group)
 
     @strawberry.field
-    async def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
-        group = await info.context.loaders.group_by_company_id.load(self.model.id)
-        if group is None:
-            return 0
-        return await info.context.loaders.computer_count.load((group.id, recursive))
+    def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
+        loaders = info.context.loaders
+        group = cached(loaders.group_by_company_id, self.model.id)
+        if group is not MISSING and group is not None:
+            count = cached(loaders.computer_count, (group.id, recursive))
+            if count is not MISSING:
+                return int(count)
+        return self._computer_count(loaders, recursive)  # type: ignore[return-value]
+
+    async def _computer_count(self, loaders: Loaders, recursive: bool) -> int:
+        group = await loaders.group_by_company_id.load(self.model.id)
+        return 0 if group is None else await loaders.computer_count.load((group.id, recursive))
 
     @strawberry.field
     async def computers(
@@ -205,6 +223,20 @@ class ManagedCustomerConnection(CountedConnection):
         )
 
 
+async def _company_of(pending: Awaitable[CompanyModel | None]) -> Company | None:
+    found = await pending
+    return Company.of(found) if found else None
+
+
+async def _group_of(pending: Awaitable[Any], company_id: int) -> Any:
+    from server.api.groups import StaticGroup
+
+    group = await pending
+    if group is None:  # the company is visible, so is its group: only a broken tree
+        raise RuntimeError(f"company {company_id} has no static group")
+    return StaticGroup.of(group)
+
+
 @resolves("Company")
 async def company_node(info: Info[Context, None], key: int) -> Company | None:
     found = await info.context.loaders.company_by_id.load(key)
@@ -242,6 +274,8 @@ class CompanyQueries:
             Company.of,
             listing,
             request,
-            prime=info.context.loaders.prime_companies,
+            prime=lambda items: info.context.loaders.prefetch_for_companies(
+                items, node_fields(info)
+            ),
             _status_counts=lambda: companies.status_counts(scope, search),
         )

@@ -9,6 +9,7 @@ from strawberry.types import Info
 
 from server.api.context import Context
 from server.api.enums import ConnectionStatus
+from server.api.loaders import MISSING, cached
 from server.api.node import Node, resolves
 from server.api.pagination import CountedConnection, PageInfo, build_edges, page_request
 from server.api.permissions import Authenticated
@@ -82,8 +83,10 @@ class StaticGroup(Node):
         return Company.of(found) if found else None
 
     @strawberry.field
-    async def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
-        return await info.context.loaders.computer_count.load((self.model.id, recursive))
+    def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
+        loader = info.context.loaders.computer_count
+        count = cached(loader, (self.model.id, recursive))
+        return loader.load((self.model.id, recursive)) if count is MISSING else count  # type: ignore[return-value]
 
     @strawberry.field
     async def computers(

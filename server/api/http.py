@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -55,6 +56,9 @@ class GraphQLView(GraphQL[Context, None]):
         self.bus = bus
         self.login_throttle = LoginThrottle(settings.login_attempts_per_minute)
         self.persisted = PersistedQueries()
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
 
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket

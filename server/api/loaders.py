@@ -4,7 +4,7 @@ nested reads cost one statement per level, whatever the number of rows."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -18,6 +18,16 @@ from server.settings import Settings
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+MISSING: Any = object()
+
+
+def cached(loader: DataLoader[Any, Any], key: Hashable) -> Any:
+    """The value a loader already holds for `key`, or MISSING: a resolver that finds it
+    answers without awaiting (an awaited resolver costs graphql-core a task per row)."""
+    future = loader.cache_map.get(key)
+    if future is None or not future.done() or future.cancelled() or future.exception():
+        return MISSING
+    return future.result()
 
 
 def _by_key(fetch: Callable[[list[K]], Awaitable[dict[K, V]]]) -> DataLoader[K, V | None]:
@@ -86,6 +96,21 @@ class Loaders:
         visible = [g for g in found if g is not None]
         counts = await computers.counts_in_groups(self.scope, visible, recursive)
         return {i: counts.get(i, 0) for i in ids}
+
+    async def prefetch_for_companies(
+        self, items: Sequence[Company], fields: Collection[str]
+    ) -> None:
+        """Load, one batch each, what the selection asks of every company of a page: its
+        parent, its group and the group's computer count."""
+        self.prime_companies(items)
+        if "parent" in fields:
+            await self.company_by_id.load_many(
+                [c.parent_id for c in items if c.parent_id is not None]  # type: ignore[attr-defined]
+            )
+        if {"staticGroup", "computerCount", "computers"} & set(fields):
+            found = await self.group_by_company_id.load_many([c.id for c in items])
+            if "staticGroup.computerCount" in fields or "computerCount" in fields:
+                await self.computer_count.load_many([(g.id, True) for g in found if g])
 
     def prime_companies(self, items: Sequence[Company]) -> None:
         for company in items:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -66,13 +67,13 @@ async def paginate(
     wrap: Callable[[Any], Any],
     listing: Listing[Any],
     request: PageRequest,
-    prime: Callable[[list[Any]], None] | None = None,
+    prime: Callable[[list[Any]], Any] | None = None,
     **extra: Any,
 ) -> C:
     """One page of a listing as a Relay connection; totalCount stays lazy."""
     page = await listing.page(request)
-    if prime is not None:
-        prime(page.items)
+    if prime is not None and inspect.isawaitable(primed := prime(page.items)):
+        await primed
     return connection(  # type: ignore[call-arg]
         edges=build_edges(page, wrap, edge),
         page_info=PageInfo.of(page),
@@ -89,3 +90,35 @@ def build_edges(page: Page[Any], wrap: Callable[[Any], T], edge: type) -> list[A
 
 def distinct(values: Sequence[T] | None) -> tuple[T, ...] | None:
     return None if values is None else tuple(dict.fromkeys(values))
+
+
+def node_fields(info: Any) -> set[str]:
+    """What the query selects on each node of the connection being resolved: field names,
+    and `parent.child` for one level below ("staticGroup.computerCount")."""
+    names: set[str] = set()
+
+    def walk(selections: Any, prefix: str, depth: int) -> None:
+        for selection in selections:
+            name = getattr(selection, "name", None)
+            if name is None or not hasattr(selection, "arguments"):  # a fragment
+                walk(selection.selections, prefix, depth)
+                continue
+            names.add(prefix + name)
+            if depth < 1:
+                walk(selection.selections, f"{name}.", depth + 1)
+
+    for connection in info.selected_fields:
+        for edges in _named(connection.selections, "edges"):
+            for node in _named(edges.selections, "node"):
+                walk(node.selections, "", 0)
+    return names
+
+
+def _named(selections: Any, name: str) -> list[Any]:
+    found = []
+    for selection in selections:
+        if getattr(selection, "name", None) == name and hasattr(selection, "arguments"):
+            found.append(selection)
+        elif not hasattr(selection, "arguments"):  # a fragment: look inside
+            found += _named(selection.selections, name)
+    return found
