@@ -57,8 +57,8 @@ class GraphQLView(GraphQL[Context, None]):
         self.login_throttle = LoginThrottle(settings.login_attempts_per_minute)
         self.persisted = PersistedQueries()
 
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+    def encode_json(self, data: object) -> str:
+        return orjson.dumps(data).decode()  # text: websockets send it as a text frame
 
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket
