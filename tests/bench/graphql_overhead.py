@@ -14,12 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import orjson
 from starlette.applications import Starlette
@@ -37,8 +31,8 @@ from server.settings import Settings
 from tests.bench.harness import (
     BENCH_SECRET,
     closed_loop,
+    console,
     database,
-    free_port,
     graphql,
 )
 from tests.bench.read_api import MANAGED_CUSTOMERS, PASSWORD, build
@@ -120,48 +114,6 @@ def bench_app() -> Starlette:
     return app
 
 
-@contextmanager
-def served(database_url: str, workers: int) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MSP_CONSOLE_SECRET_KEY": BENCH_SECRET,
-        "MSP_CONSOLE_SYNC_INTERVAL": "100000000",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tests.bench.graphql_overhead:bench_app",
-            "--factory",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env=env,
-    )
-    try:
-        import socket
-
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        time.sleep(0.5 * workers)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(20)
-
-
 async def run(url: str, email: str, seconds: float, concurrency: int) -> list:
     import aiohttp
 
@@ -224,7 +176,7 @@ def main() -> None:
         prepared = asyncio.run(build(settings, args.companies, args.computers))
         for workers in (1, 2):
             print(f"\n{workers} worker(s):")
-            with served(url, workers) as base:
+            with console(url, workers, "tests.bench.graphql_overhead:bench_app") as base:
                 bare, page, hand = asyncio.run(
                     run(base, prepared["email"], args.seconds, args.concurrency)
                 )

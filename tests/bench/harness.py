@@ -39,22 +39,22 @@ def database(url: str | None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def console(database_url: str, workers: int = 1, **env: str) -> Iterator[str]:
-    """`msp-console serve` in a subprocess; yields its base URL once /healthz answers."""
+def console(database_url: str, workers: int = 1, factory: str | None = None) -> Iterator[str]:
+    """The console in a subprocess (`msp-console serve`, or uvicorn serving an app `factory`
+    such as "tests.bench.graphql_overhead:bench_app"); yields its base URL once it listens."""
     port = free_port()
     environ = {
         **os.environ,
         "DATABASE_URL": database_url,
         "MSP_CONSOLE_SECRET_KEY": BENCH_SECRET,
         "MSP_CONSOLE_SYNC_INTERVAL": "100000000",
-        **env,
     }
+    served = ["server", "serve"] if factory is None else ["uvicorn", factory, "--factory"]
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "server",
-            "serve",
+            *served,
             "--port",
             str(port),
             "--workers",
