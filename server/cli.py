@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from server.observability import configure_logging, uvicorn_log_config
 from server.settings import Settings, SettingsError
 
+GRACEFUL_SHUTDOWN_SECONDS = 20
+
 
 async def apply_migrations(settings: Settings) -> None:
     """Bring the database to the latest schema (idempotent)."""
@@ -49,6 +51,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=args.log_level,
         log_config=uvicorn_log_config(args.log_level),
         proxy_headers=True,
+        # a connection that never closes must not hold the shutdown (and the final flush of
+        # buffered check-ins) forever
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import strawberry
 
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 from server.api.errors import BadUserInput
 from server.domain.errors import InvalidInput
 from server.domain.listing import Listing, Page, PageRequest
@@ -94,31 +95,33 @@ def distinct(values: Sequence[T] | None) -> tuple[T, ...] | None:
 
 def node_fields(info: Any) -> set[str]:
     """What the query selects on each node of the connection being resolved: field names,
-    and `parent.child` for one level below ("staticGroup.computerCount")."""
+    and `parent.child` one level below ("staticGroup.computerCount"). Read from the document
+    itself: Strawberry's `selected_fields` rebuilds the whole selection on every call."""
+    raw = info._raw_info
     names: set[str] = set()
 
-    def walk(selections: Any, prefix: str, depth: int) -> None:
-        for selection in selections:
-            name = getattr(selection, "name", None)
-            if name is None or not hasattr(selection, "arguments"):  # a fragment
-                walk(selection.selections, prefix, depth)
-                continue
-            names.add(prefix + name)
-            if depth < 1:
-                walk(selection.selections, f"{name}.", depth + 1)
+    def fields(selection_set: SelectionSetNode | None) -> list[FieldNode]:
+        found: list[FieldNode] = []
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                found.append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                found += fields(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = raw.fragments.get(selection.name.value)
+                found += fields(fragment.selection_set if fragment else None)
+        return found
 
-    for connection in info.selected_fields:
-        for edges in _named(connection.selections, "edges"):
-            for node in _named(edges.selections, "node"):
-                walk(node.selections, "", 0)
+    def named(selection_set: SelectionSetNode | None, name: str) -> list[FieldNode]:
+        return [f for f in fields(selection_set) if f.name.value == name]
+
+    for connection in raw.field_nodes:
+        for edges in named(connection.selection_set, "edges"):
+            for node in named(edges.selection_set, "node"):
+                for field in fields(node.selection_set):
+                    names.add(field.name.value)
+                    names.update(
+                        f"{field.name.value}.{child.name.value}"
+                        for child in fields(field.selection_set)
+                    )
     return names
-
-
-def _named(selections: Any, name: str) -> list[Any]:
-    found = []
-    for selection in selections:
-        if getattr(selection, "name", None) == name and hasattr(selection, "arguments"):
-            found.append(selection)
-        elif not hasattr(selection, "arguments"):  # a fragment: look inside
-            found += _named(selection.selections, name)
-    return found

@@ -93,6 +93,7 @@ def serve(args: argparse.Namespace) -> None:
         loop="uvloop",
         http="httptools",
         backlog=4096,
+        timeout_graceful_shutdown=20,
     )
 
 
