@@ -125,7 +125,9 @@ async def closed_loop(
     load = Load(name)
     measuring = time.perf_counter() + warmup
     deadline = measuring + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    # a connection per request: with several workers the kernel spreads connections, and a
+    # handful of keep-alive ones could all land on one worker
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def client(worker: int) -> None:
