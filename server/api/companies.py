@@ -24,6 +24,7 @@ from server.api.pagination import (
 )
 from server.api.permissions import Authenticated
 from server.domain import companies, global_ids, tree
+from server.domain.listing import Listing, PageRequest
 from server.models import Company as CompanyModel
 from server.models.enums import CustomerStatus as Status
 
@@ -119,16 +120,7 @@ class Company(Node):
         listing = companies.descendants(
             info.context.require_scope(), self.model, distinct(types), distinct(status), search
         )
-        return await paginate(
-            CompanyConnection,
-            CompanyEdge,
-            Company.of,
-            listing,
-            request,
-            prime=lambda items: info.context.loaders.prefetch_for_companies(
-                items, node_fields(info)
-            ),
-        )
+        return await company_page(info, CompanyConnection, listing, request)
 
     @strawberry.field
     def static_group(
@@ -223,6 +215,25 @@ class ManagedCustomerConnection(CountedConnection):
         )
 
 
+async def company_page(
+    info: Info[Context, None],
+    connection: type[Any],
+    listing: Listing[CompanyModel],
+    request: PageRequest,
+    **extra: Any,
+) -> Any:
+    """A page of companies, with what the selection asks of each loaded in one batch."""
+    return await paginate(
+        connection,
+        CompanyEdge,
+        Company.of,
+        listing,
+        request,
+        prime=lambda items: info.context.loaders.prefetch_for_companies(items, node_fields(info)),
+        **extra,
+    )
+
+
 async def _company_of(pending: Awaitable[CompanyModel | None]) -> Company | None:
     found = await pending
     return Company.of(found) if found else None
@@ -268,14 +279,10 @@ class CompanyQueries:
         request = page_request(first, after, last, before)
         scope = info.context.require_scope()
         listing = companies.managed_customers(scope, distinct(status), search)
-        return await paginate(
+        return await company_page(
+            info,
             ManagedCustomerConnection,
-            CompanyEdge,
-            Company.of,
             listing,
             request,
-            prime=lambda items: info.context.loaders.prefetch_for_companies(
-                items, node_fields(info)
-            ),
             _status_counts=lambda: companies.status_counts(scope, search),
         )

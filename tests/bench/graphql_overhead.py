@@ -12,7 +12,6 @@ the hand-written page, and reports their throughputs, p99s and the ratio GraphQL
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 
 import orjson
@@ -22,20 +21,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.app import create_app
-from server.cli import apply_migrations
 from server.domain import accounts, companies, computers, global_ids, groups
 from server.domain.access import scope_of
 from server.domain.listing import PageRequest
 from server.models.enums import CustomerStatus
 from server.settings import Settings
 from tests.bench.harness import (
-    BENCH_SECRET,
     closed_loop,
     console,
-    database,
     graphql,
 )
-from tests.bench.read_api import MANAGED_CUSTOMERS, PASSWORD, build
+from tests.bench.read_api import MANAGED_CUSTOMERS, PASSWORD, prepared_instance
 
 BARE = "{ __typename }"
 
@@ -163,17 +159,8 @@ async def run(url: str, email: str, seconds: float, concurrency: int) -> list:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--companies", type=int, default=2_000)
-    parser.add_argument("--computers", type=int, default=20_000)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--database-url", default=None)
-    args = parser.parse_args()
-    with database(args.database_url) as url:
-        settings = Settings(database_url=url, secret_key=BENCH_SECRET)
-        asyncio.run(apply_migrations(settings))
-        prepared = asyncio.run(build(settings, args.companies, args.computers))
+    summary = __doc__.split("\n\n")[0]
+    with prepared_instance(summary, 2_000, 20_000) as (args, url, _, prepared):
         for workers in (1, 2):
             print(f"\n{workers} worker(s):")
             with console(url, workers, "tests.bench.graphql_overhead:bench_app") as base:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -271,10 +273,14 @@ async def measure(url: str, prepared: dict, seconds: float, concurrency: int) ->
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--companies", type=int, default=10_000)
-    parser.add_argument("--computers", type=int, default=100_000)
+@contextlib.contextmanager
+def prepared_instance(
+    description: str, companies: int, computers: int
+) -> Iterator[tuple[argparse.Namespace, str, Settings, dict]]:
+    """Parse the common arguments and build the instance: (args, url, settings, prepared)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--companies", type=int, default=companies)
+    parser.add_argument("--computers", type=int, default=computers)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--database-url", default=None)
@@ -282,7 +288,12 @@ def main() -> None:
     with database(args.database_url) as url:
         settings = Settings(database_url=url, secret_key=BENCH_SECRET)
         asyncio.run(apply_migrations(settings))
-        prepared = asyncio.run(build(settings, args.companies, args.computers))
+        yield args, url, settings, asyncio.run(build(settings, args.companies, args.computers))
+
+
+def main() -> None:
+    summary = __doc__.split("\n\n")[0]
+    with prepared_instance(summary, 10_000, 100_000) as (args, url, settings, prepared):
         counts = asyncio.run(count_statements(settings, prepared))
         print("SQL statements per request:")
         for name, count in counts.items():
