@@ -11,6 +11,7 @@ from strawberry.types import Info
 
 from server.api.context import Context
 from server.api.enums import CompanyType, ConnectionStatus, CustomerStatus
+from server.api.execution import direct
 from server.api.loaders import MISSING, Loaders, cached
 from server.api.node import Node, resolves
 from server.api.pagination import (
@@ -69,6 +70,7 @@ class Company(Node):
         )
 
     @strawberry.field(description="Null at the top of what the viewer may see.")
+    @direct
     def parent(self, info: Info[Context, None]) -> Company | None:
         parent_id = self.model.parent_id  # type: ignore[attr-defined]
         if parent_id is None:
@@ -123,6 +125,7 @@ class Company(Node):
         return await company_page(info, CompanyConnection, listing, request)
 
     @strawberry.field
+    @direct
     def static_group(
         self, info: Info[Context, None]
     ) -> Annotated[StaticGroup, strawberry.lazy("server.api.groups")]:
@@ -137,6 +140,7 @@ class Company(Node):
         return StaticGroup.of(group)
 
     @strawberry.field
+    @direct
     def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
         loaders = info.context.loaders
         group = cached(loaders.group_by_company_id, self.model.id)

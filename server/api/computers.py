@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from server.api.context import Context
 from server.api.enums import ConnectionStatus, ProtectionStatus
+from server.api.execution import direct
 from server.api.node import Node, decode_id, resolves
 from server.api.pagination import (
     CountedConnection,
@@ -56,6 +57,7 @@ class Computer(Node):
         )
 
     @strawberry.field
+    @direct
     def connection_status(self, info: Info[Context, None]) -> ConnectionStatus:  # type: ignore[valid-type]
         return connection_status(
             self.model.last_connected_at, dt.datetime.now(dt.UTC), info.context.settings

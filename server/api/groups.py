@@ -9,6 +9,7 @@ from strawberry.types import Info
 
 from server.api.context import Context
 from server.api.enums import ConnectionStatus
+from server.api.execution import direct
 from server.api.loaders import MISSING, cached
 from server.api.node import Node, resolves
 from server.api.pagination import CountedConnection, PageInfo, build_edges, page_request
@@ -83,6 +84,7 @@ class StaticGroup(Node):
         return Company.of(found) if found else None
 
     @strawberry.field
+    @direct
     def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
         loader = info.context.loaders.computer_count
         count = cached(loader, (self.model.id, recursive))

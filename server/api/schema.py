@@ -28,6 +28,7 @@ from server.api.companies import Company, CompanyQueries
 from server.api.computers import Computer, ComputerQueries
 from server.api.customers import CustomerMutations
 from server.api.errors import ErrorPolicy
+from server.api.execution import Executor, install_direct_resolvers, mark_plain_leaf_fields
 from server.api.groups import GroupQueries, StaticGroup
 from server.api.installers import Installer, InstallerMutations
 from server.api.limits import CostLimit
@@ -84,7 +85,7 @@ def build_schema(settings: Settings | None = None) -> ConsoleSchema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
-    return ConsoleSchema(
+    built = ConsoleSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -101,7 +102,11 @@ def build_schema(settings: Settings | None = None) -> ConsoleSchema:
             User,
         ],
         extensions=extensions,
+        execution_context_class=Executor,
     )
+    mark_plain_leaf_fields(built._schema)
+    install_direct_resolvers(built._schema)
+    return built
 
 
 def _introspection(context: IgnoreContext) -> bool:

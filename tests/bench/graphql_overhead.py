@@ -1,7 +1,8 @@
 """What GraphQL costs over the floor of any API, from the same process and database.
 
     python -m tests.bench.graphql_overhead [--companies 2000] [--computers 20000] [--seconds 10]
-                                           [--concurrency 8] [--database-url postgres://...]
+                                           [--concurrency 8] [--workers 1 2]
+                                           [--database-url postgres://...]
 
 Serves, with uvicorn in a subprocess (one worker, then two), the console plus a hand-written
 Starlette endpoint defined here that returns the Managed Customers page as the same JSON from
@@ -12,6 +13,7 @@ the hand-written page, and reports their throughputs, p99s and the ratio GraphQL
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 
 import orjson
@@ -158,10 +160,14 @@ async def run(url: str, email: str, seconds: float, concurrency: int) -> list:
     return results
 
 
+def _workers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+
+
 def main() -> None:
     summary = __doc__.split("\n\n")[0]
-    with prepared_instance(summary, 2_000, 20_000) as (args, url, _, prepared):
-        for workers in (1, 2):
+    with prepared_instance(summary, 2_000, 20_000, _workers_argument) as (args, url, _, prepared):
+        for workers in args.workers:
             print(f"\n{workers} worker(s):")
             with console(url, workers, "tests.bench.graphql_overhead:bench_app") as base:
                 bare, page, hand = asyncio.run(

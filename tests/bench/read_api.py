@@ -20,7 +20,7 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -275,10 +275,16 @@ async def measure(url: str, prepared: dict, seconds: float, concurrency: int) ->
 
 @contextlib.contextmanager
 def prepared_instance(
-    description: str, companies: int, computers: int
+    description: str,
+    companies: int,
+    computers: int,
+    more_arguments: Callable[[argparse.ArgumentParser], object] | None = None,
 ) -> Iterator[tuple[argparse.Namespace, str, Settings, dict]]:
-    """Parse the common arguments and build the instance: (args, url, settings, prepared)."""
+    """Parse the common arguments (and `more_arguments`) and build the instance:
+    (args, url, settings, prepared)."""
     parser = argparse.ArgumentParser(description=description)
+    if more_arguments is not None:
+        more_arguments(parser)
     parser.add_argument("--companies", type=int, default=companies)
     parser.add_argument("--computers", type=int, default=computers)
     parser.add_argument("--seconds", type=float, default=10.0)
