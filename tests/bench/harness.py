@@ -103,6 +103,11 @@ class Load:
     def rate(self) -> float:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
 
+    def add(self, other: Load) -> None:
+        self.seconds += other.seconds
+        self.latencies += other.latencies
+        self.errors += other.errors
+
     def line(self, extra: str = "") -> str:
         p50 = percentile(self.latencies, 50) * 1000
         p99 = percentile(self.latencies, 99) * 1000
