@@ -10,8 +10,6 @@ import pytest
 
 from server.app import create_app
 from server.settings import DEFAULT_SECRET_KEY, Settings, SettingsError
-from tests import factories
-from tests.graphql_client import GraphQLClient
 
 
 def test_settings_come_from_the_environment():
@@ -69,24 +67,3 @@ async def test_introspection_and_graphiql_can_be_turned_off(app, settings):
         assert body["errors"] and "introspection" in body["errors"][0]["message"].lower()
         page = await http.get("/graphql", headers={"accept": "text/html"})
         assert page.status_code == 404
-
-
-async def test_sign_in_is_throttled_per_account(app, settings, client):
-    owner = await factories.owner(client)
-    strict = replace(settings, login_attempts_per_minute=3)
-    _, http = await client_for(strict)
-    async with http:
-        gql = GraphQLClient(http)
-        codes = []
-        for _ in range(4):
-            body = await gql.operation(
-                "Login",
-                {"input": {"email": owner.email, "password": "wrong password", "via": "EBA"}},
-            )
-            codes.append(body["login"]["errors"][0]["code"])
-        assert codes == ["INVALID_CREDENTIALS"] * 3 + ["RATE_LIMITED"]
-        # the right password is throttled too while the window lasts
-        body = await gql.operation(
-            "Login", {"input": {"email": owner.email, "password": factories.PASSWORD, "via": "EBA"}}
-        )
-        assert body["login"]["token"] is None

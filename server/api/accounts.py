@@ -16,7 +16,7 @@ from server.api.groups import StaticGroup
 from server.api.node import Node, decode_id, resolves
 from server.api.permissions import Authenticated
 from server.api.sync import SyncRun
-from server.domain import accounts, audit, global_ids, instances, sync_runs
+from server.domain import accounts, audit, global_ids, instances, sync_runs, throttle
 from server.domain.access import scope_of
 from server.domain.errors import DomainError, InvalidCredentials
 from server.models import Account as AccountModel
@@ -271,7 +271,9 @@ class AccountMutations:
     async def login(self, info: Info[Context, None], input: LoginInput) -> LoginPayload:
         context = info.context
         try:
-            context.login_throttle.check(input.email, context.client_address)
+            await throttle.check_sign_in(
+                input.email, context.client_address, context.settings.login_attempts_per_minute
+            )
             token, _ = await accounts.login(
                 input.email, input.password, input.via, context.settings.session_ttl
             )

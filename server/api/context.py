@@ -13,7 +13,6 @@ from server.api.errors import Unauthenticated
 from server.api.loaders import Loaders
 from server.domain.access import NO_SCOPE, Scope
 from server.domain.accounts import SessionInfo
-from server.domain.throttle import LoginThrottle
 from server.events import EventBus
 from server.settings import Settings
 
@@ -29,7 +28,6 @@ class Context:
     loaders: Loaders = field(init=False)
     connection_params: dict[str, Any] | None = None
     client_address: str | None = None
-    login_throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(10))
     token: str | None = None
 
     def __post_init__(self) -> None:

@@ -26,7 +26,6 @@ from server.api.accounts import sign_in
 from server.api.context import Context
 from server.api.persisted import PersistedQueries, PersistedQueryMismatch, PersistedQueryNotFound
 from server.domain.accounts import resolve_session
-from server.domain.throttle import LoginThrottle
 from server.events import EventBus
 from server.settings import Settings
 
@@ -54,7 +53,6 @@ class GraphQLView(GraphQL[Context, None]):
         )
         self.settings = settings
         self.bus = bus
-        self.login_throttle = LoginThrottle(settings.login_attempts_per_minute)
         self.persisted = PersistedQueries()
 
     def encode_json(self, data: object) -> str:
@@ -70,7 +68,6 @@ class GraphQLView(GraphQL[Context, None]):
             request=request,
             response=response,
             client_address=client,
-            login_throttle=self.login_throttle,
         )
         if isinstance(request, Request):
             token = bearer(request.headers.get("authorization"))

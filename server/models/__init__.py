@@ -1,6 +1,6 @@
 """Tortoise models, one module per aggregate; `MODELS_MODULES` is what Tortoise loads."""
 
-from server.models.accounts import Account, PermissionSet, Session, User
+from server.models.accounts import Account, PermissionSet, Session, SignInWindow, User
 from server.models.computers import Computer, Installer, SyncRun
 from server.models.instances import AuditEntry, Instance
 from server.models.tree import Company, StaticGroup
@@ -22,6 +22,7 @@ __all__ = [
     "Instance",
     "PermissionSet",
     "Session",
+    "SignInWindow",
     "StaticGroup",
     "SyncRun",
     "User",

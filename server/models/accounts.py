@@ -97,3 +97,19 @@ class PermissionSet(Model):
     class Meta:
         table = "permission_set"
         unique_together = (("instance", "name"),)
+
+
+class SignInWindow(Model):
+    """Sign-in attempts per throttled key and minute, shared by every worker and host.
+
+    A key is the SHA-256 of an account's email or of a client address."""
+
+    id = fields.IntField(primary_key=True)
+    key_hash = fields.CharField(max_length=64)
+    minute = fields.BigIntField()
+    attempts = fields.IntField(default=0)
+
+    class Meta:
+        table = "sign_in_window"
+        unique_together = (("key_hash", "minute"),)
+        indexes = (("minute",),)
