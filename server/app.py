@@ -23,7 +23,7 @@ from server.api.schema import build_schema
 from server.domain.sync_scheduler import SyncScheduler
 from server.events import EventBus, create_event_bus
 from server.models import db
-from server.observability import RequestIdMiddleware, metrics
+from server.observability import RequestIdMiddleware, metrics, worker_stopped
 from server.settings import Settings
 
 
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
                 await agent_runtime.stop()  # writes every buffered check-in
                 await scheduler.stop()
                 await bus.stop()
+                worker_stopped()
 
     routes: list[BaseRoute] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),

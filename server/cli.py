@@ -8,7 +8,11 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
-from server.observability import configure_logging, uvicorn_log_config
+from server.observability import (
+    configure_logging,
+    metrics_shared_between_workers,
+    uvicorn_log_config,
+)
 from server.settings import Settings, SettingsError
 
 GRACEFUL_SHUTDOWN_SECONDS = 20
@@ -42,19 +46,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers > 1 and not settings.is_postgres:
         print("several workers need PostgreSQL (DATABASE_URL); SQLite serves one", file=sys.stderr)
         return 2
-    uvicorn.run(
-        "server.app:app_from_env" if not args.demo else "server.demo:demo_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        log_config=uvicorn_log_config(args.log_level),
-        proxy_headers=True,
-        # a connection that never closes must not hold the shutdown (and the final flush of
-        # buffered check-ins) forever
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+    with metrics_shared_between_workers() if args.workers > 1 else contextlib.nullcontext():
+        uvicorn.run(
+            "server.app:app_from_env" if not args.demo else "server.demo:demo_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            log_config=uvicorn_log_config(args.log_level),
+            proxy_headers=True,
+            # a connection that never closes must not hold the shutdown (and the final flush of
+            # buffered check-ins) forever
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
     return 0
 
 

@@ -7,13 +7,17 @@ are logged with it, so a user's report can be matched to the server's log.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
+import os
 import re
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -23,6 +27,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from starlette.requests import Request
 from starlette.responses import Response
@@ -50,8 +55,12 @@ SYNC_RUNS = Counter("msp_sync_runs_total", "Finished sync runs", ["state"], regi
 CHECKINS = Counter("msp_agent_checkins_total", "Agent check-ins accepted", registry=REGISTRY)
 ENROLMENTS = Counter("msp_agent_enrolments_total", "Agent enrolments", registry=REGISTRY)
 SUBSCRIPTIONS_OPEN = Gauge(
-    "msp_subscriptions_open", "GraphQL subscriptions being served", registry=REGISTRY
+    "msp_subscriptions_open",
+    "GraphQL subscriptions being served",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",  # with several workers: the open ones of live workers, summed
 )
+SHARED_METRICS_FOLDER = "PROMETHEUS_MULTIPROC_DIR"
 MAX_OPERATION_LABELS = 200  # operation names come from clients: bound the label set
 
 
@@ -145,5 +154,32 @@ class OperationMetrics(SchemaExtension):
         GRAPHQL_SECONDS.labels(name).observe(time.perf_counter() - started)
 
 
+@contextlib.contextmanager
+def metrics_shared_between_workers() -> Iterator[None]:
+    """Around several workers: prometheus_client keeps every worker's values in files of one
+    folder (PROMETHEUS_MULTIPROC_DIR, else a temporary one), and `/metrics`, whichever worker
+    answers, sums them."""
+    with contextlib.ExitStack() as stack:
+        configured = os.environ.get(SHARED_METRICS_FOLDER)
+        folder = Path(
+            configured
+            or stack.enter_context(tempfile.TemporaryDirectory(prefix="msp-console-metrics-"))
+        )
+        for stale in folder.glob("*.db"):  # a previous run's values
+            stale.unlink()
+        os.environ[SHARED_METRICS_FOLDER] = str(folder)
+        yield
+
+
+def worker_stopped() -> None:
+    """A stopping worker's live gauges (open subscriptions) no longer count."""
+    if SHARED_METRICS_FOLDER in os.environ:
+        multiprocess.mark_process_dead(os.getpid())
+
+
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    registry = REGISTRY
+    if SHARED_METRICS_FOLDER in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -164,7 +164,7 @@ async def run_command(env: dict[str, str], log: Path, *args: str) -> None:
     assert code == 0, f"`{' '.join(args)}` exited with {code}\n{tail(log)}"
 
 
-async def start_console(console: Console, env: dict[str, str]) -> None:
+async def start_console(console: Console, env: dict[str, str], *options: str) -> None:
     with console.log.open("ab") as out:  # the child keeps its own descriptor
         console.process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -175,6 +175,7 @@ async def start_console(console: Console, env: dict[str, str]) -> None:
             "127.0.0.1",
             "--port",
             str(console.port),
+            *options,
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -611,3 +612,29 @@ async def test_the_scheduled_sync_runs_once_across_both_processes(cluster: Clust
     print(f"msp_sync_runs_total on A and B: {counted}")
     if any(counted):
         assert sum(counted) == len(timeline), (counted, described)
+
+
+async def test_metrics_sum_every_worker(scale_out_database, tmp_path):
+    """`serve --workers 2`: /metrics counts what every worker served, whichever one answers."""
+    env = console_env(scale_out_database, "http://127.0.0.1:1")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["TMPDIR"] = str(tmp_path)  # where serve makes the workers' metrics folder
+    console = Console("two workers", free_port(), tmp_path / "workers.log")
+    await start_console(console, env, "--workers", "2")
+    try:
+        await wait_ready([console])
+        requests = 60
+        for _ in range(requests):  # a connection each, so that both workers take some
+            async with httpx.AsyncClient() as http:
+                response = await http.post(
+                    console.url + "/graphql", json={"query": "query Probe { __typename }"}
+                )
+                assert response.status_code == 200
+        counted_by = {path.name for path in tmp_path.glob("msp-console-metrics-*/counter_*.db")}
+        assert len(counted_by) >= 2, f"one worker served everything: {counted_by}"
+        expected = f'msp_graphql_requests_total{{operation="Probe",outcome="ok"}} {requests}.0'
+        for _ in range(6):
+            async with httpx.AsyncClient() as http:
+                assert expected in (await http.get(console.url + "/metrics")).text
+    finally:
+        await stop_console(console)
