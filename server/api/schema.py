@@ -66,8 +66,10 @@ class ConsoleSchema(strawberry.Schema):
         """Logged by ErrorPolicy instead: unexpected errors only, with the request id."""
 
 
-def build_schema(settings: Settings | None = None) -> ConsoleSchema:
-    """The schema with the query limits of `settings` (the defaults when None)."""
+def build_schema(settings: Settings | None = None, *, shortcuts: bool = True) -> ConsoleSchema:
+    """The schema with the query limits of `settings` (the defaults when None). Without
+    `shortcuts`, Strawberry and graphql-core execute everything themselves (to measure what
+    the shortcuts save: `python -m tests.bench.execution_shortcuts`)."""
     settings = settings or Settings()
     # Rule classes built once, so cached validation results stay valid across requests.
     rules = [
@@ -102,10 +104,11 @@ def build_schema(settings: Settings | None = None) -> ConsoleSchema:
             User,
         ],
         extensions=extensions,
-        execution_context_class=Executor,
+        execution_context_class=Executor if shortcuts else None,
     )
-    mark_plain_leaf_fields(built._schema)
-    install_direct_resolvers(built._schema)
+    if shortcuts:
+        mark_plain_leaf_fields(built._schema)
+        install_direct_resolvers(built._schema)
     return built
 
 
