@@ -20,6 +20,7 @@ from server.agents import AgentRuntime, agent_routes, create_agent_app
 from server.api.downloads import installer_config
 from server.api.http import GraphQLView
 from server.api.schema import ConsoleSchema, build_schema
+from server.body_limit import BodyLimitMiddleware
 from server.domain.sync_scheduler import SyncScheduler
 from server.events import EventBus, create_event_bus
 from server.models import db
@@ -96,7 +97,10 @@ def create_app(
         Route("/installers/config", installer_config, methods=["POST"]),
         *agent_routes(agent_runtime),
     ]
-    middleware = [Middleware(RequestIdMiddleware)]
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(BodyLimitMiddleware, limit=settings.max_request_bytes),
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -56,6 +56,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             log_level=args.log_level,
             log_config=uvicorn_log_config(args.log_level),
             proxy_headers=True,
+            ws_max_size=settings.max_request_bytes,
             # a connection that never closes must not hold the shutdown (and the final flush of
             # buffered check-ins) forever
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
