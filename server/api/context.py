@@ -29,6 +29,7 @@ class Context:
     connection_params: dict[str, Any] | None = None
     client_address: str | None = None
     token: str | None = None
+    open_subscriptions: int = 0  # on this websocket: a context lives as long as its socket
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.scope or NO_SCOPE, self.settings)

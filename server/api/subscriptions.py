@@ -15,6 +15,7 @@ from server.api.accounts import refresh
 from server.api.companies import Company
 from server.api.computers import Computer
 from server.api.context import Context
+from server.api.errors import TooManySubscriptions
 from server.api.node import decode_id
 from server.api.permissions import Authenticated
 from server.api.sync import SyncRun
@@ -35,6 +36,10 @@ async def _events(
     costs one session read); ends when the session does."""
     context = info.context
     instance_id = context.require_scope().instance_id
+    limit = context.settings.max_subscriptions_per_socket
+    if context.open_subscriptions >= limit:  # each one holds a task and a bus subscription
+        raise TooManySubscriptions(f"at most {limit} subscriptions on one connection")
+    context.open_subscriptions += 1
     refreshed = time.monotonic()
     SUBSCRIPTIONS_OPEN.inc()
     try:
@@ -50,6 +55,7 @@ async def _events(
                 yield payload, context.scope
     finally:
         SUBSCRIPTIONS_OPEN.dec()
+        context.open_subscriptions -= 1
 
 
 @strawberry.type

@@ -106,3 +106,38 @@ async def test_an_open_subscription_follows_the_viewers_rights_as_they_change(cl
             await asyncio.wait_for(socket.recv(), 1)
     finally:
         await socket.close()
+
+
+async def test_a_socket_holds_a_bounded_number_of_subscriptions(client, server_url, settings):
+    owner = await factories.owner(client)
+    limit = settings.max_subscriptions_per_socket
+    query = "subscription { customerStatusChanged { id } }"
+    socket = await connect(server_url, owner.token)
+
+    async def subscribe(operation_id: str) -> None:
+        message = {"id": operation_id, "type": "subscribe", "payload": {"query": query}}
+        await socket.send(json.dumps(message))
+
+    async def next_message(within: float) -> dict | None:
+        try:
+            return json.loads(await asyncio.wait_for(socket.recv(), within))
+        except TimeoutError:
+            return None
+
+    try:
+        assert (await next_message(5) or {}).get("type") == "connection_ack"
+        for n in range(limit):
+            await subscribe(str(n))
+        await subscribe("one too many")
+        refused = await next_message(5)
+        assert refused is not None and refused["id"] == "one too many", refused
+        assert refused["type"] == "next", refused  # a result with the error, then complete
+        assert refused["payload"]["errors"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+        assert await next_message(5) == {"id": "one too many", "type": "complete"}
+        # ending one makes room for another
+        await socket.send(json.dumps({"id": "0", "type": "complete"}))
+        await asyncio.sleep(0.2)
+        await subscribe("room again")
+        assert await next_message(1) is None  # no error: it runs, waiting for events
+    finally:
+        await socket.close()
