@@ -148,7 +148,7 @@ async def roots(scope: Scope) -> list[Company]:
         f"ORDER BY c.sort_key",
         [*listing.params, *parent_params],
     )
-    return [Company._init_from_db(**row) for row in rows]
+    return [db.from_row(Company, row) for row in rows]
 
 
 def ancestor_paths(company: Company) -> list[str]:

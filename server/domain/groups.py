@@ -70,4 +70,4 @@ async def roots(scope: Scope) -> list[StaticGroup]:
         "ORDER BY g.sort_key",
         [*listing.params, *parent_params],
     )
-    return [StaticGroup._init_from_db(**row) for row in rows]
+    return [db.from_row(StaticGroup, row) for row in rows]

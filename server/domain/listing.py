@@ -161,7 +161,7 @@ class Listing(Generic[M]):
         rows = rows[: request.size]
         if request.backwards:
             rows.reverse()
-        items = [self.model._init_from_db(**row) for row in rows]
+        items = [db.from_row(self.model, row) for row in rows]
         return Page(
             items=items,
             cursors=[self.cursor_of(item) for item in items],
@@ -208,7 +208,7 @@ class Listing(Generic[M]):
         for row in rows:
             value = row.pop("partition_value")
             row.pop("row_number")
-            grouped[value].append(self.model._init_from_db(**row))
+            grouped[value].append(db.from_row(self.model, row))
         return {
             value: Page(
                 items[:size],
@@ -239,4 +239,4 @@ class Listing(Generic[M]):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [self.model._init_from_db(**row) for row in await db.fetch(sql, params)]
+        return [db.from_row(self.model, row) for row in await db.fetch(sql, params)]

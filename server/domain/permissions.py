@@ -88,7 +88,7 @@ async def by_user_ids(scope: Scope, user_ids: Iterable[int]) -> dict[int, list[P
     )
     for row in rows:
         user_id = row.pop("assigned_user_id")
-        result[user_id].append(PermissionSet._init_from_db(**row))
+        result[user_id].append(db.from_row(PermissionSet, row))
     return result
 
 

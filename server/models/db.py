@@ -10,15 +10,19 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.fields import DatetimeField
+from tortoise.models import Model
 
 from server.models import MODELS_MODULES
 
+M = TypeVar("M", bound=Model)
 MIGRATIONS_MODULE = "server.migrations"
 _STATEMENT_LOG = logging.getLogger("tortoise.db_client")
 
@@ -113,6 +117,28 @@ async def refresh_statistics() -> None:
         await execute("ANALYZE company, static_group, computer")
     else:
         await connection().execute_script("PRAGMA analysis_limit = 1000; ANALYZE")
+
+
+def from_row(model: type[M], row: dict[str, Any]) -> M:
+    """A model from a row of raw SQL. SQLite hands datetimes back as text: read here by the
+    standard library, which is some fifty times faster than Tortoise's ISO-8601 parser (a
+    page of companies holds about 200 of them). Text it cannot read is left to Tortoise."""
+    columns = _datetime_columns.get(model)
+    if columns is None:
+        columns = _datetime_columns[model] = tuple(
+            field.source_field or name
+            for name, field in model._meta.fields_map.items()
+            if isinstance(field, DatetimeField)
+        )
+    for column in columns:
+        value = row.get(column)
+        if type(value) is str:
+            with suppress(ValueError):
+                row[column] = datetime.fromisoformat(value)
+    return model._init_from_db(**row)
+
+
+_datetime_columns: dict[type[Model], tuple[str, ...]] = {}
 
 
 def text_order(column: str) -> str:
