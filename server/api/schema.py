@@ -28,7 +28,7 @@ from server.api.companies import Company, CompanyQueries
 from server.api.computers import Computer, ComputerQueries
 from server.api.customers import CustomerMutations
 from server.api.errors import ErrorPolicy
-from server.api.execution import Executor, install_direct_resolvers, mark_plain_leaf_fields
+from server.api.execution import Executor, install_shortcuts
 from server.api.groups import GroupQueries, StaticGroup
 from server.api.installers import Installer, InstallerMutations
 from server.api.limits import CostLimit
@@ -107,8 +107,7 @@ def build_schema(settings: Settings | None = None, *, shortcuts: bool = True) ->
         execution_context_class=Executor if shortcuts else None,
     )
     if shortcuts:
-        mark_plain_leaf_fields(built._schema)
-        install_direct_resolvers(built._schema)
+        install_shortcuts(built._schema)
     return built
 
 
