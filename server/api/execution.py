@@ -129,6 +129,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         # field middleware (an extension with a `resolve` hook) must see every field
         manager = self.middleware_manager
         self.shortcut = manager is None or not manager.middlewares
+        self._selections: dict[tuple[GraphQLObjectType, int], tuple[Any, Any]] = {}
 
     def complete_object_value(
         self,
@@ -175,34 +176,29 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         self, object_type: GraphQLObjectType, field_details_list: Any, source: Any, info: Any
     ) -> Any:
         """The object's result, or Undefined when graphql-core must build it."""
+        selected = self._selected(object_type, field_details_list)
+        if selected is None:
+            return Undefined
         try:
             if (
                 object_type.is_type_of is not None
                 and object_type.is_type_of(source, info) is not True
             ):
                 return Undefined
-            grouped_field_set, deferred, _ = self.collect_subfields(object_type, field_details_list)
-            if deferred:
-                return Undefined
-            fields = object_type.fields
             data: dict[str, Any] = {}
-            for response_name, details in grouped_field_set.items():
-                field = fields.get(details[0].node.name.value)
-                plan: Shortcut | None = field.extensions.get(SHORTCUT) if field else None
-                if plan is None:
-                    return Undefined
+            for response_name, field, plan, details in selected:
                 if plan.attribute is not None:
                     value = getattr(source, plan.attribute)
                 else:
                     arguments = (
                         get_argument_values(
-                            field,  # type: ignore[arg-type]
+                            field,
                             details[0].node,
                             self.variable_values,
                             details[0].fragment_variable_values,
                             self.hide_suggestions,
                         )
-                        if field.args  # type: ignore[union-attr]
+                        if field.args
                         else {}
                     )
                     value = plan.resolver(source, info, **arguments)  # type: ignore[misc]
@@ -216,6 +212,27 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             return data
         except Exception:  # graphql-core's own path reports it
             return Undefined
+
+    def _selected(
+        self, object_type: GraphQLObjectType, field_details_list: Any
+    ) -> list[tuple[str, GraphQLField, Shortcut, Any]] | None:
+        """The fields selected on an object, each with its shortcut; None when one has none
+        (then nothing is called in vain). Memoized like graphql-core's `collect_subfields`."""
+        key = (object_type, id(field_details_list))
+        known = self._selections.get(key)
+        if known is None:
+            grouped_field_set, deferred, _ = self.collect_subfields(object_type, field_details_list)
+            selected: list[tuple[str, GraphQLField, Shortcut, Any]] | None = []
+            for response_name, details in grouped_field_set.items():
+                field = object_type.fields.get(details[0].node.name.value)
+                plan = field.extensions.get(SHORTCUT) if field is not None else None
+                if plan is None or deferred:
+                    selected = None
+                    break
+                selected.append((response_name, field, plan, details))  # type: ignore[union-attr]
+            # the list is kept with its plan, so that its id is not reused meanwhile
+            known = self._selections[key] = (field_details_list, selected)
+        return known[1]
 
     def _complete(self, plan: Shortcut, details: Any, value: Any, info: Any) -> Any:
         if type(value) is plan.unchanged:
