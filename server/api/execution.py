@@ -80,11 +80,13 @@ def install_shortcuts(schema: GraphQLSchema) -> None:
             _check_direct(f"{named.name}.{field_name}", field, definition)
             field.resolve = resolver.wrapped_func
             resolver_call: Callable[..., Any] | None = resolver.wrapped_func
-        elif getattr(field.resolve, "_is_default", False) and not field.args:
-            resolver_call = None  # Strawberry's basic field: an attribute read
+        elif (
+            getattr(field.resolve, "_is_default", False)  # Strawberry's basic field
+            and definition.default_resolver is getattr
+            and not field.args
+        ):
+            resolver_call = None  # an attribute read
         else:
-            continue
-        if definition.default_resolver is not getattr and resolver_call is None:
             continue
         output = get_nullable_type(field.type)
         if not isinstance(output, GraphQLObjectType) and not is_leaf_type(output):
@@ -124,6 +126,8 @@ def _strawberry_fields(
 
 
 class Executor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, taking the shortcuts where it can (see the module's docstring)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # field middleware (an extension with a `resolve` hook) must see every field
