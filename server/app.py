@@ -50,7 +50,7 @@ async def serve_agent_port(settings: Settings, runtime: AgentRuntime) -> uvicorn
         port=settings.agent_port,
         lifespan="off",
         log_level="warning",
-        proxy_headers=True,
+        proxy_headers=False,  # server.client_address decides
     )
     server = uvicorn.Server(config)
     asyncio.create_task(server.serve(), name="agent-listener")  # noqa: RUF006 - kept by uvicorn

@@ -55,7 +55,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             workers=args.workers,
             log_level=args.log_level,
             log_config=uvicorn_log_config(args.log_level),
-            proxy_headers=True,
+            proxy_headers=False,  # server.client_address decides
             ws_max_size=settings.max_request_bytes,
             # a connection that never closes must not hold the shutdown (and the final flush of
             # buffered check-ins) forever

@@ -49,6 +49,9 @@ class Settings:
     max_request_bytes: int = 1_048_576
     max_subscriptions_per_socket: int = 50
     login_attempts_per_minute: int = 10
+    trusted_proxies: tuple[
+        str, ...
+    ] = ()  # whose X-Forwarded-For is believed (server.client_address)
     agent_requests_per_minute: int = 30
     demo: bool = False
 
@@ -83,6 +86,14 @@ class Settings:
             )
         if not self.demo and len(self.secret_key) < 32:
             raise SettingsError("MSP_CONSOLE_SECRET_KEY must be at least 32 characters")
+
+    def __post_init__(self) -> None:
+        from server.client_address import trusted_networks
+
+        try:
+            trusted_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise SettingsError(f"MSP_CONSOLE_TRUSTED_PROXIES: {exc}") from None
 
 
 def _coerce(kind: Any, raw: str) -> Any:

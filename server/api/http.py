@@ -25,6 +25,7 @@ from server import events
 from server.api.accounts import sign_in
 from server.api.context import Context
 from server.api.persisted import PersistedQueries, PersistedQueryMismatch, PersistedQueryNotFound
+from server.client_address import client_address
 from server.domain.accounts import resolve_session
 from server.events import EventBus
 from server.settings import Settings
@@ -61,13 +62,12 @@ class GraphQLView(GraphQL[Context, None]):
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        client = request.client.host if request.client else None
         context = Context(
             settings=self.settings,
             bus=self.bus,
             request=request,
             response=response,
-            client_address=client,
+            client_address=client_address(request, self.settings),
         )
         if isinstance(request, Request):
             token = bearer(request.headers.get("authorization"))
