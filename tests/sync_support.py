@@ -12,10 +12,11 @@ from server.domain.hierarchy import SHARES_OBJECTS
 from server.domain.instances import create_instance
 from server.models import Account, db
 from server.models.enums import CompanyType, GroupKind, Service
+from server.settings import Settings
 from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
 from server.upstream.tree import UpstreamTree
 from tests import factories
-from tests.conftest import TEST_SECRET
+from tests.conftest import LOCAL_UPSTREAM, TEST_SECRET
 from tests.graphql_client import GraphQLClient
 
 FAST = {
@@ -27,6 +28,8 @@ FAST = {
     "progress_interval": 0.05,
 }
 TYPE_CODES = {kind: code for code, kind in reconcile.COMPANY_TYPES.items()}
+CONNECTING = Settings(secret_key=TEST_SECRET, upstream_allowed_hosts=LOCAL_UPSTREAM)
+"""What connecting reads of the settings: the secret key, the allowed hosts and the limits."""
 
 
 @contextmanager
@@ -55,7 +58,7 @@ async def connected_tenant(client: GraphQLClient | None, sim: Simulator) -> fact
     owner = await factories.owner(client) if client is not None else await tenant()
     assert owner.instance_id is not None
     await sync.connect_msp_administrator(
-        None, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, TEST_SECRET
+        None, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, CONNECTING
     )
     return owner
 

@@ -43,7 +43,7 @@ from server.upstream.tree import (
     UpstreamTree,
 )
 from tests import factories
-from tests.conftest import TEST_SECRET
+from tests.conftest import LOCAL_UPSTREAM, TEST_SECRET
 from tests.sync_support import (
     assert_mirrors,
     check_trees,
@@ -94,45 +94,49 @@ async def test_connecting_stores_the_account_with_the_password_encrypted(
 
 
 async def test_connecting_with_a_wrong_password_is_refused_and_stores_nothing(
-    app: object, sim: Simulator
+    app: object, sim: Simulator, settings: Settings
 ) -> None:
     owner = await tenant()
     with pytest.raises(InvalidCredentials) as caught:
         await sync.connect_msp_administrator(
-            None, owner.instance_id or 0, sim.url, DEFAULT_USERNAME, "hunter2", TEST_SECRET
+            None, owner.instance_id or 0, sim.url, DEFAULT_USERNAME, "hunter2", settings
         )
     assert "hunter2" not in caught.value.message
     assert (await Instance.get(id=owner.instance_id)).upstream_url is None
 
 
-async def test_a_distributor_account_cannot_be_imported(app: object, sim: Simulator) -> None:
+async def test_a_distributor_account_cannot_be_imported(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
     owner = await tenant()
     sim.add_user("distributor@msp.example", "pw", sim.tree.distributor_id)
     with pytest.raises(ImportNotAllowed) as caught:
         await sync.connect_msp_administrator(
-            None, owner.instance_id or 0, sim.url, "distributor@msp.example", "pw", TEST_SECRET
+            None, owner.instance_id or 0, sim.url, "distributor@msp.example", "pw", settings
         )
     assert "Distributor" in caught.value.message
 
 
-async def test_an_unreachable_upstream_fails_with_a_clear_error(app: object) -> None:
+async def test_an_unreachable_upstream_fails_with_a_clear_error(
+    app: object, settings: Settings
+) -> None:
     owner = await tenant()
     async with Simulator(UpstreamTree.generate(10, seed=1)) as gone:
         url = gone.url
     with pytest.raises(UpstreamFailed) as caught:
         await sync.connect_msp_administrator(
-            None, owner.instance_id or 0, url, DEFAULT_USERNAME, DEFAULT_PASSWORD, TEST_SECRET
+            None, owner.instance_id or 0, url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
         )
-    assert "giving up" in caught.value.message
+    assert caught.value.message == "could not reach the MSP Administrator at 127.0.0.1"
 
 
-async def test_connecting_needs_sync_write(app: object, sim: Simulator) -> None:
+async def test_connecting_needs_sync_write(app: object, sim: Simulator, settings: Settings) -> None:
     owner = await tenant()
     assert owner.instance_id is not None
     reader = Scope(owner.instance_id, 0, False, {})
     with pytest.raises(PermissionDenied):
         await sync.connect_msp_administrator(
-            reader, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, TEST_SECRET
+            reader, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
         )
 
 
@@ -459,7 +463,7 @@ FAULTS: dict[str, tuple[Arm, str]] = {
         lambda sim, last: sim.faults.drop_connection(
             10_000, endpoint="Company/Children", after=0 if last else 2, end_of_walk=last
         ),
-        "giving up after 3 attempts",
+        "could not reach the MSP Administrator at 127.0.0.1 (Company/Children, 3 attempts)",
     ),
     "body that is not JSON": (
         lambda sim, last: sim.faults.malformed_body(
@@ -601,6 +605,7 @@ async def test_a_process_killed_in_the_apply_phase_leaves_the_tree_intact(
         sync.PAUSE_ENV: "60",
         "DATABASE_URL": settings.database_url,
         "MSP_CONSOLE_SECRET_KEY": TEST_SECRET,
+        "MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS": ",".join(LOCAL_UPSTREAM),
     }
     worker = await asyncio.create_subprocess_exec(
         sys.executable,

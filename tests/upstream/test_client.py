@@ -19,6 +19,7 @@ from server.upstream.client import (
     UpstreamSnapshot,
     UpstreamTreeError,
     UpstreamUnavailable,
+    UpstreamUnreachable,
 )
 from server.upstream.simulator import Simulator, UpstreamTree
 from server.upstream.tree import CUSTOMER, DISTRIBUTOR, MSP, MSP_MANAGER, SUSPENDED
@@ -319,7 +320,12 @@ async def test_a_slow_answer_times_out_and_is_retried(sim: Simulator) -> None:
     [
         (lambda f: f.malformed_body(end_of_walk=True), UpstreamProtocolError, "not JSON", 0),
         (lambda f: f.maintenance(1_000, end_of_walk=True), UpstreamUnavailable, "503", 1),
-        (lambda f: f.drop_connection(1_000, end_of_walk=True), UpstreamUnavailable, "Discon", 1),
+        (
+            lambda f: f.drop_connection(1_000, end_of_walk=True),
+            UpstreamUnreachable,
+            "could not reach",
+            1,
+        ),
     ],
     ids=["malformed", "maintenance", "dropped"],
 )
