@@ -446,7 +446,9 @@ class MspAdministratorClient:
                 )
             total = count
             if at_most is not None and total > at_most:
-                raise self._too_many_companies(f"{company_id} alone has {total} children")
+                raise self._too_many_companies(
+                    f"{company_id} counts {total} children, with room for {at_most} more"
+                )
             if len(items) > self.page_size:
                 raise body.fail("companies", f"holds {len(items)}, more than take={self.page_size}")
             if not items and len(companies) < total:
@@ -513,7 +515,7 @@ class MspAdministratorClient:
                 )
             parent_of[child_id] = parent_id
             if self.max_companies is not None and len(parent_of) + 1 > self.max_companies:
-                raise self._too_many_companies("the tree goes on")
+                raise self._too_many_companies(f"company {child_id} is beyond it")
             level_of[child_id] = level_of[parent_id] + 1
             self._check_level(child_id, level_of[child_id], len(ancestors))
 
@@ -622,11 +624,6 @@ class MspAdministratorClient:
             raise UpstreamProtocolError(
                 f"MSP Administrator {endpoint} rejected the request as invalid"
             )
-        if 300 <= status < 400:
-            raise UpstreamProtocolError(
-                f"MSP Administrator {endpoint} answered a redirect ({status}), which the API "
-                "never does; it was not followed"
-            )
         raise UpstreamProtocolError(f"MSP Administrator {endpoint} answered status {status}")
 
     async def _send(
@@ -666,6 +663,10 @@ class MspAdministratorClient:
             except _TRANSIENT as exc:
                 problem = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
                 status, retry_after, body = 0, None, b""
+            except aiohttp.ClientResponseError:  # what answered does not speak HTTP
+                raise UpstreamProtocolError(
+                    f"MSP Administrator {endpoint} answered something that is not HTTP"
+                ) from None
             finally:
                 ended = time.monotonic()
                 self.stats.wait_seconds += ended - started
@@ -700,6 +701,11 @@ class MspAdministratorClient:
                         f"MSP Administrator {endpoint} {what}; giving up after {failures} attempts"
                     )
                 delay = self._backoff(failures)
+            elif 300 <= status < 400:
+                raise UpstreamProtocolError(
+                    f"MSP Administrator {endpoint} answered a redirect ({status}), which the API "
+                    "never does; it was not followed"
+                )
             else:
                 return status, retry_after, body
             left = self._time_left(endpoint)
