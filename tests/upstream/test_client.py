@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -28,6 +26,7 @@ from server.upstream.client import (
 )
 from server.upstream.simulator import Simulator, UpstreamTree
 from server.upstream.tree import CUSTOMER, DISTRIBUTOR, MSP, MSP_MANAGER, SUSPENDED
+from tests.sync_support import closed_port, port_that
 
 FAST = {
     "timeout": 2.0,
@@ -507,34 +506,6 @@ async def test_statistics_count_calls_retries_and_time_waiting(sim: Simulator) -
 
 
 # -- an upstream that is not one, or a hostile one ------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def port_that(reply: bytes | None) -> AsyncIterator[int]:
-    """A port that accepts connections and sends `reply` (None: never answers)."""
-    done = asyncio.Event()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(100)
-        if reply is not None:
-            writer.write(reply)
-            await writer.drain()
-        await done.wait()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        done.set()
-        server.close()
-        await server.wait_closed()
-
-
-def closed_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def login_error(port: int) -> Exception:
