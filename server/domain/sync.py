@@ -98,6 +98,10 @@ def allowed_url(url: str, settings: Settings) -> tuple[str, str]:
         url, host = hosts.base_url(url)
     except ValueError as exc:
         raise InvalidInput(str(exc), "url") from None
+    if len(url) > _longest("upstream_url"):
+        raise InvalidInput(
+            f"the MSP Administrator URL has at most {_longest('upstream_url')} characters", "url"
+        )
     if not hosts.is_allowed(host, settings.upstream_allowed_hosts):
         raise InvalidInput(
             f"the MSP Administrator host {host} is not allowed; an operator can allow it in "
@@ -105,6 +109,11 @@ def allowed_url(url: str, settings: Settings) -> tuple[str, str]:
             "url",
         )
     return url, host
+
+
+def _longest(field: str) -> int:
+    """How many characters an instance's column holds."""
+    return int(Instance._meta.fields_map[field].max_length)  # type: ignore[attr-defined]
 
 
 _LIMIT_SETTINGS = {
@@ -158,6 +167,10 @@ async def connect_msp_administrator(
     url, host = allowed_url(url, settings)
     if not username or not username.strip():
         raise InvalidInput("the username must not be empty", "username")
+    if len(username.strip()) > _longest("upstream_username"):
+        raise InvalidInput(
+            f"the username has at most {_longest('upstream_username')} characters", "username"
+        )
     if not password:
         raise InvalidInput("the password must not be empty", "password")
     instance = await Instance.get_or_none(id=instance_id)

@@ -881,6 +881,85 @@ async def test_a_tree_as_deep_as_the_limit_fits_every_column(
     await check_trees(owner.instance_id or 0)
 
 
+def _on_every_customer(field: str, value: Callable[[dict[str, Any]], Any]) -> Any:
+    def change(answer: dict[str, Any]) -> dict[str, Any]:
+        companies = [
+            {**c, field: value(c)} if c["type"] == CUSTOMER else c for c in answer["companies"]
+        ]
+        return {**answer, "companies": companies}
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "longest"),
+    [
+        ("name", lambda c: "ü" * 256, 255),
+        ("email", lambda c: "a" * 245 + "@x.example", 254),
+        ("customIdentifier", lambda c: "C" * 256, 255),
+        ("publicId", lambda c: c["publicId"] + "-" * 29, 64),
+    ],
+)
+async def test_a_value_longer_than_its_column_fails_the_run_naming_it_and_changes_nothing(
+    app: object,
+    sim: Simulator,
+    settings: Settings,
+    field: str,
+    value: Callable[[dict[str, Any]], Any],
+    longest: int,
+) -> None:
+    owner = await connected_tenant(None, sim)
+    await synced(owner, settings)
+    sim.tree.add(sim.tree.account_id, "Brand New", CUSTOMER)
+    before = await dump(owner.instance_id or 0)
+    sim.faults.malformed_body(
+        10_000, body=_on_every_customer(field, value), endpoint="Company/Children"
+    )
+    run = await synced(owner, settings)
+    assert run.state == SyncState.FAILED
+    assert run.error and run.error.endswith(
+        f"has a {field} of {longest + 1} characters; the console holds at most {longest}"
+    ), run.error
+    assert await dump(owner.instance_id or 0) == before
+
+
+async def test_values_as_long_as_their_columns_are_kept_whole(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    sim.faults.malformed_body(
+        10_000,
+        body=_on_every_customer("customIdentifier", lambda c: "Ž" * 255),
+        endpoint="Company/Children",
+    )
+    name = "ü" * 255
+    customer = sim.tree.of_type(CUSTOMER)[0]["publicId"]
+    sim.tree.rename(customer, name)
+    run = await synced(owner, settings)
+    assert run.state == SyncState.SUCCEEDED, run.error
+    stored = await Company.get(instance_id=owner.instance_id, public_id=customer)
+    assert (stored.name, stored.custom_identifier) == (name, "Ž" * 255)
+
+
+@pytest.mark.parametrize(
+    ("url", "username", "field"),
+    [
+        ("http://127.0.0.1:{port}/" + "a" * 2048, DEFAULT_USERNAME, "url"),
+        ("http://127.0.0.1:{port}", "u" * 255, "username"),
+    ],
+)
+async def test_connecting_with_oversized_input_is_refused_before_any_request(
+    app: object, sim: Simulator, settings: Settings, url: str, username: str, field: str
+) -> None:
+    owner = await tenant()
+    with pytest.raises(InvalidInput, match="at most") as caught:
+        await sync.connect_msp_administrator(
+            None, owner.instance_id or 0, url.format(port=sim.port), username, "pw", settings
+        )
+    assert caught.value.field == field
+    assert sim.calls.total() == 0
+
+
 async def test_neither_run_errors_nor_logs_hold_the_password_or_tokens(
     app: object, sim: Simulator, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
