@@ -592,7 +592,7 @@ async def test_a_huge_answer_is_read_no_further_than_the_limit(
         f"MSP Administrator {endpoint} answered more than 1048576 bytes, the limit of an answer"
     )
     # The client hung up: only what the kernel buffers took got out of the simulator.
-    assert 2**20 < sim.state.bytes_streamed < HUGE // 4
+    assert sim.state.bytes_streamed < HUGE // 4
     assert sim.faults.fired["huge"] == 1, "an answer over the limit is not asked again"
 
 
