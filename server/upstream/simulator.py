@@ -659,6 +659,7 @@ def _malformed(rule: FaultRule, payload: Any) -> web.Response:
 async def _stream_huge(
     request: web.Request, size: int, state: SimulatorState
 ) -> web.StreamResponse:
+    """`{"padding": "xxx…"}` of `size` bytes, chunk by chunk, until done or hung up on."""
     head, tail = b'{"padding": "', b'"}'
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
