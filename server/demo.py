@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from starlette.applications import Starlette
@@ -32,6 +33,7 @@ DEMO_EMAIL = "demo@msp.example"
 DEMO_PASSWORD = "demo"  # noqa: S105 - the documented demo login
 DEMO_COMPANIES = 420  # an MSP Manager, MSPs, a Managed MSP and a few hundred customers
 DEMO_SEED = 7
+SIMULATOR_HOST = "127.0.0.1"  # the demo allows this host (its own simulator) as an upstream
 COMPUTERS_PER_CUSTOMER = (4, 30)
 ONLINE_SHARE = 0.8  # of demo computers whose agents keep checking in
 OS_NAMES = ("Windows 11 Pro", "Windows 10 Pro", "Windows Server 2022", "Ubuntu 24.04", "macOS 15")
@@ -39,7 +41,7 @@ OS_NAMES = ("Windows 11 Pro", "Windows 10 Pro", "Windows Server 2022", "Ubuntu 2
 
 def demo_app() -> Starlette:
     """The app `serve --demo` runs: the console plus the simulator and the demo agents."""
-    settings = Settings.from_env(demo=True)
+    settings = demo_settings(Settings.from_env(demo=True))
     app = create_app(settings)
     console_lifespan = app.router.lifespan_context
 
@@ -47,7 +49,7 @@ def demo_app() -> Starlette:
     async def lifespan(application: Starlette) -> AsyncIterator[None]:
         async with console_lifespan(application):
             tree = UpstreamTree.generate(DEMO_COMPANIES, DEMO_SEED)
-            async with Simulator(tree) as simulator:
+            async with Simulator(tree, host=SIMULATOR_HOST) as simulator:
                 instance_id = await prepare_demo(settings, simulator.url)
                 ticker = asyncio.create_task(keep_agents_checking_in(instance_id, settings))
                 try:
@@ -59,6 +61,12 @@ def demo_app() -> Starlette:
 
     app.router.lifespan_context = lifespan
     return app
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The settings with the demo's own simulator allowed as an MSP Administrator."""
+    allowed = (*settings.upstream_allowed_hosts, SIMULATOR_HOST)
+    return replace(settings, demo=True, upstream_allowed_hosts=allowed)
 
 
 async def prepare_demo(settings: Settings, upstream_url: str) -> int:
@@ -76,7 +84,7 @@ async def prepare_demo(settings: Settings, upstream_url: str) -> int:
     owner = await User.get(account_id=account.id).prefetch_related("home_group")
     scope = await load_scope(instance.id, owner.id, True, owner.home_group.path)
     await sync.connect_msp_administrator(
-        scope, instance.id, upstream_url, DEMO_EMAIL, DEMO_PASSWORD, settings.secret_key
+        scope, instance.id, upstream_url, DEMO_EMAIL, DEMO_PASSWORD, settings
     )
     if not await Company.filter(instance_id=instance.id).exists():
         print("demo: syncing from the built-in MSP Administrator simulator...", flush=True)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from server.domain.tree import COMPANY_LEVELS_THAT_FIT
+
 DEFAULT_SECRET_KEY = "insecure-demo-secret-change-me"  # noqa: S105 - refused outside --demo
 
 
@@ -53,6 +55,12 @@ class Settings:
         str, ...
     ] = ()  # whose X-Forwarded-For is believed (server.client_address)
     agent_requests_per_minute: int = 30
+    # What the console may ask of an MSP Administrator, and how much of its answers it takes.
+    upstream_allowed_hosts: tuple[str, ...] = ("mspapi.eset.com",)
+    upstream_max_body_bytes: int = 4_194_304
+    upstream_max_companies: int = 100_000
+    upstream_max_depth: int = COMPANY_LEVELS_THAT_FIT  # levels, read-only ancestors included
+    upstream_max_fetch_seconds: float = 3_600.0
     demo: bool = False
 
     @classmethod
@@ -89,11 +97,30 @@ class Settings:
 
     def __post_init__(self) -> None:
         from server.client_address import trusted_networks
+        from server.upstream.hosts import normalize_host
 
         try:
             trusted_networks(self.trusted_proxies)
         except ValueError as exc:
             raise SettingsError(f"MSP_CONSOLE_TRUSTED_PROXIES: {exc}") from None
+        for host in self.upstream_allowed_hosts:
+            try:
+                normalize_host(host)
+            except ValueError as exc:
+                raise SettingsError(
+                    f"MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS: {exc} (host names or addresses, "
+                    "without scheme or port)"
+                ) from None
+        for name in ("upstream_max_body_bytes", "upstream_max_companies", "upstream_max_depth"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"MSP_CONSOLE_{name.upper()} must be at least 1")
+        if self.upstream_max_depth > COMPANY_LEVELS_THAT_FIT:
+            raise SettingsError(
+                f"MSP_CONSOLE_UPSTREAM_MAX_DEPTH must be at most {COMPANY_LEVELS_THAT_FIT}: "
+                "deeper company trees do not fit the database's path columns"
+            )
+        if not self.upstream_max_fetch_seconds > 0:
+            raise SettingsError("MSP_CONSOLE_UPSTREAM_MAX_FETCH_SECONDS must be positive")
 
 
 def _coerce(kind: Any, raw: str) -> Any:

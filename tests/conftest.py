@@ -31,6 +31,8 @@ from server.settings import Settings
 from tests.graphql_client import GraphQLClient
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+LOCAL_UPSTREAM = ("127.0.0.1",)
+"""The host the tests' simulators listen on, allowed as an MSP Administrator in tests only."""
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +74,7 @@ def settings(database_url: str) -> Settings:
         secret_key=TEST_SECRET,
         public_agent_url="https://console.example.test/agent/v1",
         login_attempts_per_minute=1000,
+        upstream_allowed_hosts=LOCAL_UPSTREAM,
     )
 
 

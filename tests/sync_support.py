@@ -1,10 +1,13 @@
 """Helpers for the sync tests: a tenant connected to a simulator, the console's trees as the
-upstream would spell them, the invariants of both trees, and a byte-level dump of the data."""
+upstream would spell them, the invariants of both trees, a byte-level dump of the data, and ports
+where no MSP Administrator answers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, closing, contextmanager
 from typing import Any
 
 from server.domain import reconcile, sync, tree
@@ -12,10 +15,11 @@ from server.domain.hierarchy import SHARES_OBJECTS
 from server.domain.instances import create_instance
 from server.models import Account, db
 from server.models.enums import CompanyType, GroupKind, Service
+from server.settings import Settings
 from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
 from server.upstream.tree import UpstreamTree
 from tests import factories
-from tests.conftest import TEST_SECRET
+from tests.conftest import LOCAL_UPSTREAM, TEST_SECRET
 from tests.graphql_client import GraphQLClient
 
 FAST = {
@@ -27,6 +31,8 @@ FAST = {
     "progress_interval": 0.05,
 }
 TYPE_CODES = {kind: code for code, kind in reconcile.COMPANY_TYPES.items()}
+CONNECTING = Settings(secret_key=TEST_SECRET, upstream_allowed_hosts=LOCAL_UPSTREAM)
+"""What connecting reads of the settings: the secret key, the allowed hosts and the limits."""
 
 
 @contextmanager
@@ -55,7 +61,7 @@ async def connected_tenant(client: GraphQLClient | None, sim: Simulator) -> fact
     owner = await factories.owner(client) if client is not None else await tenant()
     assert owner.instance_id is not None
     await sync.connect_msp_administrator(
-        None, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, TEST_SECRET
+        None, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, CONNECTING
     )
     return owner
 
@@ -150,3 +156,32 @@ async def assert_mirrors(instance_id: int, upstream: UpstreamTree, ever_seen: se
     assert ancestors == [c["publicId"] for c in upstream.ancestors_of(upstream.account_id)]
     assert unlinked == ever_seen - set(expected) - set(ancestors)
     await check_trees(instance_id)
+
+
+@asynccontextmanager
+async def port_that(reply: bytes | None) -> AsyncIterator[int]:
+    """A port that accepts connections and sends `reply` (None: never answers)."""
+    done = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        if reply is not None:
+            writer.write(reply)
+            await writer.drain()
+        await done.wait()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound for a moment, then let go)."""
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -35,7 +35,7 @@ import websockets
 from server.models import db
 from server.models.locks import SYNC_SCHEDULER
 from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
-from tests.conftest import _postgres_database
+from tests.conftest import LOCAL_UPSTREAM, _postgres_database
 from tests.graphql_client import GraphQLClient
 
 pytestmark = [pytest.mark.needs_postgres]
@@ -144,6 +144,7 @@ def console_env(database_url: str, agent_url: str) -> dict[str, str]:
             "MSP_CONSOLE_SECRET_KEY": SECRET,
             "MSP_CONSOLE_SYNC_INTERVAL": str(SYNC_INTERVAL),
             "MSP_CONSOLE_PUBLIC_AGENT_URL": agent_url,
+            "MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS": ",".join(LOCAL_UPSTREAM),
         }
     )
     return env

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from server.app import create_app
+from server.domain.tree import COMPANY_LEVELS_THAT_FIT
 from server.settings import DEFAULT_SECRET_KEY, Settings, SettingsError
 
 
@@ -30,6 +31,37 @@ def test_settings_come_from_the_environment():
 def test_a_malformed_setting_is_refused_with_its_name(name, value):
     with pytest.raises(SettingsError, match=f"MSP_CONSOLE_{name}"):
         Settings.from_env({f"MSP_CONSOLE_{name}": value})
+
+
+def test_only_the_public_msp_administrator_api_is_allowed_by_default():
+    defaults = Settings()
+    assert defaults.upstream_allowed_hosts == ("mspapi.eset.com",)
+    assert defaults.upstream_max_depth == COMPANY_LEVELS_THAT_FIT == 16
+    allowed = Settings.from_env({"MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS": "mspapi.eset.com, [::1]"})
+    assert allowed.upstream_allowed_hosts == ("mspapi.eset.com", "[::1]")
+    assert (
+        Settings.from_env({"MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS": ""}).upstream_allowed_hosts == ()
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("UPSTREAM_ALLOWED_HOSTS", "https://mspapi.eset.com", "without scheme or port"),
+        ("UPSTREAM_ALLOWED_HOSTS", "mspapi.eset.com:443", "without scheme or port"),
+        ("UPSTREAM_ALLOWED_HOSTS", "mspapi.eset.com,*.eset.com", "not a host name or address"),
+        ("UPSTREAM_MAX_BODY_BYTES", "0", "at least 1"),
+        ("UPSTREAM_MAX_COMPANIES", "-5", "at least 1"),
+        ("UPSTREAM_MAX_DEPTH", "17", "at most 16"),
+        ("UPSTREAM_MAX_DEPTH", "0", "at least 1"),
+        ("UPSTREAM_MAX_FETCH_SECONDS", "0", "must be positive"),
+        ("UPSTREAM_MAX_FETCH_SECONDS", "nan", "must be positive"),
+    ],
+)
+def test_a_wrong_upstream_setting_is_refused_saying_why(name, value, problem):
+    with pytest.raises(SettingsError, match=f"MSP_CONSOLE_{name}") as caught:
+        Settings.from_env({f"MSP_CONSOLE_{name}": value})
+    assert problem in str(caught.value)
 
 
 def test_the_default_secret_is_refused_outside_the_demo():

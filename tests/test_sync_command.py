@@ -12,7 +12,7 @@ from server.models.enums import SyncState
 from server.settings import Settings
 from server.upstream.simulator import Simulator
 from server.upstream.tree import UpstreamTree
-from tests.conftest import TEST_SECRET
+from tests.conftest import LOCAL_UPSTREAM, TEST_SECRET
 from tests.sync_support import connected_tenant, console_tree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,7 @@ async def msp_console(settings: Settings, *args: str) -> tuple[int, str]:
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "MSP_CONSOLE_SECRET_KEY": TEST_SECRET,
+        "MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS": ",".join(LOCAL_UPSTREAM),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -157,7 +157,7 @@ class SyncMutations:
                 input.url,
                 input.username,
                 input.password,
-                context.settings.secret_key,
+                context.settings,
             )
             await sync.start_sync(
                 instance_id, "connect", settings=context.settings, bus=context.bus

@@ -20,7 +20,7 @@ from tortoise.transactions import in_transaction
 
 from server.domain import tree
 from server.domain.hierarchy import SHARED_OBJECTS_GROUP, SHARES_OBJECTS
-from server.models import db
+from server.models import Company, db
 from server.models.bulk import (
     encode_ids,
     encode_rows,
@@ -30,7 +30,7 @@ from server.models.bulk import (
     typed_param,
 )
 from server.models.enums import CompanyType, GroupKind, UnlinkReason
-from server.upstream.client import UpstreamSnapshot
+from server.upstream.client import UpstreamProtocolError, UpstreamSnapshot
 
 COMPANY_TYPES = {
     1002: CompanyType.DISTRIBUTOR,
@@ -128,9 +128,34 @@ class _Group:
     depth: int = 0
 
 
+_STORED_TEXT = {
+    "public_id": "publicId",
+    "name": "name",
+    "email": "email",
+    "custom_identifier": "customIdentifier",
+}
+
+
+def check_fits(snapshot: UpstreamSnapshot) -> None:
+    """Refuse, before any write, a company with a value longer than its column holds (SQLite
+    would keep it whole, PostgreSQL would fail mid-apply)."""
+    fields = Company._meta.fields_map
+    longest = {name: int(fields[name].max_length) for name in _STORED_TEXT}  # type: ignore[attr-defined]
+    for company in (*snapshot.ancestors, *snapshot.companies):
+        for name, limit in longest.items():
+            value = getattr(company, name, None)
+            if value is not None and len(value) > limit:
+                raise UpstreamProtocolError(
+                    f"MSP Administrator company {company.public_id[:64]} has a "
+                    f"{_STORED_TEXT[name]} of {len(value)} characters; the console holds at "
+                    f"most {limit}"
+                )
+
+
 def wanted_companies(snapshot: UpstreamSnapshot) -> dict[str, _Wanted]:
     """The companies a snapshot asks for, top first: ancestors (read-only), the account's own
     company, then its descendants, each parent before its children."""
+    check_fits(snapshot)
     wanted: dict[str, _Wanted] = {}
     parent: str | None = None
     for ref in snapshot.ancestors:

@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from server import events
 from server.domain import reconcile
@@ -41,10 +40,14 @@ from server.models import Instance, StaticGroup, SyncRun, db, locks
 from server.models.enums import Area, GroupKind, Level, SyncState
 from server.observability import SYNC_RUNS
 from server.settings import Settings
+from server.upstream import hosts
 from server.upstream.client import (
     MspAdministratorClient,
     UpstreamAuthError,
     UpstreamError,
+    UpstreamLimitExceeded,
+    UpstreamUnavailable,
+    UpstreamUnreachable,
     UpstreamUser,
 )
 
@@ -88,12 +91,54 @@ async def require_sync_write(scope: Scope | None, instance_id: int) -> None:
     scope.require(group.path if group else f"/{ALL_GROUP}/", Area.SYNC, Level.WRITE)
 
 
-def _check_url(url: str) -> str:
-    url = (url or "").strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput("the MSP Administrator URL must be an http(s) URL", "url")
-    return url.rstrip("/")
+def allowed_url(url: str, settings: Settings) -> tuple[str, str]:
+    """(the URL to call, its host) when its host is one of `MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS`;
+    checked before any request, at connecting and at every run (the setting may have changed)."""
+    try:
+        url, host = hosts.base_url(url)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), "url") from None
+    if len(url) > _longest("upstream_url"):
+        raise InvalidInput(
+            f"the MSP Administrator URL has at most {_longest('upstream_url')} characters", "url"
+        )
+    if not hosts.is_allowed(host, settings.upstream_allowed_hosts):
+        raise InvalidInput(
+            f"the MSP Administrator host {host} is not allowed; an operator can allow it in "
+            "MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS",
+            "url",
+        )
+    return url, host
+
+
+def _longest(field: str) -> int:
+    """How many characters an instance's column holds."""
+    return int(Instance._meta.fields_map[field].max_length)  # type: ignore[attr-defined]
+
+
+_LIMIT_SETTINGS = {
+    "max_body_bytes": "MSP_CONSOLE_UPSTREAM_MAX_BODY_BYTES",
+    "max_companies": "MSP_CONSOLE_UPSTREAM_MAX_COMPANIES",
+    "max_depth": "MSP_CONSOLE_UPSTREAM_MAX_DEPTH",
+    "max_seconds": "MSP_CONSOLE_UPSTREAM_MAX_FETCH_SECONDS",
+}
+
+
+def _limits(settings: Settings) -> dict[str, Any]:
+    """The client's limits, from the settings named in `_LIMIT_SETTINGS`."""
+    return {
+        "max_body_bytes": settings.upstream_max_body_bytes,
+        "max_companies": settings.upstream_max_companies,
+        "max_depth": settings.upstream_max_depth,
+        "max_seconds": settings.upstream_max_fetch_seconds,
+    }
+
+
+def _explain(error: UpstreamError) -> str:
+    """A client error as a run reports it: a limit names the setting that sets it."""
+    if isinstance(error, UpstreamLimitExceeded):
+        return f"{error} ({_LIMIT_SETTINGS[error.limit]})"
+    return str(error)
 
 
 def _check_importable(user: UpstreamUser) -> None:
@@ -111,20 +156,27 @@ async def connect_msp_administrator(
     url: str,
     username: str,
     password: str,
-    secret_key: str,
+    settings: Settings,
 ) -> Instance:
     """Check the credentials against the upstream and store them (the password encrypted with
-    the instance secret). `scope` None acts as the system (no permission check)."""
+    the secret key). `scope` None acts as the system (no permission check).
+
+    Failures say what a user can act on and no more: the URL chooses the host, so nothing may
+    tell a closed port from a silent one, or quote what some other server answered."""
     await require_sync_write(scope, instance_id)
-    url = _check_url(url)
+    url, host = allowed_url(url, settings)
     if not username or not username.strip():
         raise InvalidInput("the username must not be empty", "username")
+    if len(username.strip()) > _longest("upstream_username"):
+        raise InvalidInput(
+            f"the username has at most {_longest('upstream_username')} characters", "username"
+        )
     if not password:
         raise InvalidInput("the password must not be empty", "password")
     instance = await Instance.get_or_none(id=instance_id)
     if instance is None:
         raise NotFound("no such instance")
-    opts = {"timeout": 15.0, "max_retries": 2, "max_backoff_total": 20.0}
+    opts = {"timeout": 15.0, "max_retries": 2, "max_backoff_total": 20.0, **_limits(settings)}
     try:
         async with MspAdministratorClient(
             url, username.strip(), password, **{**opts, **client_options}
@@ -134,14 +186,26 @@ async def connect_msp_administrator(
         raise InvalidCredentials(
             "the MSP Administrator refused this username and password", "password"
         ) from None
+    except UpstreamUnreachable:
+        raise UpstreamFailed(f"could not reach the MSP Administrator at {host}", "url") from None
+    except UpstreamLimitExceeded as exc:
+        raise UpstreamFailed(_explain(exc), "url") from None
+    except UpstreamUnavailable:
+        raise UpstreamFailed(
+            f"the MSP Administrator at {host} is unavailable; try again later", "url"
+        ) from None
     except UpstreamError as exc:
-        raise UpstreamFailed(str(exc), "url") from None
+        log.warning("instance %s: %s is not an MSP Administrator: %s", instance_id, host, exc)
+        raise UpstreamFailed(
+            f"the server at {host} does not answer like the MSP Administrator API; check the URL",
+            "url",
+        ) from None
     except ValueError as exc:  # aiohttp refuses some URLs this way
         raise InvalidInput(f"the MSP Administrator URL is not usable: {exc}", "url") from None
     _check_importable(user)
     instance.upstream_url = url
     instance.upstream_username = username.strip()
-    instance.upstream_password_encrypted = encrypt(secret_key, password)
+    instance.upstream_password_encrypted = encrypt(settings.secret_key, password)
     instance.upstream_company_id = user.company.public_id
     instance.connected_at = dt.datetime.now(dt.UTC)
     await instance.save(
@@ -397,16 +461,17 @@ async def _execute(
             phase=FETCH,
             started_at=dt.datetime.now(dt.UTC),
         )
+        url, _ = allowed_url(instance.upstream_url or "", settings)
         password = _password(instance, settings)
 
         async def fetched(seen: int) -> None:
             await _update(run, bus, on_progress, companies_seen=seen)
 
         async with MspAdministratorClient(
-            instance.upstream_url or "",
+            url,
             instance.upstream_username or "",
             password,
-            **client_options,
+            **{**_limits(settings), **client_options},
         ) as client:
             user = await client.current_user()
             _check_importable(user)
@@ -451,7 +516,7 @@ async def _execute(
             )
         raise
     except (UpstreamError, DomainError) as exc:
-        message = exc.message if isinstance(exc, DomainError) else str(exc)
+        message = exc.message if isinstance(exc, DomainError) else _explain(exc)
         log.warning("sync run %s of instance %s failed: %s", run.id, run.instance_id, message)  # type: ignore[attr-defined]
         await _finish(run, bus, on_progress, SyncState.FAILED, error=message)
     except Exception as exc:

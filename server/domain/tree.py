@@ -7,8 +7,25 @@ by name) on any database and collation, and a subtree is a prefix of either.
 
 from __future__ import annotations
 
+from server.models.tree import PATH_LENGTH, SORT_KEY_LENGTH
+
 NAME_BYTES = 48  # of the casefolded name that orders siblings; the id breaks ties beyond
 SEGMENT_LENGTH = NAME_BYTES * 2 + 8
+ID_DIGITS = 10  # of a 32-bit id in a path
+
+
+def _company_levels_that_fit() -> int:
+    """The deepest company tree whose every group fits the path and sort-key columns.
+
+    A company on level L (1 at the top of the whole tree, read-only ancestors included) has the
+    deepest group the sync makes below it, its Shared Objects group, L + 3 groups down: All,
+    Companies, the L company groups, Shared Objects."""
+    groups_by_sort_key = SORT_KEY_LENGTH // SEGMENT_LENGTH
+    groups_by_path = (PATH_LENGTH - 1) // (ID_DIGITS + 1)
+    return min(groups_by_sort_key, groups_by_path) - 3
+
+
+COMPANY_LEVELS_THAT_FIT = _company_levels_that_fit()
 
 
 def sort_name(name: str) -> str:

@@ -1,4 +1,5 @@
-"""The MSP Administrator: the client the sync reads the company tree with, and a simulator of it."""
+"""The MSP Administrator: the client the sync reads the company tree with, the hosts it may call,
+and a simulator of it."""
 
 from server.upstream.client import (
     MspAdministratorClient,
@@ -7,12 +8,14 @@ from server.upstream.client import (
     UpstreamCompany,
     UpstreamCompanyRef,
     UpstreamError,
+    UpstreamLimitExceeded,
     UpstreamNotFound,
     UpstreamProtocolError,
     UpstreamSnapshot,
     UpstreamStats,
     UpstreamTreeError,
     UpstreamUnavailable,
+    UpstreamUnreachable,
     UpstreamUser,
 )
 
@@ -23,11 +26,13 @@ __all__ = [
     "UpstreamCompany",
     "UpstreamCompanyRef",
     "UpstreamError",
+    "UpstreamLimitExceeded",
     "UpstreamNotFound",
     "UpstreamProtocolError",
     "UpstreamSnapshot",
     "UpstreamStats",
     "UpstreamTreeError",
     "UpstreamUnavailable",
+    "UpstreamUnreachable",
     "UpstreamUser",
 ]

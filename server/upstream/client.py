@@ -2,7 +2,10 @@
 
 Speaks the API of `upstream-api.md`. Every body is validated; anything off the documented shape
 fails with an `UpstreamProtocolError` that names the endpoint and the field. Secrets (the password,
-access and refresh tokens) never reach a log line or an error message.
+access and refresh tokens) never reach a log line or an error message, and neither does what the
+upstream wrote in a body. A hostile upstream is bounded: redirects are never followed, and limits
+on the size of an answer, the companies and depth of the tree and the time spent fail the call
+with an `UpstreamLimitExceeded` instead of letting it grow without end.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -30,12 +34,14 @@ __all__ = [
     "UpstreamCompany",
     "UpstreamCompanyRef",
     "UpstreamError",
+    "UpstreamLimitExceeded",
     "UpstreamNotFound",
     "UpstreamProtocolError",
     "UpstreamSnapshot",
     "UpstreamStats",
     "UpstreamTreeError",
     "UpstreamUnavailable",
+    "UpstreamUnreachable",
     "UpstreamUser",
 ]
 
@@ -75,6 +81,19 @@ class UpstreamNotFound(UpstreamError):
 
 class UpstreamUnavailable(UpstreamError):
     """The MSP Administrator stayed unreachable, throttled or failing beyond the retry budget."""
+
+
+class UpstreamUnreachable(UpstreamUnavailable):
+    """No answer at all: refused, reset, timed out or not resolved, which the message never tells
+    apart (telling them apart would map ports and hosts for whoever chooses the URL)."""
+
+
+class UpstreamLimitExceeded(UpstreamError):
+    """An answer or the tree went beyond a limit of the client; `limit` is the argument's name."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -262,15 +281,6 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _upstream_message(body: bytes) -> str:
-    """The `message` of an error body, shortened, for error texts (never of token calls)."""
-    try:
-        message = json.loads(body).get("message")
-    except (ValueError, AttributeError):
-        return ""
-    return f": {message[:200]}" if isinstance(message, str) and message else ""
-
-
 def _error_code(body: bytes) -> Any:
     try:
         return json.loads(body).get("code")
@@ -279,6 +289,7 @@ def _error_code(body: bytes) -> Any:
 
 
 _MAX_STRIKES: Final = 2
+_READ_CHUNK: Final = 65_536
 _TRANSIENT = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
@@ -287,6 +298,9 @@ class MspAdministratorClient:
 
     Logs in on first use, renews expiring tokens (proactively, and on 401 code 2), backs off on
     503/429 within `max_backoff_total` seconds and retries other failures `max_retries` times.
+    The limits (None: none) bound what a hostile upstream can make it do: `max_body_bytes` per
+    answer, `max_companies` in a tree (the root and its descendants), `max_depth` levels of it
+    (its ancestors included), and `max_seconds` from when the client opens to its last call.
     """
 
     def __init__(
@@ -303,6 +317,10 @@ class MspAdministratorClient:
         page_size: int = 100,
         concurrency: int = 8,
         progress_interval: float = 0.25,
+        max_body_bytes: int | None = None,
+        max_companies: int | None = None,
+        max_depth: int | None = None,
+        max_seconds: float | None = None,
     ) -> None:
         if not 1 <= page_size <= 100:
             raise ValueError("page_size must be from 1 to 100")
@@ -319,6 +337,10 @@ class MspAdministratorClient:
         self.page_size = page_size
         self.concurrency = concurrency
         self.progress_interval = progress_interval
+        self.max_body_bytes = max_body_bytes
+        self.max_companies = max_companies
+        self.max_depth = max_depth
+        self.max_seconds = max_seconds
         self.stats = UpstreamStats()
         self._session: aiohttp.ClientSession | None = None
         self._tokens: _Tokens | None = None
@@ -326,6 +348,12 @@ class MspAdministratorClient:
         self._jitter = random.Random()
         self._in_flight = 0
         self._busy_since = 0.0
+        self._deadline: float | None = None
+
+    @property
+    def host(self) -> str:
+        """The host the client calls, as error messages name it."""
+        return urlsplit(self.base_url).hostname or self.base_url
 
     def __repr__(self) -> str:
         return f"MspAdministratorClient({self.base_url!r}, {self.username!r})"
@@ -350,6 +378,8 @@ class MspAdministratorClient:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers={"Accept": "application/json"},
             )
+            if self.max_seconds is not None:
+                self._deadline = time.monotonic() + self.max_seconds
         return self._session
 
     async def close(self) -> None:
@@ -358,6 +388,7 @@ class MspAdministratorClient:
             await self._session.close()
             self._session = None
         self._tokens = None
+        self._deadline = None
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -390,8 +421,11 @@ class MspAdministratorClient:
         ]
         return company, [ref for ref in ancestors if ref.type != HQ]
 
-    async def children(self, company_id: str) -> list[UpstreamCompany]:
-        """Every child of a company, page by page, checked to belong to it and appear once."""
+    async def children(
+        self, company_id: str, *, at_most: int | None = None
+    ) -> list[UpstreamCompany]:
+        """Every child of a company, page by page, checked to belong to it and appear once;
+        a `totalCount` above `at_most` fails at its first page."""
         endpoint = "Company/Children"
         body = _Body(endpoint)
         companies: list[UpstreamCompany] = []
@@ -411,6 +445,10 @@ class MspAdministratorClient:
                     f"paging (totalCount {total}, then {count})"
                 )
             total = count
+            if at_most is not None and total > at_most:
+                raise self._too_many_companies(
+                    f"{company_id} counts {total} children, with room for {at_most} more"
+                )
             if len(items) > self.page_size:
                 raise body.fail("companies", f"holds {len(items)}, more than take={self.page_size}")
             if not items and len(companies) < total:
@@ -441,10 +479,13 @@ class MspAdministratorClient:
         """Reads the whole tree under `root_id`, `concurrency` walks at a time, and checks it.
 
         Customers' children are never asked. Fails with `UpstreamTreeError` naming the company
-        when one appears twice, forms a cycle or names another parent.
+        when one appears twice, forms a cycle or names another parent, and with
+        `UpstreamLimitExceeded` as soon as the tree is larger or deeper than the limits.
         """
         root, ancestors = await self.company_detail(root_id)
         above = {ref.public_id for ref in ancestors}
+        level_of = {root_id: len(ancestors) + 1}
+        self._check_level(root_id, level_of[root_id], len(ancestors))
         parent_of: dict[str, str] = {}
         children_of: dict[str, list[UpstreamCompany]] = {}
         queue: asyncio.Queue[str] = asyncio.Queue()
@@ -473,12 +514,19 @@ class MspAdministratorClient:
                     f"{parent_of[child_id]} and under {parent_id}"
                 )
             parent_of[child_id] = parent_id
+            if self.max_companies is not None and len(parent_of) + 1 > self.max_companies:
+                raise self._too_many_companies(f"company {child_id} is beyond it")
+            level_of[child_id] = level_of[parent_id] + 1
+            self._check_level(child_id, level_of[child_id], len(ancestors))
 
         async def walk() -> None:
             while True:
                 parent_id = await queue.get()
                 try:
-                    children = await self.children(parent_id)
+                    room = None
+                    if self.max_companies is not None:
+                        room = self.max_companies - len(parent_of) - 1
+                    children = await self.children(parent_id, at_most=room)
                     for child in children:
                         admit(child, parent_id)
                         if child.type != CUSTOMER:
@@ -505,6 +553,22 @@ class MspAdministratorClient:
             descendants.append(company)
             stack.extend(reversed(children_of.get(company.public_id, [])))
         return UpstreamSnapshot(root, tuple(ancestors), tuple(descendants))
+
+    def _too_many_companies(self, where: str) -> UpstreamLimitExceeded:
+        return UpstreamLimitExceeded(
+            f"MSP Administrator company tree holds more than {self.max_companies} companies, "
+            f"the limit of a sync ({where})",
+            "max_companies",
+        )
+
+    def _check_level(self, company_id: str, level: int, above: int) -> None:
+        if self.max_depth is not None and level > self.max_depth:
+            raise UpstreamLimitExceeded(
+                f"MSP Administrator company tree is deeper than the limit of {self.max_depth} "
+                f"levels (counting the {above} companies above the account): company "
+                f"{company_id} is on level {level}",
+                "max_depth",
+            )
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -543,6 +607,7 @@ class MspAdministratorClient:
             await self._recover(tokens, expired=expired)
 
     def _json(self, endpoint: str, status: int, body: bytes, subject: str | None) -> Any:
+        """The JSON of a 200 answer; any other status as an error that never quotes the body."""
         if status == 200:
             try:
                 return json.loads(body)
@@ -550,16 +615,14 @@ class MspAdministratorClient:
                 raise UpstreamProtocolError(
                     f"MSP Administrator {endpoint} answered a body that is not JSON"
                 ) from None
-        detail = _upstream_message(body)
         if status == 404:
-            raise UpstreamNotFound(
-                f"MSP Administrator {endpoint}: company {subject} not found{detail}"
-            )
+            what = f"company {subject}" if subject else "the account"
+            raise UpstreamNotFound(f"MSP Administrator {endpoint}: {what} not found")
         if status == 403:
-            raise UpstreamAuthError(f"MSP Administrator {endpoint}: access denied{detail}")
+            raise UpstreamAuthError(f"MSP Administrator {endpoint}: access denied")
         if status == 400:
             raise UpstreamProtocolError(
-                f"MSP Administrator {endpoint} rejected the request as invalid{detail}"
+                f"MSP Administrator {endpoint} rejected the request as invalid"
             )
         raise UpstreamProtocolError(f"MSP Administrator {endpoint} answered status {status}")
 
@@ -567,7 +630,7 @@ class MspAdministratorClient:
         self, endpoint: str, method: str, payload: dict[str, Any] | None, access: str | None
     ) -> tuple[int, str | None, bytes]:
         """One request with the retry policy; returns (status, Retry-After, body) of the answer
-        that ended it (anything but 429 and 5xx)."""
+        that ended it (anything but 429 and 5xx). Redirects are answers, never followed."""
         session = self._open()
         url = f"{self.base_url}/api/{endpoint}"
         headers = {"Authorization": f"Bearer {access}"} if access else {}
@@ -576,6 +639,10 @@ class MspAdministratorClient:
         throttled = 0
         throttled_since: float | None = None
         while True:
+            left = self._time_left(endpoint)
+            timeout = aiohttp.ClientTimeout(
+                total=self.timeout if left is None else min(self.timeout, left)
+            )
             started = time.monotonic()
             self.stats.calls += 1
             self.stats.calls_by_endpoint[endpoint] += 1
@@ -583,12 +650,23 @@ class MspAdministratorClient:
                 self._busy_since = started
             self._in_flight += 1
             try:
-                async with session.request(method, url, json=payload, headers=headers) as answer:
-                    body = await answer.read()
+                async with session.request(
+                    method,
+                    url,
+                    json=payload,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=timeout,
+                ) as answer:
                     status, retry_after = answer.status, answer.headers.get("Retry-After")
+                    body = await self._read(endpoint, answer)
             except _TRANSIENT as exc:
                 problem = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
                 status, retry_after, body = 0, None, b""
+            except aiohttp.ClientResponseError:  # what answered does not speak HTTP
+                raise UpstreamProtocolError(
+                    f"MSP Administrator {endpoint} answered something that is not HTTP"
+                ) from None
             finally:
                 ended = time.monotonic()
                 self.stats.wait_seconds += ended - started
@@ -612,17 +690,63 @@ class MspAdministratorClient:
             elif status == 0 or status >= 500:
                 failures += 1
                 what = problem if status == 0 else f"answered {status}"
+                self._time_left(endpoint)  # a timeout cut short by the deadline is the deadline's
+                if failures > self.max_retries and status == 0:
+                    raise UpstreamUnreachable(
+                        f"could not reach the MSP Administrator at {self.host} "
+                        f"({endpoint}, {failures} attempts)"
+                    )
                 if failures > self.max_retries:
                     raise UpstreamUnavailable(
                         f"MSP Administrator {endpoint} {what}; giving up after {failures} attempts"
                     )
                 delay = self._backoff(failures)
+            elif 300 <= status < 400:
+                raise UpstreamProtocolError(
+                    f"MSP Administrator {endpoint} answered a redirect ({status}), which the API "
+                    "never does; it was not followed"
+                )
             else:
                 return status, retry_after, body
+            left = self._time_left(endpoint)
+            if left is not None and delay >= left:
+                raise self._out_of_time(endpoint)
             self.stats.retries += 1
             logger.warning("MSP Administrator %s %s; retrying in %.2fs", endpoint, what, delay)
             self.stats.backoff_seconds += delay
             await asyncio.sleep(delay)
+
+    async def _read(self, endpoint: str, answer: aiohttp.ClientResponse) -> bytes:
+        """The body of an answer, of which no more than `max_body_bytes` is ever read."""
+        limit = self.max_body_bytes
+        if limit is None:
+            return await answer.read()
+        body = bytearray()
+        while chunk := await answer.content.read(min(_READ_CHUNK, limit + 1 - len(body))):
+            body += chunk
+            if len(body) > limit:
+                raise UpstreamLimitExceeded(
+                    f"MSP Administrator {endpoint} answered more than {limit} bytes, the limit "
+                    "of an answer",
+                    "max_body_bytes",
+                )
+        return bytes(body)
+
+    def _time_left(self, endpoint: str) -> float | None:
+        """Seconds before the deadline (None without one); past it, the limit's error."""
+        if self._deadline is None:
+            return None
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise self._out_of_time(endpoint)
+        return left
+
+    def _out_of_time(self, endpoint: str) -> UpstreamLimitExceeded:
+        return UpstreamLimitExceeded(
+            f"MSP Administrator calls took longer than the limit of {self.max_seconds:g} s "
+            f"(at {endpoint})",
+            "max_seconds",
+        )
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with equal jitter: half fixed, half random."""

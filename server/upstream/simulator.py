@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.upstream.tree import CUSTOMER, HQ, Company, UpstreamTree
+from server.upstream.tree import ACTIVE, CUSTOMER, HQ, MSP, Company, UpstreamTree
 
 __all__ = [
     "DEFAULT_PASSWORD",
@@ -47,6 +47,8 @@ INVALID_JSON = '{"companies": [{"publicId": '
 """The default malformed body: JSON cut short."""
 
 _USER_NAMESPACE = uuid.UUID("8f4b7a52-3c1e-4d1a-9a57-6c0e2b1f9d30")
+_MADE_UP_NAMESPACE = uuid.UUID("3b9d2c1e-7a4f-4e8b-9c6d-5f1a2e3b4c5d")
+"""Of the ids of companies a fault makes up (endless children, deep chains)."""
 
 
 @dataclass(slots=True)
@@ -83,6 +85,8 @@ class FaultRule:
     status: int = 500
     seconds: float = 0.0
     body: Any = None
+    size: int = 0
+    location: str = ""
 
 
 class Faults:
@@ -104,6 +108,8 @@ class Faults:
         self.duplicates: list[tuple[str, str | None]] = []
         self.cycles: list[tuple[str, str]] = []
         self.wrong_parents: dict[str, str] = {}
+        self.endless: dict[str, int] = {}
+        self.chains: dict[str, int] = {}
 
     def _arm(self, rule: FaultRule) -> FaultRule:
         if rule.times < 1 or rule.after < 0:
@@ -205,6 +211,47 @@ class Faults:
         rule.body = body
         return self._arm(rule)
 
+    def huge_body(
+        self,
+        size: int,
+        times: int = 1,
+        *,
+        endpoint: str | None = None,
+        after: int = 0,
+        last_page_of: str | None = None,
+        end_of_walk: bool = False,
+    ) -> FaultRule:
+        """Answers 200 with a JSON object of `size` bytes, streamed without a Content-Length;
+        `SimulatorState.bytes_streamed` counts what got out before the caller hung up."""
+        rule = FaultRule("huge", times, endpoint, after, last_page_of, end_of_walk)
+        rule.size = size
+        return self._arm(rule)
+
+    def redirect(
+        self,
+        location: str,
+        times: int = 1,
+        *,
+        status: int = 307,
+        endpoint: str | None = None,
+        after: int = 0,
+    ) -> FaultRule:
+        """Answers `status` with `Location: <location><the path asked>` (307 keeps the method
+        and the body, credentials included, for whoever follows it)."""
+        rule = FaultRule("redirect", times, endpoint, after)
+        rule.status, rule.location = status, location.rstrip("/")
+        return self._arm(rule)
+
+    def endless_children(self, company_id: str, total: int = 10**12) -> None:
+        """The company's children never end: `totalCount` is `total` and every page is full of
+        made-up customers."""
+        self.endless[company_id] = total
+
+    def deep_chain(self, company_id: str, levels: int) -> None:
+        """Hangs a chain of `levels` made-up MSPs below the company, each the only child of
+        the one above."""
+        self.chains[company_id] = levels
+
     def expire_tokens_after(self, calls: int | None) -> None:
         """Access tokens expire after answering `calls` calls (401 code 2), forcing renewals."""
         self.token_calls = calls
@@ -288,9 +335,12 @@ class SimulatorState:
         """Company/Children calls answered per parent id."""
         self.issued_tokens: list[str] = []
         """Every access and refresh token handed out, to check none leaks."""
+        self.bytes_streamed = 0
+        """Bytes of huge bodies that got out before their callers hung up."""
         self._access: dict[str, _AccessToken] = {}
         self._refresh: dict[str, str] = {}
         self._walks: dict[str, _Walk] = {}
+        self._links: dict[str, tuple[str, int]] = {}  # chain link id -> (chain top, level)
 
     def add_user(self, username: str, password: str, company_id: str) -> SimulatorUser:
         """Adds a login attached to a company (e.g. a Distributor's, to test refused imports)."""
@@ -338,7 +388,12 @@ class SimulatorState:
     def listing(self, parent_id: str) -> list[Company]:
         """The children of a parent as served, with the structural faults applied."""
         faults = self.faults
+        link = self._next_link(parent_id)
+        if parent_id in self._links:
+            return [link] if link else []
         listing = self.tree.children_of(parent_id)
+        if link is not None:
+            listing = [*listing, link]
         if not (faults.wrong_parents or faults.duplicates or faults.cycles):
             return listing
         listing = [
@@ -355,6 +410,35 @@ class SimulatorState:
             if cycle_parent == parent_id and ancestor_id in self.tree.companies:
                 listing.append({**self.tree.companies[ancestor_id], "parentId": parent_id})
         return listing
+
+    def _next_link(self, parent_id: str) -> Company | None:
+        """The link of a deep chain below a company (a chain's top or a link), if any."""
+        top, level = self._links.get(parent_id, (parent_id, 0))
+        if level >= self.faults.chains.get(top, 0):
+            return None
+        link = _made_up(f"{top}/chain/{level + 1}", f"Chain MSP {level + 1}", MSP, parent_id)
+        self._links[link["publicId"]] = (top, level + 1)
+        return link
+
+    def endless_page(self, parent_id: str, skip: int, take: int) -> dict[str, Any]:
+        """A page of children that never end."""
+        return {
+            "companies": [
+                _made_up(f"{parent_id}/endless/{n}", f"Endless Customer {n}", CUSTOMER, parent_id)
+                for n in range(skip, skip + take)
+            ],
+            "totalCount": self.faults.endless[parent_id],
+        }
+
+    def is_visible_parent(self, company_id: str, user: SimulatorUser) -> bool:
+        """Whether a user may list the children of a company (a chain link: of its top)."""
+        tree = self.tree
+        company_id = self._links.get(company_id, (company_id, 0))[0]
+        return (
+            company_id in tree.companies
+            and user.company_id in tree.companies
+            and tree.is_within(company_id, user.company_id)
+        )
 
     def _walk_of(self, root_id: str) -> _Walk:
         return self._walks.setdefault(root_id, _Walk())
@@ -407,6 +491,18 @@ def _not_found(company_id: str) -> _Answer:
     return _error(404, 4, 1, f"company {company_id} not found")
 
 
+def _made_up(key: str, name: str, type: int, parent_id: str) -> Company:
+    return {
+        "publicId": str(uuid.uuid5(_MADE_UP_NAMESPACE, key)),
+        "name": name,
+        "type": type,
+        "status": ACTIVE,
+        "parentId": parent_id,
+        "email": None,
+        "customIdentifier": None,
+    }
+
+
 def _ref(company: Company) -> dict[str, Any]:
     return {"publicId": company["publicId"], "name": company["name"], "type": company["type"]}
 
@@ -417,7 +513,9 @@ def _is_int(value: Any) -> bool:
 
 SIMULATOR_STATE = web.AppKey("simulator_state", SimulatorState)
 
-_BEFORE = frozenset({"maintenance", "rate_limit", "server_error", "drop", "slow"})
+_BEFORE = frozenset(
+    {"maintenance", "rate_limit", "server_error", "drop", "slow", "huge", "redirect"}
+)
 _AFTER = frozenset({"malformed"})
 
 
@@ -503,15 +601,12 @@ class _Handlers:
             return _bad_request("skip must be an integer of at least 0")
         if not _is_int(take) or not 1 <= take <= 100:
             return _bad_request("take must be an integer from 1 to 100")
-        tree = self.state.tree
         company_id = body["companyId"]
-        if (
-            company_id not in tree.companies
-            or user.company_id not in tree.companies
-            or not tree.is_within(company_id, user.company_id)
-        ):
+        if not self.state.is_visible_parent(company_id, user):
             return _not_found(company_id)
         self.state.children_asked[company_id] += 1
+        if company_id in self.state.faults.endless:
+            return _Answer(200, self.state.endless_page(company_id, skip, take))
         listing = self.state.listing(company_id)
         return _Answer(200, {"companies": listing[skip : skip + take], "totalCount": len(listing)})
 
@@ -561,6 +656,32 @@ def _malformed(rule: FaultRule, payload: Any) -> web.Response:
     return web.Response(status=200, body=raw, content_type="application/json")
 
 
+async def _stream_huge(
+    request: web.Request, size: int, state: SimulatorState
+) -> web.StreamResponse:
+    """`{"padding": "xxx…"}` of `size` bytes, chunk by chunk, until done or hung up on."""
+    head, tail = b'{"padding": "', b'"}'
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    chunk = b"x" * 65_536
+    try:
+        await response.write(head)
+        state.bytes_streamed += len(head)
+        left = size - len(head) - len(tail)
+        while left > 0:
+            piece = chunk[:left]
+            await response.write(piece)
+            state.bytes_streamed += len(piece)
+            left -= len(piece)
+        await response.write(tail)
+        state.bytes_streamed += len(tail)
+        await response.write_eof()
+    except ConnectionError:  # the caller stopped reading and hung up
+        pass
+    return response
+
+
 async def _read_body(request: web.Request) -> Any:
     if request.method != "POST":
         return None
@@ -600,6 +721,11 @@ def _dispatcher(
                 if request.transport is not None:
                     request.transport.close()
                 return web.Response(status=500)
+            if rule.kind == "huge":
+                return await _stream_huge(request, rule.size, state)
+            if rule.kind == "redirect":
+                location = f"{rule.location}{request.path_qs}"
+                return web.Response(status=rule.status, headers={"Location": location})
             await asyncio.sleep(rule.seconds)  # slow: then answer normally
         answer: _Answer = await handler(request, body)
         if answer.status == 200:

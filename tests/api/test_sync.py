@@ -115,7 +115,7 @@ async def test_wrong_credentials_answer_invalid_credentials(
     )
 
 
-async def test_an_unreachable_upstream_answers_upstream_error_naming_the_problem(
+async def test_an_unreachable_upstream_answers_upstream_error_naming_the_host(
     client: GraphQLClient,
 ) -> None:
     owner = await factories.owner(client)
@@ -124,7 +124,7 @@ async def test_an_unreachable_upstream_answers_upstream_error_naming_the_problem
     data = await client.query(CONNECT, variables, token=owner.token)
     (error,) = data["connectMspAdministrator"]["errors"]
     assert (error["code"], error["field"]) == ("UPSTREAM_ERROR", "url")
-    assert "Token/Get" in error["message"] and "giving up" in error["message"]
+    assert error["message"] == "could not reach the MSP Administrator at 127.0.0.1"
 
 
 async def test_a_url_that_is_not_http_is_invalid_input(
@@ -134,6 +134,28 @@ async def test_a_url_that_is_not_http_is_invalid_input(
     data = await client.query(CONNECT, credentials(sim, url="ftp://x"), token=owner.token)
     (error,) = data["connectMspAdministrator"]["errors"]
     assert (error["code"], error["field"]) == ("INVALID_INPUT", "url")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://localhost:5432",
+        "http://0xa9fea9fe/",
+        "https://mspapi.eset.com@10.0.0.1/",
+    ],
+)
+async def test_connecting_to_a_host_not_allowed_answers_invalid_input_and_stores_nothing(
+    client: GraphQLClient, url: str
+) -> None:
+    owner = await factories.owner(client)
+    variables = {"input": {"url": url, "username": DEFAULT_USERNAME, "password": "pw"}}
+    data = await client.query(CONNECT, variables, token=owner.token)
+    (error,) = data["connectMspAdministrator"]["errors"]
+    assert (error["code"], error["field"]) == ("INVALID_INPUT", "url")
+    assert data["connectMspAdministrator"]["instance"] is None
+    status = await client.query(STATUS, token=owner.token)
+    assert status["instance"] == {"mspStatus": "DISCONNECTED", "lastSync": None}
 
 
 async def test_a_distributor_account_answers_import_not_allowed(

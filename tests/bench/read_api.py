@@ -58,7 +58,7 @@ async def build(settings: Settings, companies: int, computers: int) -> dict:
         upstream = UpstreamTree.generate(companies, seed=11)
         async with Simulator(upstream) as simulator:
             await sync.connect_msp_administrator(
-                scope, instance.id, simulator.url, "demo@msp.example", "demo", BENCH_SECRET
+                scope, instance.id, simulator.url, "demo@msp.example", "demo", settings
             )
             started = time.perf_counter()
             run = await sync.sync_now(instance.id, settings, trigger="bench")
@@ -292,7 +292,9 @@ def prepared_instance(
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     with database(args.database_url) as url:
-        settings = Settings(database_url=url, secret_key=BENCH_SECRET)
+        settings = Settings(
+            database_url=url, secret_key=BENCH_SECRET, upstream_allowed_hosts=("127.0.0.1",)
+        )
         asyncio.run(apply_migrations(settings))
         yield args, url, settings, asyncio.run(build(settings, args.companies, args.computers))
 

@@ -184,7 +184,7 @@ async def bench(settings: Settings, companies: int, fraction: float, seed: int) 
         tree = UpstreamTree.generate(companies, seed)
         with UpstreamInThread(tree) as upstream:
             await sync.connect_msp_administrator(
-                None, instance.id, upstream.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, BENCH_SECRET
+                None, instance.id, upstream.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
             )
             first = await measured_sync("first", instance.id, settings)
             changed = change_upstream(tree, fraction, seed)
@@ -208,7 +208,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="default: a temporary SQLite file")
     args = parser.parse_args()
     with database(args.database_url) as url:
-        settings = Settings(database_url=url, secret_key=BENCH_SECRET)
+        settings = Settings(
+            database_url=url, secret_key=BENCH_SECRET, upstream_allowed_hosts=("127.0.0.1",)
+        )
         asyncio.run(bench(settings, args.companies, args.changed, args.seed))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 import os
 import signal
 import sys
@@ -22,11 +23,13 @@ from server.domain.access import Scope
 from server.domain.errors import (
     ImportNotAllowed,
     InvalidCredentials,
+    InvalidInput,
     PermissionDenied,
     UpstreamFailed,
     UpstreamNotConnected,
 )
 from server.domain.sync_scheduler import SyncScheduler, due_instances
+from server.domain.tree import COMPANY_LEVELS_THAT_FIT, SEGMENT_LENGTH
 from server.events import InProcessEventBus
 from server.models import Company, Instance, StaticGroup, SyncRun, db, locks
 from server.models.enums import CompanyType, GroupKind, SyncState, UnlinkReason
@@ -43,14 +46,17 @@ from server.upstream.tree import (
     UpstreamTree,
 )
 from tests import factories
-from tests.conftest import TEST_SECRET
+from tests.conftest import LOCAL_UPSTREAM, TEST_SECRET
 from tests.sync_support import (
     assert_mirrors,
     check_trees,
+    closed_port,
     connected_tenant,
     console_tree,
     dump,
     fast_client,
+    groups_of,
+    port_that,
     tenant,
 )
 
@@ -94,45 +100,49 @@ async def test_connecting_stores_the_account_with_the_password_encrypted(
 
 
 async def test_connecting_with_a_wrong_password_is_refused_and_stores_nothing(
-    app: object, sim: Simulator
+    app: object, sim: Simulator, settings: Settings
 ) -> None:
     owner = await tenant()
     with pytest.raises(InvalidCredentials) as caught:
         await sync.connect_msp_administrator(
-            None, owner.instance_id or 0, sim.url, DEFAULT_USERNAME, "hunter2", TEST_SECRET
+            None, owner.instance_id or 0, sim.url, DEFAULT_USERNAME, "hunter2", settings
         )
     assert "hunter2" not in caught.value.message
     assert (await Instance.get(id=owner.instance_id)).upstream_url is None
 
 
-async def test_a_distributor_account_cannot_be_imported(app: object, sim: Simulator) -> None:
+async def test_a_distributor_account_cannot_be_imported(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
     owner = await tenant()
     sim.add_user("distributor@msp.example", "pw", sim.tree.distributor_id)
     with pytest.raises(ImportNotAllowed) as caught:
         await sync.connect_msp_administrator(
-            None, owner.instance_id or 0, sim.url, "distributor@msp.example", "pw", TEST_SECRET
+            None, owner.instance_id or 0, sim.url, "distributor@msp.example", "pw", settings
         )
     assert "Distributor" in caught.value.message
 
 
-async def test_an_unreachable_upstream_fails_with_a_clear_error(app: object) -> None:
+async def test_an_unreachable_upstream_fails_with_a_clear_error(
+    app: object, settings: Settings
+) -> None:
     owner = await tenant()
     async with Simulator(UpstreamTree.generate(10, seed=1)) as gone:
         url = gone.url
     with pytest.raises(UpstreamFailed) as caught:
         await sync.connect_msp_administrator(
-            None, owner.instance_id or 0, url, DEFAULT_USERNAME, DEFAULT_PASSWORD, TEST_SECRET
+            None, owner.instance_id or 0, url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
         )
-    assert "giving up" in caught.value.message
+    assert caught.value.message == "could not reach the MSP Administrator at 127.0.0.1"
 
 
-async def test_connecting_needs_sync_write(app: object, sim: Simulator) -> None:
+async def test_connecting_needs_sync_write(app: object, sim: Simulator, settings: Settings) -> None:
     owner = await tenant()
     assert owner.instance_id is not None
     reader = Scope(owner.instance_id, 0, False, {})
     with pytest.raises(PermissionDenied):
         await sync.connect_msp_administrator(
-            reader, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, TEST_SECRET
+            reader, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
         )
 
 
@@ -459,7 +469,7 @@ FAULTS: dict[str, tuple[Arm, str]] = {
         lambda sim, last: sim.faults.drop_connection(
             10_000, endpoint="Company/Children", after=0 if last else 2, end_of_walk=last
         ),
-        "giving up after 3 attempts",
+        "could not reach the MSP Administrator at 127.0.0.1 (Company/Children, 3 attempts)",
     ),
     "body that is not JSON": (
         lambda sim, last: sim.faults.malformed_body(
@@ -601,6 +611,7 @@ async def test_a_process_killed_in_the_apply_phase_leaves_the_tree_intact(
         sync.PAUSE_ENV: "60",
         "DATABASE_URL": settings.database_url,
         "MSP_CONSOLE_SECRET_KEY": TEST_SECRET,
+        "MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS": ",".join(LOCAL_UPSTREAM),
     }
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -642,6 +653,341 @@ async def test_tokens_expiring_every_few_calls_do_not_stop_a_large_sync(
         assert run.companies_seen == 5_000
         assert sim.calls["Token/Renew"] > 20
         await assert_mirrors(owner.instance_id or 0, sim.tree, ids_of(sim.tree))
+
+
+# -- the upstream as an attacker, or as an SSRF tool -------------------------------------------
+
+
+async def connect(owner: factories.Owner, url: str, settings: Settings) -> Instance:
+    return await sync.connect_msp_administrator(
+        None, owner.instance_id or 0, url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://localhost:{port}", LOCAL_UPSTREAM),
+        ("http://127.0.0.1:{port}", ("mspapi.eset.com",)),
+        ("http://127.0.0.1:{port}", ()),
+        ("http://169.254.169.254/latest/meta-data/", LOCAL_UPSTREAM),
+        ("http://[::ffff:169.254.169.254]/", LOCAL_UPSTREAM),
+        ("http://2852039166/", LOCAL_UPSTREAM),
+        ("http://10.0.0.1:{port}", LOCAL_UPSTREAM),
+        ("https://mspapi.eset.com.evil.example/", ("mspapi.eset.com",)),
+        ("https://mspapi.eset.com@127.0.0.1:{port}", ("mspapi.eset.com",)),
+        ("https://127.0.0.1:{port}@mspapi.eset.com", ("mspapi.eset.com",)),
+        ("http://127.0.0.1:{port}?u=http://mspapi.eset.com", ("mspapi.eset.com",)),
+    ],
+)
+async def test_connecting_to_a_host_not_allowed_is_refused_before_any_request(
+    app: object, sim: Simulator, settings: Settings, url: str, allowed: tuple[str, ...]
+) -> None:
+    owner = await tenant()
+    limited = dataclasses.replace(settings, upstream_allowed_hosts=allowed)
+    with pytest.raises(InvalidInput) as caught:
+        await connect(owner, url.format(port=sim.port), limited)
+    assert caught.value.field == "url"
+    assert sim.calls.total() == 0
+    assert (await Instance.get(id=owner.instance_id)).upstream_url is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://2130706433:{port}",
+        "http://0x7f.0.0.1:{port}/",
+        "http://[::ffff:127.0.0.1]:{port}",
+        "HTTP://127.0.0.1.:{port}//",
+    ],
+)
+async def test_any_spelling_of_an_allowed_host_connects_and_is_stored_in_one(
+    app: object, sim: Simulator, settings: Settings, url: str
+) -> None:
+    owner = await tenant()
+    instance = await connect(owner, url.format(port=sim.port), settings)
+    assert instance.upstream_url == sim.url
+
+
+async def test_a_run_on_a_host_no_longer_allowed_fails_cleanly_without_a_request(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    await synced(owner, settings)
+    sim.tree.add(sim.tree.account_id, "Never Fetched", CUSTOMER)
+    before = await dump(owner.instance_id or 0)
+    sim.state.reset_counters()
+    only_eset = dataclasses.replace(settings, upstream_allowed_hosts=("mspapi.eset.com",))
+    run = await synced(owner, only_eset)
+    assert (run.state, run.phase) == (SyncState.FAILED, sync.FETCH)
+    assert run.error == (
+        "the MSP Administrator host 127.0.0.1 is not allowed; an operator can allow it in "
+        "MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS"
+    )
+    assert sim.calls.total() == 0
+    assert await dump(owner.instance_id or 0) == before
+
+
+async def test_connecting_to_a_closed_port_or_a_silent_one_answers_the_same(
+    app: object, settings: Settings
+) -> None:
+    owner = await tenant()
+    with fast_client(timeout=0.2):
+        with pytest.raises(UpstreamFailed) as closed:
+            await connect(owner, f"http://127.0.0.1:{closed_port()}", settings)
+        async with port_that(None) as port:
+            with pytest.raises(UpstreamFailed) as silent:
+                await connect(owner, f"http://127.0.0.1:{port}", settings)
+    assert closed.value.message == silent.value.message
+    assert closed.value.message == "could not reach the MSP Administrator at 127.0.0.1"
+
+
+NOT_THE_API: dict[str, Callable[[Simulator, str], None]] = {
+    "not JSON": lambda sim, _: sim.faults.malformed_body(
+        body="<html>secret internals</html>", endpoint="Token/Get"
+    ),
+    "of the wrong shape": lambda sim, _: sim.faults.malformed_body(
+        body={"secret": "internals"}, endpoint="Token/Get"
+    ),
+    "a 404 on the token endpoint": lambda sim, _: sim.faults.server_error(
+        status=404, endpoint="Token/Get"
+    ),
+    "a redirect": lambda sim, elsewhere: sim.faults.redirect(elsewhere, endpoint="Token/Get"),
+    "a 200 without a body": lambda sim, _: sim.faults.malformed_body(
+        body=b"", endpoint="User/Current"
+    ),
+}
+
+
+@pytest.mark.parametrize("answer", [*NOT_THE_API, "not HTTP"])
+async def test_an_answer_that_is_not_the_apis_is_refused_without_quoting_it(
+    app: object, sim: Simulator, settings: Settings, answer: str
+) -> None:
+    owner = await tenant()
+    async with Simulator(UpstreamTree.generate(10, seed=1)) as elsewhere:
+        if answer == "not HTTP":
+            async with port_that(b"SSH-2.0-secret internals\r\n") as port:
+                with pytest.raises(UpstreamFailed) as caught:
+                    await connect(owner, f"http://127.0.0.1:{port}", settings)
+        else:
+            NOT_THE_API[answer](sim, elsewhere.url)
+            with pytest.raises(UpstreamFailed) as caught:
+                await connect(owner, sim.url, settings)
+        assert elsewhere.calls.total() == 0
+    assert caught.value.message == (
+        "the server at 127.0.0.1 does not answer like the MSP Administrator API; check the URL"
+    )
+    assert caught.value.field == "url"
+    assert (await Instance.get(id=owner.instance_id)).upstream_url is None
+
+
+async def test_a_redirect_during_a_run_is_not_followed_and_fails_it(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    async with Simulator(UpstreamTree.generate(10, seed=1)) as elsewhere:
+        sim.faults.redirect(elsewhere.url, 10_000, endpoint="Company/Children")
+        run = await synced(owner, settings)
+        assert elsewhere.calls.total() == 0
+    assert run.state == SyncState.FAILED
+    assert run.error and "answered a redirect (307)" in run.error
+
+
+def _chain_to(sim: Simulator, level: int) -> None:
+    """A chain of MSPs below the account whose last one is on `level` of the whole tree."""
+    tree = sim.tree
+    sim.faults.deep_chain(tree.account_id, level - len(tree.ancestors_of(tree.account_id)) - 1)
+
+
+HUGE = 256 * 2**20
+LIMITS: dict[str, tuple[Callable[[Simulator], None], dict[str, Any], str]] = {
+    "a huge body": (
+        lambda sim: sim.faults.huge_body(HUGE, endpoint="Company/Children", after=1),
+        {"upstream_max_body_bytes": 65_536},
+        "answered more than 65536 bytes, the limit of an answer "
+        "(MSP_CONSOLE_UPSTREAM_MAX_BODY_BYTES)",
+    ),
+    "an endless totalCount": (
+        lambda sim: sim.faults.endless_children(sim.tree.of_type(MSP)[0]["publicId"]),
+        {},
+        "company tree holds more than 100000 companies, the limit of a sync",
+    ),
+    "more companies than allowed": (
+        lambda sim: None,
+        {"upstream_max_companies": 40},
+        "company tree holds more than 40 companies",
+    ),
+    "a chain deeper than the columns hold": (
+        lambda sim: _chain_to(sim, COMPANY_LEVELS_THAT_FIT + 1),
+        {},
+        f"company tree is deeper than the limit of {COMPANY_LEVELS_THAT_FIT} levels",
+    ),
+    "an endless chain": (
+        lambda sim: sim.faults.deep_chain(sim.tree.account_id, 10**6),
+        {},
+        f"is on level {COMPANY_LEVELS_THAT_FIT + 1} (MSP_CONSOLE_UPSTREAM_MAX_DEPTH)",
+    ),
+    "a fetch that takes too long": (
+        lambda sim: sim.faults.slow(1.0, 10_000, endpoint="Company/Children", after=1),
+        {"upstream_max_fetch_seconds": 0.3},
+        "calls took longer than the limit of 0.3 s (at Company/Children) "
+        "(MSP_CONSOLE_UPSTREAM_MAX_FETCH_SECONDS)",
+    ),
+}
+
+
+@pytest.mark.parametrize("limit", LIMITS)
+async def test_an_upstream_beyond_a_limit_fails_the_run_naming_it_and_changes_nothing(
+    app: object, sim: Simulator, settings: Settings, limit: str
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    assert (await synced(owner, settings)).state == SyncState.SUCCEEDED
+    upstream = sim.tree
+    upstream.rename(upstream.of_type(CUSTOMER)[1]["publicId"], "Renamed")
+    upstream.remove(upstream.of_type(CUSTOMER)[2]["publicId"])
+    upstream.add(upstream.account_id, "Brand New", CUSTOMER)
+    before = await dump(instance_id)
+
+    arm, overrides, expected = LIMITS[limit]
+    arm(sim)
+    run = await synced(owner, dataclasses.replace(settings, **overrides))
+    assert (run.state, run.phase) == (SyncState.FAILED, sync.FETCH)
+    assert run.error and expected in run.error, run.error
+    assert sim.state.bytes_streamed < HUGE // 4
+    assert await dump(instance_id) == before
+
+    sim.faults.clear()
+    run = await synced(owner, settings)
+    assert run.state == SyncState.SUCCEEDED, run.error
+
+
+async def test_a_tree_as_deep_as_the_limit_fits_every_column(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    from server.models.tree import PATH_LENGTH, SORT_KEY_LENGTH
+
+    owner = await connected_tenant(None, sim)
+    _chain_to(sim, COMPANY_LEVELS_THAT_FIT)
+    run = await synced(owner, settings)
+    assert run.state == SyncState.SUCCEEDED, run.error
+    deepest = await Company.filter(instance_id=owner.instance_id).order_by("-depth").first()
+    assert deepest is not None and deepest.depth == COMPANY_LEVELS_THAT_FIT - 1
+    groups = await groups_of(owner.instance_id or 0)
+    assert max(len(g["sort_key"]) for g in groups) <= SORT_KEY_LENGTH
+    assert max(len(g["path"]) for g in groups) <= PATH_LENGTH
+    shared = await StaticGroup.get(company_id=deepest.id, kind=GroupKind.SHARED_OBJECTS)
+    assert len(shared.sort_key) > SORT_KEY_LENGTH - SEGMENT_LENGTH, "one level more won't fit"
+    await check_trees(owner.instance_id or 0)
+
+
+def _on_every_customer(field: str, value: Callable[[dict[str, Any]], Any]) -> Any:
+    def change(answer: dict[str, Any]) -> dict[str, Any]:
+        companies = [
+            {**c, field: value(c)} if c["type"] == CUSTOMER else c for c in answer["companies"]
+        ]
+        return {**answer, "companies": companies}
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "longest"),
+    [
+        ("name", lambda c: "ü" * 256, 255),
+        ("email", lambda c: "a" * 245 + "@x.example", 254),
+        ("customIdentifier", lambda c: "C" * 256, 255),
+        ("publicId", lambda c: c["publicId"] + "-" * 29, 64),
+    ],
+)
+async def test_a_value_longer_than_its_column_fails_the_run_naming_it_and_changes_nothing(
+    app: object,
+    sim: Simulator,
+    settings: Settings,
+    field: str,
+    value: Callable[[dict[str, Any]], Any],
+    longest: int,
+) -> None:
+    owner = await connected_tenant(None, sim)
+    await synced(owner, settings)
+    sim.tree.add(sim.tree.account_id, "Brand New", CUSTOMER)
+    before = await dump(owner.instance_id or 0)
+    sim.faults.malformed_body(
+        10_000, body=_on_every_customer(field, value), endpoint="Company/Children"
+    )
+    run = await synced(owner, settings)
+    assert run.state == SyncState.FAILED
+    assert run.error and run.error.endswith(
+        f"has a {field} of {longest + 1} characters; the console holds at most {longest}"
+    ), run.error
+    assert await dump(owner.instance_id or 0) == before
+
+
+async def test_values_as_long_as_their_columns_are_kept_whole(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    sim.faults.malformed_body(
+        10_000,
+        body=_on_every_customer("customIdentifier", lambda c: "Ž" * 255),
+        endpoint="Company/Children",
+    )
+    name = "ü" * 255
+    customer = sim.tree.of_type(CUSTOMER)[0]["publicId"]
+    sim.tree.rename(customer, name)
+    run = await synced(owner, settings)
+    assert run.state == SyncState.SUCCEEDED, run.error
+    stored = await Company.get(instance_id=owner.instance_id, public_id=customer)
+    assert (stored.name, stored.custom_identifier) == (name, "Ž" * 255)
+
+
+@pytest.mark.parametrize(
+    ("url", "username", "field"),
+    [
+        ("http://127.0.0.1:{port}/" + "a" * 2048, DEFAULT_USERNAME, "url"),
+        ("http://127.0.0.1:{port}", "u" * 255, "username"),
+    ],
+)
+async def test_connecting_with_oversized_input_is_refused_before_any_request(
+    app: object, sim: Simulator, settings: Settings, url: str, username: str, field: str
+) -> None:
+    owner = await tenant()
+    with pytest.raises(InvalidInput, match="at most") as caught:
+        await sync.connect_msp_administrator(
+            None, owner.instance_id or 0, url.format(port=sim.port), username, "pw", settings
+        )
+    assert caught.value.field == field
+    assert sim.calls.total() == 0
+
+
+async def test_neither_run_errors_nor_logs_hold_the_password_or_tokens(
+    app: object, sim: Simulator, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    password = "s3cr3t-Pa55word-of-the-ops-user"
+    sim.add_user("ops@msp.example", password, sim.tree.account_id)
+    owner = await tenant()
+    await sync.connect_msp_administrator(
+        None, owner.instance_id or 0, sim.url, "ops@msp.example", password, settings
+    )
+    failures = [
+        lambda: sim.faults.malformed_body(
+            body=lambda b: {**b, "expiresIn": "never"}, endpoint="Token/Get"
+        ),
+        lambda: sim.faults.huge_body(HUGE, endpoint="Token/Get"),
+        lambda: sim.faults.redirect(sim.url, endpoint="Token/Get"),
+        lambda: sim.faults.malformed_body(body={"accessToken": 7}, endpoint="Token/Get"),
+    ]
+    errors = []
+    for arm in failures:
+        sim.faults.clear()
+        arm()
+        run = await synced(owner, dataclasses.replace(settings, upstream_max_body_bytes=65_536))
+        assert run.state == SyncState.FAILED
+        errors.append(run.error or "")
+    said = caplog.text + "".join(errors)
+    assert not [s for s in [password, *sim.state.issued_tokens] if s in said]
+    assert sim.state.issued_tokens, "tokens were handed out, and none was said"
 
 
 # -- one run at a time --------------------------------------------------------------------------

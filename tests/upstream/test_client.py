@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,14 +15,18 @@ from server.upstream.client import (
     MspAdministratorClient,
     UpstreamAuthError,
     UpstreamCompanyRef,
+    UpstreamError,
+    UpstreamLimitExceeded,
     UpstreamNotFound,
     UpstreamProtocolError,
     UpstreamSnapshot,
     UpstreamTreeError,
     UpstreamUnavailable,
+    UpstreamUnreachable,
 )
 from server.upstream.simulator import Simulator, UpstreamTree
 from server.upstream.tree import CUSTOMER, DISTRIBUTOR, MSP, MSP_MANAGER, SUSPENDED
+from tests.sync_support import closed_port, port_that
 
 FAST = {
     "timeout": 2.0,
@@ -319,7 +324,12 @@ async def test_a_slow_answer_times_out_and_is_retried(sim: Simulator) -> None:
     [
         (lambda f: f.malformed_body(end_of_walk=True), UpstreamProtocolError, "not JSON", 0),
         (lambda f: f.maintenance(1_000, end_of_walk=True), UpstreamUnavailable, "503", 1),
-        (lambda f: f.drop_connection(1_000, end_of_walk=True), UpstreamUnavailable, "Discon", 1),
+        (
+            lambda f: f.drop_connection(1_000, end_of_walk=True),
+            UpstreamUnreachable,
+            "could not reach",
+            1,
+        ),
     ],
     ids=["malformed", "maintenance", "dropped"],
 )
@@ -493,3 +503,179 @@ async def test_statistics_count_calls_retries_and_time_waiting(sim: Simulator) -
     assert (stats.retries, stats.logins) == (2, 1)
     assert stats.calls * 0.002 <= stats.wait_seconds
     assert 0 < stats.busy_seconds <= stats.wait_seconds
+
+
+# -- an upstream that is not one, or a hostile one ------------------------------------------------
+
+
+async def login_error(port: int) -> Exception:
+    url = f"http://127.0.0.1:{port}"
+    async with MspAdministratorClient(url, "u", "p", **{**FAST, "timeout": 0.2}) as client:
+        with pytest.raises(UpstreamError) as caught:
+            await client.current_user()
+    return caught.value
+
+
+async def test_a_closed_port_and_a_port_that_never_answers_fail_with_the_same_message() -> None:
+    closed = await login_error(closed_port())
+    async with port_that(None) as port:
+        silent = await login_error(port)
+    assert type(closed) is type(silent) is UpstreamUnreachable
+    assert (
+        str(closed)
+        == str(silent)
+        == ("could not reach the MSP Administrator at 127.0.0.1 (Token/Get, 4 attempts)")
+    )
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b"SSH-2.0-OpenSSH_9.6 secret-banner\r\n", b"-ERR secret-banner\r\n", b"\x16\x03\x01\x00"],
+    ids=["ssh", "redis", "tls"],
+)
+async def test_a_port_that_does_not_speak_http_fails_as_a_protocol_error_quoting_nothing(
+    reply: bytes,
+) -> None:
+    async with port_that(reply) as port:
+        error = await login_error(port)
+    assert type(error) is UpstreamProtocolError
+    assert str(error) == "MSP Administrator Token/Get answered something that is not HTTP"
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("endpoint", ["Token/Get", "Company/Children"])
+async def test_a_redirect_is_an_answer_that_is_never_followed(
+    sim: Simulator, status: int, endpoint: str
+) -> None:
+    async with Simulator(UpstreamTree.generate(10, seed=3)) as elsewhere:
+        sim.faults.redirect(elsewhere.url, status=status, endpoint=endpoint)
+        with pytest.raises(UpstreamProtocolError) as caught:
+            await fetch(sim)
+        assert elsewhere.calls.total() == 0, "nothing went where the redirect pointed"
+    assert str(caught.value) == (
+        f"MSP Administrator {endpoint} answered a redirect ({status}), which the API never "
+        "does; it was not followed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (400, "rejected the request as invalid"),
+        (403, ": access denied"),
+        (404, ": company {} not found"),
+    ],
+)
+async def test_what_an_upstream_writes_in_an_error_answer_is_never_quoted(
+    sim: Simulator, status: int, said: str
+) -> None:
+    sim.faults.server_error(status=status, endpoint="Company/Children")  # "internal error"
+    async with connect(sim) as client:
+        with pytest.raises(UpstreamError) as caught:
+            await client.children(sim.tree.account_id)
+    expected = f"MSP Administrator Company/Children{' ' if status == 400 else ''}{said}"
+    assert str(caught.value) == expected.format(sim.tree.account_id)
+
+
+HUGE = 256 * 2**20
+
+
+@pytest.mark.parametrize("endpoint", ["Token/Get", "Company/Children"])
+async def test_a_huge_answer_is_read_no_further_than_the_limit(
+    sim: Simulator, endpoint: str
+) -> None:
+    sim.faults.huge_body(HUGE, endpoint=endpoint)
+    with pytest.raises(UpstreamLimitExceeded) as caught:
+        await fetch(sim, max_body_bytes=2**20)
+    assert caught.value.limit == "max_body_bytes"
+    assert str(caught.value) == (
+        f"MSP Administrator {endpoint} answered more than 1048576 bytes, the limit of an answer"
+    )
+    # The client hung up: only what the kernel buffers took got out of the simulator.
+    assert sim.state.bytes_streamed < HUGE // 4
+    assert sim.faults.fired["huge"] == 1, "an answer over the limit is not asked again"
+
+
+async def test_an_answer_within_the_limit_is_read_whole(sim: Simulator) -> None:
+    sim.faults.huge_body(2**20, endpoint="Company/Children")
+    with pytest.raises(UpstreamProtocolError, match="companies is missing"):
+        await fetch(sim, max_body_bytes=2**20)
+
+
+async def test_an_endless_total_count_fails_at_its_first_page(sim: Simulator) -> None:
+    msp = sim.tree.of_type(MSP)[0]["publicId"]
+    sim.faults.endless_children(msp)
+    with pytest.raises(UpstreamLimitExceeded) as caught:
+        await fetch(sim, max_companies=100_000)
+    assert caught.value.limit == "max_companies"
+    assert str(caught.value).startswith(
+        "MSP Administrator company tree holds more than 100000 companies, the limit of a sync "
+        f"({msp} counts 1000000000000 children, with room for "
+    )
+    assert sim.children_asked[msp] == 1
+
+
+async def test_a_tree_larger_than_the_limit_fails_even_when_each_page_fits() -> None:
+    tree = UpstreamTree.generate(4, seed=1)
+    msps = [tree.add(tree.account_id, f"MSP {n}", MSP) for n in range(4)]
+    for msp in msps:
+        for n in range(10):
+            tree.add(msp, f"Customer {n}", CUSTOMER)
+    async with Simulator(tree) as sim:
+        allowed = len(tree.snapshot()) - 5
+        sim.faults.delay = 0.05  # the four MSPs are asked at once, each with room for ten
+        with pytest.raises(UpstreamLimitExceeded, match=f"more than {allowed} companies"):
+            await fetch(sim, max_companies=allowed)
+        assert {sim.children_asked[msp] for msp in msps} == {1}
+        assert await fetch(sim, max_companies=allowed + 5)
+
+
+@pytest.mark.parametrize("beyond", [0, 1, 50])
+async def test_a_tree_deeper_than_the_limit_fails_as_soon_as_it_shows(
+    sim: Simulator, beyond: int
+) -> None:
+    tree = sim.tree
+    account_level = len(tree.ancestors_of(tree.account_id)) + 1
+    sim.faults.deep_chain(tree.account_id, 16 - account_level + beyond)
+    if not beyond:
+        snapshot = await fetch(sim, max_depth=16)
+        assert len(snapshot.companies) == 300 + 16 - account_level
+        return
+    with pytest.raises(UpstreamLimitExceeded) as caught:
+        await fetch(sim, max_depth=16)
+    assert caught.value.limit == "max_depth"
+    pattern = (
+        r"MSP Administrator company tree is deeper than the limit of 16 levels \(counting the "
+        rf"{account_level - 1} companies above the account\): company [0-9a-f-]+ is on level 17"
+    )
+    assert re.fullmatch(pattern, str(caught.value)), str(caught.value)
+    assert sim.children_asked.total() < pages_of_a_walk(tree) + 16, "the chain was not walked"
+
+
+async def test_ancestors_alone_deeper_than_the_limit_fail_before_any_child_is_asked(
+    sim: Simulator,
+) -> None:
+    with pytest.raises(UpstreamLimitExceeded, match="is on level"):
+        await fetch(sim, max_depth=len(sim.tree.ancestors_of(sim.tree.account_id)))
+    assert sim.children_asked.total() == 0
+
+
+async def test_calls_past_the_time_limit_fail_naming_it(sim: Simulator) -> None:
+    sim.faults.slow(1.0, endpoint="Company/Children")
+    with pytest.raises(UpstreamLimitExceeded) as caught:
+        await fetch(sim, max_seconds=0.2)
+    assert caught.value.limit == "max_seconds"
+    assert str(caught.value) == (
+        "MSP Administrator calls took longer than the limit of 0.2 s (at Company/Children)"
+    )
+
+
+async def test_a_backoff_that_would_end_past_the_time_limit_is_not_waited(
+    sim: Simulator,
+) -> None:
+    sim.faults.rate_limit(1, retry_after=30, endpoint="User/Current")
+    async with connect(sim, max_backoff_total=60, max_seconds=5) as client:
+        with pytest.raises(UpstreamLimitExceeded, match="at User/Current"):
+            await client.current_user()
+    assert client.stats.backoff_seconds == 0
+    assert sim.calls["User/Current"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -304,3 +305,58 @@ async def test_the_structural_faults_change_the_listing(api: Api) -> None:
     faults.clear()
     _, clean = await api.children(msp)
     assert clean["companies"] == tree.children_of(msp)
+
+
+async def test_a_huge_body_is_streamed_whole_to_whoever_reads_it(api: Api) -> None:
+    api.sim.faults.huge_body(3 * 2**20 + 5, endpoint="Company/Children")
+    url = f"{api.sim.url}/api/Company/Children"
+    body = {"companyId": api.sim.tree.account_id, "skip": 0, "take": 10}
+    headers = {"Authorization": f"Bearer {api.token}"}
+    async with api.session.post(url, json=body, headers=headers) as answer:
+        assert answer.status == 200 and "Content-Length" not in answer.headers
+        assert answer.headers["Transfer-Encoding"] == "chunked"
+        raw = await answer.read()
+    assert len(raw) == api.sim.state.bytes_streamed == 3 * 2**20 + 5
+    assert set(json.loads(raw)) == {"padding"}
+    assert (await api.children(api.sim.tree.account_id))[0] == 200, "it fired once"
+
+
+async def test_endless_children_page_made_up_customers_without_end(api: Api) -> None:
+    msp = api.sim.tree.of_type(MSP)[0]["publicId"]
+    api.sim.faults.endless_children(msp)
+    _, first = await api.children(msp, skip=0, take=100)
+    _, far = await api.children(msp, skip=10**9, take=3)
+    assert first["totalCount"] == far["totalCount"] == 10**12
+    assert len(first["companies"]) == 100 and len(far["companies"]) == 3
+    made_up = first["companies"] + far["companies"]
+    assert {(c["type"], c["parentId"]) for c in made_up} == {(CUSTOMER, msp)}
+    assert len({c["publicId"] for c in made_up}) == 103
+    assert (await api.children(msp, skip=0, take=100))[1] == first, "pages are stable"
+
+
+async def test_a_deep_chain_hangs_one_made_up_msp_under_another(api: Api) -> None:
+    tree = api.sim.tree
+    msp = tree.of_type(MSP)[0]["publicId"]
+    api.sim.faults.deep_chain(msp, 3)
+    _, page = await api.children(msp)
+    assert page["totalCount"] == len(tree.children_of(msp)) + 1
+    parent, chain = msp, []
+    link = page["companies"][-1]
+    while True:
+        assert (link["type"], link["parentId"]) == (MSP, parent)
+        chain.append(link["name"])
+        status, below = await api.children(link["publicId"])
+        assert status == 200
+        if not below["companies"]:
+            break
+        parent, (link,) = link["publicId"], below["companies"]
+    assert chain == ["Chain MSP 1", "Chain MSP 2", "Chain MSP 3"]
+
+
+async def test_a_redirect_points_to_the_same_path_elsewhere(api: Api) -> None:
+    api.sim.faults.redirect("http://elsewhere.example/", status=302, endpoint="User/Current")
+    url = f"{api.sim.url}/api/User/Current"
+    headers = {"Authorization": f"Bearer {api.token}"}
+    async with api.session.get(url, headers=headers, allow_redirects=False) as answer:
+        assert answer.status == 302
+        assert answer.headers["Location"] == "http://elsewhere.example/api/User/Current"
