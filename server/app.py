@@ -24,7 +24,7 @@ from server.body_limit import BodyLimitMiddleware
 from server.domain.sync_scheduler import SyncScheduler
 from server.events import EventBus, create_event_bus
 from server.models import db
-from server.observability import RequestIdMiddleware, metrics, worker_stopped
+from server.observability import RequestIdMiddleware, metrics_endpoint, worker_stopped
 from server.settings import Settings
 
 
@@ -93,7 +93,7 @@ def create_app(
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", metrics),
+        Route("/metrics", metrics_endpoint(settings.metrics_token, settings.metrics_public)),
         Route("/installers/config", installer_config, methods=["POST"]),
         *agent_routes(agent_runtime),
     ]

@@ -53,6 +53,8 @@ class Settings:
         str, ...
     ] = ()  # whose X-Forwarded-For is believed (server.client_address)
     agent_requests_per_minute: int = 30
+    metrics_token: str = ""  # /metrics answers only with this bearer token; 404 when empty
+    metrics_public: bool = False  # /metrics answers anyone (behind a private network only)
     demo: bool = False
 
     @classmethod

@@ -31,6 +31,7 @@ from server.settings import Settings
 from tests.graphql_client import GraphQLClient
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+METRICS_TOKEN = "test-metrics-token"
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +73,7 @@ def settings(database_url: str) -> Settings:
         secret_key=TEST_SECRET,
         public_agent_url="https://console.example.test/agent/v1",
         login_attempts_per_minute=1000,
+        metrics_token=METRICS_TOKEN,
     )
 
 

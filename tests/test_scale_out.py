@@ -43,6 +43,8 @@ pytestmark = [pytest.mark.needs_postgres]
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POSTGRES = "postgres://root@127.0.0.1:5432/test"
 SECRET = "scale-out-test-secret-key-0123456789-abcdef"
+METRICS_TOKEN = "scale-out-metrics-token"
+METRICS = {"authorization": f"Bearer {METRICS_TOKEN}"}  # /metrics is not public
 SYNC_INTERVAL = 4  # seconds: MSP_CONSOLE_SYNC_INTERVAL of both processes
 SCHEDULE_WINDOW = 13  # seconds after the connection by which the timeline is read
 COMPANIES = 60
@@ -144,6 +146,7 @@ def console_env(database_url: str, agent_url: str) -> dict[str, str]:
             "MSP_CONSOLE_SECRET_KEY": SECRET,
             "MSP_CONSOLE_SYNC_INTERVAL": str(SYNC_INTERVAL),
             "MSP_CONSOLE_PUBLIC_AGENT_URL": agent_url,
+            "MSP_CONSOLE_METRICS_TOKEN": METRICS_TOKEN,
         }
     )
     return env
@@ -392,7 +395,7 @@ class Subscriptions:
 
 async def subscriptions_open(console: Console) -> int:
     async with httpx.AsyncClient(timeout=5) as http:
-        text = (await http.get(console.url + "/metrics")).text
+        text = (await http.get(console.url + "/metrics", headers=METRICS)).text
     found = re.search(r"^msp_subscriptions_open (\S+)$", text, re.MULTILINE)
     return int(float(found.group(1))) if found else 0
 
@@ -607,7 +610,8 @@ async def test_the_scheduled_sync_runs_once_across_both_processes(cluster: Clust
     # Where sync runs are counted, the two processes together count each finished run once.
     async with httpx.AsyncClient(timeout=5) as http:
         counted = [
-            sync_runs_counted((await http.get(c.url + "/metrics")).text) for c in cluster.consoles
+            sync_runs_counted((await http.get(c.url + "/metrics", headers=METRICS)).text)
+            for c in cluster.consoles
         ]
     print(f"msp_sync_runs_total on A and B: {counted}")
     if any(counted):
@@ -635,6 +639,6 @@ async def test_metrics_sum_every_worker(scale_out_database, tmp_path):
         expected = f'msp_graphql_requests_total{{operation="Probe",outcome="ok"}} {requests}.0'
         for _ in range(6):
             async with httpx.AsyncClient() as http:
-                assert expected in (await http.get(console.url + "/metrics")).text
+                assert expected in (await http.get(console.url + "/metrics", headers=METRICS)).text
     finally:
         await stop_console(console)
