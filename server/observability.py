@@ -62,6 +62,12 @@ SUBSCRIPTIONS_OPEN = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livesum",  # with several workers: the open ones of live workers, summed
 )
+PASSWORD_HASHING = Gauge(
+    "msp_password_hashing",
+    "Password hashes and verifications running or waiting for a hashing thread",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
 SHARED_METRICS_FOLDER = "PROMETHEUS_MULTIPROC_DIR"
 MAX_OPERATION_LABELS = 200  # operation names come from clients: bound the label set
 

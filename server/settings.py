@@ -48,7 +48,9 @@ class Settings:
     max_query_cost: int = 50_000
     max_request_bytes: int = 1_048_576
     max_subscriptions_per_socket: int = 50
-    login_attempts_per_minute: int = 10
+    login_attempts_per_minute: int = 10  # failed sign-ins of one account from one address
+    login_attempts_per_address_per_minute: int = 60  # failed sign-ins from one address, any account
+    password_hashing_threads: int = 2  # argon2 calls at once per process, 64 MiB each
     trusted_proxies: tuple[
         str, ...
     ] = ()  # whose X-Forwarded-For is believed (server.client_address)
@@ -91,6 +93,14 @@ class Settings:
 
     def __post_init__(self) -> None:
         from server.client_address import trusted_networks
+
+        for name in (
+            "login_attempts_per_minute",
+            "login_attempts_per_address_per_minute",
+            "password_hashing_threads",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"MSP_CONSOLE_{name.upper()} must be at least 1")
 
         try:
             trusted_networks(self.trusted_proxies)

@@ -73,6 +73,7 @@ def settings(database_url: str) -> Settings:
         secret_key=TEST_SECRET,
         public_agent_url="https://console.example.test/agent/v1",
         login_attempts_per_minute=1000,
+        login_attempts_per_address_per_minute=1000,
         metrics_token=METRICS_TOKEN,
     )
 

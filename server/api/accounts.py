@@ -23,6 +23,7 @@ from server.models import Account as AccountModel
 from server.models import Instance as InstanceModel
 from server.models import StaticGroup as GroupModel
 from server.models import User as UserModel
+from server.settings import Settings
 
 if TYPE_CHECKING:
     from server.api.users import PermissionSet
@@ -270,12 +271,13 @@ class AccountMutations:
     @strawberry.mutation(description="Sign in; `via` is the portal of an account owner.")
     async def login(self, info: Info[Context, None], input: LoginInput) -> LoginPayload:
         context = info.context
+        settings = context.settings
         try:
-            await throttle.check_sign_in(
-                input.email, context.client_address, context.settings.login_attempts_per_minute
+            attempt = await throttle.begin_sign_in(
+                input.email, context.client_address, sign_in_limits(settings), settings.secret_key
             )
             token, _ = await accounts.login(
-                input.email, input.password, input.via, context.settings.session_ttl
+                input.email, input.password, input.via, settings.session_ttl
             )
         except DomainError as exc:
             if isinstance(exc, InvalidCredentials):
@@ -283,6 +285,7 @@ class AccountMutations:
             return LoginPayload(
                 errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
             )
+        await throttle.succeeded(attempt)
         await sign_in(context, token)
         await _record_own(context, "login", {"via": _via(input.via)})
         return LoginPayload(
@@ -367,6 +370,13 @@ class AccountMutations:
         return RemoveInstancePayload(
             removed_instance_id=input.instance_id, client_mutation_id=input.client_mutation_id
         )
+
+
+def sign_in_limits(settings: Settings) -> throttle.SignInLimits:
+    return throttle.SignInLimits(
+        per_account_and_address=settings.login_attempts_per_minute,
+        per_address=settings.login_attempts_per_address_per_minute,
+    )
 
 
 def _via(via: object) -> str | None:

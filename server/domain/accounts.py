@@ -40,11 +40,12 @@ async def create_account(email: str, password: str, services: list[Service]) -> 
     if not services:
         raise InvalidInput("an account is registered with at least one service", "services")
     names = sorted({Service(s).value for s in services})
+    password_hash = await secrets.hash_password(password)
     async with in_transaction():
         if await email_taken(email):
             raise AlreadyExists("an account or user with this email exists", "email")
         return await Account.create(
-            email=email, password_hash=secrets.hash_password(password), services=",".join(names)
+            email=email, password_hash=password_hash, services=",".join(names)
         )
 
 
@@ -75,12 +76,12 @@ async def login(email: str, password: str, via: Service | None, ttl: int) -> tup
     user: User | None = None
     if via is not None:
         account = await Account.get_or_none(email=email)
-        ok = secrets.verify_password(account.password_hash if account else None, password)
+        ok = await secrets.verify_password(account.password_hash if account else None, password)
         if not ok or account is None or via not in account.service_list:
             raise refused
     else:
         user = await User.get_or_none(email=email, account_id=None)
-        ok = secrets.verify_password(user.password_hash if user else None, password)
+        ok = await secrets.verify_password(user.password_hash if user else None, password)
         if not ok or user is None or not user.enabled:
             raise refused
     token = secrets.new_token(TOKEN_PREFIX)

@@ -152,7 +152,7 @@ async def setup_customer(
         validation.password(user.password, "user.password")
         if await email_taken(email):
             raise AlreadyExists("an account or user with this email exists", "user.email")
-        password_hash = secrets.hash_password(user.password)
+        password_hash = await secrets.hash_password(user.password)
     group = await StaticGroup.get(
         instance_id=scope.instance_id, company_id=company.id, kind=GroupKind.COMPANY
     )

@@ -89,7 +89,7 @@ async def create_user(
     timeout = session_timeout(session_timeout_seconds)
     group = await _home_group(scope, home_group_id)
     sets = await permissions.checked_sets(scope, permission_set_ids)
-    password_hash = secrets.hash_password(password)
+    password_hash = await secrets.hash_password(password)
     async with in_transaction():
         if await email_taken(email):
             raise AlreadyExists("an account or user with this email exists", "email")
@@ -166,7 +166,7 @@ async def update_user(
             fields.append("disabled_by_unlink_id")
         end_sessions = end_sessions or not enabled
     if password is not None:
-        user.password_hash = secrets.hash_password(password)
+        user.password_hash = await secrets.hash_password(password)
         fields.append("password_hash")
         end_sessions = end_sessions or user.id != actor_id
     if description is not None:
