@@ -8,13 +8,17 @@ wrong service give the same answer.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
+from server import events
 from server.domain import secrets, validation
 from server.domain.errors import AlreadyExists, InvalidCredentials, InvalidInput
+from server.events import EventBus
 from server.models import Account, Session, User, db
+from server.models.bulk import encode_ids, ids_source
 from server.models.enums import Service
 
 TOKEN_PREFIX = "msp"  # noqa: S105 - a label, not a secret
@@ -158,6 +162,33 @@ async def logout(session_id: int) -> None:
     await Session.filter(id=session_id).delete()
 
 
-async def end_user_sessions(user_ids: list[int]) -> None:
+async def end_user_sessions(
+    user_ids: Sequence[int], keep_session_id: int | None = None
+) -> list[int]:
+    """End every session of these users but the one kept; returns the ids of those ended."""
+    if not user_ids:
+        return []
+    rows = await db.fetch(
+        f"DELETE FROM session WHERE user_id IN ({ids_source()}) AND id <> ? RETURNING id",
+        [encode_ids(user_ids), -1 if keep_session_id is None else keep_session_id],
+    )
+    return [row["id"] for row in rows]
+
+
+async def publish_sessions_ended(
+    bus: EventBus,
+    instance_id: int,
+    *,
+    user_ids: Sequence[int] = (),
+    session_ids: Sequence[int] = (),
+) -> None:
+    """Tell open websockets (after commit) whose sessions ended: every session of `user_ids`,
+    and the sessions `session_ids`."""
     if user_ids:
-        await Session.filter(user_id__in=user_ids).delete()
+        await bus.publish(
+            events.SESSION_ENDED, {"instance_id": instance_id, "user_ids": list(user_ids)}
+        )
+    if session_ids:
+        await bus.publish(
+            events.SESSION_ENDED, {"instance_id": instance_id, "session_ids": list(session_ids)}
+        )

@@ -376,11 +376,3 @@ async def publish_status_changes(
         await bus.publish(
             events.CUSTOMER_STATUS, {"instance_id": instance_id, "company_ids": list(company_ids)}
         )
-
-
-async def publish_sessions_ended(bus: EventBus, instance_id: int, user_ids: Sequence[int]) -> None:
-    """Tell open websockets (after commit) whose sessions ended."""
-    if user_ids:
-        await bus.publish(
-            events.SESSION_ENDED, {"instance_id": instance_id, "user_ids": list(user_ids)}
-        )
