@@ -16,12 +16,11 @@ from server.api.groups import StaticGroup
 from server.api.node import Node, decode_id, resolves
 from server.api.permissions import Authenticated
 from server.api.sync import SyncRun
-from server.domain import accounts, audit, global_ids, instances, sync_runs, throttle
+from server.domain import accounts, audit, global_ids, groups, instances, sync_runs, throttle
 from server.domain.access import scope_of
 from server.domain.errors import DomainError, InvalidCredentials
 from server.models import Account as AccountModel
 from server.models import Instance as InstanceModel
-from server.models import StaticGroup as GroupModel
 from server.models import User as UserModel
 from server.settings import Settings
 
@@ -74,10 +73,13 @@ class User(Node):
 
     @strawberry.field
     async def home_group(self, info: Info[Context, None]) -> StaticGroup:
-        group_id = self.model.home_group_id  # type: ignore[attr-defined]
-        group = await info.context.loaders.group_by_id.load(group_id)
-        # A home group outside the viewer's scope still names where the user lives.
-        return StaticGroup.of(group or await GroupModel.get(id=group_id))
+        scope = info.context.require_scope()
+        group = await info.context.loaders.group_by_id.load(self.model.home_group_id)  # type: ignore[attr-defined]
+        if group is None and self.model.id == scope.user_id:
+            group = await groups.own_home_group(scope)
+        if group is None:  # USERS on its home group is what makes another user visible
+            raise RuntimeError(f"user {self.model.id} has no visible home group")
+        return StaticGroup.of(group)
 
     @strawberry.field(description="The user's permission sets that the viewer may see.")
     async def permission_sets(

@@ -223,6 +223,26 @@ async def test_a_user_changing_its_own_password_keeps_only_the_session_it_acts_f
     assert kept["viewer"]["user"]["email"] == user.email
 
 
+async def test_a_viewer_sees_its_own_home_group_even_outside_its_scope_and_nothing_more(
+    client, world
+):
+    owner, _, msp_a, msp_b, _ = world
+    user = await scoped_user(
+        client, owner.instance_id, [msp_a], {Area.COMPANIES: Level.READ}, home=msp_b
+    )
+    data = await client.query("{ viewer { user { homeGroup { id name } } } }", token=user.token)
+    assert data["viewer"]["user"]["homeGroup"] == {
+        "id": gid("StaticGroup", msp_b.id),
+        "name": msp_b.name,
+    }
+    node = "query($id: ID!) { node(id: $id) { id } }"
+    assert (await client.query(node, {"id": gid("StaticGroup", msp_b.id)}, user.token)) == {
+        "node": None
+    }
+    roots = await client.query("{ rootGroups { id } }", token=user.token)
+    assert roots["rootGroups"] == [{"id": gid("StaticGroup", msp_a.id)}]
+
+
 async def test_managers_cannot_disable_themselves_the_owner_or_someone_above_them(client, world):
     owner, tree, msp_a, _, admin_a = world
     owner_user = await User.get(instance_id=owner.instance_id, account_id__isnull=False)
