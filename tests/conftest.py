@@ -44,6 +44,20 @@ def database_url() -> AsyncIterator[str]:
     yield from _postgres_database(db.normalize_url(base))
 
 
+DEFAULT_POSTGRES = "postgres://root@127.0.0.1:5432/test"
+
+
+def postgres_server() -> str:
+    """The suite's PostgreSQL when it runs on one, else the local default (for the tests that
+    always need PostgreSQL)."""
+    configured = os.environ.get("MSP_TEST_DATABASE_URL", "")
+    if configured and configured != "sqlite":
+        url = db.normalize_url(configured)
+        if url.startswith("postgres://"):
+            return url
+    return DEFAULT_POSTGRES
+
+
 def _postgres_database(base: str):  # type: ignore[no-untyped-def]
     """A new database on the server of `base`, dropped at the end of the session."""
     name = f"msp_test_{uuid.uuid4().hex[:12]}"

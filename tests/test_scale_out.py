@@ -32,16 +32,14 @@ import httpx
 import pytest
 import websockets
 
-from server.models import db
 from server.models.locks import SYNC_SCHEDULER
 from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
-from tests.conftest import _postgres_database
+from tests.conftest import _postgres_database, postgres_server
 from tests.graphql_client import GraphQLClient
 
 pytestmark = [pytest.mark.needs_postgres]
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_POSTGRES = "postgres://root@127.0.0.1:5432/test"
 SECRET = "scale-out-test-secret-key-0123456789-abcdef"
 METRICS_TOKEN = "scale-out-metrics-token"
 METRICS = {"authorization": f"Bearer {METRICS_TOKEN}"}  # /metrics is not public
@@ -82,16 +80,6 @@ SUBSCRIPTIONS = {
 
 
 # -- the database -------------------------------------------------------------------------------
-
-
-def postgres_server() -> str:
-    """The suite's PostgreSQL when it runs on one, else the local default."""
-    configured = os.environ.get("MSP_TEST_DATABASE_URL", "")
-    if configured and configured != "sqlite":
-        url = db.normalize_url(configured)
-        if url.startswith("postgres://"):
-            return url
-    return DEFAULT_POSTGRES
 
 
 @pytest.fixture(scope="module")
