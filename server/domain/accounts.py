@@ -73,7 +73,7 @@ async def login(email: str, password: str, via: Service | None, ttl: int) -> tup
     refused = InvalidCredentials("wrong email, password or service")
     if not isinstance(email, str) or not isinstance(password, str) or len(password) > 1024:
         raise refused
-    if "\x00" in email or "\x00" in password:  # PostgreSQL text refuses NUL: never a match
+    if not validation.storable(email) or not validation.storable(password):  # never a match
         raise refused
     email = email.strip().lower()[:254]
     account: Account | None = None

@@ -48,7 +48,8 @@ class Attempt:
 
 
 def _key(secret_key: str, kind: str, value: str) -> str:
-    digest = hmac.new(secret_key.encode(), f"{kind}\x00{value}".encode(), hashlib.sha256)
+    message = f"{kind}\x00{value}".encode("utf-8", "surrogatepass")  # whatever JSON carried
+    digest = hmac.new(secret_key.encode(), message, hashlib.sha256)
     return digest.hexdigest()
 
 

@@ -240,3 +240,16 @@ async def test_requests_are_answered_while_sign_ins_wait_for_password_hashing(cl
     tokens = await asyncio.gather(*sign_ins)
     assert len(set(tokens)) == queued
     await asyncio.gather(*busy)
+
+
+async def test_a_sign_in_with_broken_unicode_is_refused_like_any_wrong_credentials(client):
+    owner = await factories.owner(client)
+    for email, password in (
+        ("a\ud800@example.test", "whatever"),
+        (owner.email, factories.PASSWORD + "\udfff"),
+        (owner.email + "\udfff", factories.PASSWORD),
+    ):
+        body = await client.execute_escaped(
+            factories.LOGIN, {"input": {"email": email, "password": password, "via": "EBA"}}
+        )
+        assert [e["code"] for e in body["data"]["login"]["errors"]] == ["INVALID_CREDENTIALS"]

@@ -138,6 +138,27 @@ async def test_bad_user_input_is_refused(client, world, extra, code, field):
     assert await User.filter(instance_id=owner.instance_id).count() == before
 
 
+async def test_broken_unicode_in_an_email_or_password_is_refused_and_changes_nothing(client, world):
+    owner, _, msp_a, _, _ = world
+    before = await User.filter(instance_id=owner.instance_id).count()
+    home = gid("StaticGroup", msp_a.id)
+    for extra, field in (
+        ({"email": "broken\ud800@example.test"}, "email"),
+        ({"password": "long enough \udfff password"}, "password"),
+    ):
+        fields = {"email": factories.unique_email("broken"), "password": "long enough password"}
+        variables = {"input": {**fields, "homeGroupId": home, **extra}}
+        body = await client.execute_escaped(CREATE_USER, variables, owner.token)
+        assert codes(body["data"]["createUser"]) == ["INVALID_INPUT"], body
+        assert body["data"]["createUser"]["errors"][0]["field"] == field
+    assert await User.filter(instance_id=owner.instance_id).count() == before
+    target = await scoped_user(client, owner.instance_id, [msp_a], {Area.COMPANIES: Level.READ})
+    variables = {"input": {"userId": gid("User", target.user.id), "password": "new \ud800 pass"}}
+    body = await client.execute_escaped(UPDATE_USER, variables, owner.token)
+    assert codes(body["data"]["updateUser"]) == ["INVALID_INPUT"]
+    await factories.login(client, target.email, PASSWORD, None)  # the old password still works
+
+
 async def test_an_email_of_an_account_or_user_is_taken(client, world):
     owner, _, msp_a, _, admin_a = world
     for email in (owner.email, admin_a.email, admin_a.email.upper()):
