@@ -21,10 +21,11 @@ from server.api.downloads import installer_config
 from server.api.http import GraphQLView
 from server.api.schema import ConsoleSchema, build_schema
 from server.body_limit import BodyLimitMiddleware
+from server.domain.secrets import bound_password_hashing
 from server.domain.sync_scheduler import SyncScheduler
 from server.events import EventBus, create_event_bus
 from server.models import db
-from server.observability import RequestIdMiddleware, metrics, worker_stopped
+from server.observability import RequestIdMiddleware, metrics_endpoint, worker_stopped
 from server.settings import Settings
 
 
@@ -64,6 +65,7 @@ def create_app(
 ) -> Starlette:
     """Creates the console application."""
     settings = settings or Settings.from_env()
+    bound_password_hashing(settings.password_hashing_threads)
     bus = bus or create_event_bus(settings.database_url)
     graphql = GraphQLView(schema or build_schema(settings), settings, bus)
     agent_runtime = AgentRuntime(settings, bus)
@@ -93,7 +95,7 @@ def create_app(
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", metrics),
+        Route("/metrics", metrics_endpoint(settings.metrics_token, settings.metrics_public)),
         Route("/installers/config", installer_config, methods=["POST"]),
         *agent_routes(agent_runtime),
     ]

@@ -75,7 +75,7 @@ async def prepare_demo(settings: Settings, upstream_url: str) -> int:
     if account is None:
         account = await Account.create(
             email=DEMO_EMAIL,
-            password_hash=secrets.hash_password(DEMO_PASSWORD),
+            password_hash=await secrets.hash_password(DEMO_PASSWORD),
             services=f"{Service.EBA.value},{Service.EMA2.value}",
         )
     instance = await Instance.get_or_none(owner_id=account.id)

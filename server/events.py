@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 SYNC_RUN = "sync_run"  # {"instance_id", "run_id"}
 CUSTOMER_STATUS = "customer_status"  # {"instance_id", "company_ids"}
 COMPUTER_CONNECTION = "computer_connection"  # {"instance_id", "computer_ids"}
-SESSION_ENDED = "session_ended"  # {"instance_id", "user_ids"}: close their sockets
+SESSION_ENDED = "session_ended"  # {"instance_id", "user_ids" | "session_ids"}: close sockets
 TOPICS = (SYNC_RUN, CUSTOMER_STATUS, COMPUTER_CONNECTION, SESSION_ENDED)
 QUEUE_LIMIT = 1000
 

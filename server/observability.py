@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -16,7 +18,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,12 @@ SUBSCRIPTIONS_OPEN = Gauge(
     "GraphQL subscriptions being served",
     registry=REGISTRY,
     multiprocess_mode="livesum",  # with several workers: the open ones of live workers, summed
+)
+PASSWORD_HASHING = Gauge(
+    "msp_password_hashing",
+    "Password hashes and verifications running or waiting for a hashing thread",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 SHARED_METRICS_FOLDER = "PROMETHEUS_MULTIPROC_DIR"
 MAX_OPERATION_LABELS = 200  # operation names come from clients: bound the label set
@@ -177,9 +185,39 @@ def worker_stopped() -> None:
         multiprocess.mark_process_dead(os.getpid())
 
 
-async def metrics(request: Request) -> Response:
-    registry = REGISTRY
-    if SHARED_METRICS_FOLDER in os.environ:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+def metrics_endpoint(
+    token: str, public: bool
+) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    """`/metrics`: for anyone when `public`; else only with `Authorization: Bearer <token>`
+    (compared in constant time), and not there at all (404) without a token. Metrics name
+    operations and load: an internet-facing console must not hand them to strangers."""
+    expected = hashlib.sha256(token.encode()).digest() if token else None
+
+    def authorized(request: Request) -> bool:
+        given = request.headers.get("authorization", "")
+        scheme, _, credentials = given.partition(" ")
+        digest = hashlib.sha256(credentials.strip().encode("utf-8", "surrogatepass")).digest()
+        return (
+            expected is not None
+            and scheme.lower() == "bearer"
+            and hmac.compare_digest(expected, digest)
+        )
+
+    async def metrics(request: Request) -> Response:
+        if not public:
+            if expected is None:
+                return Response("Not Found", status_code=404, media_type="text/plain")
+            if not authorized(request):
+                return Response(
+                    "a bearer token is needed",
+                    status_code=401,
+                    media_type="text/plain",
+                    headers={"www-authenticate": "Bearer"},
+                )
+        registry = REGISTRY
+        if SHARED_METRICS_FOLDER in os.environ:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics

@@ -50,7 +50,9 @@ class Settings:
     max_query_cost: int = 50_000
     max_request_bytes: int = 1_048_576
     max_subscriptions_per_socket: int = 50
-    login_attempts_per_minute: int = 10
+    login_attempts_per_minute: int = 10  # failed sign-ins of one account from one address
+    login_attempts_per_address_per_minute: int = 60  # failed sign-ins from one address, any account
+    password_hashing_threads: int = 2  # argon2 calls at once per process, 64 MiB each
     trusted_proxies: tuple[
         str, ...
     ] = ()  # whose X-Forwarded-For is believed (server.client_address)
@@ -61,6 +63,8 @@ class Settings:
     upstream_max_companies: int = 100_000
     upstream_max_depth: int = COMPANY_LEVELS_THAT_FIT  # levels, read-only ancestors included
     upstream_max_fetch_seconds: float = 3_600.0
+    metrics_token: str = ""  # /metrics answers only with this bearer token; 404 when empty
+    metrics_public: bool = False  # /metrics answers anyone (behind a private network only)
     demo: bool = False
 
     @classmethod
@@ -98,6 +102,14 @@ class Settings:
     def __post_init__(self) -> None:
         from server.client_address import trusted_networks
         from server.upstream.hosts import normalize_host
+
+        for name in (
+            "login_attempts_per_minute",
+            "login_attempts_per_address_per_minute",
+            "password_hashing_threads",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"MSP_CONSOLE_{name.upper()} must be at least 1")
 
         try:
             trusted_networks(self.trusted_proxies)

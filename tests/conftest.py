@@ -33,6 +33,7 @@ from tests.graphql_client import GraphQLClient
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 LOCAL_UPSTREAM = ("127.0.0.1",)
 """The host the tests' simulators listen on, allowed as an MSP Administrator in tests only."""
+METRICS_TOKEN = "test-metrics-token"
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,20 @@ def database_url() -> AsyncIterator[str]:
             yield f"sqlite://{Path(folder) / 'test.db'}"
         return
     yield from _postgres_database(db.normalize_url(base))
+
+
+DEFAULT_POSTGRES = "postgres://root@127.0.0.1:5432/test"
+
+
+def postgres_server() -> str:
+    """The suite's PostgreSQL when it runs on one, else the local default (for the tests that
+    always need PostgreSQL)."""
+    configured = os.environ.get("MSP_TEST_DATABASE_URL", "")
+    if configured and configured != "sqlite":
+        url = db.normalize_url(configured)
+        if url.startswith("postgres://"):
+            return url
+    return DEFAULT_POSTGRES
 
 
 def _postgres_database(base: str):  # type: ignore[no-untyped-def]
@@ -75,6 +90,8 @@ def settings(database_url: str) -> Settings:
         public_agent_url="https://console.example.test/agent/v1",
         login_attempts_per_minute=1000,
         upstream_allowed_hosts=LOCAL_UPSTREAM,
+        login_attempts_per_address_per_minute=1000,
+        metrics_token=METRICS_TOKEN,
     )
 
 

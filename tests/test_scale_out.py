@@ -32,17 +32,17 @@ import httpx
 import pytest
 import websockets
 
-from server.models import db
 from server.models.locks import SYNC_SCHEDULER
 from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
-from tests.conftest import LOCAL_UPSTREAM, _postgres_database
+from tests.conftest import LOCAL_UPSTREAM, _postgres_database, postgres_server
 from tests.graphql_client import GraphQLClient
 
 pytestmark = [pytest.mark.needs_postgres]
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_POSTGRES = "postgres://root@127.0.0.1:5432/test"
 SECRET = "scale-out-test-secret-key-0123456789-abcdef"
+METRICS_TOKEN = "scale-out-metrics-token"
+METRICS = {"authorization": f"Bearer {METRICS_TOKEN}"}  # /metrics is not public
 SYNC_INTERVAL = 4  # seconds: MSP_CONSOLE_SYNC_INTERVAL of both processes
 SCHEDULE_WINDOW = 13  # seconds after the connection by which the timeline is read
 COMPANIES = 60
@@ -80,16 +80,6 @@ SUBSCRIPTIONS = {
 
 
 # -- the database -------------------------------------------------------------------------------
-
-
-def postgres_server() -> str:
-    """The suite's PostgreSQL when it runs on one, else the local default."""
-    configured = os.environ.get("MSP_TEST_DATABASE_URL", "")
-    if configured and configured != "sqlite":
-        url = db.normalize_url(configured)
-        if url.startswith("postgres://"):
-            return url
-    return DEFAULT_POSTGRES
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +135,7 @@ def console_env(database_url: str, agent_url: str) -> dict[str, str]:
             "MSP_CONSOLE_SYNC_INTERVAL": str(SYNC_INTERVAL),
             "MSP_CONSOLE_PUBLIC_AGENT_URL": agent_url,
             "MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS": ",".join(LOCAL_UPSTREAM),
+            "MSP_CONSOLE_METRICS_TOKEN": METRICS_TOKEN,
         }
     )
     return env
@@ -393,7 +384,7 @@ class Subscriptions:
 
 async def subscriptions_open(console: Console) -> int:
     async with httpx.AsyncClient(timeout=5) as http:
-        text = (await http.get(console.url + "/metrics")).text
+        text = (await http.get(console.url + "/metrics", headers=METRICS)).text
     found = re.search(r"^msp_subscriptions_open (\S+)$", text, re.MULTILINE)
     return int(float(found.group(1))) if found else 0
 
@@ -608,7 +599,8 @@ async def test_the_scheduled_sync_runs_once_across_both_processes(cluster: Clust
     # Where sync runs are counted, the two processes together count each finished run once.
     async with httpx.AsyncClient(timeout=5) as http:
         counted = [
-            sync_runs_counted((await http.get(c.url + "/metrics")).text) for c in cluster.consoles
+            sync_runs_counted((await http.get(c.url + "/metrics", headers=METRICS)).text)
+            for c in cluster.consoles
         ]
     print(f"msp_sync_runs_total on A and B: {counted}")
     if any(counted):
@@ -636,6 +628,6 @@ async def test_metrics_sum_every_worker(scale_out_database, tmp_path):
         expected = f'msp_graphql_requests_total{{operation="Probe",outcome="ok"}} {requests}.0'
         for _ in range(6):
             async with httpx.AsyncClient() as http:
-                assert expected in (await http.get(console.url + "/metrics")).text
+                assert expected in (await http.get(console.url + "/metrics", headers=METRICS)).text
     finally:
         await stop_console(console)

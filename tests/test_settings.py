@@ -64,6 +64,20 @@ def test_a_wrong_upstream_setting_is_refused_saying_why(name, value, problem):
     assert problem in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LOGIN_ATTEMPTS_PER_MINUTE",
+        "LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE",
+        "PASSWORD_HASHING_THREADS",
+    ],
+)
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_a_limit_below_one_is_refused_with_its_name(name, value):
+    with pytest.raises(SettingsError, match=f"MSP_CONSOLE_{name}"):
+        Settings.from_env({f"MSP_CONSOLE_{name}": value})
+
+
 def test_the_default_secret_is_refused_outside_the_demo():
     with pytest.raises(SettingsError, match="SECRET_KEY"):
         Settings(secret_key=DEFAULT_SECRET_KEY).check_secure()

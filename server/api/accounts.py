@@ -16,13 +16,13 @@ from server.api.groups import StaticGroup
 from server.api.node import Node, decode_id, resolves
 from server.api.permissions import Authenticated
 from server.api.sync import SyncRun
-from server.domain import accounts, audit, global_ids, instances, sync_runs, throttle
+from server.domain import accounts, audit, global_ids, groups, instances, sync_runs, throttle
 from server.domain.access import scope_of
 from server.domain.errors import DomainError, InvalidCredentials
 from server.models import Account as AccountModel
 from server.models import Instance as InstanceModel
-from server.models import StaticGroup as GroupModel
 from server.models import User as UserModel
+from server.settings import Settings
 
 if TYPE_CHECKING:
     from server.api.users import PermissionSet
@@ -73,10 +73,13 @@ class User(Node):
 
     @strawberry.field
     async def home_group(self, info: Info[Context, None]) -> StaticGroup:
-        group_id = self.model.home_group_id  # type: ignore[attr-defined]
-        group = await info.context.loaders.group_by_id.load(group_id)
-        # A home group outside the viewer's scope still names where the user lives.
-        return StaticGroup.of(group or await GroupModel.get(id=group_id))
+        scope = info.context.require_scope()
+        group = await info.context.loaders.group_by_id.load(self.model.home_group_id)  # type: ignore[attr-defined]
+        if group is None and self.model.id == scope.user_id:
+            group = await groups.own_home_group(scope)
+        if group is None:  # USERS on its home group is what makes another user visible
+            raise RuntimeError(f"user {self.model.id} has no visible home group")
+        return StaticGroup.of(group)
 
     @strawberry.field(description="The user's permission sets that the viewer may see.")
     async def permission_sets(
@@ -270,12 +273,13 @@ class AccountMutations:
     @strawberry.mutation(description="Sign in; `via` is the portal of an account owner.")
     async def login(self, info: Info[Context, None], input: LoginInput) -> LoginPayload:
         context = info.context
+        settings = context.settings
         try:
-            await throttle.check_sign_in(
-                input.email, context.client_address, context.settings.login_attempts_per_minute
+            attempt = await throttle.begin_sign_in(
+                input.email, context.client_address, sign_in_limits(settings), settings.secret_key
             )
             token, _ = await accounts.login(
-                input.email, input.password, input.via, context.settings.session_ttl
+                input.email, input.password, input.via, settings.session_ttl
             )
         except DomainError as exc:
             if isinstance(exc, InvalidCredentials):
@@ -283,6 +287,7 @@ class AccountMutations:
             return LoginPayload(
                 errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
             )
+        await throttle.succeeded(attempt)
         await sign_in(context, token)
         await _record_own(context, "login", {"via": _via(input.via)})
         return LoginPayload(
@@ -367,6 +372,13 @@ class AccountMutations:
         return RemoveInstancePayload(
             removed_instance_id=input.instance_id, client_mutation_id=input.client_mutation_id
         )
+
+
+def sign_in_limits(settings: Settings) -> throttle.SignInLimits:
+    return throttle.SignInLimits(
+        per_account_and_address=settings.login_attempts_per_minute,
+        per_address=settings.login_attempts_per_address_per_minute,
+    )
 
 
 def _via(via: object) -> str | None:

@@ -16,7 +16,7 @@ from server.api.context import Context
 from server.api.errors import UserError
 from server.api.node import decode_id
 from server.api.permissions import Authenticated
-from server.domain import customers
+from server.domain import accounts, customers
 from server.domain.errors import DomainError
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ async def _announce(
 ) -> None:
     scope = context.require_scope()
     await customers.publish_status_changes(context.bus, scope.instance_id, company_ids)
-    await customers.publish_sessions_ended(context.bus, scope.instance_id, list(user_ids))
+    await accounts.publish_sessions_ended(context.bus, scope.instance_id, user_ids=user_ids)
 
 
 @strawberry.type

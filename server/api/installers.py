@@ -19,10 +19,7 @@ from server.api.permissions import Authenticated
 from server.domain import global_ids, installers
 from server.domain.errors import DomainError
 from server.domain.installers import agent_endpoint
-from server.models import Company as CompanyModel
 from server.models import Installer as InstallerModel
-from server.models import StaticGroup as GroupModel
-from server.models.enums import Area, Level
 
 if TYPE_CHECKING:
     from server.api.companies import Company
@@ -59,10 +56,10 @@ class Installer(Node):
     ) -> Annotated[Company, strawberry.lazy("server.api.companies")]:
         from server.api.companies import Company
 
-        company_id = self.model.company_id  # type: ignore[attr-defined]
-        found = await info.context.loaders.company_by_id.load(company_id)
-        # Whoever sees the installer may know whose it is, even above its own scope.
-        return Company.of(found or await CompanyModel.get(id=company_id))
+        found = await info.context.loaders.company_by_id.load(self.model.company_id)  # type: ignore[attr-defined]
+        if found is None:  # an installer is visible only with its company
+            raise RuntimeError(f"installer {self.model.id} has no visible company")
+        return Company.of(found)
 
     @strawberry.field
     async def group(
@@ -70,20 +67,16 @@ class Installer(Node):
     ) -> Annotated[StaticGroup, strawberry.lazy("server.api.groups")]:
         from server.api.groups import StaticGroup
 
-        group_id = self.model.group_id  # type: ignore[attr-defined]
-        found = await info.context.loaders.group_by_id.load(group_id)
-        return StaticGroup.of(found or await GroupModel.get(id=group_id))
+        found = await info.context.loaders.group_by_id.load(self.model.group_id)  # type: ignore[attr-defined]
+        if found is None:  # INSTALLERS on the group is what makes the installer visible
+            raise RuntimeError(f"installer {self.model.id} has no visible group")
+        return StaticGroup.of(found)
 
 
 @resolves("Installer")
 async def installer_node(info: Info[Context, None], key: int) -> Installer | None:
-    scope = info.context.require_scope()
-    found = await InstallerModel.get_or_none(
-        id=key, instance_id=scope.instance_id
-    ).prefetch_related("group")
-    if found is None or not scope.allows(found.group.path, Area.INSTALLERS, Level.READ):
-        return None
-    return Installer.of(found)
+    found = await installers.by_id(info.context.require_scope(), key)
+    return Installer.of(found) if found else None
 
 
 @strawberry.type

@@ -11,6 +11,7 @@ from strawberry.types import Info
 from server.api.context import Context
 from server.api.enums import SyncState
 from server.api.errors import UserError
+from server.api.execution import direct
 from server.api.node import Node, resolves
 from server.api.pagination import CountedConnection, PageInfo, page_request, paginate
 from server.api.permissions import Authenticated
@@ -37,7 +38,7 @@ class SyncRun(Node):
     moved: int
     unlinked: int
     relinked: int
-    error: str | None
+    model: strawberry.Private[SyncRunModel]
 
     @classmethod
     def of(cls, model: SyncRunModel) -> SyncRun:
@@ -55,8 +56,13 @@ class SyncRun(Node):
             moved=model.moved,
             unlinked=model.unlinked,
             relinked=model.relinked,
-            error=model.error,
+            model=model,
         )
+
+    @strawberry.field(description="Why the run failed; the details only for sync rights on All.")
+    @direct
+    def error(self, info: Info[Context, None]) -> str | None:
+        return sync_runs.error_for(info.context.require_scope(), self.model)
 
 
 @strawberry.type

@@ -20,7 +20,7 @@ from server.api.pagination import CountedConnection, PageInfo, page_request, pag
 from server.api.permissions import Authenticated
 from server.domain import global_ids, permissions, users
 from server.domain.access import parse_levels
-from server.domain.customers import publish_sessions_ended
+from server.domain.accounts import publish_sessions_ended
 from server.domain.errors import DomainError
 from server.domain.tree import path_ids
 from server.models import PermissionSet as PermissionSetModel
@@ -363,15 +363,18 @@ class UserMutations:
                     session_timeout_seconds=input.session_timeout if timeout_given else None,  # type: ignore[arg-type]
                     clear_session_timeout=timeout_given and input.session_timeout is None,
                     home_group_id=group_key,
+                    actor_session_id=context.require_session().session_id,
                 )
                 entry.group_path = await _home_path(key)
         except DomainError as exc:
             return UpdateUserPayload(
                 errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
             )
-        if change.sessions_ended:
-            scope = context.require_scope()
-            await publish_sessions_ended(context.bus, scope.instance_id, [change.user.id])
+        await publish_sessions_ended(
+            context.bus,
+            context.require_scope().instance_id,
+            session_ids=change.ended_session_ids,
+        )
         return UpdateUserPayload(
             user=User.of(change.user), client_mutation_id=input.client_mutation_id
         )

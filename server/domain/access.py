@@ -50,6 +50,10 @@ class Scope:
     def allows(self, path: str, area: Area | None = None, level: Level = Level.READ) -> bool:
         return any(path.startswith(prefix) for prefix in self.paths(area, level))
 
+    def covers_instance(self, area: Area | None = None, level: Level = Level.READ) -> bool:
+        """Whether `level` in `area` is granted on the whole instance (the All group)."""
+        return any(tree.is_top(prefix) for prefix in self.paths(area, level))
+
     def require(self, path: str, area: Area | None, level: Level) -> None:
         if not self.allows(path, area, level):
             where = area.name if area else "the object"

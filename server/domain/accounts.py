@@ -8,13 +8,17 @@ wrong service give the same answer.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
+from server import events
 from server.domain import secrets, validation
 from server.domain.errors import AlreadyExists, InvalidCredentials, InvalidInput
+from server.events import EventBus
 from server.models import Account, Session, User, db
+from server.models.bulk import encode_ids, ids_source
 from server.models.enums import Service
 
 TOKEN_PREFIX = "msp"  # noqa: S105 - a label, not a secret
@@ -40,11 +44,12 @@ async def create_account(email: str, password: str, services: list[Service]) -> 
     if not services:
         raise InvalidInput("an account is registered with at least one service", "services")
     names = sorted({Service(s).value for s in services})
+    password_hash = await secrets.hash_password(password)
     async with in_transaction():
         if await email_taken(email):
             raise AlreadyExists("an account or user with this email exists", "email")
         return await Account.create(
-            email=email, password_hash=secrets.hash_password(password), services=",".join(names)
+            email=email, password_hash=password_hash, services=",".join(names)
         )
 
 
@@ -68,19 +73,19 @@ async def login(email: str, password: str, via: Service | None, ttl: int) -> tup
     refused = InvalidCredentials("wrong email, password or service")
     if not isinstance(email, str) or not isinstance(password, str) or len(password) > 1024:
         raise refused
-    if "\x00" in email or "\x00" in password:  # PostgreSQL text refuses NUL: never a match
+    if not validation.storable(email) or not validation.storable(password):  # never a match
         raise refused
     email = email.strip().lower()[:254]
     account: Account | None = None
     user: User | None = None
     if via is not None:
         account = await Account.get_or_none(email=email)
-        ok = secrets.verify_password(account.password_hash if account else None, password)
+        ok = await secrets.verify_password(account.password_hash if account else None, password)
         if not ok or account is None or via not in account.service_list:
             raise refused
     else:
         user = await User.get_or_none(email=email, account_id=None)
-        ok = secrets.verify_password(user.password_hash if user else None, password)
+        ok = await secrets.verify_password(user.password_hash if user else None, password)
         if not ok or user is None or not user.enabled:
             raise refused
     token = secrets.new_token(TOKEN_PREFIX)
@@ -157,6 +162,33 @@ async def logout(session_id: int) -> None:
     await Session.filter(id=session_id).delete()
 
 
-async def end_user_sessions(user_ids: list[int]) -> None:
+async def end_user_sessions(
+    user_ids: Sequence[int], keep_session_id: int | None = None
+) -> list[int]:
+    """End every session of these users but the one kept; returns the ids of those ended."""
+    if not user_ids:
+        return []
+    rows = await db.fetch(
+        f"DELETE FROM session WHERE user_id IN ({ids_source()}) AND id <> ? RETURNING id",
+        [encode_ids(user_ids), -1 if keep_session_id is None else keep_session_id],
+    )
+    return [row["id"] for row in rows]
+
+
+async def publish_sessions_ended(
+    bus: EventBus,
+    instance_id: int,
+    *,
+    user_ids: Sequence[int] = (),
+    session_ids: Sequence[int] = (),
+) -> None:
+    """Tell open websockets (after commit) whose sessions ended: every session of `user_ids`,
+    and the sessions `session_ids`."""
     if user_ids:
-        await Session.filter(user_id__in=user_ids).delete()
+        await bus.publish(
+            events.SESSION_ENDED, {"instance_id": instance_id, "user_ids": list(user_ids)}
+        )
+    if session_ids:
+        await bus.publish(
+            events.SESSION_ENDED, {"instance_id": instance_id, "session_ids": list(session_ids)}
+        )

@@ -51,8 +51,12 @@ def _clean(detail: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def printable(value: str) -> str:
-    """Control characters (NUL among them, which PostgreSQL text refuses) as `?`."""
-    return "".join("?" if ord(ch) < 32 and ch not in "\t\n" else ch for ch in value)
+    """Control characters (NUL among them, which PostgreSQL text refuses) and lone surrogates
+    (which JSON can carry and no UTF-8 encoder takes) as `?`."""
+    return "".join(
+        "?" if (ord(ch) < 32 and ch not in "\t\n") or "\ud800" <= ch <= "\udfff" else ch
+        for ch in value
+    )
 
 
 async def record(

@@ -152,7 +152,7 @@ async def setup_customer(
         validation.password(user.password, "user.password")
         if await email_taken(email):
             raise AlreadyExists("an account or user with this email exists", "user.email")
-        password_hash = secrets.hash_password(user.password)
+        password_hash = await secrets.hash_password(user.password)
     group = await StaticGroup.get(
         instance_id=scope.instance_id, company_id=company.id, kind=GroupKind.COMPANY
     )
@@ -375,12 +375,4 @@ async def publish_status_changes(
     if company_ids:
         await bus.publish(
             events.CUSTOMER_STATUS, {"instance_id": instance_id, "company_ids": list(company_ids)}
-        )
-
-
-async def publish_sessions_ended(bus: EventBus, instance_id: int, user_ids: Sequence[int]) -> None:
-    """Tell open websockets (after commit) whose sessions ended."""
-    if user_ids:
-        await bus.publish(
-            events.SESSION_ENDED, {"instance_id": instance_id, "user_ids": list(user_ids)}
         )

@@ -60,6 +60,17 @@ async def _where_in(scope: Scope, column: str, values: Iterable[Any]) -> list[St
     return await visible(scope).filter(*sql_in(column, values)).rows() if values else []
 
 
+async def own_home_group(scope: Scope) -> StaticGroup | None:
+    """The viewer's own home group: a viewer always sees where it lives, even when its
+    permission sets grant nothing there."""
+    rows = await db.fetch(
+        "SELECT g.* FROM console_user u JOIN static_group g ON g.id = u.home_group_id "
+        "WHERE u.id = ? AND u.instance_id = ? AND g.instance_id = ?",
+        [scope.user_id, scope.instance_id, scope.instance_id],
+    )
+    return db.from_row(StaticGroup, rows[0]) if rows else None
+
+
 async def roots(scope: Scope) -> list[StaticGroup]:
     """The tops of the group tree the viewer may see (Shared Objects groups left out)."""
     listing = visible(scope).filter(_IN_TREE)

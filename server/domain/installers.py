@@ -100,11 +100,10 @@ async def revoke_installer(
     scope: Scope, installer_id: int, now: datetime | None = None
 ) -> Installer:
     """Revoke an installer: it enrols nothing more (agents it enrolled keep checking in)."""
-    installer = await Installer.get_or_none(
-        id=installer_id, instance_id=scope.instance_id
-    ).prefetch_related("group")
-    if installer is None or not scope.allows(installer.group.path):
+    installer = await by_id(scope, installer_id)
+    if installer is None:
         raise NotFound("no such installer", "installerId")
+    await installer.fetch_related("group")
     scope.require(installer.group.path, Area.INSTALLERS, Level.WRITE)
     if installer.revoked_at is None:
         installer.revoked_at = now or datetime.now(UTC)
@@ -162,17 +161,30 @@ def installer_command(installer: Installer, token: str, settings: Settings) -> s
 
 
 def visible(scope: Scope) -> Listing[Installer]:
-    """Installers the viewer may read (INSTALLERS on their target group), newest first."""
+    """Installers the viewer may read (INSTALLERS on their target group) of companies it may
+    see, newest first: an installer shows its company, so one whose company is out of sight
+    stays out of sight too."""
     listing = Listing(
         Installer,
-        "installer i JOIN static_group g ON g.id = i.group_id",
+        "installer i JOIN static_group g ON g.id = i.group_id "
+        "JOIN company c ON c.id = i.company_id",
         "i",
         ("i.id",),
         ("id",),
         descending=True,
     )
     condition, params = scope.sql("g.path", Area.INSTALLERS, Level.READ)
-    return listing.filter("i.instance_id = ?", scope.instance_id).filter(condition, *params)
+    company_visible, company_params = scope.sql("c.path")
+    return (
+        listing.filter("i.instance_id = ?", scope.instance_id)
+        .filter(condition, *params)
+        .filter(company_visible, *company_params)
+    )
+
+
+async def by_id(scope: Scope, installer_id: int) -> Installer | None:
+    found = await visible(scope).filter("i.id = ?", installer_id).rows(limit=1)
+    return found[0] if found else None
 
 
 def of_company(scope: Scope, company_id: int, include_revoked: bool) -> Listing[Installer]:
@@ -182,10 +194,10 @@ def of_company(scope: Scope, company_id: int, include_revoked: bool) -> Listing[
 
 async def matching_token(scope: Scope, installer_id: int, token: str) -> Installer:
     """The installer if the viewer may read it and `token` is its token (constant time)."""
-    found = await visible(scope).filter("i.id = ?", installer_id).rows(limit=1)
-    if not found or not hashes_match(found[0].token_hash, token):
+    found = await by_id(scope, installer_id)
+    if found is None or not hashes_match(found.token_hash, token):
         raise NotFound("no such installer, or not its token", "installerId")
-    return found[0]
+    return found
 
 
 async def group_path_of(installer: Installer) -> str:

@@ -47,7 +47,8 @@ Hook = Callable[[], Awaitable[None]]
 
 @dataclass(slots=True)
 class Changes:
-    """What an apply changed; `status_changed` lists customers whose derived status changed."""
+    """What an apply changed; `status_changed` lists customers whose derived status changed,
+    `disabled_users` the users an unlink disabled (and signed out)."""
 
     created: int = 0
     updated: int = 0
@@ -55,6 +56,7 @@ class Changes:
     unlinked: int = 0
     relinked: int = 0
     status_changed: list[int] = field(default_factory=list)
+    disabled_users: list[int] = field(default_factory=list)  # their sessions ended
 
     @property
     def any(self) -> bool:
@@ -540,6 +542,12 @@ class _Apply:
                 f"FROM {rows_source(_USER_UNLINK)} WHERE console_user.id = x.id",
                 [False, encode_rows(rows)],
             )
+            # ended, not merely refused while disabled: a relink must not revive old tokens
+            ids = [row["id"] for row in rows]
+            await self.write(
+                f"DELETE FROM session WHERE user_id IN ({ids_source()})", [encode_ids(ids)]
+            )
+            self.changes.disabled_users += ids
 
     async def relink_returning(self) -> None:
         """Companies back upstream after vanishing get their status back; one a user unlinked

@@ -24,6 +24,7 @@ from typing import Any
 from server import events
 from server.domain import reconcile
 from server.domain.access import Scope
+from server.domain.accounts import publish_sessions_ended
 from server.domain.errors import (
     DomainError,
     ImportNotAllowed,
@@ -503,6 +504,7 @@ async def _execute(
                 events.CUSTOMER_STATUS,
                 {"instance_id": instance.id, "company_ids": ids[start : start + EVENT_BATCH]},
             )
+        await publish_sessions_ended(bus, instance.id, user_ids=changes.disabled_users)
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):
             await asyncio.shield(

@@ -10,6 +10,8 @@ from server.domain.listing import Listing, sql_in
 from server.models import SyncRun
 from server.models.enums import Area
 
+WITHHELD_ERROR = "the sync failed; users with sync rights on the whole instance can read why"
+
 
 def visible(scope: Scope) -> Listing[SyncRun]:
     listing = Listing(SyncRun, "sync_run r", "r", ("r.id",), ("id",), descending=True)
@@ -27,3 +29,12 @@ async def by_ids(scope: Scope, ids: Iterable[int]) -> dict[int, SyncRun]:
 async def latest(scope: Scope) -> SyncRun | None:
     rows = await visible(scope).rows(limit=1)
     return rows[0] if rows else None
+
+
+def error_for(scope: Scope, run: SyncRun) -> str | None:
+    """A run's error as the viewer may read it: the text can name upstream companies and
+    email addresses of the whole account, so only a viewer whose SYNC rights cover the whole
+    instance reads it; others learn that the run failed."""
+    if run.error is None:
+        return None
+    return run.error if scope.covers_instance(Area.SYNC) else WITHHELD_ERROR

@@ -89,7 +89,7 @@ async def create_user(
     timeout = session_timeout(session_timeout_seconds)
     group = await _home_group(scope, home_group_id)
     sets = await permissions.checked_sets(scope, permission_set_ids)
-    password_hash = secrets.hash_password(password)
+    password_hash = await secrets.hash_password(password)
     async with in_transaction():
         if await email_taken(email):
             raise AlreadyExists("an account or user with this email exists", "email")
@@ -129,7 +129,7 @@ async def editable(scope: Scope, actor_id: int | None, user_id: int) -> User:
 @dataclass(frozen=True, slots=True)
 class UserChange:
     user: User
-    sessions_ended: bool
+    ended_session_ids: list[int]
 
 
 async def update_user(
@@ -144,9 +144,11 @@ async def update_user(
     session_timeout_seconds: int | None = None,
     clear_session_timeout: bool = False,
     home_group_id: int | None = None,
+    actor_session_id: int | None = None,
 ) -> UserChange:
-    """Enable or disable a user, or change its details; disabling (or a new password) ends its
-    sessions at once."""
+    """Enable or disable a user, or change its details. Disabling ends its sessions at once; a
+    new password ends them too, but for the one a user changing its own password acts from
+    (`actor_session_id`): whoever knew the old password is signed out everywhere else."""
     user = await editable(scope, actor_id, user_id)
     if password is not None:
         password = validation.password(password)
@@ -158,17 +160,20 @@ async def update_user(
     group = await _home_group(scope, home_group_id) if home_group_id is not None else None
     fields: list[str] = []
     end_sessions = False
+    kept_session_id = None
     if enabled is not None and enabled != user.enabled:
         user.enabled = enabled
         fields.append("enabled")
         if enabled:
             user.disabled_by_unlink_id = None  # type: ignore[attr-defined]
             fields.append("disabled_by_unlink_id")
-        end_sessions = end_sessions or not enabled
+        end_sessions = not enabled
     if password is not None:
-        user.password_hash = secrets.hash_password(password)
+        user.password_hash = await secrets.hash_password(password)
         fields.append("password_hash")
-        end_sessions = end_sessions or user.id != actor_id
+        if not end_sessions:
+            end_sessions = True
+            kept_session_id = actor_session_id if user.id == actor_id else None
     if description is not None:
         user.description = description
         fields.append("description")
@@ -181,12 +186,13 @@ async def update_user(
     if group is not None:
         user.home_group_id = group.id  # type: ignore[attr-defined]
         fields.append("home_group_id")
+    ended: list[int] = []
     async with in_transaction():
         if fields:
             await user.save(update_fields=fields)
         if end_sessions:
-            await end_user_sessions([user.id])
-    return UserChange(user, end_sessions)
+            ended = await end_user_sessions([user.id], kept_session_id)
+    return UserChange(user, ended)
 
 
 async def assign_permission_sets(

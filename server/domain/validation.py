@@ -11,9 +11,21 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 256
 
 
+def storable(value: str) -> bool:
+    """Text the databases and argon2 take: no NUL (PostgreSQL refuses it) and valid Unicode
+    (JSON can carry a lone surrogate, which no UTF-8 encoder takes)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def email(value: str, field: str = "email") -> str:
     value = (value or "").strip()
-    if len(value) > 254 or not EMAIL.match(value):
+    if len(value) > 254 or not EMAIL.match(value) or not storable(value):
         raise InvalidInput("not a valid email address", field)
     return value.lower()
 
@@ -21,6 +33,8 @@ def email(value: str, field: str = "email") -> str:
 def password(value: str, field: str = "password", *, minimum: int = MIN_PASSWORD) -> str:
     if not isinstance(value, str) or not minimum <= len(value) <= MAX_PASSWORD:
         raise InvalidInput(f"a password has {minimum} to {MAX_PASSWORD} characters", field)
+    if not storable(value):
+        raise InvalidInput("a password is text without NUL or broken characters", field)
     return value
 
 

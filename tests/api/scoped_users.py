@@ -20,10 +20,10 @@ _serial = itertools.count(1)
 _HASH: dict[str, str] = {}
 
 
-def password_hash() -> str:
+async def password_hash() -> str:
     """argon2 is slow on purpose: hash the one test password once."""
     if PASSWORD not in _HASH:
-        _HASH[PASSWORD] = secrets.hash_password(PASSWORD)
+        _HASH[PASSWORD] = await secrets.hash_password(PASSWORD)
     return _HASH[PASSWORD]
 
 
@@ -79,7 +79,7 @@ async def scoped_user(
     user = await User.create(
         instance_id=instance_id,
         email=email,
-        password_hash=password_hash(),
+        password_hash=await password_hash(),
         home_group=home or groups[0],
     )
     assigned = sets if sets is not None else [await permission_set(instance_id, groups, levels)]

@@ -1,11 +1,16 @@
 """Accounts, sign-in, sessions and the mixed-account instance rules, through the real app."""
 
+import asyncio
+import re
+import threading
+
 import pytest
 
 from server.domain import accounts, secrets
 from server.models import Company, Instance, Session, StaticGroup
 from server.models.enums import Service
 from tests import factories
+from tests.conftest import METRICS_TOKEN
 from tests.graphql_client import error_codes
 
 VIEWER = (
@@ -200,3 +205,51 @@ async def test_emails_are_unique_across_accounts_whatever_their_case(client):
     with pytest.raises(Exception) as refused:
         await accounts.create_account(owner.email.upper(), factories.PASSWORD, [Service.EBA])
     assert getattr(refused.value, "code", None) == "ALREADY_EXISTS"
+
+
+async def hashing_in_flight(client) -> float:
+    """Password hashes and verifications running or queued, as /metrics reports them."""
+    text = (
+        await client.http.get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+    ).text
+    return float(re.search(r"^msp_password_hashing (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
+
+
+async def test_requests_are_answered_while_sign_ins_wait_for_password_hashing(client, settings):
+    """argon2 runs in a bounded pool, off the event loop: with every hashing thread busy and
+    sign-ins queued behind them, other requests of the worker are still answered."""
+    owner = await factories.owner(client)
+    threads, queued = settings.password_hashing_threads, 4
+    before = await hashing_in_flight(client)
+    gate = threading.Event()
+    busy = [asyncio.ensure_future(secrets.in_hashing_pool(gate.wait)) for _ in range(threads)]
+    sign_ins: list[asyncio.Future] = []
+    try:
+        sign_ins = [
+            asyncio.ensure_future(factories.login(client, owner.email, factories.PASSWORD, "EBA"))
+            for _ in range(queued)
+        ]
+        async with asyncio.timeout(30):  # a guard against hanging, not a measurement
+            while await hashing_in_flight(client) < before + threads + queued:  # noqa: ASYNC110 - a gauge has no event to wait on
+                await asyncio.sleep(0.01)
+        data = await client.query(VIEWER, token=owner.token)
+        assert data["viewer"]["account"]["email"] == owner.email
+        assert not any(sign_in.done() for sign_in in sign_ins)
+    finally:
+        gate.set()
+    tokens = await asyncio.gather(*sign_ins)
+    assert len(set(tokens)) == queued
+    await asyncio.gather(*busy)
+
+
+async def test_a_sign_in_with_broken_unicode_is_refused_like_any_wrong_credentials(client):
+    owner = await factories.owner(client)
+    for email, password in (
+        ("a\ud800@example.test", "whatever"),
+        (owner.email, factories.PASSWORD + "\udfff"),
+        (owner.email + "\udfff", factories.PASSWORD),
+    ):
+        body = await client.execute_escaped(
+            factories.LOGIN, {"input": {"email": email, "password": password, "via": "EBA"}}
+        )
+        assert [e["code"] for e in body["data"]["login"]["errors"]] == ["INVALID_CREDENTIALS"]

@@ -1,6 +1,7 @@
 """GraphQL over HTTP: media types, status codes, GET for queries only, health probes."""
 
 from tests import factories
+from tests.conftest import METRICS_TOKEN
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -83,6 +84,9 @@ async def test_metrics_count_operations_by_name(client):
         json={"query": "query MetricsProbe { viewer { via } }"},
         headers={"authorization": f"Bearer {owner.token}"},
     )
-    text = (await client.http.get("/metrics")).text
+    metrics = await client.http.get(
+        "/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    text = metrics.text
     assert 'msp_graphql_requests_total{operation="MetricsProbe",outcome="ok"}' in text
     assert "msp_graphql_request_seconds_bucket" in text

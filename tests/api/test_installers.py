@@ -8,8 +8,11 @@ import httpx
 import pytest
 
 from server.domain import global_ids
+from server.domain.instances import create_group
 from server.models import Installer
+from server.models.enums import Area, GroupKind, Level
 from tests import factories
+from tests.api.scoped_users import group_of, scoped_user
 
 CREATE = """mutation($input: CreateInstallerInput!) { createInstaller(input: $input) {
   token config installCommand errors { code field message }
@@ -186,3 +189,46 @@ async def test_installers_expire(client, tenant):
         client, owner.token, companyId=company_id(tree.all_customers[0]), expiresAt=soon
     )
     assert payload["installer"]["expiresAt"].startswith(soon[:16])
+
+
+INSTALLER_NODE = """query($id: ID!) { node(id: $id) { ... on Installer {
+  id name company { id name } group { id name } } } }"""
+
+
+async def test_an_installer_shows_only_to_viewers_who_may_see_its_company(client, tenant):
+    """Rights on a custom group inside a customer do not reveal the customer through its
+    installers: the installer stays out of sight, and cannot be revoked or downloaded."""
+    owner, tree = tenant
+    customer = tree.all_customers[0]
+    customer_group = await group_of(customer)
+    laptops = await create_group(owner.instance_id, "Laptops", GroupKind.CUSTOM, customer_group)
+    payload = await create(
+        client,
+        owner.token,
+        companyId=company_id(customer),
+        groupId=global_ids.encode("StaticGroup", laptops.id),
+    )
+    installer_id = payload["installer"]["id"]
+    inside = await scoped_user(client, owner.instance_id, [laptops], {Area.INSTALLERS: Level.WRITE})
+    assert (await client.query(INSTALLER_NODE, {"id": installer_id}, inside.token)) == {
+        "node": None
+    }
+    revoke = await client.query(REVOKE, {"input": {"installerId": installer_id}}, inside.token)
+    assert revoke["revokeInstaller"]["errors"][0]["code"] == "NOT_FOUND"
+    download = await client.http.post(
+        "/installers/config",
+        json={"installerId": installer_id, "token": payload["token"]},
+        headers={"authorization": f"Bearer {inside.token}"},
+    )
+    assert download.status_code == 404
+    assert not (await Installer.get(id=global_ids.decode(installer_id)[1])).revoked_at
+    # with the customer's group in sight, the same installer shows with its company
+    customer_user = await scoped_user(
+        client, owner.instance_id, [customer_group], {Area.INSTALLERS: Level.READ}
+    )
+    seen = await client.query(INSTALLER_NODE, {"id": installer_id}, customer_user.token)
+    assert seen["node"]["company"] == {"id": company_id(customer), "name": customer.name}
+    assert seen["node"]["group"] == {
+        "id": global_ids.encode("StaticGroup", laptops.id),
+        "name": "Laptops",
+    }

@@ -236,3 +236,47 @@ async def test_a_subscriber_sees_the_progress_and_end_of_a_run_started_by_anothe
     last = seen[-1]
     assert (last["state"], last["phase"], last["error"]) == ("SUCCEEDED", "done", None)
     assert last["companiesSeen"] == 400 and last["created"] > 400
+
+
+async def test_a_runs_error_is_told_only_to_viewers_with_sync_rights_on_the_whole_instance(
+    client: GraphQLClient,
+) -> None:
+    """The error text can name upstream companies and emails of the whole account."""
+    from server.domain import global_ids
+    from server.domain.sync_runs import WITHHELD_ERROR
+    from server.models import SyncRun
+    from server.models.enums import Area, Level, SyncState
+    from tests.api.scoped_users import all_group, group_of, scoped_user
+
+    owner = await factories.owner(client)
+    assert owner.instance_id is not None
+    tree = await factories.company_tree(owner.instance_id, msps=1, computers_per_customer=0)
+    error = "upstream refused: boss@globex.example is not an administrator of Globex Corp"
+    run = await SyncRun.create(
+        instance_id=owner.instance_id, trigger="manual", state=SyncState.FAILED, error=error
+    )
+    sync_read = {Area.SYNC: Level.READ}
+    whole = await scoped_user(
+        client, owner.instance_id, [await all_group(owner.instance_id)], sync_read
+    )
+    partial = await scoped_user(
+        client, owner.instance_id, [await group_of(tree.msps[0])], sync_read
+    )
+    query = """query($id: ID!) { node(id: $id) { ... on SyncRun { error } }
+      syncRuns(first: 1) { edges { node { error } } } instance { lastSync { error } } }"""
+    for token, expected in (
+        (owner.token, error),
+        (whole.token, error),
+        (partial.token, WITHHELD_ERROR),
+    ):
+        data = await client.query(query, {"id": global_ids.encode("SyncRun", run.id)}, token)
+        assert data["node"]["error"] == expected
+        assert data["syncRuns"]["edges"][0]["node"]["error"] == expected
+        assert data["instance"]["lastSync"]["error"] == expected
+    succeeded = await SyncRun.create(
+        instance_id=owner.instance_id, trigger="manual", state=SyncState.SUCCEEDED
+    )
+    data = await client.query(
+        query, {"id": global_ids.encode("SyncRun", succeeded.id)}, partial.token
+    )
+    assert data["node"]["error"] is None and data["instance"]["lastSync"]["error"] is None

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from server import events
-from server.domain import global_ids
+from server.domain import global_ids, secrets
 from server.models import PermissionSet, Session, StaticGroup, User
 from server.models.enums import Area, Level
 from tests import factories
@@ -138,6 +138,27 @@ async def test_bad_user_input_is_refused(client, world, extra, code, field):
     assert await User.filter(instance_id=owner.instance_id).count() == before
 
 
+async def test_broken_unicode_in_an_email_or_password_is_refused_and_changes_nothing(client, world):
+    owner, _, msp_a, _, _ = world
+    before = await User.filter(instance_id=owner.instance_id).count()
+    home = gid("StaticGroup", msp_a.id)
+    for extra, field in (
+        ({"email": "broken\ud800@example.test"}, "email"),
+        ({"password": "long enough \udfff password"}, "password"),
+    ):
+        fields = {"email": factories.unique_email("broken"), "password": "long enough password"}
+        variables = {"input": {**fields, "homeGroupId": home, **extra}}
+        body = await client.execute_escaped(CREATE_USER, variables, owner.token)
+        assert codes(body["data"]["createUser"]) == ["INVALID_INPUT"], body
+        assert body["data"]["createUser"]["errors"][0]["field"] == field
+    assert await User.filter(instance_id=owner.instance_id).count() == before
+    target = await scoped_user(client, owner.instance_id, [msp_a], {Area.COMPANIES: Level.READ})
+    variables = {"input": {"userId": gid("User", target.user.id), "password": "new \ud800 pass"}}
+    body = await client.execute_escaped(UPDATE_USER, variables, owner.token)
+    assert codes(body["data"]["updateUser"]) == ["INVALID_INPUT"]
+    await factories.login(client, target.email, PASSWORD, None)  # the old password still works
+
+
 async def test_an_email_of_an_account_or_user_is_taken(client, world):
     owner, _, msp_a, _, admin_a = world
     for email in (owner.email, admin_a.email, admin_a.email.upper()):
@@ -148,6 +169,7 @@ async def test_an_email_of_an_account_or_user_is_taken(client, world):
 async def test_disabling_a_user_ends_its_sessions_at_once(client, world, app):
     owner, _, msp_a, _, admin_a = world
     target = await scoped_user(client, owner.instance_id, [msp_a], {Area.COMPANIES: Level.READ})
+    session = await session_of(target.token)
     async with app.state.bus.subscribe(events.SESSION_ENDED) as ended:
         payload = (
             await client.query(
@@ -158,7 +180,7 @@ async def test_disabling_a_user_ends_its_sessions_at_once(client, world, app):
         )["updateUser"]
         assert payload["errors"] == [] and payload["user"]["enabled"] is False
         event = await asyncio.wait_for(anext(ended), 2)
-    assert event == {"instance_id": owner.instance_id, "user_ids": [target.user.id]}
+    assert event == {"instance_id": owner.instance_id, "session_ids": [session.id]}
     assert not await Session.filter(user_id=target.user.id).exists()
     body = await client.execute("{ rootCompanies { id } }", token=target.token)
     assert error_codes(body) == ["UNAUTHENTICATED"]
@@ -176,6 +198,70 @@ async def test_disabling_a_user_ends_its_sessions_at_once(client, world, app):
     )["updateUser"]
     assert enabled["user"]["enabled"] is True
     await factories.login(client, target.email, PASSWORD, None)
+
+
+async def session_of(token: str) -> Session:
+    return await Session.get(token_hash=secrets.token_hash(token))
+
+
+async def change_password(client, token: str, user_id: int, password: str) -> dict:
+    variables = {"input": {"userId": gid("User", user_id), "password": password}}
+    return (await client.query(UPDATE_USER, variables, token=token))["updateUser"]
+
+
+async def test_a_password_changed_by_an_admin_ends_every_session_of_the_user(client, world, app):
+    owner, _, msp_a, _, admin_a = world
+    target = await scoped_user(client, owner.instance_id, [msp_a], {Area.COMPANIES: Level.READ})
+    other_token = await factories.login(client, target.email, PASSWORD, None)
+    sessions = sorted([(await session_of(target.token)).id, (await session_of(other_token)).id])
+    async with app.state.bus.subscribe(events.SESSION_ENDED) as ended:
+        changed = await change_password(client, admin_a.token, target.user.id, "a new password")
+        assert changed["errors"] == []
+        event = await asyncio.wait_for(anext(ended), 2)
+    assert event["instance_id"] == owner.instance_id and sorted(event["session_ids"]) == sessions
+    for token in (target.token, other_token):
+        body = await client.execute("{ rootCompanies { id } }", token=token)
+        assert error_codes(body) == ["UNAUTHENTICATED"]
+    await factories.login(client, target.email, "a new password", None)
+    assert (await client.query("{ viewer { via } }", token=admin_a.token))["viewer"]
+
+
+async def test_a_user_changing_its_own_password_keeps_only_the_session_it_acts_from(
+    client, world, app
+):
+    owner, _, msp_a, _, _ = world
+    user = await scoped_user(client, owner.instance_id, [msp_a])  # USERS WRITE where it lives
+    elsewhere = await factories.login(client, user.email, PASSWORD, None)
+    ended_session = await session_of(elsewhere)
+    async with app.state.bus.subscribe(events.SESSION_ENDED) as ended:
+        changed = await change_password(client, user.token, user.user.id, "my own new password")
+        assert changed["errors"] == []
+        event = await asyncio.wait_for(anext(ended), 2)
+    assert event == {"instance_id": owner.instance_id, "session_ids": [ended_session.id]}
+    body = await client.execute("{ rootCompanies { id } }", token=elsewhere)
+    assert error_codes(body) == ["UNAUTHENTICATED"]
+    kept = await client.query("{ viewer { user { email } } }", token=user.token)
+    assert kept["viewer"]["user"]["email"] == user.email
+
+
+async def test_a_viewer_sees_its_own_home_group_even_outside_its_scope_and_nothing_more(
+    client, world
+):
+    owner, _, msp_a, msp_b, _ = world
+    user = await scoped_user(
+        client, owner.instance_id, [msp_a], {Area.COMPANIES: Level.READ}, home=msp_b
+    )
+    data = await client.query("{ viewer { user { homeGroup { id name } } } }", token=user.token)
+    assert data["viewer"]["user"]["homeGroup"] == {
+        "id": gid("StaticGroup", msp_b.id),
+        "name": msp_b.name,
+    }
+    node = "query($id: ID!) { node(id: $id) { id } }"
+    assert (await client.query(node, {"id": gid("StaticGroup", msp_b.id)}, user.token)) == {
+        "node": None
+    }
+    roots = await client.query("{ rootGroups { id } }", token=user.token)
+    assert roots["rootGroups"] == [{"id": gid("StaticGroup", msp_a.id)}]
 
 
 async def test_managers_cannot_disable_themselves_the_owner_or_someone_above_them(client, world):

@@ -149,7 +149,7 @@ async def _scoped_user(instance_id: int, owner_id: int) -> str:
     user = await User.create(
         instance_id=instance_id,
         email=email,
-        password_hash=secrets.hash_password(PASSWORD),
+        password_hash=await secrets.hash_password(PASSWORD),
         home_group=all_group,
         created_by_id=owner_id,
     )

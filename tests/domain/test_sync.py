@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from server import events
 from server.domain import reconcile, sync
 from server.domain.access import Scope
 from server.domain.errors import (
@@ -328,6 +329,41 @@ async def test_unlinking_revokes_installers_and_disables_users_and_relinking_ena
     await installer.refresh_from_db()
     assert user.enabled and user.disabled_by_unlink_id is None  # type: ignore[attr-defined]
     assert installer.revoked_at is not None  # revoked installers stay revoked
+
+
+async def test_an_unlink_by_the_sync_ends_the_users_sessions_so_a_relink_revives_no_token(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    from server.domain import accounts, secrets
+    from server.models import Session, User
+
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    await synced(owner, settings)
+    target = sim.tree.of_type(CUSTOMER)[0]["publicId"]
+    company = await Company.get(instance_id=instance_id, public_id=target)
+    group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
+    user = await User.create(
+        instance_id=instance_id,
+        email=factories.unique_email("native"),
+        home_group=group,
+        password_hash=await secrets.hash_password(factories.PASSWORD),
+    )
+    old_token, _ = await accounts.login(user.email, factories.PASSWORD, None, 3600)
+    bus = InProcessEventBus()
+    sim.tree.remove(target)
+    async with bus.subscribe(events.SESSION_ENDED) as ended:
+        await synced(owner, settings, bus=bus)
+        event = await asyncio.wait_for(anext(ended), 2)
+    assert event == {"instance_id": instance_id, "user_ids": [user.id]}
+    assert not await Session.filter(user_id=user.id).exists()
+    sim.tree.readd(target)
+    await synced(owner, settings)
+    await user.refresh_from_db()
+    assert user.enabled
+    assert await accounts.resolve_session(old_token, 3600) is None
+    new_token, _ = await accounts.login(user.email, factories.PASSWORD, None, 3600)
+    assert await accounts.resolve_session(new_token, 3600) is not None
 
 
 async def test_a_type_change_upstream_gets_its_shared_objects_group(

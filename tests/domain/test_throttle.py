@@ -1,0 +1,107 @@
+"""The sign-in throttle's counting: a sliding minute, failures only, refusals not counted, a
+per-address limit an office behind one NAT does not reach, and nothing readable stored."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from server.domain.errors import RateLimited
+from server.domain.throttle import SignInLimits, begin_sign_in, succeeded
+from server.models import SignInWindow
+from server.settings import Settings
+
+SECRET = "throttle-test-secret"
+LIMITS = SignInLimits(per_account_and_address=3, per_address=100)
+START = 1_000_000 * 60.0  # the start of a minute
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.test"
+
+
+async def fail(email: str, address: str, limits: SignInLimits = LIMITS, now: float = START) -> None:
+    """A failed attempt: begun and never taken back."""
+    await begin_sign_in(email, address, limits, SECRET, now=now)
+
+
+async def test_the_window_slides_over_the_previous_minute(app):
+    email, address = unique("window"), "192.0.2.50"
+    for _ in range(3):
+        await fail(email, address, now=START + 50)
+    # early in the next minute the previous one still counts almost in full
+    with pytest.raises(RateLimited):
+        await fail(email, address, now=START + 60 + 5)
+    # late in it, little of the previous minute is left: 2 failures now + 3 x 0.1 <= 3
+    await fail(email, address, now=START + 60 + 54)
+    # two minutes on, nothing of the first minute is left, and its rows are gone
+    await fail(email, address, now=START + 180)
+    assert not await SignInWindow.filter(minute=1_000_000).exists()
+
+
+async def test_refused_attempts_do_not_count_so_the_lockout_ends_as_the_failures_slide_out(app):
+    email, address = unique("patient"), "192.0.2.51"
+    for _ in range(3):
+        await fail(email, address, now=START + 1)
+    for second in (30, 61, 66, 71, 76):  # knocking on, in this minute and the next
+        with pytest.raises(RateLimited):
+            await fail(email, address, now=START + second)
+    # 21 s into the next minute the three failures weigh 3 x 0.65: room for one more attempt,
+    # which there would not be had the five refusals counted
+    await fail(email, address, now=START + 81)
+
+
+async def test_a_success_takes_its_attempt_back(app):
+    email, address = unique("owner"), "192.0.2.52"
+    for _ in range(10):
+        await succeeded(await begin_sign_in(email, address, LIMITS, SECRET, now=START))
+    for _ in range(3):  # the whole allowance is left for failures
+        await fail(email, address)
+    with pytest.raises(RateLimited):
+        await fail(email, address)
+
+
+async def test_an_office_of_technicians_behind_one_address_is_not_stopped_by_its_typos(app):
+    """The default per-address limit: fifteen technicians behind one NAT each mistype their
+    password three times in the same minute, and all of them then sign in."""
+    defaults = Settings()
+    limits = SignInLimits(
+        defaults.login_attempts_per_minute, defaults.login_attempts_per_address_per_minute
+    )
+    office = "198.51.100.200"
+    technicians = [unique("technician") for _ in range(15)]
+    for email in technicians:
+        for _ in range(3):
+            await fail(email, office, limits)
+    for email in technicians:
+        await succeeded(await begin_sign_in(email, office, limits, SECRET, now=START))
+
+
+async def test_the_limits_are_counted_per_account_and_address_and_per_address(app):
+    email, address = unique("target"), "203.0.113.60"
+    for _ in range(3):
+        await fail(email, address)
+    with pytest.raises(RateLimited):
+        await fail(email, address)
+    await fail(email, "203.0.113.61")  # another address
+    await fail(unique("other"), address)  # another account from the same address
+    sprayer = SignInLimits(per_account_and_address=3, per_address=2)
+    spraying = "203.0.113.62"
+    await fail(unique("a"), spraying, sprayer)
+    await fail(unique("b"), spraying, sprayer)
+    with pytest.raises(RateLimited):
+        await fail(unique("c"), spraying, sprayer)
+
+
+async def test_nothing_readable_or_guessable_is_stored(app):
+    email, address = unique("private"), "203.0.113.99"
+    before = set(await SignInWindow.all().values_list("key_hash", flat=True))
+    await fail(email, address)
+    stored = set(await SignInWindow.all().values_list("key_hash", flat=True)) - before
+    assert len(stored) == 2
+    assert all(len(key) == 64 and email not in key and address not in key for key in stored)
+    # keyed by the secret: the same email and address under another key are other rows
+    await begin_sign_in(email, address, LIMITS, "another secret", now=START)
+    again = set(await SignInWindow.all().values_list("key_hash", flat=True)) - before - stored
+    assert len(again) == 2
