@@ -45,7 +45,7 @@ class Settings:
     max_query_depth: int = 12
     max_aliases: int = 30
     max_query_tokens: int = 2_000
-    max_query_cost: int = 50_000
+    max_query_cost: int = 500_000
     max_request_bytes: int = 1_048_576
     max_subscriptions_per_socket: int = 50
     login_attempts_per_minute: int = 10
