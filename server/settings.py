@@ -48,6 +48,7 @@ class Settings:
     max_query_cost: int = 500_000
     max_request_bytes: int = 1_048_576
     max_subscriptions_per_socket: int = 50
+    persisted_query_bytes: int = 4 * 1_048_576  # per worker, for automatic persisted queries
     login_attempts_per_minute: int = 10
     trusted_proxies: tuple[
         str, ...

@@ -61,7 +61,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
         self.settings = settings
         self.bus = bus
-        self.persisted = PersistedQueries()
+        self.persisted = PersistedQueries(settings.persisted_query_bytes)
 
     def encode_json(self, data: object) -> str:
         return orjson.dumps(data).decode()  # text: websockets send it as a text frame
@@ -138,11 +138,32 @@ class GraphQLView(GraphQL[Context, None]):
         data = await super().parse_http_body(request)
         if isinstance(data, list):
             raise HTTPException(400, "batched requests are not supported")
+        return data
+
+    async def execute_operation(  # type: ignore[override]
+        self, request: Request, request_data: Any, context: Context, **rest: Any
+    ) -> Any:
+        """Run the document sent, or the persisted one its hash names; remember a document
+        sent with its hash once it has run for a signed-in viewer."""
         try:
-            query = self.persisted.resolve(data.query, data.extensions)
+            query, registration = self.persisted.resolve(
+                request_data.query, request_data.extensions
+            )
         except PersistedQueryMismatch as exc:
             raise HTTPException(400, str(exc)) from None
-        return dataclasses.replace(data, query=query) if query is not data.query else data
+        if query is not request_data.query:
+            request_data = dataclasses.replace(request_data, query=query)
+        result = await super().execute_operation(
+            request=request, request_data=request_data, context=context, **rest
+        )
+        if (
+            registration is not None
+            and isinstance(result, ExecutionResult)
+            and not is_request_error(result)
+            and context.session is not None
+        ):
+            self.persisted.remember(registration)
+        return result
 
     async def process_result(
         self, request: Request, result: ExecutionResult

@@ -2,8 +2,6 @@
 read); the cost of every query is reported in `extensions.cost`, counted like GitHub's node
 limit (connections multiply what their rows select by the page they may return)."""
 
-import hashlib
-
 import pytest
 
 from graphql import get_introspection_query, parse
@@ -264,29 +262,3 @@ async def test_the_cost_of_a_query_is_reported_and_follows_page_sizes(client, ow
     large = (await post(client, query, owner.token, {"n": 100})).json()
     assert small["extensions"]["cost"] == {"requested": 1 + 10 * 3, "limit": LIMIT}
     assert large["extensions"]["cost"] == {"requested": 1 + 100 * 3, "limit": LIMIT}
-
-
-async def test_persisted_queries_are_stored_by_hash_and_run_without_the_document(client, owner):
-    query = "{ viewer { via } }"
-    digest = hashlib.sha256(query.encode()).hexdigest()
-    extensions = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
-    unknown = await client.http.post(
-        "/graphql",
-        json={"extensions": extensions},
-        headers={"authorization": f"Bearer {owner.token}"},
-    )
-    assert error_codes(unknown.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
-    first = await post(client, query, owner.token, extensions=extensions)
-    assert first.json()["data"] == {"viewer": {"via": "EBA"}}
-    again = await client.http.post(
-        "/graphql",
-        json={"extensions": extensions},
-        headers={"authorization": f"Bearer {owner.token}"},
-    )
-    assert again.json()["data"] == {"viewer": {"via": "EBA"}}
-
-
-async def test_a_persisted_query_whose_hash_does_not_match_is_refused(client, owner):
-    extensions = {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}
-    response = await post(client, "{ viewer { via } }", owner.token, extensions=extensions)
-    assert response.status_code == 400
