@@ -44,6 +44,31 @@ async def test_a_document_whose_hash_does_not_match_is_refused(client, owner):
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize(
+    "persisted",
+    [
+        {"version": 2, "sha256Hash": "0" * 64},
+        {"version": 1, "sha256Hash": "0" * 63},
+        {"version": 1, "sha256Hash": 5},
+        {"version": 1},
+    ],
+)
+async def test_a_malformed_persisted_query_extension_is_a_400(client, owner, persisted):
+    response = await send(
+        client, owner.token, "{ viewer { via } }", extensions={"persistedQuery": persisted}
+    )
+    assert response.status_code == 400
+
+
+async def test_a_document_over_100_kb_runs_but_is_not_stored(client, owner):
+    document = "{ viewer { via } } # " + "x" * 100_000
+    extensions = extensions_for(document)
+    registered = await send(client, owner.token, document, extensions=extensions)
+    assert registered.json()["data"] == {"viewer": {"via": "EBA"}}
+    later = await send(client, owner.token, extensions=extensions)
+    assert error_codes(later.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
+
+
 @pytest.mark.parametrize("token", [None, "not-a-session"])
 async def test_an_anonymous_registration_is_not_stored(client, owner, token):
     document = f"{{ viewer {{ via }} }} # anonymous {token}"
