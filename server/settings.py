@@ -47,9 +47,10 @@ class Settings:
     max_query_depth: int = 12
     max_aliases: int = 30
     max_query_tokens: int = 2_000
-    max_query_cost: int = 50_000
+    max_query_cost: int = 500_000
     max_request_bytes: int = 1_048_576
     max_subscriptions_per_socket: int = 50
+    persisted_query_bytes: int = 4 * 1_048_576  # per worker, for automatic persisted queries
     login_attempts_per_minute: int = 10  # failed sign-ins of one account from one address
     login_attempts_per_address_per_minute: int = 60  # failed sign-ins from one address, any account
     password_hashing_threads: int = 2  # argon2 calls at once per process, 64 MiB each

@@ -1,8 +1,13 @@
-"""The request context: settings, the event bus, the viewer and its scope, the loaders."""
+"""The request context: settings, the event bus, the viewer and its scope, the loaders.
+
+One context serves one HTTP request, or one operation on a websocket: the socket's own
+context (made at the handshake) only holds what its operations share, and each operation runs
+with a copy of it, signed in afresh (`server.api.sessions.SignIn`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.requests import Request
@@ -18,6 +23,15 @@ from server.settings import Settings
 
 
 @dataclass
+class Socket:
+    """What the operations of one websocket share for as long as it stays open."""
+
+    open_subscriptions: int = 0
+    session_watch: asyncio.Task[None] | None = None
+    session_ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class Context:
     settings: Settings
     bus: EventBus
@@ -28,11 +42,15 @@ class Context:
     loaders: Loaders = field(init=False)
     connection_params: dict[str, Any] | None = None
     client_address: str | None = None
-    token: str | None = None
-    open_subscriptions: int = 0  # on this websocket: a context lives as long as its socket
+    token: str | None = None  # the bearer token sent; once signed in, the session's
+    socket: Socket | None = None  # set on a websocket's contexts
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.scope or NO_SCOPE, self.settings)
+
+    def for_operation(self) -> Context:
+        """A context of its own for one operation on a websocket: nobody until signed in."""
+        return replace(self, session=None, scope=None)
 
     def sign_in(self, session: SessionInfo | None, scope: Scope | None, token: str | None) -> None:
         """Act as this session from now on (fresh loaders: what is visible changed)."""

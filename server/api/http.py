@@ -17,13 +17,14 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from graphql import GraphQLError
 from server import events
 from server.api.accounts import sign_in
-from server.api.context import Context
+from server.api.context import Context, Socket
 from server.api.persisted import PersistedQueries, PersistedQueryMismatch, PersistedQueryNotFound
 from server.client_address import client_address
 from server.domain.accounts import resolve_session
@@ -45,16 +46,22 @@ def wants_graphql_response(request: Request) -> bool:
     return GRAPHQL_RESPONSE in request.headers.get("accept", "")
 
 
+def is_request_error(result: ExecutionResult) -> bool:
+    """Whether the request failed before anything ran (parse, validation, limits)."""
+    return result.data is None and bool(result.errors) and not any(e.path for e in result.errors)
+
+
 class GraphQLView(GraphQL[Context, None]):
     def __init__(self, schema: Any, settings: Settings, bus: EventBus) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql else None,
             allowed_origins=settings.cors_origins,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # not the legacy graphql-ws
         )
         self.settings = settings
         self.bus = bus
-        self.persisted = PersistedQueries()
+        self.persisted = PersistedQueries(settings.persisted_query_bytes)
 
     def encode_json(self, data: object) -> str:
         return orjson.dumps(data).decode()  # text: websockets send it as a text frame
@@ -62,37 +69,40 @@ class GraphQLView(GraphQL[Context, None]):
     async def get_context(  # type: ignore[override]
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        context = Context(
+        """The viewer is not known yet: `SignIn` resolves the token once the operation has
+        passed the limits (over a websocket, the token comes with `connection_init`)."""
+        websocket = isinstance(request, WebSocket)
+        return Context(
             settings=self.settings,
             bus=self.bus,
             request=request,
             response=response,
             client_address=client_address(request, self.settings),
+            token=None if websocket else bearer(request.headers.get("authorization")),
+            socket=Socket() if websocket else None,
         )
-        if isinstance(request, Request):
-            token = bearer(request.headers.get("authorization"))
-            if token:
-                await sign_in(context, token)
-        return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:  # type: ignore[override]
+        """Accept a socket whose token signs in, and watch its session from then on
+        (graphql-transport-ws refuses a second `connection_init` with 4429 before this)."""
         params = context.connection_params or {}
         token = bearer(params.get("authorization") or params.get("Authorization"))
         if token:
             await sign_in(context, token)
-        if context.session is None:
+        if context.session is None or context.socket is None:
             raise ConnectionRejectionError()
         websocket = context.request
         if isinstance(websocket, WebSocket):
-            websocket.state.session_watch = asyncio.create_task(
+            context.socket.session_watch = asyncio.create_task(
                 self._end_with_session(websocket, context), name="websocket-session-watch"
             )
         return await super().on_ws_connect(context)
 
     async def _end_with_session(self, websocket: WebSocket, context: Context) -> None:
-        """Close the socket with 4403 once its session ends: logout, expiry, user disabled."""
-        session = context.session
-        assert session is not None
+        """Close the socket with 4403 once its session ends: logout, expiry, user disabled,
+        or an operation that found it ended."""
+        session, socket = context.session, context.socket
+        assert session is not None and socket is not None
 
         def ends_this(payload: dict[str, Any]) -> bool:
             return session.session_id in payload.get("session_ids", ()) or (
@@ -111,7 +121,11 @@ class GraphQLView(GraphQL[Context, None]):
                 if await resolve_session(context.token or "", self.settings.session_ttl) is None:
                     return
 
-        watchers = [asyncio.create_task(ended_event()), asyncio.create_task(expired())]
+        watchers = [
+            asyncio.create_task(ended_event()),
+            asyncio.create_task(expired()),
+            asyncio.create_task(socket.session_ended.wait()),
+        ]
         try:
             await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
             with contextlib.suppress(RuntimeError, OSError):
@@ -124,19 +138,39 @@ class GraphQLView(GraphQL[Context, None]):
         data = await super().parse_http_body(request)
         if isinstance(data, list):
             raise HTTPException(400, "batched requests are not supported")
+        return data
+
+    async def execute_operation(  # type: ignore[override]
+        self, request: Request, request_data: Any, context: Context, **rest: Any
+    ) -> Any:
+        """Run the document sent, or the persisted one its hash names; remember a document
+        sent with its hash once it has run for a signed-in viewer."""
         try:
-            query = self.persisted.resolve(data.query, data.extensions)
+            query, registration = self.persisted.resolve(
+                request_data.query, request_data.extensions
+            )
         except PersistedQueryMismatch as exc:
             raise HTTPException(400, str(exc)) from None
-        return dataclasses.replace(data, query=query) if query is not data.query else data
+        if query is not request_data.query:
+            request_data = dataclasses.replace(request_data, query=query)
+        result = await super().execute_operation(
+            request=request, request_data=request_data, context=context, **rest
+        )
+        if (
+            registration is not None
+            and isinstance(result, ExecutionResult)
+            and not is_request_error(result)
+            and context.session is not None
+        ):
+            self.persisted.remember(registration)
+        return result
 
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         body = process_result(result)
-        if result.data is None and result.errors and not any(e.path for e in result.errors):
-            # a request error (parse, validation, limits): nothing ran, so no `data` entry
-            body.pop("data", None)
+        if is_request_error(result):
+            body.pop("data", None)  # nothing ran, so no `data` entry
             request.state.request_error = True
         return body
 
@@ -144,7 +178,12 @@ class GraphQLView(GraphQL[Context, None]):
         self, request: Request | WebSocket, context: Any = None, root_value: Any = None
     ) -> Any:  # type: ignore[override]
         if isinstance(request, WebSocket):
-            return await super().run(request)
+            context = await self.get_context(request, request)
+            try:
+                return await super().run(request, context=context)
+            finally:  # the socket is gone: stop watching its session
+                if context.socket is not None and context.socket.session_watch is not None:
+                    context.socket.session_watch.cancel()
         try:
             response = await super().run(request)
         except HTTPException as exc:

@@ -6,15 +6,11 @@ from typing import Any
 
 import strawberry
 from strawberry.extensions import (
-    AddValidationRules,
     DisableIntrospection,
     MaxTokensLimiter,
     ParserCache,
     ValidationCache,
 )
-from strawberry.extensions.max_aliases import create_validator as alias_rule
-from strawberry.extensions.query_depth_limiter import IgnoreContext
-from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
 from server.api.accounts import (
     Account,
@@ -31,8 +27,9 @@ from server.api.errors import ErrorPolicy
 from server.api.execution import Executor, install_shortcuts
 from server.api.groups import GroupQueries, StaticGroup
 from server.api.installers import Installer, InstallerMutations
-from server.api.limits import CostLimit
+from server.api.limits import QueryLimits
 from server.api.node import NodeQueries
+from server.api.sessions import SignIn
 from server.api.subscriptions import Subscription
 from server.api.sync import SyncMutations, SyncQueries, SyncRun
 from server.api.users import PermissionSet, UserMutations, UserQueries
@@ -71,22 +68,19 @@ def build_schema(settings: Settings | None = None, *, shortcuts: bool = True) ->
     `shortcuts`, Strawberry and graphql-core execute everything themselves (to measure what
     the shortcuts save: `python -m tests.bench.execution_shortcuts`)."""
     settings = settings or Settings()
-    # Rule classes built once, so cached validation results stay valid across requests.
-    rules = [
-        depth_rule(settings.max_query_depth, _introspection, None),
-        alias_rule(settings.max_aliases),
-    ]
     extensions: list[Any] = [
         OperationMetrics,
         ErrorPolicy,
         lambda: MaxTokensLimiter(settings.max_query_tokens),
         lambda: ParserCache(maxsize=256),
-        lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=256),
-        lambda: CostLimit(settings.max_query_cost),  # after ValidationCache: see CostLimit
+        lambda: QueryLimits(  # after ValidationCache: see QueryLimits
+            settings.max_query_depth, settings.max_aliases, settings.max_query_cost
+        ),
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
+    extensions.append(SignIn)  # last: only an operation that passed every limit signs in
     built = ConsoleSchema(
         query=Query,
         mutation=Mutation,
@@ -109,10 +103,6 @@ def build_schema(settings: Settings | None = None, *, shortcuts: bool = True) ->
     if shortcuts:
         install_shortcuts(built._schema)
     return built
-
-
-def _introspection(context: IgnoreContext) -> bool:
-    return context.field_name.startswith("__")
 
 
 schema = build_schema()

@@ -36,10 +36,12 @@ async def _events(
     costs one session read); ends when the session does."""
     context = info.context
     instance_id = context.require_scope().instance_id
+    socket = context.socket
+    assert socket is not None, "subscriptions run over graphql-transport-ws only"
     limit = context.settings.max_subscriptions_per_socket
-    if context.open_subscriptions >= limit:  # each one holds a task and a bus subscription
+    if socket.open_subscriptions >= limit:  # each one holds a task and a bus subscription
         raise TooManySubscriptions(f"at most {limit} subscriptions on one connection")
-    context.open_subscriptions += 1
+    socket.open_subscriptions += 1
     refreshed = time.monotonic()
     SUBSCRIPTIONS_OPEN.inc()
     try:
@@ -55,7 +57,7 @@ async def _events(
                 yield payload, context.scope
     finally:
         SUBSCRIPTIONS_OPEN.dec()
-        context.open_subscriptions -= 1
+        socket.open_subscriptions -= 1
 
 
 @strawberry.type

@@ -45,9 +45,10 @@ async def test_the_graphql_ws_client_receives_a_subscription(app, client, server
     url = server_url.replace("http://", "ws://") + "/graphql"
     query = "subscription { syncStatus { id state } }"
     process = asyncio.create_task(node("subscribe.mjs", url, owner.token, query, "1", seconds=20))
-    await asyncio.sleep(1.5)  # let the client subscribe
     run = await SyncRun.create(instance_id=owner.instance_id, trigger="manual")
-    await app.state.bus.publish(SYNC_RUN, {"instance_id": owner.instance_id, "run_id": run.id})
+    while not process.done():  # until the client (however slow to start) has subscribed
+        await app.state.bus.publish(SYNC_RUN, {"instance_id": owner.instance_id, "run_id": run.id})
+        await asyncio.wait({process}, timeout=0.2)
     code, out, err = await process
     assert code == 0, err
     event = json.loads(out.splitlines()[0])

@@ -2,10 +2,12 @@
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import websockets
 
+from server.models import Session
 from tests import factories
 from tests.api import scoped_users
 
@@ -126,18 +128,150 @@ async def test_a_socket_holds_a_bounded_number_of_subscriptions(client, server_u
 
     try:
         assert (await next_message(5) or {}).get("type") == "connection_ack"
-        for n in range(limit):
-            await subscribe(str(n))
-        await subscribe("one too many")
+        sent = [str(n) for n in range(limit + 1)]
+        for operation_id in sent:
+            await subscribe(operation_id)
+        # the operations sign in concurrently: any one of them is the one too many
         refused = await next_message(5)
-        assert refused is not None and refused["id"] == "one too many", refused
+        assert refused is not None and refused["id"] in sent, refused
         assert refused["type"] == "next", refused  # a result with the error, then complete
         assert refused["payload"]["errors"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
-        assert await next_message(5) == {"id": "one too many", "type": "complete"}
+        assert await next_message(5) == {"id": refused["id"], "type": "complete"}
+        assert await next_message(1) is None  # the others run, waiting for events
         # ending one makes room for another
-        await socket.send(json.dumps({"id": "0", "type": "complete"}))
+        running = next(operation_id for operation_id in sent if operation_id != refused["id"])
+        await socket.send(json.dumps({"id": running, "type": "complete"}))
         await asyncio.sleep(0.2)
         await subscribe("room again")
         assert await next_message(1) is None  # no error: it runs, waiting for events
     finally:
         await socket.close()
+
+
+async def operation(socket, operation_id: str, query: str, variables: dict | None = None) -> dict:
+    """Run a query or mutation over the socket: its `next` payload (then `complete`)."""
+    payload = {"query": query, "variables": variables or {}}
+    await socket.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
+    message = json.loads(await asyncio.wait_for(socket.recv(), 5))
+    assert message["id"] == operation_id and message["type"] == "next", message
+    done = json.loads(await asyncio.wait_for(socket.recv(), 5))
+    assert done == {"id": operation_id, "type": "complete"}, done
+    return message["payload"]
+
+
+CUSTOMER = "query($id: ID!) { node(id: $id) { ... on Company { name customerStatus } } }"
+SKIP = """mutation($id: ID!) { skipCustomerSetup(input: {customerId: $id}) {
+  errors { code } customer { customerStatus } } }"""
+
+
+async def test_operations_on_an_open_socket_see_the_rights_as_they_are_now(client, server_url):
+    owner = await factories.owner(client)
+    tree = await factories.company_tree(
+        owner.instance_id, msps=1, customers_per_msp=2, computers_per_customer=0
+    )
+    [msp] = tree.msps
+    first, second = (factories.global_id(c) for c in tree.customers[msp.id])
+    rights = await scoped_users.permission_set(
+        owner.instance_id, [await scoped_users.group_of(msp)]
+    )
+    user = await scoped_users.scoped_user(
+        client,
+        owner.instance_id,
+        [],
+        home=await scoped_users.all_group(owner.instance_id),
+        sets=[rights],
+    )
+    socket = await connect(server_url, user.token)
+    try:
+        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+        seen = await operation(socket, "1", CUSTOMER, {"id": first})
+        assert seen["data"]["node"]["customerStatus"] == "NOT_SET_UP"
+        skipped = await operation(socket, "2", SKIP, {"id": first})
+        assert skipped["data"]["skipCustomerSetup"]["errors"] == []
+
+        # the owner deletes the user's only permission set while the socket stays open
+        deleted = await client.query(
+            "mutation($i: DeletePermissionSetInput!) { deletePermissionSet(input: $i) "
+            "{ errors { code } } }",
+            {"i": {"permissionSetId": factories.global_id(rights)}},
+            owner.token,
+        )
+        assert deleted["deletePermissionSet"]["errors"] == []
+
+        assert (await operation(socket, "3", CUSTOMER, {"id": first}))["data"] == {"node": None}
+        refused = await operation(socket, "4", SKIP, {"id": second})
+        assert refused["data"]["skipCustomerSetup"]["errors"] == [{"code": "NOT_FOUND"}]
+        still = await client.query(CUSTOMER, {"id": second}, owner.token)
+        assert still["node"]["customerStatus"] == "NOT_SET_UP"
+    finally:
+        await socket.close()
+
+
+async def test_an_operation_after_the_session_ended_is_refused_and_the_socket_closes(
+    client, server_url
+):
+    owner = await factories.owner(client)
+    socket = await connect(server_url, owner.token)
+    try:
+        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+        assert (await operation(socket, "1", "{ viewer { via } }"))["data"] == {
+            "viewer": {"via": "EBA"}
+        }
+        # the session expires: no event announces it
+        await Session.filter(account_id=owner.account_id).update(
+            expires_at=datetime.now(UTC) - timedelta(seconds=1)
+        )
+        await socket.send(
+            json.dumps({"id": "2", "type": "subscribe", "payload": {"query": "{ viewer { via } }"}})
+        )
+        answer = json.loads(await asyncio.wait_for(socket.recv(), 5))
+        assert answer["payload"]["data"] == {"viewer": None}
+        assert [e["extensions"]["code"] for e in answer["payload"]["errors"]] == ["UNAUTHENTICATED"]
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:  # then `complete`, and the socket is closed long before its recheck
+                await asyncio.wait_for(socket.recv(), 5)
+        assert closed.value.rcvd.code == 4403
+    finally:
+        await socket.close()
+
+
+async def test_a_client_asking_for_the_legacy_graphql_ws_protocol_is_refused(server_url):
+    socket = await websockets.connect(ws_url(server_url), subprotocols=["graphql-ws"])
+    try:
+        assert socket.subprotocol is None  # the handshake did not agree on graphql-ws
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), 5)  # closed at once, before connection_init
+        assert closed.value.rcvd.code == 4406
+    finally:
+        await socket.close()
+
+
+def session_watches() -> int:
+    return sum(t.get_name() == "websocket-session-watch" for t in asyncio.all_tasks())
+
+
+async def until(predicate, within: float = 5.0) -> None:
+    """Wait for a condition the server reaches on its own (same event loop as the test)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_second_connection_init_closes_the_socket_with_4429_and_starts_nothing(
+    client, server_url
+):
+    owner = await factories.owner(client)
+    before = session_watches()
+    socket = await connect(server_url, owner.token)
+    try:
+        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+        assert session_watches() == before + 1
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {owner.token}"}}
+        await socket.send(json.dumps(init))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), 5)
+        assert closed.value.rcvd.code == 4429
+    finally:
+        await socket.close()
+    await until(lambda: session_watches() == before)  # the closed socket's watch ended too
