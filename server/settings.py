@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_SECRET_KEY = "insecure-demo-secret-change-me"  # noqa: S105 - refused outside --demo
+DEFAULT_INSTALLER_TTL_DAYS = 30
+MAX_INSTALLER_TTL_DAYS = 3650
 
 
 class SettingsError(ValueError):
@@ -53,6 +55,13 @@ class Settings:
         str, ...
     ] = ()  # whose X-Forwarded-For is believed (server.client_address)
     agent_requests_per_minute: int = 30
+    # Enrolments per installer token and per client address (each, per process): a burst
+    # that lets a deployment tool push an agent to thousands of machines at once (many behind
+    # one customer's NAT address), refilling slowly enough that a leaked token cannot mint
+    # duplicates without end.
+    enrolment_burst: int = 5_000
+    enrolments_per_minute: int = 10
+    installer_ttl_days: int = DEFAULT_INSTALLER_TTL_DAYS  # for installers created without expiry
     demo: bool = False
 
     @classmethod
@@ -94,6 +103,10 @@ class Settings:
             trusted_networks(self.trusted_proxies)
         except ValueError as exc:
             raise SettingsError(f"MSP_CONSOLE_TRUSTED_PROXIES: {exc}") from None
+        if not 1 <= self.installer_ttl_days <= MAX_INSTALLER_TTL_DAYS:
+            raise SettingsError(
+                f"MSP_CONSOLE_INSTALLER_TTL_DAYS: between 1 and {MAX_INSTALLER_TTL_DAYS} days"
+            )
 
 
 def _coerce(kind: Any, raw: str) -> Any:

@@ -25,7 +25,9 @@ import asyncpg
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from tortoise import Tortoise
 from tortoise.context import TortoiseContext, _current_context
+from tortoise.migrations.api import migrate
 
 from server.agents import AgentRuntime, agent_routes
 from server.domain.access import Scope
@@ -95,10 +97,12 @@ async def agent_database() -> AsyncIterator[TortoiseContext]:
     """The agents' own database, in a Tortoise context of its own (never the global fallback,
     so it coexists with the app fixtures of the rest of the suite)."""
     url, drop = await _create_database()
+    with current(TortoiseContext()):  # built by the migrations, as every database is
+        await migrate(config=tortoise_config(url))
+        await Tortoise.close_connections()
     context = TortoiseContext()
     with current(context):
         await context.init(config=tortoise_config(url))
-        await context.generate_schemas()
     try:
         yield context
     finally:
