@@ -259,10 +259,13 @@ class AgentServer:
         await self.task
 
 
-async def start_agent_server(settings: Settings = SETTINGS, **overrides: Any) -> AgentServer:
-    """A real uvicorn on 127.0.0.1 serving the agent routes, the runtime run by its lifespan."""
+async def start_agent_server(
+    settings: Settings = SETTINGS, *, bus: InProcessEventBus | None = None, **overrides: Any
+) -> AgentServer:
+    """A real uvicorn on 127.0.0.1 serving the agent routes, the runtime run by its lifespan
+    (servers given one bus behave as workers of one console)."""
     settings = replace(settings, **overrides)
-    bus = InProcessEventBus()
+    bus = bus or InProcessEventBus()
     runtime = AgentRuntime(settings, bus, watcher_period=1.0)
 
     @contextlib.asynccontextmanager
@@ -274,7 +277,14 @@ async def start_agent_server(settings: Settings = SETTINGS, **overrides: Any) ->
             await runtime.stop()
 
     app = Starlette(routes=agent_routes(runtime), lifespan=lifespan)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,  # as `serve` runs it: server.client_address decides
+    )
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
