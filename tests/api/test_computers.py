@@ -289,3 +289,15 @@ async def test_an_unknown_resolution_is_refused_before_anything_runs(client, ten
     )
     assert body.get("data") is None and body["errors"]
     assert await rows(owner.instance_id) == before
+
+
+async def test_an_instance_with_duplicates_is_removed_whole(client, tenant, agents):
+    owner, _, _, _, _, tokens = tenant
+    existing = await agents.enrol(tokens["office"], "hw-instance")
+    await agents.enrol(tokens["office"], "hw-instance")
+    data = await client.operation(
+        "RemoveInstance", {"input": {"instanceId": gid("Instance", owner.instance_id)}}, owner.token
+    )
+    assert data["removeInstance"]["errors"] == []
+    assert await rows(owner.instance_id) == []
+    assert not await Computer.filter(id=key_of(existing["computerId"])).exists()
