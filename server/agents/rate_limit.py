@@ -12,9 +12,9 @@ class TokenBuckets:
     """`per_minute` requests a minute per key, with bursts up to `burst` (default: per_minute).
 
     A key's bucket refills continuously; full buckets are forgotten by `prune()`, so memory
-    follows the keys active within the last refill period, and never holds more than
-    `max_keys` buckets (past that, full ones go first, then the oldest). `per_minute <= 0`
-    disables limiting.
+    follows the keys active within the last refill period; with `max_keys`, it never holds more
+    buckets than that (past it, full ones go first, then the oldest: keys a client can mint,
+    like addresses, cannot exhaust memory). `per_minute <= 0` disables limiting.
     """
 
     def __init__(
@@ -22,7 +22,7 @@ class TokenBuckets:
         per_minute: float,
         burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 1_000_000,
+        max_keys: int | None = None,
     ) -> None:
         self.capacity = float(burst if burst is not None else per_minute)
         self.rate = per_minute / 60.0  # tokens a second
@@ -44,8 +44,8 @@ class TokenBuckets:
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            if len(self._buckets) >= self.max_keys:
-                self._make_room()
+            if self.max_keys is not None and len(self._buckets) >= self.max_keys:
+                self._make_room(self.max_keys)
             self._buckets[key] = [self.capacity - 1.0, now]
             return 0.0
         tokens = min(self.capacity, bucket[0] + (now - bucket[1]) * self.rate)
@@ -56,9 +56,9 @@ class TokenBuckets:
         bucket[0] = tokens
         return (1.0 - tokens) / self.rate
 
-    def _make_room(self) -> None:
+    def _make_room(self, max_keys: int) -> None:
         if self.prune() == 0:
-            for key in list(self._buckets)[: self.max_keys // 10 + 1]:
+            for key in list(self._buckets)[: max_keys // 10 + 1]:
                 del self._buckets[key]
 
     def retry_after(self, wait: float) -> str:

@@ -27,6 +27,7 @@ from server.settings import Settings
 log = logging.getLogger(__name__)
 
 PRUNE_PERIOD = 60.0
+MAX_ENROLMENT_KEYS = 100_000  # installer tokens and client addresses being limited at once
 
 
 class AgentRuntime:
@@ -42,7 +43,7 @@ class AgentRuntime:
         self.limits = TokenBuckets(settings.agent_requests_per_minute)
         # per installer token and per client address
         self.enrolment_limits = TokenBuckets(
-            settings.enrolments_per_minute, settings.enrolment_burst
+            settings.enrolments_per_minute, settings.enrolment_burst, max_keys=MAX_ENROLMENT_KEYS
         )
         self.watcher = ConnectionWatcher(settings, bus, period=watcher_period)
         self.buffer = CheckinBuffer(settings.checkin_flush_interval, on_written=self._written)

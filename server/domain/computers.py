@@ -155,8 +155,8 @@ async def _writable(scope: Scope, computer_id: int, *, lock: bool = True) -> Loc
     return found
 
 
-async def _delete(*computer_ids: int) -> None:
-    await db.execute(f"DELETE FROM computer WHERE {sql_in('id', computer_ids)[0]}", computer_ids)
+async def _delete(computer_id: int) -> None:
+    await db.execute("DELETE FROM computer WHERE id = ?", [computer_id])
 
 
 async def remove_computer(scope: Scope, computer_id: int) -> Removal:
@@ -202,6 +202,6 @@ async def resolve_duplicate(scope: Scope, duplicate_id: int, keep: DuplicateReso
         [group_id, duplicate_id],
     )
     await _delete(existing_id)
-    kept = await _located(None, duplicate_id)
-    assert kept is not None
-    return Removal(kept, [existing])
+    kept = duplicate.computer
+    kept.duplicate_of_id, kept.group_id = None, group_id  # type: ignore[attr-defined]
+    return Removal(Located(kept, existing.group_path), [existing])
