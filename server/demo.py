@@ -108,7 +108,10 @@ async def _seed_customers(scope: Scope, owner_id: int, settings: Settings) -> No
     for index, customer in enumerate(found):
         share = index % 10
         if share < 4:  # set up, with an installer whose agents enrol
-            result = await customers.setup_customer(scope, owner_id, customer.id, None, True)
+            result = await customers.setup_customer(
+                scope, owner_id, customer.id, None, True,
+                installer_ttl_days=settings.installer_ttl_days,
+            )  # fmt: skip
             if result.installer_token:
                 computers += await _enrol(result.installer_token, customer, rng, settings)
         elif share < 6:

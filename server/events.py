@@ -1,8 +1,11 @@
-"""The event bus: sync progress, customer status and computer connection changes.
+"""The event bus: sync progress, customer status and computer connection changes, and agent
+tokens that stopped working.
 
 Payloads carry ids, never rows: a subscriber reloads what it may see through its own scope.
 `InProcessEventBus` serves one process (the embedded default); `PostgresEventBus` (LISTEN/NOTIFY)
-lets subscribers on any worker or host see events caused on another.
+lets subscribers on any worker or host see events caused on another. Besides subscriptions
+(queues read by tasks), a process may register handlers: plain functions called with each event
+of their topic, at once when this process publishes it.
 """
 
 from __future__ import annotations
@@ -10,18 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import orjson
 
 log = logging.getLogger(__name__)
+Handler = Callable[[dict[str, Any]], None]
 
 SYNC_RUN = "sync_run"  # {"instance_id", "run_id"}
 CUSTOMER_STATUS = "customer_status"  # {"instance_id", "company_ids"}
 COMPUTER_CONNECTION = "computer_connection"  # {"instance_id", "computer_ids"}
 SESSION_ENDED = "session_ended"  # {"instance_id", "user_ids" | "session_ids"}: close sockets
-TOPICS = (SYNC_RUN, CUSTOMER_STATUS, COMPUTER_CONNECTION, SESSION_ENDED)
+# {"instance_id", "token_hashes"}: agent tokens of removed computers, or superseded by a
+# re-enrolment; every process refuses them from now on (the hashes, never the tokens)
+AGENT_TOKENS_REVOKED = "agent_tokens_revoked"
+TOPICS = (SYNC_RUN, CUSTOMER_STATUS, COMPUTER_CONNECTION, SESSION_ENDED, AGENT_TOKENS_REVOKED)
 QUEUE_LIMIT = 1000
 
 
@@ -32,16 +39,21 @@ class EventBus(Protocol):
         self, topic: str
     ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]: ...
 
+    def add_handler(self, topic: str, handler: Handler) -> None: ...
+
+    def remove_handler(self, topic: str, handler: Handler) -> None: ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
 
 class InProcessEventBus:
-    """Fans each event out to the queues of this process's subscribers."""
+    """Fans each event out to this process's handlers and to the queues of its subscribers."""
 
     def __init__(self) -> None:
         self._queues: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {t: set() for t in TOPICS}
+        self._handlers: dict[str, list[Handler]] = {t: [] for t in TOPICS}
 
     async def start(self) -> None:
         return None
@@ -52,7 +64,27 @@ class InProcessEventBus:
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
         self.deliver(topic, payload)
 
+    def add_handler(self, topic: str, handler: Handler) -> None:
+        """Call `handler` with every event of `topic` (idempotent handlers only: on PostgreSQL
+        this process's own events reach them twice, at once and when the notification
+        comes back)."""
+        if topic not in self._handlers:
+            raise ValueError(f"unknown topic {topic!r}")
+        self._handlers[topic].append(handler)
+
+    def remove_handler(self, topic: str, handler: Handler) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._handlers[topic].remove(handler)
+
+    def handle(self, topic: str, payload: dict[str, Any]) -> None:
+        for handler in self._handlers.get(topic, ()):
+            try:
+                handler(payload)
+            except Exception:
+                log.exception("event bus: a %s handler failed", topic)
+
     def deliver(self, topic: str, payload: dict[str, Any]) -> None:
+        self.handle(topic, payload)
         for queue in self._queues.get(topic, ()):
             if queue.full():  # a stalled subscriber loses its oldest event, not the bus
                 queue.get_nowait()
@@ -90,16 +122,18 @@ def decode(message: str) -> tuple[str, dict[str, Any]]:
 
 CHANNEL = "msp_console_events"
 MAX_IDS_PER_NOTIFY = 400  # NOTIFY payloads must stay under 8000 bytes
+MAX_LIST_BYTES = 6000  # of one payload's id list, leaving room for the rest
 
 
 def split_payload(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """Cut long id lists into several payloads that each fit one NOTIFY."""
+    """Cut long id lists (numbers or hashes) into several payloads that each fit one NOTIFY."""
     for key, value in payload.items():
-        if isinstance(value, list) and len(value) > MAX_IDS_PER_NOTIFY:
-            return [
-                {**payload, key: value[i : i + MAX_IDS_PER_NOTIFY]}
-                for i in range(0, len(value), MAX_IDS_PER_NOTIFY)
-            ]
+        if not isinstance(value, list) or not value:
+            continue
+        widest = max(len(orjson.dumps(item)) for item in value) + 1
+        size = max(1, min(MAX_IDS_PER_NOTIFY, MAX_LIST_BYTES // widest))
+        if len(value) > size:
+            return [{**payload, key: value[i : i + size]} for i in range(0, len(value), size)]
     return [payload]
 
 
@@ -132,10 +166,13 @@ class PostgresEventBus(InProcessEventBus):
             self._task = None
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        """NOTIFY every process (this one too, when the notification comes back); this
+        process's handlers run at once, so what it decided holds before it answers."""
         from server.models import db
 
         for part in split_payload(payload):
             await db.fetch("SELECT pg_notify(?, ?)", [CHANNEL, encode(topic, part)])
+        self.handle(topic, payload)
 
     def _on_notify(self, connection: Any, pid: int, channel: str, message: str) -> None:
         try:

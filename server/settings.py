@@ -11,6 +11,8 @@ from typing import Any
 from server.domain.tree import COMPANY_LEVELS_THAT_FIT
 
 DEFAULT_SECRET_KEY = "insecure-demo-secret-change-me"  # noqa: S105 - refused outside --demo
+DEFAULT_INSTALLER_TTL_DAYS = 30
+MAX_INSTALLER_TTL_DAYS = 3650
 
 
 class SettingsError(ValueError):
@@ -66,6 +68,13 @@ class Settings:
     upstream_max_fetch_seconds: float = 3_600.0
     metrics_token: str = ""  # /metrics answers only with this bearer token; 404 when empty
     metrics_public: bool = False  # /metrics answers anyone (behind a private network only)
+    # Enrolments per installer token and per client address (each, per process): a burst
+    # that lets a deployment tool push an agent to thousands of machines at once (many behind
+    # one customer's NAT address), refilling slowly enough that a leaked token cannot mint
+    # duplicates without end.
+    enrolment_burst: int = 5_000
+    enrolments_per_minute: int = 10
+    installer_ttl_days: int = DEFAULT_INSTALLER_TTL_DAYS  # for installers created without expiry
     demo: bool = False
 
     @classmethod
@@ -108,10 +117,12 @@ class Settings:
             "login_attempts_per_minute",
             "login_attempts_per_address_per_minute",
             "password_hashing_threads",
+            "upstream_max_body_bytes",
+            "upstream_max_companies",
+            "upstream_max_depth",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"MSP_CONSOLE_{name.upper()} must be at least 1")
-
         try:
             trusted_networks(self.trusted_proxies)
         except ValueError as exc:
@@ -124,9 +135,6 @@ class Settings:
                     f"MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS: {exc} (host names or addresses, "
                     "without scheme or port)"
                 ) from None
-        for name in ("upstream_max_body_bytes", "upstream_max_companies", "upstream_max_depth"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"MSP_CONSOLE_{name.upper()} must be at least 1")
         if self.upstream_max_depth > COMPANY_LEVELS_THAT_FIT:
             raise SettingsError(
                 f"MSP_CONSOLE_UPSTREAM_MAX_DEPTH must be at most {COMPANY_LEVELS_THAT_FIT}: "
@@ -134,6 +142,10 @@ class Settings:
             )
         if not self.upstream_max_fetch_seconds > 0:
             raise SettingsError("MSP_CONSOLE_UPSTREAM_MAX_FETCH_SECONDS must be positive")
+        if not 1 <= self.installer_ttl_days <= MAX_INSTALLER_TTL_DAYS:
+            raise SettingsError(
+                f"MSP_CONSOLE_INSTALLER_TTL_DAYS: between 1 and {MAX_INSTALLER_TTL_DAYS} days"
+            )
 
 
 def _coerce(kind: Any, raw: str) -> Any:

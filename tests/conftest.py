@@ -121,7 +121,14 @@ def _free_port() -> int:
 async def server_url(app: object) -> AsyncIterator[str]:
     """The same app behind a real uvicorn (its lifespan already runs in-process)."""
     port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")  # type: ignore[arg-type]
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        proxy_headers=False,  # as `serve` runs it: server.client_address decides
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on

@@ -1,9 +1,11 @@
 """Scale-out: two real console processes (`python -m server serve`) on one PostgreSQL database.
 
 A subscriber on process A receives sync progress, customer status changes and computer
-connection changes caused through process B (its GraphQL API and its agent API), and the
-scheduled sync runs exactly once across both. Everything goes through HTTP and websockets: this
-process never opens the ORM on the shared database (the session's `app` may hold another one).
+connection changes caused through process B (its GraphQL API and its agent API), the scheduled
+sync runs exactly once across both, and an agent token that dies through B (its computer
+removed, or superseded by a re-enrolment) is refused by A, which had it cached. Everything goes
+through HTTP and websockets: this process never opens the ORM on the shared database (the
+session's `app` may hold another one).
 
 Always PostgreSQL: a fresh database on the server of MSP_TEST_DATABASE_URL when that is
 PostgreSQL, else on postgres://root@127.0.0.1:5432/test; created for this module, dropped after.
@@ -44,6 +46,9 @@ SECRET = "scale-out-test-secret-key-0123456789-abcdef"
 METRICS_TOKEN = "scale-out-metrics-token"
 METRICS = {"authorization": f"Bearer {METRICS_TOKEN}"}  # /metrics is not public
 SYNC_INTERVAL = 4  # seconds: MSP_CONSOLE_SYNC_INTERVAL of both processes
+# Check-ins are written (and a dead token found dead by the write) only this often, so that
+# within the tests only the event bus can tell A that a token died.
+CHECKIN_FLUSH_INTERVAL = 60
 SCHEDULE_WINDOW = 13  # seconds after the connection by which the timeline is read
 COMPANIES = 60
 EMAIL = "scale-out-owner@example.test"
@@ -68,6 +73,8 @@ SKIP = """mutation($input: SkipCustomerSetupInput!) { skipCustomerSetup(input: $
   customer { id customerStatus } errors { code message } } }"""
 CREATE_INSTALLER = """mutation($input: CreateInstallerInput!) { createInstaller(input: $input) {
   token installer { id } errors { code message } } }"""
+REMOVE_COMPUTER = """mutation($input: RemoveComputerInput!) { removeComputer(input: $input) {
+  removedComputerId errors { code message } } }"""
 SYNC_RUNS = """{ syncRuns(first: 100) { totalCount
   edges { node { id state trigger phase createdAt startedAt finishedAt error } } } }"""
 
@@ -136,6 +143,7 @@ def console_env(database_url: str, agent_url: str) -> dict[str, str]:
             "MSP_CONSOLE_PUBLIC_AGENT_URL": agent_url,
             "MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS": ",".join(LOCAL_UPSTREAM),
             "MSP_CONSOLE_METRICS_TOKEN": METRICS_TOKEN,
+            "MSP_CONSOLE_CHECKIN_FLUSH_INTERVAL": str(CHECKIN_FLUSH_INTERVAL),
         }
     )
     return env
@@ -505,6 +513,59 @@ async def test_a_subscriber_on_a_sees_a_computer_enrolled_on_bs_agent_api(
         "connectionStatus": "CONNECTED",
         "company": {"id": customer["id"]},
     }
+
+
+async def test_a_token_dying_through_b_is_refused_at_once_by_a(cluster: Cluster) -> None:
+    edges = (await cluster.query(cluster.via_b, NOT_SET_UP))["managedCustomers"]["edges"]
+    made = await cluster.query(
+        cluster.via_b,
+        CREATE_INSTALLER,
+        {"input": {"companyId": edges[0]["node"]["id"], "name": "Token deaths"}},
+    )
+    installer_token = made["createInstaller"]["token"]
+    body = {"hardwareId": "scale-out-hw-2", "hostname": "desk-2", "os": "Linux",
+            "agentVersion": "1"}  # fmt: skip
+
+    async def enrol(http: httpx.AsyncClient, **extra: str) -> dict[str, Any]:
+        answer = await http.post(
+            "/agent/v1/enroll",
+            json={**body, **extra},
+            headers={"authorization": f"Bearer {installer_token}"},
+        )
+        assert answer.status_code == 201, answer.text
+        return dict(answer.json())
+
+    async def checkin_on_a(http: httpx.AsyncClient, token: str) -> int:
+        answer = await http.post(
+            cluster.a.url + "/agent/v1/checkin",
+            json={},
+            headers={"authorization": f"Bearer {token}"},
+        )
+        return answer.status_code
+
+    async def refused_by_a(http: httpx.AsyncClient, token: str, what: str) -> None:
+        first = await checkin_on_a(http, token)
+        print(f"{what}: A's first answer {first}")
+
+        async def refused() -> bool:
+            return await checkin_on_a(http, token) == 401
+
+        if first != 401:
+            await eventually(what, refused, 5, cluster.tails())
+
+    async with httpx.AsyncClient(base_url=cluster.b.url, timeout=10) as http:
+        enrolled = await enrol(http)
+        assert await checkin_on_a(http, enrolled["agentToken"]) == 200  # A caches it
+        again = await enrol(http, agentToken=enrolled["agentToken"])  # through B
+        assert again["computerId"] == enrolled["computerId"]
+        await refused_by_a(http, enrolled["agentToken"], "the token superseded through B")
+        assert await checkin_on_a(http, again["agentToken"]) == 200  # A caches the new one
+
+        removed = await cluster.query(
+            cluster.via_b, REMOVE_COMPUTER, {"input": {"computerId": again["computerId"]}}
+        )
+        assert removed["removeComputer"]["errors"] == [], removed
+        await refused_by_a(http, again["agentToken"], "the token of the computer removed via B")
 
 
 def parse_time(value: str | None) -> dt.datetime | None:

@@ -78,6 +78,27 @@ def test_a_limit_below_one_is_refused_with_its_name(name, value):
         Settings.from_env({f"MSP_CONSOLE_{name}": value})
 
 
+def test_enrolment_limits_and_installer_lifetime_come_from_the_environment():
+    defaults = Settings()
+    assert (defaults.enrolment_burst, defaults.enrolments_per_minute) == (5000, 10)
+    assert defaults.installer_ttl_days == 30
+    settings = Settings.from_env(
+        {
+            "MSP_CONSOLE_ENROLMENT_BURST": "20000",
+            "MSP_CONSOLE_ENROLMENTS_PER_MINUTE": "60",
+            "MSP_CONSOLE_INSTALLER_TTL_DAYS": "7",
+        }
+    )
+    assert (settings.enrolment_burst, settings.enrolments_per_minute) == (20000, 60)
+    assert settings.installer_ttl_days == 7
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "3651", "soon"])
+def test_an_installer_lifetime_out_of_range_is_refused(days):
+    with pytest.raises(SettingsError, match="MSP_CONSOLE_INSTALLER_TTL_DAYS"):
+        Settings.from_env({"MSP_CONSOLE_INSTALLER_TTL_DAYS": days})
+
+
 def test_the_default_secret_is_refused_outside_the_demo():
     with pytest.raises(SettingsError, match="SECRET_KEY"):
         Settings(secret_key=DEFAULT_SECRET_KEY).check_secure()

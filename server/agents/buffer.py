@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from server.domain.agents import AgentReport, CheckinRecord, WrittenCheckins, write_checkins
@@ -57,6 +57,11 @@ class CheckinBuffer:
                 self._wake.set()
         else:
             existing.merge(at, changes)
+
+    def discard(self, token_hashes: Iterable[str]) -> None:
+        """Drop what dead tokens recorded (a write would match no row anyway)."""
+        for token_hash in token_hashes:
+            self._records.pop(token_hash, None)
 
     async def flush(self) -> WrittenCheckins:
         """Write everything held now; on failure the records stay for the next round."""

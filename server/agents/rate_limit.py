@@ -1,4 +1,5 @@
-"""Per-token rate limiting for the agent API: a token bucket per key, in memory."""
+"""Rate limiting for the agent API: a token bucket per key (an agent token, an installer token,
+a client address), in memory."""
 
 from __future__ import annotations
 
@@ -11,18 +12,22 @@ class TokenBuckets:
     """`per_minute` requests a minute per key, with bursts up to `burst` (default: per_minute).
 
     A key's bucket refills continuously; full buckets are forgotten by `prune()`, so memory
-    follows the keys active within the last refill period. `per_minute <= 0` disables limiting.
+    follows the keys active within the last refill period; with `max_keys`, it never holds more
+    buckets than that (past it, full ones go first, then the oldest: keys a client can mint,
+    like addresses, cannot exhaust memory). `per_minute <= 0` disables limiting.
     """
 
     def __init__(
         self,
-        per_minute: int,
+        per_minute: float,
         burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_keys: int | None = None,
     ) -> None:
         self.capacity = float(burst if burst is not None else per_minute)
         self.rate = per_minute / 60.0  # tokens a second
         self.clock = clock
+        self.max_keys = max_keys
         self._buckets: dict[str, list[float]] = {}  # key -> [tokens, updated at]
 
     @property
@@ -39,6 +44,8 @@ class TokenBuckets:
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
+            if self.max_keys is not None and len(self._buckets) >= self.max_keys:
+                self._make_room(self.max_keys)
             self._buckets[key] = [self.capacity - 1.0, now]
             return 0.0
         tokens = min(self.capacity, bucket[0] + (now - bucket[1]) * self.rate)
@@ -48,6 +55,11 @@ class TokenBuckets:
             return 0.0
         bucket[0] = tokens
         return (1.0 - tokens) / self.rate
+
+    def _make_room(self, max_keys: int) -> None:
+        if self.prune() == 0:
+            for key in list(self._buckets)[: max_keys // 10 + 1]:
+                del self._buckets[key]
 
     def retry_after(self, wait: float) -> str:
         """A Retry-After header value (whole seconds, at least 1)."""

@@ -1,13 +1,15 @@
 """The agent HTTP API: `POST /agent/v1/enroll` and `POST /agent/v1/checkin`.
 
 JSON in and out (orjson). Bodies over 64 KiB answer 413, malformed JSON or wrong fields 400,
-a missing, unknown or superseded token 401, too many requests for one token 429; nothing is
-written on any of them. Check-ins are answered from memory and written in batches.
+a missing, unknown or superseded token 401, too many requests 429 (check-ins per agent token;
+enrolments per installer token and per client address); nothing is written on any of them.
+Check-ins are answered from memory and written in batches.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -19,11 +21,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from server.agents.rate_limit import TokenBuckets
 from server.agents.runtime import AgentRuntime
+from server.client_address import client_address
 from server.domain import global_ids
 from server.domain.agents import AgentUnauthorized, parse_enrolment, parse_report
 from server.domain.errors import InvalidInput
-from server.domain.secrets import token_hash
+from server.domain.secrets import token_hash, well_formed_token
 from server.events import EventBus, InProcessEventBus
 from server.settings import Settings
 
@@ -31,7 +35,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/agent/v1"
 MAX_BODY_BYTES = 64 * 1024
-MAX_TOKEN_LENGTH = 256
 JSON = "application/json"
 
 
@@ -71,14 +74,7 @@ def bearer_token(request: Request) -> str:
         raise _unauthorized("missing bearer token")
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if (
-        scheme.lower() != "bearer"
-        or not token
-        or len(token) > MAX_TOKEN_LENGTH
-        or not token.isascii()
-        or not token.isprintable()
-        or " " in token
-    ):
+    if scheme.lower() != "bearer" or not well_formed_token(token):
         raise _unauthorized("malformed bearer token")
     return token
 
@@ -114,15 +110,28 @@ def _invalid(exc: InvalidInput) -> AgentRequestRefused:
     return AgentRequestRefused(400, exc.message, code=exc.code, field=exc.field)
 
 
-def _throttle(runtime: AgentRuntime, key: str) -> None:
-    wait = runtime.limits.acquire(key)
+def _throttle(limits: TokenBuckets, key: str, what: str) -> None:
+    wait = limits.acquire(key)
     if wait > 0:
         raise AgentRequestRefused(
             429,
-            "too many requests for this token",
+            f"too many requests for {what}",
             code="RATE_LIMITED",
-            headers={"Retry-After": runtime.limits.retry_after(wait)},
+            headers={"Retry-After": limits.retry_after(wait)},
         )
+
+
+def address_key(address: str | None) -> str:
+    """An IPv4 address, or the /64 of an IPv6 one (what one site or host usually holds)."""
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return f"address:{(address or '')[:64]}"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return f"address:{parsed.ipv4_mapped}"
+        return f"address:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
+    return f"address:{parsed}"
 
 
 def agent_routes(runtime: AgentRuntime) -> list[BaseRoute]:
@@ -136,10 +145,12 @@ def agent_routes(runtime: AgentRuntime) -> list[BaseRoute]:
                 enrolment_request = parse_enrolment(body)
             except InvalidInput as exc:
                 raise _invalid(exc) from None
-            installer_hash = token_hash(token)
-            _throttle(runtime, f"enrol:{installer_hash}:{enrolment_request.hardware_id}")
+            # The caller chooses hardware ids, so the limits are per installer and per address.
+            address = client_address(request, runtime.settings)
+            _throttle(runtime.enrolment_limits, address_key(address), "this address")
+            _throttle(runtime.enrolment_limits, f"installer:{token_hash(token)}", "this installer")
             try:
-                enrolment = await runtime.enroll(token, enrolment_request)
+                enrolment = await runtime.enroll(token, enrolment_request, address)
             except AgentUnauthorized as exc:
                 raise _unauthorized(exc.message) from None
         except AgentRequestRefused as refused:
@@ -162,7 +173,7 @@ def agent_routes(runtime: AgentRuntime) -> list[BaseRoute]:
             except InvalidInput as exc:
                 raise _invalid(exc) from None
             agent_hash = token_hash(token)
-            _throttle(runtime, agent_hash)
+            _throttle(runtime.limits, agent_hash, "this token")
             identity = await runtime.authenticate(agent_hash)
             if identity is None:
                 raise _unauthorized("unknown or superseded agent token")

@@ -1,5 +1,9 @@
 """The agent runtime: what the agent API keeps in memory between requests (token cache, check-in
-buffer, rate limits) and the connection watcher, started and stopped with the application."""
+buffer, rate limits) and the connection watcher, started and stopped with the application.
+
+Agent tokens that die (a computer removed, a token superseded by a re-enrolment) are announced
+on the event bus; every runtime refuses them from that moment, whichever process saw the change.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from server.agents.buffer import CheckinBuffer
 from server.agents.rate_limit import TokenBuckets
@@ -15,13 +20,14 @@ from server.domain import agents
 from server.domain.agents import AgentIdentity, AgentReport, Enrolment, EnrolmentRequest
 from server.domain.connections import ConnectionWatcher
 from server.domain.secrets import token_hash
-from server.events import EventBus
+from server.events import AGENT_TOKENS_REVOKED, EventBus
 from server.observability import CHECKINS, ENROLMENTS
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PRUNE_PERIOD = 60.0
+MAX_ENROLMENT_KEYS = 100_000  # installer tokens and client addresses being limited at once
 
 
 class AgentRuntime:
@@ -35,6 +41,10 @@ class AgentRuntime:
         self.bus = bus
         self.tokens = AgentTokenCache()
         self.limits = TokenBuckets(settings.agent_requests_per_minute)
+        # per installer token and per client address
+        self.enrolment_limits = TokenBuckets(
+            settings.enrolments_per_minute, settings.enrolment_burst, max_keys=MAX_ENROLMENT_KEYS
+        )
         self.watcher = ConnectionWatcher(settings, bus, period=watcher_period)
         self.buffer = CheckinBuffer(settings.checkin_flush_interval, on_written=self._written)
         self._maintenance: asyncio.Task[None] | None = None
@@ -44,6 +54,8 @@ class AgentRuntime:
         if self.started:
             return
         self.started = True
+        if self.bus is not None:
+            self.bus.add_handler(AGENT_TOKENS_REVOKED, self._tokens_revoked)
         await self.buffer.start()
         await self.watcher.start()
         self._maintenance = asyncio.create_task(self._maintain(), name="agent-maintenance")
@@ -52,6 +64,8 @@ class AgentRuntime:
         if not self.started:
             return
         self.started = False
+        if self.bus is not None:
+            self.bus.remove_handler(AGENT_TOKENS_REVOKED, self._tokens_revoked)
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -66,10 +80,17 @@ class AgentRuntime:
         except Exception:
             log.exception("announcing the last connection transitions failed")
 
-    async def enroll(self, installer_token: str, request: EnrolmentRequest) -> Enrolment:
-        enrolment = await agents.enroll(installer_token, request, settings=self.settings)
+    async def enroll(
+        self, installer_token: str, request: EnrolmentRequest, client_address: str | None = None
+    ) -> Enrolment:
+        enrolment = await agents.enroll(
+            installer_token, request, settings=self.settings, client_address=client_address
+        )
         computer = enrolment.computer
-        self.tokens.forget_computer(computer.id)  # the token it replaced, if cached here
+        if enrolment.superseded_token_hash is not None:  # here at once, then everywhere
+            superseded = [enrolment.superseded_token_hash]
+            self._tokens_revoked({"token_hashes": superseded})
+            await agents.publish_revoked_tokens(self.bus, computer.instance_id, superseded)  # type: ignore[attr-defined]
         self.tokens.put(
             AgentIdentity(
                 token_hash=token_hash(enrolment.agent_token),
@@ -104,6 +125,12 @@ class AgentRuntime:
         CHECKINS.inc()
         return self.settings.checkin_interval
 
+    def _tokens_revoked(self, payload: dict[str, Any]) -> None:
+        """Refuse these agent tokens from now on (a bus handler: idempotent)."""
+        token_hashes = [h for h in payload.get("token_hashes", ()) if isinstance(h, str)]
+        self.tokens.revoke(token_hashes)
+        self.buffer.discard(token_hashes)
+
     def _written(self, token_hashes: list[str], written: agents.WrittenCheckins) -> None:
         self.tokens.refresh(token_hashes, written.rows)
         if written.reconnected:
@@ -113,3 +140,4 @@ class AgentRuntime:
         while True:
             await asyncio.sleep(PRUNE_PERIOD)
             self.limits.prune()
+            self.enrolment_limits.prune()

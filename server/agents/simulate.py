@@ -2,7 +2,9 @@
 
 Each agent checks in every `interval` seconds (with jitter, first check-ins spread over one
 interval), for `duration` seconds; at the end it reports the achieved rate, latency percentiles
-and errors by kind. One aiohttp session, at most `concurrency` requests in flight.
+and errors by kind. One aiohttp session, at most `concurrency` requests in flight. Like a real
+agent, each one presents the agent token it holds when it enrols again (`--state-file` keeps
+them between runs), so a second run continues the same computers instead of duplicating them.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import argparse
 import asyncio
 import heapq
 import math
+import os
 import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -101,13 +105,17 @@ async def simulate_agents(
     progress_every: float = 5.0,
     seed: int | None = None,
     on_checkins: Callable[[], None] | None = None,
+    held_tokens: MutableMapping[str, str] | None = None,
 ) -> Report:
     """Enrol `agents` agents at `url` (the agent API base, ".../agent/v1") with one installer
     token, then keep them checking in every `interval` s for `duration` s; returns the figures.
 
-    Hardware ids are `<prefix>-<n>`, so running again with the same prefix re-enrols the same
-    computers. `change_rate` is the share of check-ins that report a changed protection status.
-    `on_checkins` is called when the check-in phase starts (after enrolment).
+    Hardware ids are `<prefix>-<n>`. `held_tokens` (hardware id -> agent token) holds what the
+    agents hold: a token found there is presented at enrolment, so running again with the same
+    prefix and tokens re-enrols the same computers (without them, the console makes
+    duplicates); the new tokens are put back. `change_rate` is the share of check-ins that
+    report a changed protection status. `on_checkins` is called when the check-in phase
+    starts (after enrolment).
     """
     rng = random.Random(seed)
     base = url.rstrip("/")
@@ -125,14 +133,20 @@ async def simulate_agents(
                          "Content-Type": "application/json"}  # fmt: skip
         started = loop.time()
 
+        held = held_tokens if held_tokens is not None else {}
+
         async def enrol_worker() -> None:
             for i in next_index:
-                body = orjson.dumps({
-                    "hardwareId": f"{prefix}-{i:07d}",
+                hardware_id = f"{prefix}-{i:07d}"
+                fields = {
+                    "hardwareId": hardware_id,
                     "hostname": f"{prefix}-pc-{i:07d}",
                     "os": OPERATING_SYSTEMS[i % len(OPERATING_SYSTEMS)],
                     "agentVersion": AGENT_VERSION,
-                })  # fmt: skip
+                }
+                if hardware_id in held:
+                    fields["agentToken"] = held[hardware_id]
+                body = orjson.dumps(fields)
                 t0 = time.perf_counter()
                 try:
                     async with session.post(
@@ -142,7 +156,7 @@ async def simulate_agents(
                         if response.status != 201:
                             report.errors[f"enroll:http_{response.status}"] += 1
                             continue
-                        tokens[i] = orjson.loads(raw)["agentToken"]
+                        tokens[i] = held[hardware_id] = orjson.loads(raw)["agentToken"]
                         report.enrolled += 1
                         report.enrol_latencies.append(time.perf_counter() - t0)
                 except Exception as exc:
@@ -258,6 +272,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jitter", type=float, default=0.1, help="interval jitter share (0.1)")
     parser.add_argument("--prefix", default="sim", help="hardware id prefix (sim)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="where the agents keep their tokens between runs (JSON), so that running again "
+        "re-enrols the same computers",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -267,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
         from server.settings import Settings
 
         url = Settings.from_env().public_agent_url
+    held = load_tokens(args.state_file)
     report = run_loop(
         simulate_agents(
             url,
@@ -278,10 +300,34 @@ def run(args: argparse.Namespace) -> int:
             jitter=args.jitter,
             prefix=args.prefix,
             seed=args.seed,
+            held_tokens=held,
         )
     )
+    save_tokens(args.state_file, held)
     print(report.summary())
     return 0 if report.enrolled else 1
+
+
+def load_tokens(path: Path | None) -> dict[str, str]:
+    """The agent tokens a previous run kept (none without a file)."""
+    if path is None or not path.exists():
+        return {}
+    data = orjson.loads(path.read_bytes())
+    if not isinstance(data, dict):
+        raise SystemExit(f"{path}: expected a JSON object of hardware id -> agent token")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def save_tokens(path: Path | None, held: dict[str, str]) -> None:
+    """Keep the agents' tokens for the next run, readable by this user only (they are
+    credentials)."""
+    if path is None:
+        return
+    partial = path.with_name(path.name + ".new")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(orjson.dumps(held))
+    partial.replace(path)
 
 
 def run_loop(coroutine: Any) -> Any:

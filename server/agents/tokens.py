@@ -1,9 +1,9 @@
 """Agent token cache: token hash -> computer, so a check-in authenticates without the database.
 
-Misses arriving together are loaded in one statement. Entries leave when a re-enrolment replaces
-the token (`forget_computer`), and when a batch write finds the token no longer stored (superseded
-by a re-enrolment handled by another process), so a superseded token is refused again after at
-most one flush.
+Misses arriving together are loaded in one statement. A token leaves at once when its computer
+is removed or a re-enrolment supersedes it, on whichever process that happened (`revoke`, called
+for `AGENT_TOKENS_REVOKED` events); and, should an event be lost, when a batch write finds the
+token no longer stored, so a dead token is refused again after at most one flush.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class AgentTokenCache:
         self._by_computer: dict[int, str] = {}
         self._misses: dict[str, float] = {}  # unknown token hash -> until when it is known unknown
         self._pending: dict[str, asyncio.Future[AgentIdentity | None]] = {}
+        self._revoked_during_load: set[str] = set()
         self._loading = False
         self._load_task: asyncio.Task[None] | None = None
         self.loads = 0  # statements issued for misses (for tests and metrics)
@@ -82,6 +83,8 @@ class AgentTokenCache:
                     continue
                 for token_hash, future in pending.items():
                     identity = found.get(token_hash)
+                    if token_hash in self._revoked_during_load:  # read before it died
+                        identity = None
                     if identity is None:
                         self._remember_miss(token_hash)
                     else:
@@ -90,6 +93,7 @@ class AgentTokenCache:
                         future.set_result(identity)
         finally:
             self._loading = False
+            self._revoked_during_load.clear()
 
     def _remember_miss(self, token_hash: str) -> None:
         if len(self._misses) >= self.max_misses:
@@ -115,14 +119,14 @@ class AgentTokenCache:
         if identity is not None and self._by_computer.get(identity.computer_id) == token_hash:
             del self._by_computer[identity.computer_id]
 
-    def forget_computer(self, computer_id: int) -> None:
-        token_hash = self._by_computer.pop(computer_id, None)
-        if token_hash is not None:
-            self._entries.pop(token_hash, None)
-
-    def forget_computers(self, computer_ids: Iterable[int]) -> None:
-        for computer_id in computer_ids:
-            self.forget_computer(computer_id)
+    def revoke(self, token_hashes: Iterable[str]) -> None:
+        """Refuse these token hashes from now on, also when a load in flight read them before
+        they died (a removed computer's token, or one a re-enrolment superseded)."""
+        for token_hash in token_hashes:
+            self.forget(token_hash)
+            self._remember_miss(token_hash)
+            if self._loading:
+                self._revoked_during_load.add(token_hash)
 
     def clear(self) -> None:
         self._entries.clear()

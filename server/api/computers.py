@@ -1,4 +1,5 @@
-"""Computers and their connection status."""
+"""Computers, their connection status, and removing them (among them the duplicates that
+enrolments without the agent's token make)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
+from server.api.audit import audited
 from server.api.context import Context
-from server.api.enums import ConnectionStatus, ProtectionStatus
+from server.api.enums import ConnectionStatus, DuplicateResolution, ProtectionStatus
+from server.api.errors import UserError
 from server.api.execution import direct
 from server.api.node import Node, decode_id, resolves
 from server.api.pagination import (
@@ -20,10 +23,12 @@ from server.api.pagination import (
     paginate,
 )
 from server.api.permissions import Authenticated
-from server.domain import computers, global_ids
+from server.domain import agents, computers, global_ids
 from server.domain.connections import connection_status
+from server.domain.errors import DomainError
 from server.models import Computer as ComputerModel
 from server.models import StaticGroup as GroupModel
+from server.models.enums import Area
 
 if TYPE_CHECKING:
     from server.api.companies import Company
@@ -84,6 +89,16 @@ class Computer(Node):
         found = await info.context.loaders.company_by_id.load(company_id) if company_id else None
         return Company.of(found) if found else None
 
+    @strawberry.field(
+        description="The enrolled computer whose hardware id this one claimed without its "
+        "agent token (settle it with resolveDuplicateComputer); null when it is none's "
+        "duplicate, or that computer is out of sight."
+    )
+    async def duplicate_of(self, info: Info[Context, None]) -> Computer | None:
+        key = self.model.duplicate_of_id  # type: ignore[attr-defined]
+        found = await info.context.loaders.computer_by_id.load(key) if key else None
+        return Computer.of(found) if found else None
+
 
 @strawberry.type
 class ComputerEdge:
@@ -107,13 +122,14 @@ async def computers_in_group(
     search: str | None,
     last: int | None = None,
     before: str | None = None,
+    duplicates: bool | None = None,
 ) -> ComputerConnection:
     request = page_request(first, after, last, before)
     context = info.context
     listing = computers.visible(context.require_scope())
     if group is not None:
         computers.in_group(listing, group, recursive)
-    computers.narrow(listing, context.settings, distinct(status), search)
+    computers.narrow(listing, context.settings, distinct(status), search, duplicates=duplicates)
     return await paginate(
         ComputerConnection,
         ComputerEdge,
@@ -147,6 +163,12 @@ class ComputerQueries:
         search: str | None = None,
         last: int | None = None,
         before: str | None = None,
+        duplicates: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="true: only duplicates waiting to be settled; false: none of them."
+            ),
+        ] = None,
     ) -> ComputerConnection:
         model = None
         if group is not None:
@@ -156,5 +178,107 @@ class ComputerQueries:
             if model is None:  # out of scope or missing: an empty list, like a filter
                 return await computers_in_group(info, None, 0, None, recursive, [], None)
         return await computers_in_group(
-            info, model, first, after, recursive, status, search, last, before
+            info, model, first, after, recursive, status, search, last, before, duplicates
         )
+
+
+@strawberry.input
+class RemoveComputerInput:
+    computer_id: strawberry.ID
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class RemoveComputerPayload:
+    removed_computer_id: strawberry.ID | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+    client_mutation_id: str | None = None
+
+
+@strawberry.input
+class ResolveDuplicateComputerInput:
+    computer_id: strawberry.ID = strawberry.field(description="The duplicate.")
+    keep: DuplicateResolution  # type: ignore[valid-type]
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class ResolveDuplicateComputerPayload:
+    computer: Computer | None = strawberry.field(
+        default=None, description="The computer kept (null if it is out of the viewer's sight)."
+    )
+    errors: list[UserError] = strawberry.field(default_factory=list)
+    client_mutation_id: str | None = None
+
+
+@strawberry.type
+class ComputerMutations:
+    @strawberry.mutation(
+        permission_classes=[Authenticated],
+        description="Remove a computer (COMPUTERS WRITE on its group); its agent token stops "
+        "working at once. One with duplicates waits until they are settled.",
+    )
+    async def remove_computer(
+        self, info: Info[Context, None], input: RemoveComputerInput
+    ) -> RemoveComputerPayload:
+        context = info.context
+        key = decode_id(input.computer_id, "Computer", "computerId")
+        try:
+            async with audited(context, "removeComputer", "Computer", key) as entry:
+                removal = await computers.remove_computer(context.require_scope(), key)
+                entry.group_path = removal.removed[0].group_path
+                entry.detail["name"] = removal.removed[0].computer.name
+        except DomainError as exc:
+            return RemoveComputerPayload(
+                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
+            )
+        await _revoke_tokens(context, removal)
+        return RemoveComputerPayload(
+            removed_computer_id=input.computer_id, client_mutation_id=input.client_mutation_id
+        )
+
+    @strawberry.mutation(
+        permission_classes=[Authenticated],
+        description="Settle a duplicate (COMPUTERS WRITE on its group, and on the enrolled "
+        "computer's to keep the new one): KEEP_NEW removes the enrolled computer and the "
+        "duplicate takes its place; KEEP_EXISTING removes the duplicate. The removed "
+        "computer's agent token stops working at once.",
+    )
+    async def resolve_duplicate_computer(
+        self, info: Info[Context, None], input: ResolveDuplicateComputerInput
+    ) -> ResolveDuplicateComputerPayload:
+        context = info.context
+        key = decode_id(input.computer_id, "Computer", "computerId")
+        detail = {"keep": input.keep.value}
+        try:
+            async with audited(
+                context, "resolveDuplicateComputer", "Computer", key, detail
+            ) as entry:
+                removal = await computers.resolve_duplicate(
+                    context.require_scope(), key, input.keep
+                )
+                removed = removal.removed[0]
+                entry.group_path = removed.group_path
+                entry.detail["removedComputerId"] = global_ids.encode(
+                    "Computer", removed.computer.id
+                )
+        except DomainError as exc:
+            return ResolveDuplicateComputerPayload(
+                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
+            )
+        await _revoke_tokens(context, removal)
+        kept = removal.kept
+        visible = kept is not None and context.require_scope().allows(
+            kept.group_path, Area.COMPUTERS
+        )
+        return ResolveDuplicateComputerPayload(
+            computer=Computer.of(kept.computer) if kept is not None and visible else None,
+            client_mutation_id=input.client_mutation_id,
+        )
+
+
+async def _revoke_tokens(context: Context, removal: computers.Removal) -> None:
+    """After commit: every agent runtime refuses the removed computers' tokens from now on."""
+    await agents.publish_revoked_tokens(
+        context.bus, context.require_scope().instance_id, removal.dead_token_hashes
+    )

@@ -139,7 +139,12 @@ class CustomerMutations:
                     else None
                 )
                 result = await customers.setup_customer(
-                    context.require_scope(), _actor(context), key, new_user, input.create_installer
+                    context.require_scope(),
+                    _actor(context),
+                    key,
+                    new_user,
+                    input.create_installer,
+                    installer_ttl_days=context.settings.installer_ttl_days,
                 )
                 entry.group_path = result.customer.path
                 if result.user is not None:

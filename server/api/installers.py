@@ -33,6 +33,12 @@ class Installer(Node):
     created_at: dt.datetime
     expires_at: dt.datetime | None
     revoked: bool
+    max_enrolments: int | None = strawberry.field(
+        description="How many enrolments it may make; null: as many as it lives to make."
+    )
+    enrolments: int = strawberry.field(
+        description="Enrolments made with it (re-enrolments and duplicates count too)."
+    )
     model: strawberry.Private[InstallerModel]
 
     @classmethod
@@ -43,6 +49,8 @@ class Installer(Node):
             created_at=model.created_at,
             expires_at=model.expires_at,
             revoked=model.revoked_at is not None,
+            max_enrolments=model.max_enrolments,
+            enrolments=model.enrolments,
             model=model,
         )
 
@@ -114,7 +122,13 @@ class CreateInstallerInput:
     company_id: strawberry.ID
     group_id: strawberry.ID | None = None
     name: str | None = None
-    expires_at: dt.datetime | None = None
+    expires_at: dt.datetime | None = strawberry.field(
+        default=None,
+        description="When it stops enrolling; omitted: MSP_CONSOLE_INSTALLER_TTL_DAYS from now.",
+    )
+    max_enrolments: int | None = strawberry.field(
+        default=None, description="How many enrolments it may make (1 to 1,000,000)."
+    )
     client_mutation_id: str | None = None
 
 
@@ -126,7 +140,10 @@ class CreateInstallerPayload:
         default=None, description="What an agent needs (URL, token, group): save it as a file."
     )
     install_command: str | None = strawberry.field(
-        default=None, description="A shell one-liner that enrols the machine it runs on."
+        default=None,
+        description="A POSIX shell command (curl) that enrols the machine it runs on; run "
+        "again, it re-enrols the same computer. It keeps its state in MSP_AGENT_STATE_DIR "
+        "(default /var/lib/msp-console-agent).",
     )
     errors: list[UserError] = strawberry.field(default_factory=list)
     client_mutation_id: str | None = None
@@ -165,6 +182,8 @@ class InstallerMutations:
                     group_id=group_id,
                     name=input.name,
                     expires_at=input.expires_at,
+                    max_enrolments=input.max_enrolments,
+                    ttl_days=context.settings.installer_ttl_days,
                     created_by_id=context.require_session().user_id,
                 )
                 entry.object_type, entry.object_id = "Installer", installer.id

@@ -21,7 +21,7 @@ from server.api.accounts import (
 )
 from server.api.audit import AuditEntry, AuditQueries
 from server.api.companies import Company, CompanyQueries
-from server.api.computers import Computer, ComputerQueries
+from server.api.computers import Computer, ComputerMutations, ComputerQueries
 from server.api.customers import CustomerMutations
 from server.api.errors import ErrorPolicy
 from server.api.execution import Executor, install_shortcuts
@@ -53,7 +53,12 @@ class Query(
 
 @strawberry.type
 class Mutation(
-    AccountMutations, CustomerMutations, UserMutations, SyncMutations, InstallerMutations
+    AccountMutations,
+    CustomerMutations,
+    UserMutations,
+    SyncMutations,
+    InstallerMutations,
+    ComputerMutations,
 ):
     pass
 

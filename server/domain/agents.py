@@ -1,8 +1,11 @@
 """Agents: enrolment with an installer token, check-ins with an agent token.
 
-Requests are validated whole before anything is written; enrolment is one transaction. Check-ins
-are written in batches (`write_checkins`), one statement per batch, by the agent API's buffer;
-`checkin` is the unbuffered form of the same rules.
+Requests are validated whole before anything is written; enrolment is one transaction. An
+installer token is treated as public: re-enrolling the hardware of an enrolled computer continues
+that computer only for the agent that holds its current agent token; anyone else gets a new
+computer marked as its duplicate, for a console user to settle. Check-ins are written in batches
+(`write_checkins`), one statement per batch, by the agent API's buffer; `checkin` is the
+unbuffered form of the same rules.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from typing import Any, NamedTuple
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from server import events
+from server.domain import audit, global_ids
 from server.domain.errors import DomainError, InvalidInput
-from server.domain.secrets import new_token, token_hash
+from server.domain.secrets import hashes_match, new_token, token_hash, well_formed_token
 from server.domain.tree import sort_name
+from server.events import EventBus
 from server.models import db
 from server.models.computers import Computer
 from server.models.enums import ProtectionStatus
@@ -32,6 +38,7 @@ ENROL_FIELDS = {
     "os": ("os", TEXT_MAX),
     "agentVersion": ("agent_version", 64),
 }
+AGENT_TOKEN_FIELD = "agentToken"  # noqa: S105 - optional: the re-enrolling agent's token
 REPORT_FIELDS = {
     "hostname": ("name", TEXT_MAX),
     "os": ("os", TEXT_MAX),
@@ -78,6 +85,7 @@ class EnrolmentRequest:
     hostname: str
     os: str
     agent_version: str
+    agent_token: str | None = field(default=None, repr=False)  # the agent's current token
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +99,22 @@ class AgentReport:
 
 
 def parse_enrolment(data: object) -> EnrolmentRequest:
-    body = _object(data, ENROL_FIELDS)
+    body = _object(data, {**ENROL_FIELDS, AGENT_TOKEN_FIELD: None})
     values = {
         key: _text(body, key, limit, required=True) for key, (_, limit) in ENROL_FIELDS.items()
     }
     for key in ("hardwareId", "hostname"):
         if not (values[key] or "").strip():
             raise InvalidInput(f"{key} must not be blank", key)
+    agent_token = body.get(AGENT_TOKEN_FIELD)
+    if AGENT_TOKEN_FIELD in body and not well_formed_token(agent_token):
+        raise InvalidInput("agentToken must be the agent token this agent holds", AGENT_TOKEN_FIELD)
     return EnrolmentRequest(
         hardware_id=values["hardwareId"] or "",
         hostname=values["hostname"] or "",
         os=values["os"] or "",
         agent_version=values["agentVersion"] or "",
+        agent_token=agent_token,
     )
 
 
@@ -307,13 +319,42 @@ class Enrolment(NamedTuple):
     computer: Computer
     agent_token: str  # shown once; only its hash is stored
     interval: int  # seconds until the first check-in
+    superseded_token_hash: str | None = None  # the agent token a re-enrolment replaced
 
 
-_INSTALLER_QUERY = (
+DUPLICATE_ENROLMENT = "enrollDuplicate"  # the audit action of a conflict
+# The installer, with the hardware's original computer (if any) and the computer holding the
+# agent token the request carries (if any, and only of this hardware in this company).
+_ENROLMENT_QUERY = (
     "SELECT i.id, i.instance_id, i.company_id, i.group_id, i.expires_at, i.revoked_at, "
-    "co.unlinked_at FROM installer i JOIN company co ON co.id = i.company_id "
+    "i.max_enrolments, i.enrolments, co.unlinked_at, "
+    "o.id AS original_id, og.path AS original_group_path, "
+    "t.id AS holder_id, t.agent_token_hash AS holder_token_hash "
+    "FROM installer i JOIN company co ON co.id = i.company_id "
+    "LEFT JOIN computer o ON o.instance_id = i.instance_id AND o.company_id = i.company_id "
+    "AND o.hardware_id = ? AND o.duplicate_of_id IS NULL "
+    "LEFT JOIN static_group og ON og.id = o.group_id "
+    "LEFT JOIN computer t ON t.agent_token_hash = ? AND t.instance_id = i.instance_id "
+    "AND t.company_id = i.company_id AND t.hardware_id = ? "
     "WHERE i.token_hash = ?"
 )
+_COUNT_ENROLMENT = (
+    "UPDATE installer SET enrolments = enrolments + 1 WHERE id = ? AND revoked_at IS NULL "
+    "AND (max_enrolments IS NULL OR enrolments < max_enrolments)"
+)
+_INSTALLER_STATE = (
+    "SELECT i.expires_at, i.revoked_at, i.max_enrolments, i.enrolments, co.unlinked_at "
+    "FROM installer i JOIN company co ON co.id = i.company_id WHERE i.id = ?"
+)
+_CONTINUE = (
+    "UPDATE computer SET name = ?, sort_name = ?, os = ?, agent_version = ?, "
+    "agent_token_hash = ?, last_connected_at = ?, installer_id = ? "
+    "WHERE id = ? AND agent_token_hash = ? RETURNING *"
+)
+
+
+class _RaceLost(Exception):
+    """The agent token changed between reading and writing: decide again."""
 
 
 def _as_datetime(value: Any) -> datetime | None:
@@ -323,11 +364,8 @@ def _as_datetime(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-async def _usable_installer(installer_token: str, now: datetime) -> dict[str, Any]:
-    rows = await db.fetch(_INSTALLER_QUERY, [token_hash(installer_token)])
-    if not rows:
-        raise AgentUnauthorized("unknown installer token")
-    installer = rows[0]
+def _refuse_unusable(installer: Mapping[str, Any], now: datetime) -> None:
+    """401 for a revoked, expired, exhausted installer, or one of an unlinked customer."""
     expires_at = _as_datetime(installer["expires_at"])
     if installer["revoked_at"] is not None:
         raise AgentUnauthorized("the installer is revoked")
@@ -335,15 +373,35 @@ async def _usable_installer(installer_token: str, now: datetime) -> dict[str, An
         raise AgentUnauthorized("the installer has expired")
     if installer["unlinked_at"] is not None:
         raise AgentUnauthorized("the installer's customer is unlinked")
-    return installer
+    cap = installer["max_enrolments"]
+    if cap is not None and installer["enrolments"] >= cap:
+        raise AgentUnauthorized("the installer has made all the enrolments it may")
+
+
+async def _count_enrolment(installer_id: int, now: datetime) -> None:
+    """Count the enrolment against the installer, unless it was revoked or used up meanwhile:
+    one conditional statement, so concurrent enrolments never pass the cap."""
+    if await db.execute(_COUNT_ENROLMENT, [installer_id]) == 1:
+        return
+    rows = await db.fetch(_INSTALLER_STATE, [installer_id])
+    _refuse_unusable(rows[0], now)
+    raise AgentUnauthorized("the installer is no longer usable")
 
 
 async def enroll(
-    installer_token: str, body: object, *, settings: Settings, now: datetime | None = None
+    installer_token: str,
+    body: object,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+    client_address: str | None = None,
 ) -> Enrolment:
-    """Enrol a computer with an installer token, or re-enrol it (same hardwareId, same company):
-    the same computer, a new agent token (the old one stops working), refreshed details.
-    Enrolment counts as a check-in. Everything is validated, then written in one transaction."""
+    """Enrol a computer with an installer token. The same hardwareId in the same company is the
+    same computer (a new agent token, refreshed details) only when the request carries that
+    computer's current agent token; otherwise it is a new computer marked as a duplicate of the
+    enrolled one, which keeps its token, and the conflict is audited. Enrolment counts as a
+    check-in, and as one of the installer's enrolments. Everything is validated, then written
+    in one transaction."""
     request = body if isinstance(body, EnrolmentRequest) else parse_enrolment(body)
     now = (now or datetime.now(UTC)).astimezone(UTC)
     agent_token = new_token(AGENT_TOKEN_PREFIX)
@@ -355,29 +413,97 @@ async def enroll(
         "agent_token_hash": token_hash(agent_token),
         "last_connected_at": now,
     }
-    for attempt in (1, 2):  # a concurrent first enrolment of the same hardware wins the insert
+    presented = token_hash(request.agent_token) if request.agent_token else None
+    query = [request.hardware_id, presented, request.hardware_id, token_hash(installer_token)]
+    # A concurrent first enrolment of the same hardware wins the insert (this one then makes a
+    # duplicate of it); a concurrent re-enrolment may take the token first.
+    for attempt in (1, 2, 3):
         try:
             async with in_transaction():
-                installer = await _usable_installer(installer_token, now)
-                computer = await Computer.get_or_none(
-                    instance_id=installer["instance_id"],
-                    company_id=installer["company_id"],
-                    hardware_id=request.hardware_id,
-                )
-                if computer is None:
+                rows = await db.fetch(_ENROLMENT_QUERY, query)
+                if not rows:
+                    raise AgentUnauthorized("unknown installer token")
+                found = rows[0]
+                _refuse_unusable(found, now)
+                holder = found["holder_token_hash"]
+                superseded = None
+                if request.agent_token and holder and hashes_match(holder, request.agent_token):
+                    computer = await _continue(found, details, holder)
+                    superseded = holder
+                else:
                     computer = await Computer.create(
-                        instance_id=installer["instance_id"],
-                        company_id=installer["company_id"],
-                        group_id=installer["group_id"],
-                        installer_id=installer["id"],
+                        instance_id=found["instance_id"],
+                        company_id=found["company_id"],
+                        group_id=found["group_id"],
+                        installer_id=found["id"],
                         hardware_id=request.hardware_id,
+                        duplicate_of_id=found["original_id"],
                         **details,
                     )
-                else:
-                    computer.update_from_dict({**details, "installer_id": installer["id"]})
-                    await computer.save(update_fields=[*details, "installer_id"])
-            return Enrolment(computer, agent_token, settings.checkin_interval)
-        except IntegrityError:
-            if attempt == 2:
+                    if found["original_id"] is not None:
+                        await _audit_duplicate(found, computer, request, client_address)
+                await _count_enrolment(found["id"], now)
+            return Enrolment(computer, agent_token, settings.checkin_interval, superseded)
+        except (IntegrityError, _RaceLost):
+            if attempt == 3:
                 raise
     raise AssertionError("unreachable")
+
+
+async def _continue(found: Mapping[str, Any], details: Mapping[str, Any], holder: str) -> Computer:
+    """The same computer for the agent holding its token: a new token, refreshed details."""
+    rows = await db.fetch(
+        _CONTINUE,
+        [
+            details["name"],
+            details["sort_name"],
+            details["os"],
+            details["agent_version"],
+            details["agent_token_hash"],
+            details["last_connected_at"],
+            found["id"],
+            found["holder_id"],
+            holder,
+        ],
+    )
+    if not rows:
+        raise _RaceLost
+    return db.from_row(Computer, rows[0])
+
+
+async def _audit_duplicate(
+    found: Mapping[str, Any],
+    computer: Computer,
+    request: EnrolmentRequest,
+    client_address: str | None,
+) -> None:
+    """File the conflict where the enrolled computer lives, for whoever may read its group."""
+    await audit.record(
+        None,
+        None,
+        DUPLICATE_ENROLMENT,
+        "Computer",
+        computer.id,
+        found["original_group_path"],
+        detail={
+            "duplicateOf": global_ids.encode("Computer", found["original_id"]),
+            "hardwareId": request.hardware_id,
+            "hostname": request.hostname,
+            "installerId": global_ids.encode("Installer", found["id"]),
+            "agentTokenPresented": request.agent_token is not None,
+            "clientAddress": client_address,
+        },
+        instance_id=found["instance_id"],
+        actor_email="",
+    )
+
+
+async def publish_revoked_tokens(
+    bus: EventBus | None, instance_id: int, token_hashes: Sequence[str]
+) -> None:
+    """Tell every agent runtime (after commit) which agent tokens stopped working."""
+    if bus is not None and token_hashes:
+        await bus.publish(
+            events.AGENT_TOKENS_REVOKED,
+            {"instance_id": instance_id, "token_hashes": list(token_hashes)},
+        )

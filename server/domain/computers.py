@@ -1,5 +1,6 @@
-"""Reading computers through a viewer's scope (the COMPUTERS area on their group's path),
-filtered and counted by connection status in SQL."""
+"""Computers through a viewer's scope (the COMPUTERS area on their group's path): reading them,
+filtered and counted by connection status in SQL, and removing them, among them the duplicates
+an enrolment without the agent's token makes (`resolve_duplicate`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import bisect
 import datetime as dt
 import itertools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from server.domain import search as name_search
 from server.domain import tree
 from server.domain.access import Scope, minimal_prefixes
 from server.domain.connections import connection_status_filter_sql
+from server.domain.errors import InvalidTransition, NotFound
 from server.domain.listing import Listing, sql_in
 from server.models import Computer, StaticGroup, db
-from server.models.enums import Area, ConnectionStatus
+from server.models.enums import Area, ConnectionStatus, DuplicateResolution, Level
 from server.settings import Settings
 
 SOURCE = "computer m JOIN static_group g ON g.id = m.group_id"
@@ -47,7 +50,10 @@ def narrow(
     statuses: Sequence[ConnectionStatus] | None = None,
     search: str | None = None,
     now: dt.datetime | None = None,
+    duplicates: bool | None = None,
 ) -> Listing[Computer]:
+    if duplicates is not None:
+        listing.filter(f"m.duplicate_of_id IS {'NOT ' if duplicates else ''}NULL")
     if statuses is not None:
         moment = now or dt.datetime.now(dt.UTC)
         condition, params = connection_status_filter_sql("m.", statuses, moment, settings)
@@ -100,3 +106,102 @@ async def counts_in_groups(
             running[bisect.bisect_left(paths, high)] - running[bisect.bisect_left(paths, low)]
         )
     return counts
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A computer with the path of its group (what decides who may see and change it)."""
+
+    computer: Computer
+    group_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What a removal or a resolution did: the computer kept (if any) and those removed."""
+
+    kept: Located | None
+    removed: list[Located]
+
+    @property
+    def dead_token_hashes(self) -> list[str]:
+        return [r.computer.agent_token_hash for r in self.removed if r.computer.agent_token_hash]
+
+
+async def _located(scope: Scope | None, computer_id: int, *, lock: bool = True) -> Located | None:
+    """The computer (through the viewer's COMPUTERS scope when given), locked until the end of
+    the transaction on PostgreSQL (SQLite runs one writing transaction at a time anyway)."""
+    condition, params = ("1=1", []) if scope is None else scope.sql("g.path", Area.COMPUTERS)
+    instance = [] if scope is None else [scope.instance_id]
+    rows = await db.fetch(
+        "SELECT m.*, g.path AS group_path FROM computer m "
+        "JOIN static_group g ON g.id = m.group_id WHERE m.id = ? "
+        f"{'AND m.instance_id = ? ' if scope is not None else ''}AND {condition}"
+        f"{' FOR UPDATE OF m' if lock and db.is_postgres() else ''}",
+        [computer_id, *instance, *params],
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    path = str(row.pop("group_path"))
+    return Located(db.from_row(Computer, row), path)
+
+
+async def _writable(scope: Scope, computer_id: int, *, lock: bool = True) -> Located:
+    found = await _located(scope, computer_id, lock=lock)
+    if found is None:
+        raise NotFound("no such computer", "computerId")
+    scope.require(found.group_path, Area.COMPUTERS, Level.WRITE)
+    return found
+
+
+async def _delete(computer_id: int) -> None:
+    await db.execute("DELETE FROM computer WHERE id = ?", [computer_id])
+
+
+async def remove_computer(scope: Scope, computer_id: int) -> Removal:
+    """Remove a computer (its agent token dies with it). One that has duplicates waits until a
+    user settles them: which of them is the real machine is not ours to guess. Runs in the
+    caller's transaction."""
+    found = await _writable(scope, computer_id)
+    if await Computer.filter(duplicate_of_id=computer_id).exists():
+        raise InvalidTransition(
+            "the computer has duplicates: settle them first (resolveDuplicateComputer)",
+            "computerId",
+        )
+    await _delete(computer_id)
+    return Removal(None, [found])
+
+
+async def resolve_duplicate(scope: Scope, duplicate_id: int, keep: DuplicateResolution) -> Removal:
+    """Settle a duplicate: KEEP_EXISTING removes it; KEEP_NEW removes the enrolled computer and
+    puts the duplicate in its place (its group, no longer a duplicate; the enrolled computer's
+    other duplicates become the kept one's). Runs in the caller's transaction."""
+    seen = await _writable(scope, duplicate_id, lock=False)
+    existing_id = seen.computer.duplicate_of_id  # type: ignore[attr-defined]
+    if existing_id is None:
+        raise InvalidTransition("the computer is not a duplicate", "computerId")
+    # Lock the enrolled computer first, then the duplicate: every resolution of its duplicates
+    # takes the locks in that order.
+    existing = await _located(None, existing_id)
+    duplicate = await _writable(scope, duplicate_id)
+    if existing is None or duplicate.computer.duplicate_of_id != existing_id:  # type: ignore[attr-defined]
+        raise InvalidTransition("the duplicate was settled meanwhile", "computerId")
+    if keep is DuplicateResolution.KEEP_EXISTING:
+        await _delete(duplicate_id)
+        return Removal(existing, [duplicate])
+    scope.require(existing.group_path, Area.COMPUTERS, Level.WRITE)
+    # At no moment two originals: the enrolled one first becomes a duplicate of the kept one.
+    await db.execute(
+        "UPDATE computer SET duplicate_of_id = ? WHERE (duplicate_of_id = ? OR id = ?) AND id <> ?",
+        [duplicate_id, existing_id, existing_id, duplicate_id],
+    )
+    group_id = existing.computer.group_id  # type: ignore[attr-defined]
+    await db.execute(
+        "UPDATE computer SET duplicate_of_id = NULL, group_id = ? WHERE id = ?",
+        [group_id, duplicate_id],
+    )
+    await _delete(existing_id)
+    kept = duplicate.computer
+    kept.duplicate_of_id, kept.group_id = None, group_id  # type: ignore[attr-defined]
+    return Removal(Located(kept, existing.group_path), [existing])

@@ -31,6 +31,7 @@ from server.domain.tree import path_ids
 from server.events import EventBus
 from server.models import Company, Installer, PermissionSet, StaticGroup, User, db
 from server.models.enums import Area, CompanyType, GroupKind, Level, SetupState, UnlinkReason
+from server.settings import DEFAULT_INSTALLER_TTL_DAYS
 
 SETUP_USER_DESCRIPTION = "created by customer setup"
 SETUP_SESSION_TIMEOUT = 15 * 60  # seconds
@@ -134,6 +135,7 @@ async def setup_customer(
     user: NewCustomerUser | None,
     create_installer: bool = True,
     *,
+    installer_ttl_days: int = DEFAULT_INSTALLER_TTL_DAYS,
     now: dt.datetime | None = None,
 ) -> SetupResult:
     """Run the customer setup: optionally a native user with two permission sets (its
@@ -181,7 +183,11 @@ async def setup_customer(
             )
         if create_installer:
             result.installer, result.installer_token = await installers.create_installer(
-                scope, company_id=company.id, created_by_id=actor_user_id, now=now
+                scope,
+                company_id=company.id,
+                created_by_id=actor_user_id,
+                ttl_days=installer_ttl_days,
+                now=now,
             )
         result.customer = await Company.get(id=company.id)
     return result

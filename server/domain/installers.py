@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.domain import global_ids
@@ -16,10 +16,11 @@ from server.models import db
 from server.models.computers import Installer
 from server.models.enums import Area, GroupKind, Level
 from server.models.tree import Company, StaticGroup
-from server.settings import Settings
+from server.settings import DEFAULT_INSTALLER_TTL_DAYS, Settings
 
 TOKEN_PREFIX = "inst"  # noqa: S105 - a prefix, not a secret
 NAME_MAX = 255
+MAX_ENROLMENTS = 1_000_000
 
 
 def default_name(company: Company) -> str:
@@ -57,10 +58,15 @@ async def create_installer(
     group_id: int | None = None,
     name: str | None = None,
     expires_at: datetime | None = None,
+    max_enrolments: int | None = None,
+    ttl_days: int = DEFAULT_INSTALLER_TTL_DAYS,
     created_by_id: int | None = None,
     now: datetime | None = None,
 ) -> tuple[Installer, str]:
-    """Create an installer for a company's group; returns it with its token (shown once)."""
+    """Create an installer for a company's group; returns it with its token (shown once).
+
+    Its token travels in scripts and e-mails, so it expires (in `ttl_days` unless `expires_at`
+    says otherwise) and may be capped at `max_enrolments` enrolments."""
     now = now or datetime.now(UTC)
     company = await Company.get_or_none(id=company_id, instance_id=scope.instance_id)
     if company is None or not scope.allows(company.path):
@@ -83,6 +89,10 @@ async def create_installer(
         expires_at = expires_at.astimezone(UTC)
         if expires_at <= now:
             raise InvalidInput("the expiry is in the past", "expiresAt")
+    else:
+        expires_at = now.astimezone(UTC) + timedelta(days=ttl_days)
+    if max_enrolments is not None and not 1 <= max_enrolments <= MAX_ENROLMENTS:
+        raise InvalidInput(f"maxEnrolments must be between 1 and {MAX_ENROLMENTS}", "maxEnrolments")
     token = new_token(TOKEN_PREFIX)
     installer = await Installer.create(
         instance_id=scope.instance_id,
@@ -92,6 +102,7 @@ async def create_installer(
         token_hash=token_hash(token),
         created_by_id=created_by_id,
         expires_at=expires_at,
+        max_enrolments=max_enrolments,
     )
     return installer, token
 
@@ -121,8 +132,10 @@ async def revoke_company_installers(company_id: int, now: datetime | None = None
 
 def is_usable(installer: Installer, now: datetime | None = None) -> bool:
     now = now or datetime.now(UTC)
-    return installer.revoked_at is None and (
-        installer.expires_at is None or installer.expires_at > now
+    return (
+        installer.revoked_at is None
+        and (installer.expires_at is None or installer.expires_at > now)
+        and (installer.max_enrolments is None or installer.enrolments < installer.max_enrolments)
     )
 
 
@@ -146,18 +159,42 @@ def installer_config(installer: Installer, token: str, settings: Settings) -> di
     }
 
 
+STATE_DIR_VARIABLE = "MSP_AGENT_STATE_DIR"
+DEFAULT_STATE_DIR = "/var/lib/msp-console-agent"
+# POSIX sh, one command a line, run as `sh -c SCRIPT msp-console-agent ENROLL_URL TOKEN`: the
+# URL and the token are arguments, never spliced into code. The hardware id is random, made
+# once and kept beside the agent token (mode 600, in a folder of mode 700): nothing outside
+# the machine can guess it, and a re-run presents the token it holds to stay the same computer.
+_ENROL_SCRIPT = r"""
+set -eu
+umask 077
+d="${MSP_AGENT_STATE_DIR:-/var/lib/msp-console-agent}"
+mkdir -p "$d"
+chmod 700 "$d"
+hw=""
+if [ -s "$d/hardware-id" ]; then hw=$(tr -dc 0-9a-f < "$d/hardware-id"); fi
+if [ -z "$hw" ]; then hw=$(od -An -N16 -tx1 /dev/urandom | tr -dc 0-9a-f); printf %s "$hw" > "$d/hardware-id.new"; mv "$d/hardware-id.new" "$d/hardware-id"; fi
+tok=""
+if [ -s "$d/agent-token" ]; then tok=$(tr -dc A-Za-z0-9_- < "$d/agent-token"); fi
+esc() { printf %s "$1" | tr -d '\000-\037' | sed 's/[\\"]/\\&/g'; }
+body=$(printf '{"hardwareId":"%s","hostname":"%s","os":"%s","agentVersion":"shell-1"' "$hw" "$(esc "$(uname -n)")" "$(esc "$(uname -sr)")")
+if [ -n "$tok" ]; then body="$body,\"agentToken\":\"$tok\""; fi
+answer=$(printf '%s}' "$body" | curl -fsS "$1" -H "Authorization: Bearer $2" -H 'Content-Type: application/json' --data-binary @-)
+new=$(printf %s "$answer" | sed -n 's/.*"agentToken":"\([A-Za-z0-9_-]*\)".*/\1/p')
+if [ -z "$new" ]; then echo "enrolment failed: $answer" >&2; exit 1; fi
+printf %s "$new" > "$d/agent-token.new"
+mv "$d/agent-token.new" "$d/agent-token"
+printf %s "$answer" | sed -n 's/.*"computerId":"\([^"]*\)".*/enrolled: computer \1/p'
+"""  # noqa: E501
+
+
 def installer_command(installer: Installer, token: str, settings: Settings) -> str:
-    """A shell one-liner that enrols the machine it runs on (Linux/macOS, curl)."""
+    """A POSIX shell command (curl) that enrols the machine it runs on, or re-enrols it as the
+    same computer when run again; `MSP_AGENT_STATE_DIR` says where it keeps its state."""
     config = installer_config(installer, token, settings)
-    body = (
-        '{"hardwareId":"\'"$(cat /etc/machine-id 2>/dev/null || hostname)"\'",'
-        '"hostname":"\'"$(hostname)"\'","os":"\'"$(uname -sr)"\'","agentVersion":"shell-1"}'
-    )
-    return (
-        f"curl -fsS -X POST {shlex.quote(config['enrollUrl'])} "
-        f"-H {shlex.quote('Authorization: Bearer ' + token)} "
-        f"-H 'Content-Type: application/json' -d '{body}'"
-    )
+    script = "; ".join(line for line in _ENROL_SCRIPT.splitlines() if line)
+    arguments = ["sh", "-c", script, "msp-console-agent", config["enrollUrl"], token]
+    return " ".join(shlex.quote(argument) for argument in arguments)
 
 
 def visible(scope: Scope) -> Listing[Installer]:

@@ -74,6 +74,20 @@ def new_token(prefix: str) -> str:
     return f"{prefix}_{_random.token_urlsafe(32)}"
 
 
+MAX_TOKEN_LENGTH = 256
+
+
+def well_formed_token(value: object) -> bool:
+    """Whether `value` could be a bearer token of ours: printable ASCII, no spaces, bounded."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_TOKEN_LENGTH
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 

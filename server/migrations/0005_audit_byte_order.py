@@ -16,6 +16,6 @@ async def byte_order(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0003_sign_in_window")]
+    dependencies = [("models", "0004_enrolment_guard")]
 
     operations = [ops.RunPython(byte_order, reverse_code=ops.RunPython.noop)]

@@ -27,6 +27,8 @@ class Installer(Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField(null=True)
     revoked_at = fields.DatetimeField(null=True)
+    max_enrolments = fields.IntField(null=True)  # None: as many as it lives to enrol
+    enrolments = fields.IntField(default=0, db_default=0)  # raised by each enrolment
 
     class Meta:
         table = "installer"
@@ -46,6 +48,11 @@ class Computer(Model):
     installer = fields.ForeignKeyField(
         "models.Installer", related_name="computers", null=True, on_delete="SET NULL"
     )
+    # Set when an enrolment named the hardware of an enrolled computer without its agent
+    # token: a conflict for a console user to settle (resolveDuplicateComputer).
+    duplicate_of = fields.ForeignKeyField(
+        "models.Computer", related_name="duplicates", null=True, on_delete="NO ACTION"
+    )
     name = fields.CharField(max_length=255)
     sort_name = fields.CharField(max_length=255)
     hardware_id = fields.CharField(max_length=255)
@@ -62,8 +69,11 @@ class Computer(Model):
 
     class Meta:
         table = "computer"
-        unique_together = (("instance", "company", "hardware_id"),)
+        # One original per hardware id and company: a partial unique index on
+        # (instance_id, company_id, hardware_id) WHERE duplicate_of_id IS NULL, made by
+        # migration 0004 (Tortoise cannot declare one that SQLite accepts).
         indexes = (
+            ("duplicate_of_id",),
             ("instance_id", "group_id", "sort_name"),
             ("instance_id", "last_connected_at"),
             ("announced_status", "last_connected_at"),  # the transition detector

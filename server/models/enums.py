@@ -84,3 +84,10 @@ class Level(IntEnum):
     READ = 1
     USE = 2
     WRITE = 3
+
+
+class DuplicateResolution(str, Enum):
+    """Which of two computers claiming one hardware id a console user keeps."""
+
+    KEEP_NEW = "KEEP_NEW"  # the duplicate takes the enrolled computer's place
+    KEEP_EXISTING = "KEEP_EXISTING"  # the duplicate goes

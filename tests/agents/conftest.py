@@ -25,7 +25,9 @@ import asyncpg
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from tortoise import Tortoise
 from tortoise.context import TortoiseContext, _current_context
+from tortoise.migrations.api import migrate
 
 from server.agents import AgentRuntime, agent_routes
 from server.domain.access import Scope
@@ -95,10 +97,12 @@ async def agent_database() -> AsyncIterator[TortoiseContext]:
     """The agents' own database, in a Tortoise context of its own (never the global fallback,
     so it coexists with the app fixtures of the rest of the suite)."""
     url, drop = await _create_database()
+    with current(TortoiseContext()):  # built by the migrations, as every database is
+        await migrate(config=tortoise_config(url))
+        await Tortoise.close_connections()
     context = TortoiseContext()
     with current(context):
         await context.init(config=tortoise_config(url))
-        await context.generate_schemas()
     try:
         yield context
     finally:
@@ -255,10 +259,13 @@ class AgentServer:
         await self.task
 
 
-async def start_agent_server(settings: Settings = SETTINGS, **overrides: Any) -> AgentServer:
-    """A real uvicorn on 127.0.0.1 serving the agent routes, the runtime run by its lifespan."""
+async def start_agent_server(
+    settings: Settings = SETTINGS, *, bus: InProcessEventBus | None = None, **overrides: Any
+) -> AgentServer:
+    """A real uvicorn on 127.0.0.1 serving the agent routes, the runtime run by its lifespan
+    (servers given one bus behave as workers of one console)."""
     settings = replace(settings, **overrides)
-    bus = InProcessEventBus()
+    bus = bus or InProcessEventBus()
     runtime = AgentRuntime(settings, bus, watcher_period=1.0)
 
     @contextlib.asynccontextmanager
@@ -270,7 +277,14 @@ async def start_agent_server(settings: Settings = SETTINGS, **overrides: Any) ->
             await runtime.stop()
 
     app = Starlette(routes=agent_routes(runtime), lifespan=lifespan)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,  # as `serve` runs it: server.client_address decides
+    )
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -361,7 +361,7 @@ async def test_a_superseded_token_is_refused_with_401(
     agent: tuple[int, str],
 ) -> None:
     computer_id, old_token = agent
-    again = await enrol(http, agent_server, installer[1], "hw-agent")
+    again = await enrol(http, agent_server, installer[1], "hw-agent", agentToken=old_token)
     assert global_ids.decode(again["computerId"])[1] == computer_id
     await agent_server.runtime.buffer.flush()
     before = await last_connected(computer_id)

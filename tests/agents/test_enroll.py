@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -11,14 +12,17 @@ import orjson
 import pytest
 
 from server import events
+from server.domain import agents as agent_domain
 from server.domain import global_ids
+from server.domain.agents import parse_enrolment
 from server.domain.installers import create_installer, revoke_installer
 from server.domain.secrets import token_hash
-from server.models import Company, Computer, Installer
-from server.models.db import fetch_value
+from server.models import AuditEntry, Company, Computer, Installer
+from server.models.db import count_statements, fetch_value
 from server.models.enums import ConnectionStatus
 
 from .conftest import (
+    SETTINGS,
     AgentServer,
     Tree,
     bearer,
@@ -89,7 +93,7 @@ async def test_enrolment_is_announced_as_a_connection(
     assert computer.announced_status == ConnectionStatus.CONNECTED
 
 
-async def test_reenrolment_returns_the_same_computer_with_a_new_token(
+async def test_an_agent_presenting_its_token_re_enrols_the_same_computer(
     agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree, installer: Any
 ) -> None:
     _, token = installer
@@ -102,8 +106,9 @@ async def test_reenrolment_returns_the_same_computer_with_a_new_token(
         tree.scope, company_id=tree.customer.id, group_id=tree.custom_group.id
     )
     second = await enrol(
-        http, agent_server, other_token, "hw-2", hostname="new", os="Win 11", agentVersion="12.0"
-    )
+        http, agent_server, other_token, "hw-2", hostname="new", os="Win 11", agentVersion="12.0",
+        agentToken=first["agentToken"],
+    )  # fmt: skip
 
     assert second["computerId"] == first["computerId"]
     assert second["agentToken"] != first["agentToken"]
@@ -114,7 +119,142 @@ async def test_reenrolment_returns_the_same_computer_with_a_new_token(
     computer = await Computer.get(id=global_ids.decode(second["computerId"])[1])
     assert (computer.name, computer.os, computer.agent_version) == ("new", "Win 11", "12.0")
     assert computer.agent_token_hash == token_hash(second["agentToken"])
+    assert computer.duplicate_of_id is None  # type: ignore[attr-defined]
+    assert computer.group_id == tree.customer_group.id  # type: ignore[attr-defined]
     assert await Computer.filter(instance_id=tree.instance.id).count() == 1
+
+
+async def test_a_leaked_installer_token_cannot_take_over_an_enrolled_computer(
+    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree, installer: Any
+) -> None:
+    _, token = installer
+    victim = await enrol(http, agent_server, token, "hw-victim", hostname="CFO-LAPTOP")
+    victim_id = global_ids.decode(victim["computerId"])[1]
+    report = {"os": "Windows 11 Pro", "protectionStatus": "OK"}
+    assert (await post(http, agent_server, "checkin", victim["agentToken"], json=report))[0] == 200
+    await agent_server.runtime.buffer.flush()
+    before = await Computer.get(id=victim_id)
+
+    # The attacker knows the installer token and the victim's hardware id.
+    stolen = await enrol(http, agent_server, token, "hw-victim", hostname="evil", os="Kali")
+
+    assert stolen["computerId"] != victim["computerId"]
+    assert stolen["agentToken"] != victim["agentToken"]
+    duplicate = await Computer.get(id=global_ids.decode(stolen["computerId"])[1])
+    assert duplicate.duplicate_of_id == victim_id  # type: ignore[attr-defined]
+    assert (duplicate.name, duplicate.hardware_id) == ("evil", "hw-victim")
+    # The enrolled computer keeps its token, keeps checking in, and nothing about it changed.
+    status, _, _ = await post(http, agent_server, "checkin", victim["agentToken"], json=report)
+    assert status == 200
+    await agent_server.runtime.buffer.flush()
+    after = await Computer.get(id=victim_id)
+    kept = ("name", "os", "agent_version", "protection_status", "agent_token_hash", "group_id",
+            "duplicate_of_id", "enrolled_at")  # fmt: skip
+    assert {f: getattr(after, f) for f in kept} == {f: getattr(before, f) for f in kept}
+    assert after.last_connected_at >= before.last_connected_at  # its own check-in only
+
+
+async def test_every_enrolment_without_the_token_is_one_more_duplicate_of_the_original(
+    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree, installer: Any
+) -> None:
+    original = await enrol(http, agent_server, installer[1], "hw-again")
+    original_id = global_ids.decode(original["computerId"])[1]
+    copies = [await enrol(http, agent_server, installer[1], "hw-again") for _ in range(3)]
+    ids = {global_ids.decode(c["computerId"])[1] for c in copies}
+    assert len(ids) == 3 and original_id not in ids
+    stored = await Computer.filter(instance_id=tree.instance.id, hardware_id="hw-again")
+    assert sorted(c.duplicate_of_id or 0 for c in stored) == [0, *[original_id] * 3]  # type: ignore[attr-defined]
+    assert (await post(http, agent_server, "checkin", original["agentToken"], json={}))[0] == 200
+
+
+async def test_a_duplicates_own_agent_re_enrols_its_duplicate(
+    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree, installer: Any
+) -> None:
+    original = await enrol(http, agent_server, installer[1], "hw-twin")
+    twin = await enrol(http, agent_server, installer[1], "hw-twin")
+    again = await enrol(
+        http,
+        agent_server,
+        installer[1],
+        "hw-twin",
+        hostname="twin-2",
+        agentToken=twin["agentToken"],
+    )
+    assert again["computerId"] == twin["computerId"]
+    computer = await Computer.get(id=global_ids.decode(again["computerId"])[1])
+    assert computer.duplicate_of_id == global_ids.decode(original["computerId"])[1]  # type: ignore[attr-defined]
+    assert computer.name == "twin-2"
+    assert (await post(http, agent_server, "checkin", twin["agentToken"], json={}))[0] == 401
+    assert await Computer.filter(instance_id=tree.instance.id, hardware_id="hw-twin").count() == 2
+
+
+async def test_another_computers_token_does_not_continue_this_one(
+    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree, installer: Any
+) -> None:
+    _, other_token = await create_installer(tree.scope, company_id=tree.other.id)
+    mine = await enrol(http, agent_server, installer[1], "hw-shared-2")
+    neighbour = await enrol(http, agent_server, installer[1], "hw-neighbour")
+    elsewhere = await enrol(http, agent_server, other_token, "hw-shared-2")  # another company
+
+    for presented in (elsewhere, neighbour):
+        body = await enrol(
+            http, agent_server, installer[1], "hw-shared-2", agentToken=presented["agentToken"]
+        )
+        computer = await Computer.get(id=global_ids.decode(body["computerId"])[1])
+        assert computer.duplicate_of_id == global_ids.decode(mine["computerId"])[1]  # type: ignore[attr-defined]
+    for holder in (mine, neighbour, elsewhere):  # nobody's token was spent
+        assert (await post(http, agent_server, "checkin", holder["agentToken"], json={}))[0] == 200
+
+
+async def test_the_conflict_is_audited_where_the_enrolled_computer_lives(
+    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree
+) -> None:
+    _, laptops = await create_installer(
+        tree.scope, company_id=tree.customer.id, group_id=tree.custom_group.id
+    )
+    original = await enrol(http, agent_server, laptops, "hw-audit")
+    _, token = await create_installer(tree.scope, company_id=tree.customer.id)
+    duplicate = await enrol(http, agent_server, token, "hw-audit", hostname="desk-audit")
+    entries = await AuditEntry.filter(instance_id=tree.instance.id, action="enrollDuplicate")
+    assert len(entries) == 1
+    entry = entries[0]
+    assert entry.group_path == tree.custom_group.path  # the enrolled computer's group
+    assert entry.object_id == duplicate["computerId"] and entry.outcome == "SUCCESS"
+    assert entry.detail["duplicateOf"] == original["computerId"]
+    assert entry.detail["hardwareId"] == "hw-audit"
+    assert entry.detail["clientAddress"] == "127.0.0.1"
+    assert entry.detail["agentTokenPresented"] is False
+
+
+async def test_concurrent_first_enrolments_of_one_hardware_id_leave_one_original(
+    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree, installer: Any
+) -> None:
+    bodies = await asyncio.gather(
+        *(enrol(http, agent_server, installer[1], "hw-race") for _ in range(8))
+    )
+    assert len({b["computerId"] for b in bodies}) == 8
+    stored = await Computer.filter(instance_id=tree.instance.id, hardware_id="hw-race")
+    originals = [c for c in stored if c.duplicate_of_id is None]  # type: ignore[attr-defined]
+    assert len(originals) == 1
+    assert all(c.duplicate_of_id == originals[0].id for c in stored if c not in originals)  # type: ignore[attr-defined]
+
+
+async def test_enrolment_costs_the_same_statements_however_many_duplicates_exist(
+    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree, installer: Any
+) -> None:
+    request = parse_enrolment(enrolment_body("hw-count"))
+    await agent_domain.enroll(installer[1], request, settings=agent_server.settings)
+    counts = []
+    for _ in range(3):
+        with count_statements() as counter:
+            await agent_domain.enroll(installer[1], request, settings=agent_server.settings)
+        counts.append(counter.count)
+    assert counts[0] == counts[1] == counts[2], counts
+    with count_statements() as counter:  # a new computer: no audit entry
+        await agent_domain.enroll(
+            installer[1], parse_enrolment(enrolment_body("hw-count-new")), settings=SETTINGS
+        )
+    assert counter.count == counts[0] - 1, counter.statements
 
 
 async def test_the_same_hardware_in_another_company_is_another_computer(
@@ -175,6 +315,13 @@ BAD_BODIES: list[tuple[str, Any, str | None]] = [
     ("a NUL in the os", {**enrolment_body(), "os": "Win\x0011"}, "os"),
     ("a lone surrogate", b'{"hardwareId": "\\ud800", "hostname": "a", "os": "", '
                          b'"agentVersion": ""}', None),
+    ("a number as agentToken", {**enrolment_body(), "agentToken": 7}, "agentToken"),
+    ("a null agentToken", {**enrolment_body(), "agentToken": None}, "agentToken"),
+    ("an empty agentToken", {**enrolment_body(), "agentToken": ""}, "agentToken"),
+    ("a 257-character agentToken", {**enrolment_body(), "agentToken": "a" * 257}, "agentToken"),
+    ("an agentToken with a space", {**enrolment_body(), "agentToken": "agt_a b"}, "agentToken"),
+    ("an agentToken with a NUL", {**enrolment_body(), "agentToken": "agt_\x00"}, "agentToken"),
+    ("a non-ASCII agentToken", {**enrolment_body(), "agentToken": "agt_é"}, "agentToken"),
 ]  # fmt: skip
 
 
@@ -299,21 +446,6 @@ async def test_reenrolment_with_a_revoked_installer_keeps_the_old_token(
     assert status == 200  # agents already enrolled keep checking in
 
 
-async def test_repeated_enrolment_of_one_machine_is_rate_limited(
-    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree, installer: Any
-) -> None:
-    limit = agent_server.settings.agent_requests_per_minute
-    for _ in range(limit):
-        await enrol(http, agent_server, installer[1], "hw-loop")
-    rows = await computer_rows(tree.instance.id)
-    status, _, response = await post(
-        http, agent_server, "enroll", installer[1], json=enrolment_body("hw-loop")
-    )
-    assert status == 429 and int(response.headers["Retry-After"]) >= 1
-    assert await computer_rows(tree.instance.id) == rows
-    await enrol(http, agent_server, installer[1], "hw-other")  # other machines are not limited
-
-
 async def test_the_enrolment_tokens_hash_is_stored_not_the_token(
     agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree, installer: Any
 ) -> None:
@@ -328,3 +460,65 @@ async def test_the_enrolment_tokens_hash_is_stored_not_the_token(
         return agent_server.runtime.tokens.peek(token_hash(token)) is not None
 
     await wait_until(cached)
+
+
+# --- the installer's enrolment count and cap ----------------------------------------------
+
+
+async def enrolments_of(installer_id: int) -> int:
+    return int(await fetch_value("SELECT enrolments FROM installer WHERE id = ?", [installer_id]))
+
+
+async def test_every_enrolment_counts_against_the_installers_cap(
+    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree
+) -> None:
+    installer, token = await create_installer(
+        tree.scope, company_id=tree.customer.id, max_enrolments=3
+    )
+    first = await enrol(http, agent_server, token, "hw-cap")
+    again = await enrol(http, agent_server, token, "hw-cap", agentToken=first["agentToken"])
+    await enrol(http, agent_server, token, "hw-cap")  # a duplicate
+    assert await enrolments_of(installer.id) == 3
+    rows = await computer_rows(tree.instance.id)
+
+    for body in (
+        enrolment_body("hw-cap-2"),
+        enrolment_body("hw-cap", agentToken=again["agentToken"]),
+    ):
+        status, answer, _ = await post(http, agent_server, "enroll", token, json=body)
+        assert status == 401 and "all the enrolments" in answer["error"]
+    assert await computer_rows(tree.instance.id) == rows
+    assert await enrolments_of(installer.id) == 3
+    assert (await post(http, agent_server, "checkin", again["agentToken"], json={}))[0] == 200
+
+
+async def test_concurrent_enrolments_never_pass_the_installers_cap(
+    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree
+) -> None:
+    installer, token = await create_installer(
+        tree.scope, company_id=tree.customer.id, max_enrolments=5
+    )
+    answers = await asyncio.gather(
+        *(
+            post(http, agent_server, "enroll", token, json=enrolment_body(f"hw-rush-{i}"))
+            for i in range(20)
+        )
+    )
+    statuses = sorted(status for status, _, _ in answers)
+    assert statuses == [201] * 5 + [401] * 15
+    assert await Computer.filter(instance_id=tree.instance.id).count() == 5
+    assert await enrolments_of(installer.id) == 5
+
+
+async def test_refused_enrolments_count_nothing(
+    agent_server: AgentServer, http: aiohttp.ClientSession, tree: Tree
+) -> None:
+    revoked, revoked_token = await create_installer(tree.scope, company_id=tree.customer.id)
+    await revoke_installer(tree.scope, revoked.id)
+    expired, expired_token = await create_installer(tree.scope, company_id=tree.customer.id)
+    await Installer.filter(id=expired.id).update(expires_at=utcnow() - timedelta(seconds=1))
+    for token in (revoked_token, expired_token):
+        status, _, _ = await post(http, agent_server, "enroll", token, json=enrolment_body())
+        assert status == 401
+    assert await enrolments_of(revoked.id) == await enrolments_of(expired.id) == 0
+    assert await computer_rows(tree.instance.id) == []

@@ -3,20 +3,25 @@ on a real uvicorn."""
 
 import asyncio
 import datetime as dt
+import os
+import stat
+import subprocess
+from dataclasses import replace
 
 import httpx
 import pytest
 
-from server.domain import global_ids
+from server.domain import global_ids, installers
 from server.domain.instances import create_group
-from server.models import Installer
+from server.models import Computer, Installer
 from server.models.enums import Area, GroupKind, Level
 from tests import factories
 from tests.api.scoped_users import group_of, scoped_user
 
 CREATE = """mutation($input: CreateInstallerInput!) { createInstaller(input: $input) {
   token config installCommand errors { code field message }
-  installer { id name revoked agentEndpoint expiresAt company { name } group { name } } } }"""
+  installer { id name revoked agentEndpoint expiresAt maxEnrolments enrolments
+              company { name } group { name } } } }"""
 REVOKE = """mutation($input: RevokeInstallerInput!) { revokeInstaller(input: $input) {
   errors { code } installer { id revoked } } }"""
 
@@ -126,6 +131,9 @@ async def test_a_revoked_installer_enrols_nothing(client, tenant, server_url):
     [
         ({"name": "x" * 256}, "INVALID_INPUT", "name"),
         ({"expiresAt": "2001-01-01T00:00:00+00:00"}, "INVALID_INPUT", "expiresAt"),
+        ({"maxEnrolments": 0}, "INVALID_INPUT", "maxEnrolments"),
+        ({"maxEnrolments": -5}, "INVALID_INPUT", "maxEnrolments"),
+        ({"maxEnrolments": 1_000_001}, "INVALID_INPUT", "maxEnrolments"),
     ],
 )
 async def test_bad_installer_input_is_refused_and_creates_nothing(
@@ -232,3 +240,85 @@ async def test_an_installer_shows_only_to_viewers_who_may_see_its_company(client
         "id": global_ids.encode("StaticGroup", laptops.id),
         "name": "Laptops",
     }
+
+
+async def test_an_installer_expires_after_the_configured_lifetime_unless_told(
+    client, tenant, settings
+):
+    owner, tree = tenant
+    before = dt.datetime.now(dt.UTC)
+    payload = await create(client, owner.token, companyId=company_id(tree.all_customers[0]))
+    expires = dt.datetime.fromisoformat(payload["installer"]["expiresAt"])
+    ttl = dt.timedelta(days=settings.installer_ttl_days)
+    assert before + ttl <= expires <= dt.datetime.now(dt.UTC) + ttl
+    setup = await client.query(
+        """mutation($input: SetupCustomerInput!) { setupCustomer(input: $input) {
+             errors { code } installer { expiresAt } } }""",
+        {"input": {"customerId": company_id(tree.all_customers[1])}},
+        owner.token,
+    )
+    expires = dt.datetime.fromisoformat(setup["setupCustomer"]["installer"]["expiresAt"])
+    assert before + ttl <= expires <= dt.datetime.now(dt.UTC) + ttl
+
+
+async def test_an_installer_counts_its_enrolments_up_to_its_cap(client, tenant, server_url):
+    owner, tree = tenant
+    payload = await create(
+        client, owner.token, companyId=company_id(tree.all_customers[0]), maxEnrolments=1
+    )
+    assert (payload["installer"]["maxEnrolments"], payload["installer"]["enrolments"]) == (1, 0)
+    body = {"hostname": "x", "os": "y", "agentVersion": "1"}
+    auth = {"authorization": f"Bearer {payload['token']}"}
+    async with httpx.AsyncClient(base_url=server_url) as http:
+        first = await http.post("/agent/v1/enroll", json={"hardwareId": "a", **body}, headers=auth)
+        second = await http.post("/agent/v1/enroll", json={"hardwareId": "b", **body}, headers=auth)
+    assert (first.status_code, second.status_code) == (201, 401)
+    read = await client.query(
+        "query($id: ID!) { node(id: $id) { ... on Installer { enrolments maxEnrolments } } }",
+        {"id": payload["installer"]["id"]},
+        owner.token,
+    )
+    assert read["node"] == {"enrolments": 1, "maxEnrolments": 1}
+
+
+def run_printed_command(command: str, state: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MSP_AGENT_STATE_DIR": state}
+    return subprocess.run(
+        ["/bin/sh", "-c", command], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_the_printed_command_enrols_and_run_again_re_enrols_the_same_computer(
+    client, tenant, server_url, settings, tmp_path
+):
+    owner, tree = tenant
+    payload = await create(client, owner.token, companyId=company_id(tree.all_customers[0]))
+    installer = await Installer.get(id=global_ids.decode(payload["installer"]["id"])[1])
+    assert payload["installCommand"] == installers.installer_command(
+        installer, payload["token"], settings
+    )
+    # What createInstaller prints, for a console whose public agent URL is this test server.
+    here = replace(settings, public_agent_url=f"{server_url}/agent/v1")
+    command = installers.installer_command(installer, payload["token"], here)
+    state = tmp_path / "agent state"
+
+    first = await asyncio.to_thread(run_printed_command, command, str(state))
+    assert first.returncode == 0, first.stderr
+    computer_id = first.stdout.strip().removeprefix("enrolled: computer ")
+    first_token = (state / "agent-token").read_text()
+    assert stat.S_IMODE(os.stat(state / "agent-token").st_mode) == 0o600
+
+    second = await asyncio.to_thread(run_printed_command, command, str(state))
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == f"enrolled: computer {computer_id}"
+    second_token = (state / "agent-token").read_text()
+    assert second_token != first_token
+    async with httpx.AsyncClient(base_url=server_url) as http:
+        for token, status in ((first_token, 401), (second_token, 200)):
+            answer = await http.post(
+                "/agent/v1/checkin", json={}, headers={"authorization": f"Bearer {token}"}
+            )
+            assert answer.status_code == status
+    stored = await Computer.filter(instance_id=owner.instance_id)
+    assert [global_ids.encode("Computer", c.id) for c in stored] == [computer_id]
+    assert stored[0].hardware_id == (state / "hardware-id").read_text()

@@ -286,6 +286,9 @@ async def snapshot() -> dict[str, list[dict[str, Any]]]:
         ),
         "static_group": await db.fetch("SELECT id, path, name FROM static_group ORDER BY id"),
         "session": await db.fetch("SELECT id FROM session ORDER BY id"),
+        "computer": await db.fetch(
+            "SELECT id, group_id, duplicate_of_id, agent_token_hash, name FROM computer ORDER BY id"
+        ),
     }
 
 
@@ -356,6 +359,14 @@ def mutations_on(world: World, viewer: Viewer) -> Iterable[tuple[str, str, dict[
     if "revokeInstaller" in fields:
         for item in world.foreign(viewer, "Installer"):
             yield "revokeInstaller", "RevokeInstallerInput", {"installerId": item.gid}
+    for item in world.foreign(viewer, "Computer"):
+        yield "removeComputer", "RemoveComputerInput", {"computerId": item.gid}
+        for keep in ("KEEP_NEW", "KEEP_EXISTING"):
+            yield (
+                "resolveDuplicateComputer",
+                "ResolveDuplicateComputerInput",
+                {"computerId": item.gid, "keep": keep},
+            )
 
 
 @pytest.mark.parametrize("name", VIEWERS)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tortoise import Tortoise
+from tortoise.migrations.api import migrate
 
 from server.agents.simulate import Report, run_loop, simulate_agents
 from server.domain.installers import create_installer
@@ -49,9 +50,10 @@ async def prepare(database_url: str) -> str:
     """Schema, one instance with a customer, and an installer for it; returns its token."""
     from tests.agents.conftest import build_tree
 
+    await migrate(config=tortoise_config(database_url))
+    await Tortoise.close_connections()
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
     try:
-        await Tortoise.generate_schemas(safe=True)
         tree = await build_tree()
         _, token = await create_installer(tree.scope, company_id=tree.customer.id)
         return token
@@ -82,6 +84,8 @@ def serve(args: argparse.Namespace) -> None:
         database_url=args.database_url,
         checkin_interval=int(args.interval),
         agent_requests_per_minute=args.requests_per_minute,
+        # every simulated agent enrols at once, from one address, with one installer
+        enrolment_burst=max(args.agents, Settings().enrolment_burst),
         public_agent_url=f"http://127.0.0.1:{args.port}/agent/v1",
     )
     uvicorn.run(
@@ -120,7 +124,7 @@ def bench(args: argparse.Namespace) -> Report:
     command = [
         sys.executable, "-m", "tests.bench.agents", "--serve", "--port", str(port),
         "--database-url", database_url, "--interval", str(args.interval),
-        "--requests-per-minute", str(args.requests_per_minute),
+        "--requests-per-minute", str(args.requests_per_minute), "--agents", str(args.agents),
     ]  # fmt: skip
     server = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2])
     try:

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,44 @@ async def test_an_installer_defaults_to_the_companys_group_and_name(tree: Tree) 
     assert installer.company_id == tree.customer.id  # type: ignore[attr-defined]
     assert installer.name == "Agent installer for Globex"
     assert installer.created_by_id == tree.owner.id  # type: ignore[attr-defined]
-    assert installer.revoked_at is None and installer.expires_at is None
+    assert installer.revoked_at is None and installer.max_enrolments is None
+    assert installer.enrolments == 0
     assert is_usable(installer)
+
+
+async def test_an_installer_expires_after_the_default_lifetime_unless_told(tree: Tree) -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    default, _ = await create_installer(tree.scope, company_id=tree.customer.id, now=now)
+    assert default.expires_at == now + timedelta(days=30)
+    short, _ = await create_installer(tree.scope, company_id=tree.customer.id, ttl_days=2, now=now)
+    assert short.expires_at == now + timedelta(days=2)
+    told, _ = await create_installer(
+        tree.scope,
+        company_id=tree.customer.id,
+        expires_at=now + timedelta(days=400),
+        ttl_days=2,
+        now=now,
+    )
+    assert told.expires_at == now + timedelta(days=400)
+    stored = await Installer.get(id=default.id)
+    assert stored.expires_at == now + timedelta(days=30)
+    assert not is_usable(stored, now + timedelta(days=30))
+
+
+async def test_an_installer_may_be_capped_and_is_used_up_at_its_cap(tree: Tree) -> None:
+    installer, _ = await create_installer(tree.scope, company_id=tree.customer.id, max_enrolments=2)
+    stored = await Installer.get(id=installer.id)
+    assert (stored.max_enrolments, stored.enrolments) == (2, 0) and is_usable(stored)
+    stored.enrolments = 2
+    assert not is_usable(stored)
+
+
+@pytest.mark.parametrize("cap", [0, -1, 1_000_001, 2**40])
+async def test_a_cap_out_of_range_is_refused(tree: Tree, cap: int) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        await create_installer(tree.scope, company_id=tree.customer.id, max_enrolments=cap)
+    assert refused.value.field == "maxEnrolments"
+    assert await installer_count(tree) == 0
 
 
 async def test_only_the_hash_of_a_256_bit_token_is_stored(tree: Tree) -> None:
@@ -241,21 +278,108 @@ async def test_the_installer_config_tells_an_agent_where_and_how_to_enrol(tree: 
     assert config["installerToken"] == token
     assert global_ids.decode(config["groupId"]) == ("StaticGroup", tree.custom_group.id)
     assert global_ids.decode(config["companyId"]) == ("Company", tree.customer.id)
-    assert config["expiresAt"] is None
+    assert config["expiresAt"] == installer.expires_at.isoformat()
 
 
-async def test_the_shell_command_posts_a_valid_enrolment(tree: Tree, tmp_path: Path) -> None:
+def fake_curl(folder: Path, answer: str) -> None:
+    """A `curl` that records its arguments and the body it is given, and answers `answer`."""
+    script = folder / "curl"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'for a in "$@"; do printf "%s\\n" "$a"; done > "{folder}/curl-args"\n'
+        f'cat > "{folder}/curl-body"\n'
+        f"printf '%s' '{answer}'\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+
+
+def run_command(command: str, folder: Path, state: Path) -> subprocess.CompletedProcess[str]:
+    env: dict[str, Any] = {
+        **os.environ,
+        "PATH": f"{folder}:{os.environ['PATH']}",
+        "MSP_AGENT_STATE_DIR": str(state),
+    }
+    return subprocess.run(
+        ["/bin/sh", "-c", command], env=env, capture_output=True, text=True, cwd=folder
+    )
+
+
+async def test_the_shell_command_posts_a_random_hardware_id_and_keeps_its_state(
+    tree: Tree, tmp_path: Path
+) -> None:
     installer, token = await create_installer(tree.scope, company_id=tree.customer.id)
     command = installer_command(installer, token, SETTINGS)
-    fake_curl = tmp_path / "curl"
-    fake_curl.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
-    fake_curl.chmod(fake_curl.stat().st_mode | stat.S_IEXEC)
-    env: dict[str, Any] = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
-    result = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True,  # noqa: ASYNC221
-                            check=True)  # fmt: skip
-    args = result.stdout.splitlines()
+    fake_curl(tmp_path, '{"computerId":"Q29tcHV0ZXI6MQ","agentToken":"agt_first-1"}')
+    state = tmp_path / "state"
+    result = run_command(command, tmp_path, state)
+    assert result.returncode == 0, result.stderr
+    assert "enrolled: computer Q29tcHV0ZXI6MQ" in result.stdout
+    args = (tmp_path / "curl-args").read_text().splitlines()
     assert "http://agents.example:2222/agent/v1/enroll" in args
     assert f"Authorization: Bearer {token}" in args
-    body = json.loads(args[args.index("-d") + 1])
+    body = json.loads((tmp_path / "curl-body").read_text())
     assert set(body) == {"hardwareId", "hostname", "os", "agentVersion"}
-    assert body["hardwareId"] and body["hostname"]
+    hardware_id = body["hardwareId"]
+    assert len(hardware_id) == 32 and int(hardware_id, 16) >= 0  # 128 random bits, in hex
+    assert (state / "hardware-id").read_text() == hardware_id
+    assert (state / "agent-token").read_text() == "agt_first-1"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for name in ("hardware-id", "agent-token"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
+
+    fake_curl(tmp_path, '{"computerId":"Q29tcHV0ZXI6MQ","agentToken":"agt_second-2"}')
+    assert run_command(command, tmp_path, state).returncode == 0
+    again = json.loads((tmp_path / "curl-body").read_text())
+    assert again["hardwareId"] == hardware_id and again["agentToken"] == "agt_first-1"
+    assert (state / "agent-token").read_text() == "agt_second-2"
+    # Another state folder on the same machine: another id, nothing to guess from outside.
+    assert run_command(command, tmp_path, tmp_path / "other").returncode == 0
+    assert json.loads((tmp_path / "curl-body").read_text())["hardwareId"] != hardware_id
+
+
+async def test_a_refused_enrolment_keeps_the_token_the_agent_holds(
+    tree: Tree, tmp_path: Path
+) -> None:
+    installer, token = await create_installer(tree.scope, company_id=tree.customer.id)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "agent-token").write_text("agt_kept")
+    fake_curl(tmp_path, '{"error":"the installer has expired"}')
+    result = run_command(installer_command(installer, token, SETTINGS), tmp_path, state)
+    assert result.returncode != 0 and "enrolment failed" in result.stderr
+    assert (state / "agent-token").read_text() == "agt_kept"
+
+
+HOSTILE_URLS = [
+    "http://agents.example/a'b/v1",
+    "http://agents.example/$(touch pwned)/`touch pwned`/v1",
+    "http://agents.example/x; touch pwned; echo /v1",
+    'http://agents.example/"$HOME"\\n/v1',
+    "http://agents.example/\ntouch pwned\n/v1",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+async def test_the_shell_command_passes_any_url_verbatim_and_runs_nothing_of_it(
+    tree: Tree, tmp_path: Path, url: str
+) -> None:
+    installer, token = await create_installer(tree.scope, company_id=tree.customer.id)
+    settings = replace(SETTINGS, public_agent_url=url)
+    fake_curl(tmp_path, '{"computerId":"x","agentToken":"agt_ok"}')
+    result = run_command(installer_command(installer, token, settings), tmp_path, tmp_path / "s")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "pwned").exists()
+    args = (tmp_path / "curl-args").read_text()
+    assert f"{url}/enroll\n" in args
+
+
+async def test_hostile_machine_names_are_sent_as_json_strings(tree: Tree, tmp_path: Path) -> None:
+    installer, token = await create_installer(tree.scope, company_id=tree.customer.id)
+    uname = tmp_path / "uname"
+    uname.write_text("#!/bin/sh\nprintf '%s' 'a\"b\\c\ttab $(x) '\"'\"'q'\n")
+    uname.chmod(uname.stat().st_mode | stat.S_IEXEC)
+    fake_curl(tmp_path, '{"computerId":"x","agentToken":"agt_ok"}')
+    result = run_command(installer_command(installer, token, SETTINGS), tmp_path, tmp_path / "s")
+    assert result.returncode == 0, result.stderr
+    body = json.loads((tmp_path / "curl-body").read_text())
+    assert body["hostname"] == body["os"] == "a\"b\\ctab $(x) 'q"
