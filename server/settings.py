@@ -53,6 +53,7 @@ class Settings:
         str, ...
     ] = ()  # whose X-Forwarded-For is believed (server.client_address)
     agent_requests_per_minute: int = 30
+    execution_shortcuts: bool = True  # off: Strawberry and graphql-core execute every field
     demo: bool = False
 
     @classmethod

@@ -66,10 +66,11 @@ class ConsoleSchema(strawberry.Schema):
         """Logged by ErrorPolicy instead: unexpected errors only, with the request id."""
 
 
-def build_schema(settings: Settings | None = None, *, shortcuts: bool = True) -> ConsoleSchema:
-    """The schema with the query limits of `settings` (the defaults when None). Without
-    `shortcuts`, Strawberry and graphql-core execute everything themselves (to measure what
-    the shortcuts save: `python -m tests.bench.execution_shortcuts`)."""
+def build_schema(settings: Settings | None = None) -> ConsoleSchema:
+    """The schema with the query limits of `settings` (the defaults when None). With
+    `execution_shortcuts` off, Strawberry and graphql-core execute everything themselves: the
+    way out should an upgrade break them, and what `python -m tests.bench.execution_shortcuts`
+    measures them against."""
     settings = settings or Settings()
     # Rule classes built once, so cached validation results stay valid across requests.
     rules = [
@@ -104,9 +105,9 @@ def build_schema(settings: Settings | None = None, *, shortcuts: bool = True) ->
             User,
         ],
         extensions=extensions,
-        execution_context_class=Executor if shortcuts else None,
+        execution_context_class=Executor if settings.execution_shortcuts else None,
     )
-    if shortcuts:
+    if settings.execution_shortcuts:
         install_shortcuts(built._schema)
     return built
 
