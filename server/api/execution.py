@@ -56,7 +56,7 @@ and the attribute `_msp_console_direct` (`DIRECT`) on resolvers.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -178,20 +178,21 @@ def check_private_parts(schema: GraphQLSchema) -> None:
 
 
 def _private_part_problems(schema: GraphQLSchema) -> Iterator[str]:
+    executor = "graphql-core Executor"
     base = StrawberryGraphQLCoreExecutionContext
     yield from _overridden(
-        "graphql-core Executor.execute_field",
-        base.execute_field,
+        f"{executor}.execute_field",
+        getattr(base, "execute_field", None),
         ("self", "parent_type", "source", "field_details_list", "path", "position_context"),
     )
     yield from _overridden(
-        "graphql-core Executor.complete_object_value",
-        base.complete_object_value,
+        f"{executor}.complete_object_value",
+        getattr(base, "complete_object_value", None),
         ("self", "return_type", "field_details_list", "info", "path", "result", "position_context"),
     )
     yield from _called(
-        "graphql-core Executor.collect_subfields",
-        base.collect_subfields,
+        f"{executor}.collect_subfields",
+        getattr(base, "collect_subfields", None),
         ("self", "return_type", "field_details_list"),
     )
     yield from _attributes(
@@ -210,20 +211,20 @@ def _private_part_problems(schema: GraphQLSchema) -> Iterator[str]:
     )
     yield from _called(
         "graphql-core GraphQLEnumType.coerce_output_value",
-        GraphQLEnumType.coerce_output_value,
+        getattr(GraphQLEnumType, "coerce_output_value", None),
         ("self", "output_value"),
     )
     yield from _attributes("graphql-core MiddlewareManager", MiddlewareManager(), ("middlewares",))
     try:
-        executor = base.build(schema, parse("{ __typename }"))
+        built = base.build(schema, parse("{ __typename }"))
     except Exception as error:
-        executor = error
-    if not isinstance(executor, base):
-        yield f"graphql-core Executor.build (gave {executor!r})"
+        built = error
+    if not isinstance(built, base):
+        yield f"{executor}.build (gave {built!r})"
     else:
         yield from _attributes(
-            "graphql-core Executor",
             executor,
+            built,
             ("variable_values", "hide_suggestions", "middleware_manager", "is_awaitable"),
         )
     definitions = [
@@ -254,11 +255,16 @@ def _private_part_problems(schema: GraphQLSchema) -> Iterator[str]:
         )
     )
     yield from missing
-    if not missing and not all(
-        hasattr(argument, "python_name") and hasattr(argument, "type")
-        for argument in resolver.arguments
-    ):
-        yield "Strawberry StrawberryArgument.python_name and .type"
+    if not missing:
+        try:
+            arguments: Any = [(each.python_name, each.type) for each in resolver.arguments]
+        except AttributeError as error:
+            arguments = error
+        if arguments != [("size", int)]:
+            yield (
+                "Strawberry StrawberryArgument.python_name and .type "
+                f"(read {arguments!r} off (self, info, size: int))"
+            )
 
 
 def _probe(self: Any, info: Info, size: int) -> int:
@@ -268,33 +274,37 @@ def _probe(self: Any, info: Info, size: int) -> int:
 
 def _overridden(name: str, method: Any, parameters: tuple[str, ...]) -> Iterator[str]:
     """A method `Executor` overrides must take exactly these parameters."""
-    found = tuple(inspect.signature(method).parameters) if callable(method) else None
-    if found != parameters:
+    found = _parameters(method)
+    if found is None or tuple(found) != parameters:
         yield f"{name}{_shape(parameters)} (found {_shape(found)})"
 
 
 def _called(name: str, function: Any, parameters: tuple[str, ...]) -> Iterator[str]:
     """A function the shortcuts call must take these first; any others must be optional."""
-    if not callable(function):
-        yield f"{name}{_shape(parameters)} (found none)"
-        return
-    found = list(inspect.signature(function).parameters.values())
-    names = tuple(parameter.name for parameter in found)
-    if names[: len(parameters)] != parameters or any(
-        parameter.default is inspect.Parameter.empty
-        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-        for parameter in found[len(parameters) :]
+    found = _parameters(function)
+    if (
+        found is None
+        or tuple(found)[: len(parameters)] != parameters
+        or any(
+            parameter.default is inspect.Parameter.empty
+            and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+            for parameter in list(found.values())[len(parameters) :]
+        )
     ):
-        yield f"{name}{_shape(parameters)} (found {_shape(names)})"
+        yield f"{name}{_shape(parameters)} (found {_shape(found)})"
 
 
-def _attributes(name: str, owner: Any, attributes: tuple[str, ...]) -> Iterator[str]:
+def _parameters(function: Any) -> Mapping[str, inspect.Parameter] | None:
+    return inspect.signature(function).parameters if callable(function) else None
+
+
+def _attributes(label: str, owner: Any, attributes: tuple[str, ...]) -> Iterator[str]:
     for attribute in attributes:
         if not hasattr(owner, attribute):
-            yield f"{name}.{attribute}"
+            yield f"{label}.{attribute}"
 
 
-def _shape(parameters: tuple[str, ...] | None) -> str:
+def _shape(parameters: Iterable[str] | None) -> str:
     return "none" if parameters is None else f"({', '.join(parameters)})"
 
 

@@ -465,46 +465,66 @@ def removed_from_definitions(name: str) -> Callable[[pytest.MonkeyPatch, Any], N
 
 
 BASE_EXECUTOR = StrawberryGraphQLCoreExecutionContext
-BREAKAGES: dict[str, Callable[[pytest.MonkeyPatch, Any], None]] = {
-    "Executor.execute_field": changed_signature(graphql.Executor, "execute_field"),
-    "Executor.complete_object_value": changed_signature(graphql.Executor, "complete_object_value"),
-    "Executor.collect_subfields": changed_signature(graphql.Executor, "collect_subfields"),
-    "CollectedFields.new_defer_usages": removed(CollectedFields, "new_defer_usages"),
-    "FieldDetails.fragment_variable_values": removed(FieldDetails, "fragment_variable_values"),
-    "get_argument_values": changed_signature(execution, "get_argument_values"),
-    "GraphQLScalarType.coerce_output_value": removed(GraphQLString, "coerce_output_value"),
-    "GraphQLEnumType.coerce_output_value": changed_signature(
-        GraphQLEnumType, "coerce_output_value"
+Breakage = Callable[[pytest.MonkeyPatch, Any], None]
+BREAKAGES: list[tuple[str, Breakage]] = [
+    ("Executor.execute_field", changed_signature(graphql.Executor, "execute_field")),
+    ("Executor.execute_field", removed(graphql.Executor, "execute_field")),
+    (
+        "Executor.complete_object_value",
+        changed_signature(graphql.Executor, "complete_object_value"),
     ),
-    "MiddlewareManager.middlewares": removed_after_init(MiddlewareManager, "middlewares"),
-    "Executor.build": removed(graphql.Executor, "build"),
-    "Executor.variable_values": removed_after_init(BASE_EXECUTOR, "variable_values"),
-    "Executor.hide_suggestions": removed_after_init(BASE_EXECUTOR, "hide_suggestions"),
-    "Executor.middleware_manager": removed_after_init(BASE_EXECUTOR, "middleware_manager"),
-    "Executor.is_awaitable": removed_everywhere(graphql.Executor, "is_awaitable"),
-    "DEFINITION_BACKREF": lambda monkeypatch, schema: monkeypatch.setattr(
-        GraphQLCoreConverter, "DEFINITION_BACKREF", "renamed"
+    ("Executor.collect_subfields", changed_signature(graphql.Executor, "collect_subfields")),
+    ("Executor.collect_subfields", removed(graphql.Executor, "collect_subfields")),
+    ("CollectedFields.new_defer_usages", removed(CollectedFields, "new_defer_usages")),
+    ("FieldDetails.fragment_variable_values", removed(FieldDetails, "fragment_variable_values")),
+    ("get_argument_values", changed_signature(execution, "get_argument_values")),
+    ("GraphQLScalarType.coerce_output_value", removed(GraphQLString, "coerce_output_value")),
+    (
+        "GraphQLEnumType.coerce_output_value",
+        changed_signature(GraphQLEnumType, "coerce_output_value"),
     ),
-    "StrawberryField.base_resolver": removed_from_definitions("base_resolver"),
-    "StrawberryField.extensions": removed_from_definitions("extensions"),
-    "StrawberryField.python_name": removed_from_definitions("python_name"),
-    "StrawberryField.arguments": removed_from_definitions("arguments"),
-    "StrawberryField.is_basic_field": removed_from_definitions("is_basic_field"),
-    "StrawberryField.default_resolver": removed_from_definitions("default_resolver"),
-    "StrawberryResolver.wrapped_func": removed_after_init(StrawberryResolver, "wrapped_func"),
-    "StrawberryResolver.self_parameter": removed(StrawberryResolver, "self_parameter"),
-    "StrawberryResolver.root_parameter": removed(StrawberryResolver, "root_parameter"),
-    "StrawberryResolver.parent_parameter": removed(StrawberryResolver, "parent_parameter"),
-    "StrawberryArgument.python_name and .type": removed(StrawberryArgument, "type"),
-}
+    ("MiddlewareManager.middlewares", removed_after_init(MiddlewareManager, "middlewares")),
+    ("Executor.build", removed(graphql.Executor, "build")),
+    ("Executor.variable_values", removed_after_init(BASE_EXECUTOR, "variable_values")),
+    ("Executor.hide_suggestions", removed_after_init(BASE_EXECUTOR, "hide_suggestions")),
+    ("Executor.middleware_manager", removed_after_init(BASE_EXECUTOR, "middleware_manager")),
+    ("Executor.is_awaitable", removed_everywhere(graphql.Executor, "is_awaitable")),
+    (
+        "DEFINITION_BACKREF",
+        lambda monkeypatch, schema: monkeypatch.setattr(
+            GraphQLCoreConverter, "DEFINITION_BACKREF", "renamed"
+        ),
+    ),
+    ("StrawberryField.base_resolver", removed_from_definitions("base_resolver")),
+    ("StrawberryField.extensions", removed_from_definitions("extensions")),
+    ("StrawberryField.python_name", removed_from_definitions("python_name")),
+    ("StrawberryField.arguments", removed_from_definitions("arguments")),
+    ("StrawberryField.is_basic_field", removed_from_definitions("is_basic_field")),
+    ("StrawberryField.default_resolver", removed_from_definitions("default_resolver")),
+    ("StrawberryResolver.wrapped_func", removed_after_init(StrawberryResolver, "wrapped_func")),
+    ("StrawberryResolver.self_parameter", removed(StrawberryResolver, "self_parameter")),
+    ("StrawberryResolver.root_parameter", removed(StrawberryResolver, "root_parameter")),
+    ("StrawberryResolver.parent_parameter", removed(StrawberryResolver, "parent_parameter")),
+    ("StrawberryArgument.python_name and .type", removed(StrawberryArgument, "type")),
+    (
+        "StrawberryArgument.python_name and .type",
+        lambda monkeypatch, schema: monkeypatch.setattr(
+            StrawberryArgument, "type", property(lambda argument: "a wrapped int")
+        ),
+    ),
+]
 
 
-@pytest.mark.parametrize("part", list(BREAKAGES))
-def test_a_schema_is_not_built_when_a_part_the_shortcuts_rely_on_is_gone(monkeypatch, part):
+@pytest.mark.parametrize(
+    "part,breakage", BREAKAGES, ids=[f"{part}-{n}" for n, (part, _) in enumerate(BREAKAGES)]
+)
+def test_a_schema_is_not_built_when_a_part_the_shortcuts_rely_on_is_gone(
+    monkeypatch, part, breakage
+):
     graphql_schema = build(rows, shortcuts=False)._schema
     install_shortcuts(graphql_schema)  # as they are, every part is there
     graphql_schema = build(rows, shortcuts=False)._schema
-    BREAKAGES[part](monkeypatch, graphql_schema)
+    breakage(monkeypatch, graphql_schema)
     with pytest.raises(ShortcutsUnsupported) as refused:
         install_shortcuts(graphql_schema)
     message = str(refused.value)
