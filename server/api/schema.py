@@ -114,6 +114,3 @@ def build_schema(settings: Settings | None = None) -> ConsoleSchema:
 
 def _introspection(context: IgnoreContext) -> bool:
     return context.field_name.startswith("__")
-
-
-schema = build_schema()

@@ -10,8 +10,11 @@ import datetime as dt
 import enum
 import functools
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,7 +41,6 @@ from server.api.execution import (
     install_shortcuts,
 )
 from server.api.schema import build_schema
-from server.api.schema import schema as console_schema
 from server.app import create_app
 from server.settings import Settings
 from tests import factories
@@ -171,7 +173,7 @@ async def results(rows: Callable[[], list[Row]], **options: Any) -> tuple[Any, A
 
 
 def test_fields_with_a_shortcut_read_an_attribute_or_call_a_direct_resolver():
-    company = console_schema._schema.type_map["Company"].fields
+    company = build_schema()._schema.type_map["Company"].fields
     assert company["name"].extensions[SHORTCUT].attribute == "name"
     assert company["customerStatus"].extensions[SHORTCUT].leaf
     parent = company["parent"].extensions[SHORTCUT]
@@ -530,3 +532,50 @@ def test_a_schema_is_not_built_when_a_part_the_shortcuts_rely_on_is_gone(
     message = str(refused.value)
     assert part in message, message
     assert "MSP_CONSOLE_EXECUTION_SHORTCUTS=off" in message
+
+
+# graphql-core without a part the shortcuts rely on, then the command line
+WITHOUT_A_PART = """
+import graphql.execution.collect_fields as collect
+del collect.CollectedFields.new_defer_usages
+from server.cli import main
+raise SystemExit(main(["export-schema"]))
+"""
+
+
+@pytest.mark.parametrize("shortcuts", ["on", "off"])
+def test_with_the_shortcuts_off_the_console_runs_on_a_graphql_core_without_their_parts(
+    tmp_path, shortcuts
+):
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_A_PART],
+        env={
+            "PATH": "",
+            "DATABASE_URL": f"sqlite://{tmp_path / 'console.db'}",
+            "MSP_CONSOLE_EXECUTION_SHORTCUTS": shortcuts,
+        },
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if shortcuts == "off":
+        assert result.returncode == 0, result.stderr
+        assert "type Query" in result.stdout
+    else:
+        assert result.returncode != 0
+        assert "ShortcutsUnsupported" in result.stderr
+        assert "CollectedFields.new_defer_usages" in result.stderr
+
+
+async def test_with_the_shortcuts_off_a_console_serves_without_their_parts(
+    settings, ten_customers, monkeypatch
+):
+    monkeypatch.delattr(CollectedFields, "new_defer_usages")  # graphql-core unpacks it instead
+    with pytest.raises(ShortcutsUnsupported, match=r"CollectedFields\.new_defer_usages"):
+        create_app(replace(settings, execution_shortcuts=True))
+    async with client_of(replace(settings, execution_shortcuts=False)) as http:
+        data = await GraphQLClient(http).operation(
+            "ManagedCustomers", {"first": 10}, ten_customers.token
+        )
+    assert data["managedCustomers"]["totalCount"] == 10
