@@ -1,19 +1,19 @@
 # syntax=docker/dockerfile:1
-# msp-console: dependencies are installed in a build stage before the source is copied, so
-# a source change does not reinstall them; the runtime image runs as a non-root user.
+# msp-console: dependencies are installed from the lock (requirements/runtime.txt, every file
+# hash-checked) in a build stage before the source is copied, so a source change does not
+# reinstall them; the runtime image runs as a non-root user.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# Dependencies first (only pyproject.toml), with a stub package so pip can resolve them.
+# Dependencies first: exactly the locked versions, pip and the build backend included.
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN pip install --require-hashes -r requirements/runtime.txt
+# Then the project itself, built with the locked setuptools and adding nothing.
 COPY pyproject.toml README.md ./
-RUN mkdir server && touch server/__init__.py \
-    && pip install . \
-    && pip uninstall -y msp-console
-# Then the source.
 COPY server ./server
-RUN pip install --no-deps .
+RUN pip install --no-deps --no-build-isolation . && pip check
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \

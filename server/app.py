@@ -19,7 +19,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from server.agents import AgentRuntime, agent_routes, create_agent_app
 from server.api.downloads import installer_config
 from server.api.http import GraphQLView
-from server.api.schema import ConsoleSchema, build_schema
+from server.api.schema import build_schema
 from server.body_limit import BodyLimitMiddleware
 from server.domain.secrets import bound_password_hashing
 from server.domain.sync_scheduler import SyncScheduler
@@ -58,16 +58,12 @@ async def serve_agent_port(settings: Settings, runtime: AgentRuntime) -> uvicorn
     return server
 
 
-def create_app(
-    settings: Settings | None = None,
-    bus: EventBus | None = None,
-    schema: ConsoleSchema | None = None,
-) -> Starlette:
+def create_app(settings: Settings | None = None, bus: EventBus | None = None) -> Starlette:
     """Creates the console application."""
     settings = settings or Settings.from_env()
     bound_password_hashing(settings.password_hashing_threads)
     bus = bus or create_event_bus(settings.database_url)
-    graphql = GraphQLView(schema or build_schema(settings), settings, bus)
+    graphql = GraphQLView(build_schema(settings), settings, bus)
     agent_runtime = AgentRuntime(settings, bus)
 
     @contextlib.asynccontextmanager

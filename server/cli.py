@@ -121,9 +121,9 @@ def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
     """Print the schema's SDL, write it to a file, or check that a file is up to date."""
     from pathlib import Path
 
-    from server.api.schema import schema
+    from server.api.schema import build_schema
 
-    sdl = schema.as_str().rstrip() + "\n"
+    sdl = build_schema(settings).as_str().rstrip() + "\n"
     if args.output is None:
         print(sdl, end="")
         return 0

@@ -75,6 +75,7 @@ class Settings:
     enrolment_burst: int = 5_000
     enrolments_per_minute: int = 10
     installer_ttl_days: int = DEFAULT_INSTALLER_TTL_DAYS  # for installers created without expiry
+    execution_shortcuts: bool = True  # off: Strawberry and graphql-core execute every field
     demo: bool = False
 
     @classmethod

@@ -82,9 +82,15 @@ def _postgres_database(base: str):  # type: ignore[no-untyped-def]
         loop.close()
 
 
+# The one setting the suite takes from the environment: CI runs tests/api once more with
+# MSP_CONSOLE_EXECUTION_SHORTCUTS=off, so that both ways of executing answer alike.
+FROM_ENVIRONMENT = ("MSP_CONSOLE_EXECUTION_SHORTCUTS",)
+
+
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(
+    return Settings.from_env(
+        {name: os.environ[name] for name in FROM_ENVIRONMENT if name in os.environ},
         database_url=database_url,
         secret_key=TEST_SECRET,
         public_agent_url="https://console.example.test/agent/v1",

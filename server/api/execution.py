@@ -19,32 +19,70 @@ when the schema is built (`install_shortcuts`):
   exception, an awaitable, a value that does not coerce, a list, an introspection field)
   it gives the whole object back to graphql-core, which builds it as it always would: results
   and errors are exactly what they would have been without the shortcut.
+
+Only Strawberry's basic fields are attribute reads (no resolver, no permission classes, no
+field extensions): any other field without a resolver is left to Strawberry, whose wrapper
+runs its checks. `MSP_CONSOLE_EXECUTION_SHORTCUTS=off` turns all of this off.
+
+The shortcuts rely on parts of Strawberry and graphql-core that neither promises to keep;
+`install_shortcuts` checks every one of them when the schema is built and refuses to build,
+naming what is gone or changed, rather than let an upgrade make the shortcuts wrong or
+silently slower (pyproject.toml bounds both to the minor versions this was written against):
+
+- graphql-core's `Executor` (`graphql.execution.executor`): the signatures of the two
+  methods `Executor` overrides, `execute_field(self, parent_type, source, field_details_list,
+  path, position_context)` and `complete_object_value(self, return_type, field_details_list,
+  info, path, result, position_context)`; `collect_subfields(self, return_type,
+  field_details_list)`, returning `CollectedFields` with `grouped_field_set` and
+  `new_defer_usages`; the attributes `variable_values`, `hide_suggestions`,
+  `middleware_manager` (a `MiddlewareManager`, whose `middlewares` are the schema
+  extensions with a `resolve` hook) and `is_awaitable`; and the `build` classmethod (the
+  check builds one).
+- graphql-core's `FieldDetails` (`graphql.execution.collect_fields`): `node` and
+  `fragment_variable_values`; `get_argument_values(type_def, node, variable_values,
+  fragment_variable_values, hide_suggestions)`; the leaf types' `coerce_output_value`.
+- Strawberry's `StrawberryGraphQLCoreExecutionContext` (`strawberry.schema.schema`), which
+  `Executor` extends; the extension key `GraphQLCoreConverter.DEFINITION_BACKREF` under which
+  a graphql-core field keeps its `StrawberryField`; that field's `base_resolver`,
+  `default_resolver`, `python_name`, `extensions` (where permission classes go), `arguments`
+  and `is_basic_field`; a `StrawberryResolver`'s `wrapped_func`, `self_parameter`,
+  `root_parameter` and `parent_parameter`, and its arguments' `python_name` and `type`; and
+  `strawberry.Schema._schema`, the graphql-core schema handed to `install_shortcuts`.
+
+Our own marks: the extension key `msp-console.shortcut` (`SHORTCUT`) on graphql-core fields,
+and the attribute `_msp_console_direct` (`DIRECT`) on resolvers.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from graphql.execution.collect_fields import CollectedFields, FieldDetails
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types import Info
 from strawberry.types.field import StrawberryField
+from strawberry.types.fields.resolver import StrawberryResolver
 
 from graphql import (
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLField,
     GraphQLID,
     GraphQLLeafType,
     GraphQLObjectType,
     GraphQLSchema,
     GraphQLString,
+    MiddlewareManager,
     Undefined,
     get_argument_values,
     get_nullable_type,
     is_leaf_type,
     is_non_null_type,
+    parse,
 )
 
 SHORTCUT = "msp-console.shortcut"
@@ -71,21 +109,23 @@ def direct(resolver: F) -> F:
     return resolver
 
 
+class ShortcutsUnsupported(RuntimeError):
+    """Strawberry or graphql-core lacks a part the shortcuts rely on."""
+
+
 def install_shortcuts(schema: GraphQLSchema) -> None:
-    """Hands the resolvers marked `@direct` to graphql-core (refusing one that needs
-    Strawberry's wrapper), then prepares a `Shortcut` for every field that can have one."""
+    """Checks the private parts the shortcuts rely on, hands the resolvers marked `@direct` to
+    graphql-core (refusing one that needs Strawberry's wrapper), then prepares a `Shortcut`
+    for every field that can have one."""
+    check_private_parts(schema)
     for named, field_name, field, definition in _strawberry_fields(schema):
         resolver = definition.base_resolver
         if resolver is not None and getattr(resolver.wrapped_func, DIRECT, False):
             _check_direct(f"{named.name}.{field_name}", field, definition)
             field.resolve = resolver.wrapped_func
             resolver_call: Callable[..., Any] | None = resolver.wrapped_func
-        elif (
-            getattr(field.resolve, "_is_default", False)  # Strawberry's basic field
-            and definition.default_resolver is getattr
-            and not field.args
-        ):
-            resolver_call = None  # an attribute read
+        elif definition.is_basic_field and definition.default_resolver is getattr:
+            resolver_call = None  # an attribute read, with no permission or extension to run
         else:
             continue
         output = get_nullable_type(field.type)
@@ -123,6 +163,149 @@ def _strawberry_fields(
                 definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
                 if definition is not None:
                     yield named, name, field, definition
+
+
+def check_private_parts(schema: GraphQLSchema) -> None:
+    """Refuses to go on, naming each, when a private part of Strawberry or graphql-core that
+    the shortcuts rely on (see the module's docstring) is gone or has changed its shape."""
+    problems = list(_private_part_problems(schema))
+    if problems:
+        raise ShortcutsUnsupported(
+            "the execution shortcuts (server/api/execution.py) rely on parts of Strawberry and "
+            f"graphql-core that are gone or changed: {'; '.join(problems)}. Adapt them to the "
+            "installed versions, or set MSP_CONSOLE_EXECUTION_SHORTCUTS=off meanwhile."
+        )
+
+
+def _private_part_problems(schema: GraphQLSchema) -> Iterator[str]:
+    executor = "graphql-core Executor"
+    base = StrawberryGraphQLCoreExecutionContext
+    yield from _overridden(
+        f"{executor}.execute_field",
+        getattr(base, "execute_field", None),
+        ("self", "parent_type", "source", "field_details_list", "path", "position_context"),
+    )
+    yield from _overridden(
+        f"{executor}.complete_object_value",
+        getattr(base, "complete_object_value", None),
+        ("self", "return_type", "field_details_list", "info", "path", "result", "position_context"),
+    )
+    yield from _called(
+        f"{executor}.collect_subfields",
+        getattr(base, "collect_subfields", None),
+        ("self", "return_type", "field_details_list"),
+    )
+    yield from _attributes(
+        "graphql-core CollectedFields", CollectedFields, ("grouped_field_set", "new_defer_usages")
+    )
+    yield from _attributes(
+        "graphql-core FieldDetails", FieldDetails, ("node", "fragment_variable_values")
+    )
+    yield from _called(
+        "graphql-core get_argument_values",
+        get_argument_values,
+        ("type_def", "node", "variable_values", "fragment_variable_values", "hide_suggestions"),
+    )
+    yield from _attributes(
+        "graphql-core GraphQLScalarType", GraphQLString, ("coerce_output_value",)
+    )
+    yield from _called(
+        "graphql-core GraphQLEnumType.coerce_output_value",
+        getattr(GraphQLEnumType, "coerce_output_value", None),
+        ("self", "output_value"),
+    )
+    yield from _attributes("graphql-core MiddlewareManager", MiddlewareManager(), ("middlewares",))
+    try:
+        built = base.build(schema, parse("{ __typename }"))
+    except Exception as error:
+        built = error
+    if not isinstance(built, base):
+        yield f"{executor}.build (gave {built!r})"
+    else:
+        yield from _attributes(
+            executor,
+            built,
+            ("variable_values", "hide_suggestions", "middleware_manager", "is_awaitable"),
+        )
+    definitions = [
+        field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        for field in schema.query_type.fields.values()  # type: ignore[union-attr]
+    ]
+    if not all(isinstance(definition, StrawberryField) for definition in definitions):
+        yield "Strawberry's field definitions under GraphQLCoreConverter.DEFINITION_BACKREF"
+    else:
+        yield from _attributes(
+            "Strawberry StrawberryField",
+            definitions[0],
+            (
+                "base_resolver",
+                "default_resolver",
+                "python_name",
+                "extensions",
+                "arguments",
+                "is_basic_field",
+            ),
+        )
+    resolver = StrawberryResolver(_probe)
+    missing = list(
+        _attributes(
+            "Strawberry StrawberryResolver",
+            resolver,
+            ("wrapped_func", "self_parameter", "root_parameter", "parent_parameter", "arguments"),
+        )
+    )
+    yield from missing
+    if not missing:
+        try:
+            arguments: Any = [(each.python_name, each.type) for each in resolver.arguments]
+        except AttributeError as error:
+            arguments = error
+        if arguments != [("size", int)]:
+            yield (
+                "Strawberry StrawberryArgument.python_name and .type "
+                f"(read {arguments!r} off (self, info, size: int))"
+            )
+
+
+def _probe(self: Any, info: Info, size: int) -> int:
+    """A resolver of the shape `@direct` takes, for `check_private_parts` to look at."""
+    return size
+
+
+def _overridden(name: str, method: Any, parameters: tuple[str, ...]) -> Iterator[str]:
+    """A method `Executor` overrides must take exactly these parameters."""
+    found = _parameters(method)
+    if found is None or tuple(found) != parameters:
+        yield f"{name}{_shape(parameters)} (found {_shape(found)})"
+
+
+def _called(name: str, function: Any, parameters: tuple[str, ...]) -> Iterator[str]:
+    """A function the shortcuts call must take these first; any others must be optional."""
+    found = _parameters(function)
+    if (
+        found is None
+        or tuple(found)[: len(parameters)] != parameters
+        or any(
+            parameter.default is inspect.Parameter.empty
+            and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+            for parameter in list(found.values())[len(parameters) :]
+        )
+    ):
+        yield f"{name}{_shape(parameters)} (found {_shape(found)})"
+
+
+def _parameters(function: Any) -> Mapping[str, inspect.Parameter] | None:
+    return inspect.signature(function).parameters if callable(function) else None
+
+
+def _attributes(label: str, owner: Any, attributes: tuple[str, ...]) -> Iterator[str]:
+    for attribute in attributes:
+        if not hasattr(owner, attribute):
+            yield f"{label}.{attribute}"
+
+
+def _shape(parameters: Iterable[str] | None) -> str:
+    return "none" if parameters is None else f"({', '.join(parameters)})"
 
 
 class Executor(StrawberryGraphQLCoreExecutionContext):
@@ -225,12 +408,12 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         key = (object_type, id(field_details_list))
         known = self._selections.get(key)
         if known is None:
-            grouped_field_set, deferred, _ = self.collect_subfields(object_type, field_details_list)
+            collected = self.collect_subfields(object_type, field_details_list)
             selected: list[tuple[str, GraphQLField, Shortcut, Any]] | None = []
-            for response_name, details in grouped_field_set.items():
+            for response_name, details in collected.grouped_field_set.items():
                 field = object_type.fields.get(details[0].node.name.value)
                 plan = field.extensions.get(SHORTCUT) if field is not None else None
-                if plan is None or deferred:
+                if plan is None or collected.new_defer_usages:
                     selected = None
                     break
                 selected.append((response_name, field, plan, details))  # type: ignore[union-attr]

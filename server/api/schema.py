@@ -68,10 +68,11 @@ class ConsoleSchema(strawberry.Schema):
         """Logged by ErrorPolicy instead: unexpected errors only, with the request id."""
 
 
-def build_schema(settings: Settings | None = None, *, shortcuts: bool = True) -> ConsoleSchema:
-    """The schema with the query limits of `settings` (the defaults when None). Without
-    `shortcuts`, Strawberry and graphql-core execute everything themselves (to measure what
-    the shortcuts save: `python -m tests.bench.execution_shortcuts`)."""
+def build_schema(settings: Settings | None = None) -> ConsoleSchema:
+    """The schema with the query limits of `settings` (the defaults when None). With
+    `execution_shortcuts` off, Strawberry and graphql-core execute everything themselves: the
+    way out should an upgrade break them, and what `python -m tests.bench.execution_shortcuts`
+    measures them against."""
     settings = settings or Settings()
     extensions: list[Any] = [
         OperationMetrics,
@@ -103,11 +104,17 @@ def build_schema(settings: Settings | None = None, *, shortcuts: bool = True) ->
             User,
         ],
         extensions=extensions,
-        execution_context_class=Executor if shortcuts else None,
+        execution_context_class=Executor if settings.execution_shortcuts else None,
     )
-    if shortcuts:
+    if settings.execution_shortcuts:
         install_shortcuts(built._schema)
     return built
 
 
-schema = build_schema()
+def __getattr__(name: str) -> Any:
+    """`server.api.schema:schema`: the schema as the environment configures it, built on first
+    use, so importing this module builds nothing and the shortcuts' off switch always works."""
+    if name == "schema":
+        built = globals()["schema"] = build_schema(Settings.from_env())
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

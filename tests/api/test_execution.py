@@ -1,22 +1,51 @@
 """The execution shortcuts give exactly what Strawberry and graphql-core give without them:
-same data, same errors, and nothing skipped that must run (permissions, field middleware)."""
+same data, same errors, and nothing skipped that must run (permissions, field extensions,
+field middleware); they are really taken on a page, a setting turns them off, and a schema
+is not built on a Strawberry or graphql-core that lacks what they rely on."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import enum
+import functools
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import strawberry
-from strawberry.extensions import SchemaExtension
+from graphql.execution.collect_fields import CollectedFields, FieldDetails
+from strawberry.extensions import FieldExtension, SchemaExtension
 from strawberry.permission import BasePermission
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import Info
+from strawberry.types.arguments import StrawberryArgument
+from strawberry.types.field import StrawberryField
+from strawberry.types.fields.resolver import StrawberryResolver
 
-from server.api.execution import SHORTCUT, Executor, direct, install_shortcuts
-from server.api.schema import schema as console_schema
+import graphql
+from graphql import GraphQLEnumType, GraphQLString, MiddlewareManager
+from server.api import execution
+from server.api.execution import (
+    SHORTCUT,
+    Executor,
+    ShortcutsUnsupported,
+    direct,
+    install_shortcuts,
+)
+from server.api.schema import build_schema
+from server.app import create_app
+from server.settings import Settings
+from tests import factories
+from tests.conftest import FROM_ENVIRONMENT
+from tests.graphql_client import GraphQLClient
 
 
 @strawberry.enum
@@ -144,7 +173,7 @@ async def results(rows: Callable[[], list[Row]], **options: Any) -> tuple[Any, A
 
 
 def test_fields_with_a_shortcut_read_an_attribute_or_call_a_direct_resolver():
-    company = console_schema._schema.type_map["Company"].fields
+    company = build_schema()._schema.type_map["Company"].fields
     assert company["name"].extensions[SHORTCUT].attribute == "name"
     assert company["customerStatus"].extensions[SHORTCUT].leaf
     parent = company["parent"].extensions[SHORTCUT]
@@ -259,3 +288,301 @@ def test_a_direct_resolver_that_needs_strawberry_is_refused():
     assert "permissions" in refused(strawberry.field(direct(guarded), permission_classes=[Never]))
     assert "values needs converting" in refused(strawberry.field(direct(listed)))
     assert "page_size needs converting" in refused(strawberry.field(direct(renamed)))
+
+
+class Upper(FieldExtension):
+    """A field extension: upper-cases what the field resolves to."""
+
+    def resolve(self, next_: Callable[..., Any], source: Any, info: Info, **kwargs: Any) -> Any:
+        return next_(source, info, **kwargs).upper()
+
+
+@strawberry.type
+class Guarded:
+    public: str
+    secret: str | None = strawberry.field(permission_classes=[Never])
+    shouted: str = strawberry.field(extensions=[Upper()])
+
+
+GUARDED_QUERIES = (
+    "{ guarded { public secret shouted } }",
+    "{ guarded { secret } }",
+    "{ guarded { ...on Guarded { shouted } public } }",
+)
+
+
+@pytest.mark.parametrize("query", GUARDED_QUERIES)
+async def test_a_field_without_resolver_keeps_its_permissions_and_extensions(query):
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def guarded(self) -> list[Guarded]:
+            return [Guarded(public="p", secret="classified", shouted="quiet")]
+
+    answers = []
+    for shortcuts in (True, False):
+        built = strawberry.Schema(
+            query=Query, execution_context_class=Executor if shortcuts else None
+        )
+        if shortcuts:
+            install_shortcuts(built._schema)
+        result = await built.execute(query)
+        answers.append((result.data, [(e.message, e.path) for e in result.errors or []]))
+    assert answers[0] == answers[1]
+    (data, errors), _ = answers
+    assert "classified" not in repr(data) and "quiet" not in repr(data)
+    if "secret" in query:
+        assert data["guarded"][0]["secret"] is None
+        assert errors == [("never", ["guarded", 0, "secret"])]
+    if "shouted" in query:
+        assert data["guarded"][0]["shouted"] == "QUIET"
+    guarded = built._schema.type_map["Guarded"].fields
+    assert SHORTCUT not in guarded["secret"].extensions
+    assert SHORTCUT not in guarded["shouted"].extensions
+
+
+def test_the_setting_turns_the_shortcuts_off():
+    assert (
+        Settings.from_env({"MSP_CONSOLE_EXECUTION_SHORTCUTS": "off"}).execution_shortcuts is False
+    )
+    assert Settings().execution_shortcuts is True
+    off = build_schema(Settings(execution_shortcuts=False))
+    on = build_schema(Settings(execution_shortcuts=True))
+    assert off.execution_context_class is not Executor
+    assert on.execution_context_class is Executor
+    for built, expected in ((off, False), (on, True)):
+        name = built._schema.type_map["Company"].fields["name"]
+        assert (SHORTCUT in name.extensions) is expected
+
+
+class GraphQLCoreFields:
+    """Counts the fields graphql-core executes with its own machinery, not by a shortcut."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = graphql.Executor.execute_field
+
+        @functools.wraps(original)  # the same signature: check_private_parts looks at it
+        def counted(executor: Any, *args: Any) -> Any:
+            self.count += 1
+            return original(executor, *args)
+
+        monkeypatch.setattr(graphql.Executor, "execute_field", counted)
+
+    async def of_page(self, client: GraphQLClient, token: str, first: int) -> int:
+        self.count = 0
+        data = await client.operation("ManagedCustomers", {"first": first}, token)
+        assert len(data["managedCustomers"]["edges"]) == first
+        return self.count
+
+
+@pytest.fixture
+async def ten_customers(client: GraphQLClient) -> factories.Owner:
+    owner = await factories.owner(client)
+    await factories.company_tree(owner.instance_id, msps=2, customers_per_msp=5)
+    return owner
+
+
+def client_of(settings: Settings) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(settings))  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=transport, base_url="http://console.test")
+
+
+@pytest.mark.parametrize("shortcuts", [True, False])
+async def test_the_rows_of_a_page_take_the_shortcut(
+    settings, ten_customers, monkeypatch, shortcuts
+):
+    fields = GraphQLCoreFields(monkeypatch)
+    async with client_of(replace(settings, execution_shortcuts=shortcuts)) as http:
+        client = GraphQLClient(http)
+        three, ten = [await fields.of_page(client, ten_customers.token, n) for n in (3, 10)]
+    if shortcuts:
+        assert three == ten  # no row costs graphql-core a field
+    else:
+        assert ten - three >= 7 * 10  # each row's dozen fields, by graphql-core
+
+
+async def test_the_console_under_test_executes_as_the_environment_says(
+    client, ten_customers, monkeypatch
+):
+    """CI runs tests/api again with the shortcuts off: that run must really be without them."""
+    environment = {name: os.environ[name] for name in FROM_ENVIRONMENT if name in os.environ}
+    expected = Settings.from_env(environment).execution_shortcuts
+    fields = GraphQLCoreFields(monkeypatch)
+    three, ten = [await fields.of_page(client, ten_customers.token, n) for n in (3, 10)]
+    assert (three == ten) is expected
+
+
+def changed_signature(owner: Any, name: str) -> Callable[[pytest.MonkeyPatch, Any], None]:
+    """Gives `owner.name` a signature with one more required parameter."""
+
+    def change(monkeypatch: pytest.MonkeyPatch, schema: Any) -> None:
+        def replacement(*args: Any, surprise: Any) -> None:
+            raise AssertionError("never called")
+
+        monkeypatch.setattr(owner, name, replacement)
+
+    return change
+
+
+def removed(owner: Any, name: str) -> Callable[[pytest.MonkeyPatch, Any], None]:
+    return lambda monkeypatch, schema: monkeypatch.delattr(owner, name)
+
+
+def removed_after_init(cls: type, name: str) -> Callable[[pytest.MonkeyPatch, Any], None]:
+    """Makes `cls` instances lack `name`, an attribute its constructor used to set."""
+
+    def remove(monkeypatch: pytest.MonkeyPatch, schema: Any) -> None:
+        original = cls.__init__
+
+        def init(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            delattr(self, name)
+
+        monkeypatch.setattr(cls, "__init__", init)
+
+    return remove
+
+
+def removed_everywhere(cls: type, name: str) -> Callable[[pytest.MonkeyPatch, Any], None]:
+    """Takes `name` from the class and from the instances its constructor makes."""
+
+    def remove(monkeypatch: pytest.MonkeyPatch, schema: Any) -> None:
+        removed(cls, name)(monkeypatch, schema)
+        removed_after_init(cls, name)(monkeypatch, schema)
+
+    return remove
+
+
+def removed_from_definitions(name: str) -> Callable[[pytest.MonkeyPatch, Any], None]:
+    """Takes `name` from StrawberryField and from the definitions of the schema's fields."""
+
+    def remove(monkeypatch: pytest.MonkeyPatch, schema: Any) -> None:
+        monkeypatch.delattr(StrawberryField, name, raising=False)
+        for field in schema.query_type.fields.values():
+            definition = field.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+            monkeypatch.delattr(definition, name, raising=False)
+
+    return remove
+
+
+BASE_EXECUTOR = StrawberryGraphQLCoreExecutionContext
+Breakage = Callable[[pytest.MonkeyPatch, Any], None]
+BREAKAGES: list[tuple[str, Breakage]] = [
+    ("Executor.execute_field", changed_signature(graphql.Executor, "execute_field")),
+    ("Executor.execute_field", removed(graphql.Executor, "execute_field")),
+    (
+        "Executor.complete_object_value",
+        changed_signature(graphql.Executor, "complete_object_value"),
+    ),
+    ("Executor.collect_subfields", changed_signature(graphql.Executor, "collect_subfields")),
+    ("Executor.collect_subfields", removed(graphql.Executor, "collect_subfields")),
+    ("CollectedFields.new_defer_usages", removed(CollectedFields, "new_defer_usages")),
+    ("FieldDetails.fragment_variable_values", removed(FieldDetails, "fragment_variable_values")),
+    ("get_argument_values", changed_signature(execution, "get_argument_values")),
+    ("GraphQLScalarType.coerce_output_value", removed(GraphQLString, "coerce_output_value")),
+    (
+        "GraphQLEnumType.coerce_output_value",
+        changed_signature(GraphQLEnumType, "coerce_output_value"),
+    ),
+    ("MiddlewareManager.middlewares", removed_after_init(MiddlewareManager, "middlewares")),
+    ("Executor.build", removed(graphql.Executor, "build")),
+    ("Executor.variable_values", removed_after_init(BASE_EXECUTOR, "variable_values")),
+    ("Executor.hide_suggestions", removed_after_init(BASE_EXECUTOR, "hide_suggestions")),
+    ("Executor.middleware_manager", removed_after_init(BASE_EXECUTOR, "middleware_manager")),
+    ("Executor.is_awaitable", removed_everywhere(graphql.Executor, "is_awaitable")),
+    (
+        "DEFINITION_BACKREF",
+        lambda monkeypatch, schema: monkeypatch.setattr(
+            GraphQLCoreConverter, "DEFINITION_BACKREF", "renamed"
+        ),
+    ),
+    ("StrawberryField.base_resolver", removed_from_definitions("base_resolver")),
+    ("StrawberryField.extensions", removed_from_definitions("extensions")),
+    ("StrawberryField.python_name", removed_from_definitions("python_name")),
+    ("StrawberryField.arguments", removed_from_definitions("arguments")),
+    ("StrawberryField.is_basic_field", removed_from_definitions("is_basic_field")),
+    ("StrawberryField.default_resolver", removed_from_definitions("default_resolver")),
+    ("StrawberryResolver.wrapped_func", removed_after_init(StrawberryResolver, "wrapped_func")),
+    ("StrawberryResolver.self_parameter", removed(StrawberryResolver, "self_parameter")),
+    ("StrawberryResolver.root_parameter", removed(StrawberryResolver, "root_parameter")),
+    ("StrawberryResolver.parent_parameter", removed(StrawberryResolver, "parent_parameter")),
+    ("StrawberryArgument.python_name and .type", removed(StrawberryArgument, "type")),
+    (
+        "StrawberryArgument.python_name and .type",
+        lambda monkeypatch, schema: monkeypatch.setattr(
+            StrawberryArgument, "type", property(lambda argument: "a wrapped int")
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "part,breakage", BREAKAGES, ids=[f"{part}-{n}" for n, (part, _) in enumerate(BREAKAGES)]
+)
+def test_a_schema_is_not_built_when_a_part_the_shortcuts_rely_on_is_gone(
+    monkeypatch, part, breakage
+):
+    graphql_schema = build(rows, shortcuts=False)._schema
+    install_shortcuts(graphql_schema)  # as they are, every part is there
+    graphql_schema = build(rows, shortcuts=False)._schema
+    breakage(monkeypatch, graphql_schema)
+    with pytest.raises(ShortcutsUnsupported) as refused:
+        install_shortcuts(graphql_schema)
+    message = str(refused.value)
+    assert part in message, message
+    assert "MSP_CONSOLE_EXECUTION_SHORTCUTS=off" in message
+
+
+# graphql-core without a part the shortcuts rely on, then the command line
+WITHOUT_A_PART = """
+import graphql.execution.collect_fields as collect
+del collect.CollectedFields.new_defer_usages
+from server.cli import main
+raise SystemExit(main(["export-schema"]))
+"""
+
+
+@pytest.mark.parametrize("shortcuts", ["on", "off"])
+def test_with_the_shortcuts_off_the_console_runs_on_a_graphql_core_without_their_parts(
+    tmp_path, shortcuts
+):
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_A_PART],
+        env={
+            "PATH": "",
+            "DATABASE_URL": f"sqlite://{tmp_path / 'console.db'}",
+            "MSP_CONSOLE_EXECUTION_SHORTCUTS": shortcuts,
+        },
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if shortcuts == "off":
+        assert result.returncode == 0, result.stderr
+        assert "type Query" in result.stdout
+    else:
+        assert result.returncode != 0
+        assert "ShortcutsUnsupported" in result.stderr
+        assert "CollectedFields.new_defer_usages" in result.stderr
+
+
+async def test_with_the_shortcuts_off_a_console_serves_without_their_parts(
+    settings, ten_customers, monkeypatch
+):
+    monkeypatch.delattr(CollectedFields, "new_defer_usages")  # graphql-core unpacks it instead
+    with pytest.raises(ShortcutsUnsupported, match=r"CollectedFields\.new_defer_usages"):
+        create_app(replace(settings, execution_shortcuts=True))
+    async with client_of(replace(settings, execution_shortcuts=False)) as http:
+        data = await GraphQLClient(http).operation(
+            "ManagedCustomers", {"first": 10}, ten_customers.token
+        )
+    assert data["managedCustomers"]["totalCount"] == 10
+
+
+def test_the_schema_is_exported_as_server_api_schema_schema() -> None:
+    """`server.api.schema:schema` is where tools (the contract check) find the schema."""
+    from server.api import schema as module
+
+    assert "type Query" in module.schema.as_str()

@@ -16,7 +16,7 @@ import pytest
 import websockets
 
 from server import events
-from server.api.schema import schema
+from server.api.schema import build_schema
 from server.domain import global_ids, installers
 from server.models import (
     AuditEntry,
@@ -294,7 +294,7 @@ async def snapshot() -> dict[str, list[dict[str, Any]]]:
 
 def mutations_on(world: World, viewer: Viewer) -> Iterable[tuple[str, str, dict[str, Any]]]:
     """(mutation field, document, input) for every mutation on every foreign object."""
-    fields = schema._schema.mutation_type.fields
+    fields = build_schema()._schema.mutation_type.fields
     for item in world.foreign(viewer, "Company"):
         for action in ("setupCustomer", "skipCustomerSetup", "unlinkCustomer", "relinkCustomer"):
             yield action, f"{action[0].upper()}{action[1:]}Input", {"customerId": item.gid}

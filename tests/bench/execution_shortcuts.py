@@ -23,7 +23,6 @@ from dataclasses import replace
 import httpx
 from starlette.routing import Route
 
-from server.api.schema import build_schema
 from server.app import create_app
 from server.settings import Settings
 from tests.bench.graphql_overhead import hand_written_page
@@ -44,9 +43,9 @@ def trimmed(timings: list[float]) -> list[float]:
 
 async def run(settings: Settings, email: str, requests: int) -> None:
     settings = replace(settings, sync_interval=100_000_000)  # no scheduled sync meanwhile
-    with_shortcuts = create_app(settings)
+    with_shortcuts = create_app(replace(settings, execution_shortcuts=True))
     with_shortcuts.router.routes.insert(0, Route("/bench/customers", hand_written_page))
-    without = create_app(settings, schema=build_schema(settings, shortcuts=False))
+    without = create_app(replace(settings, execution_shortcuts=False))
     async with with_shortcuts.router.lifespan_context(with_shortcuts):  # one ORM for both
         fast, slow = (
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
