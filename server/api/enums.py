@@ -1,10 +1,47 @@
-"""The API's enums, registered once with Strawberry from the domain's enums."""
+"""The API's enums: the domain's own, registered with Strawberry once (the same classes, so a
+model's value is the API's value), and MspStatus."""
 
 from enum import Enum
 
 import strawberry
 
-from server.models import enums
+from server.models.enums import (
+    Area,
+    CompanyType,
+    ConnectionStatus,
+    CustomerStatus,
+    DuplicateResolution,
+    Level,
+    ProtectionStatus,
+    Service,
+    SyncState,
+)
+
+__all__ = [
+    "Area",
+    "CompanyType",
+    "ConnectionStatus",
+    "CustomerStatus",
+    "DuplicateResolution",
+    "Level",
+    "MspStatus",
+    "ProtectionStatus",
+    "Service",
+    "SyncState",
+]
+
+for _domain_enum in (
+    Area,
+    CompanyType,
+    ConnectionStatus,
+    CustomerStatus,
+    DuplicateResolution,
+    Level,
+    ProtectionStatus,
+    Service,
+    SyncState,
+):
+    strawberry.enum(_domain_enum)
 
 
 @strawberry.enum
@@ -12,14 +49,3 @@ class MspStatus(Enum):
     SYNCHRONIZED = "SYNCHRONIZED"
     SYNCHRONIZING = "SYNCHRONIZING"
     DISCONNECTED = "DISCONNECTED"
-
-
-Service = strawberry.enum(enums.Service)
-CompanyType = strawberry.enum(enums.CompanyType)
-CustomerStatus = strawberry.enum(enums.CustomerStatus)
-ConnectionStatus = strawberry.enum(enums.ConnectionStatus)
-SyncState = strawberry.enum(enums.SyncState)
-ProtectionStatus = strawberry.enum(enums.ProtectionStatus)
-Area = strawberry.enum(enums.Area)
-Level = strawberry.enum(enums.Level)
-DuplicateResolution = strawberry.enum(enums.DuplicateResolution)

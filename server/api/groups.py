@@ -7,19 +7,19 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
+from server.api.authentication import Authenticated
 from server.api.context import Context
 from server.api.enums import ConnectionStatus
 from server.api.execution import direct
 from server.api.loaders import MISSING, cached
 from server.api.node import Node, resolves
-from server.api.pagination import CountedConnection, PageInfo, build_edges, page_request
-from server.api.permissions import Authenticated
+from server.api.pagination import Connection, page_request
 from server.domain import global_ids, groups, tree
 from server.models import StaticGroup as GroupModel
 
 if TYPE_CHECKING:
     from server.api.companies import Company
-    from server.api.computers import ComputerConnection
+    from server.api.computers import Computer
 
 
 @strawberry.type
@@ -60,15 +60,15 @@ class StaticGroup(Node):
     @strawberry.field
     async def children(
         self, info: Info[Context, None], first: int | None = None, after: str | None = None
-    ) -> StaticGroupConnection:
+    ) -> Connection[StaticGroup]:
         request = page_request(first, after)
         loaders = info.context.loaders
         page = await loaders.group_children_page.load((self.model.id, request))
         loaders.prime_groups(page.items)
-        return StaticGroupConnection(
-            edges=build_edges(page, StaticGroup.of, StaticGroupEdge),
-            page_info=PageInfo.of(page),
-            _count=lambda: loaders.group_children_count.load((self.model.id, None)),
+        return Connection.of(
+            page,
+            StaticGroup.of,
+            lambda: loaders.group_children_count.load((self.model.id, None)),
         )
 
     @strawberry.field(description="The company this group mirrors, if any.")
@@ -97,24 +97,12 @@ class StaticGroup(Node):
         first: int | None = None,
         after: str | None = None,
         recursive: bool = True,
-        status: list[ConnectionStatus] | None = None,  # type: ignore[valid-type]
+        status: list[ConnectionStatus] | None = None,
         search: str | None = None,
-    ) -> Annotated[ComputerConnection, strawberry.lazy("server.api.computers")]:
+    ) -> Connection[Annotated[Computer, strawberry.lazy("server.api.computers")]]:
         from server.api.computers import computers_in_group
 
         return await computers_in_group(info, self.model, first, after, recursive, status, search)
-
-
-@strawberry.type
-class StaticGroupEdge:
-    cursor: str
-    node: StaticGroup
-
-
-@strawberry.type
-class StaticGroupConnection(CountedConnection):
-    edges: list[StaticGroupEdge]
-    page_info: PageInfo
 
 
 @resolves("StaticGroup")

@@ -23,7 +23,7 @@ from strawberry.types.unset import UnsetType
 
 from graphql import GraphQLError
 from server import events
-from server.api.accounts import sign_in
+from server.api.authentication import sign_in
 from server.api.context import Context, Socket
 from server.api.persisted import PersistedQueries, PersistedQueryMismatch, PersistedQueryNotFound
 from server.client_address import client_address

@@ -10,14 +10,12 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from server.api.audit import audited
 from server.api.context import Context
 from server.api.errors import UserError
+from server.api.mutations import audited, mutation
 from server.api.node import Node, decode_id, resolves
-from server.api.pagination import CountedConnection, PageInfo, page_request, paginate
-from server.api.permissions import Authenticated
+from server.api.pagination import Connection, page_request, paginate
 from server.domain import global_ids, installers
-from server.domain.errors import DomainError
 from server.domain.installers import agent_endpoint
 from server.models import Installer as InstallerModel
 
@@ -87,34 +85,16 @@ async def installer_node(info: Info[Context, None], key: int) -> Installer | Non
     return Installer.of(found) if found else None
 
 
-@strawberry.type
-class InstallerEdge:
-    cursor: str
-    node: Installer
-
-
-@strawberry.type
-class InstallerConnection(CountedConnection):
-    edges: list[InstallerEdge]
-    page_info: PageInfo
-
-
 async def company_installers(
     info: Info[Context, None],
     company_id: int,
     first: int | None,
     after: str | None,
     include_revoked: bool,
-) -> InstallerConnection:
+) -> Connection[Installer]:
     request = page_request(first, after, key_length=1)
     listing = installers.of_company(info.context.require_scope(), company_id, include_revoked)
-    return await paginate(
-        InstallerConnection,
-        InstallerEdge,
-        Installer.of,
-        listing,
-        request,
-    )
+    return await paginate(listing, request, Installer.of)
 
 
 @strawberry.input
@@ -164,60 +144,41 @@ class RevokeInstallerPayload:
 
 @strawberry.type
 class InstallerMutations:
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="An agent installer for a company's group (or a custom group in it).",
-    )
+    @mutation("An agent installer for a company's group (or a custom group in it).")
     async def create_installer(
         self, info: Info[Context, None], input: CreateInstallerInput
     ) -> CreateInstallerPayload:
         context = info.context
         company_id = decode_id(input.company_id, "Company", "companyId")
         group_id = decode_id(input.group_id, "StaticGroup", "groupId") if input.group_id else None
-        try:
-            async with audited(context, "createInstaller", "Company", company_id) as entry:
-                installer, token = await installers.create_installer(
-                    context.require_scope(),
-                    company_id=company_id,
-                    group_id=group_id,
-                    name=input.name,
-                    expires_at=input.expires_at,
-                    max_enrolments=input.max_enrolments,
-                    ttl_days=context.settings.installer_ttl_days,
-                    created_by_id=context.require_session().user_id,
-                )
-                entry.object_type, entry.object_id = "Installer", installer.id
-                entry.group_path = await installers.group_path_of(installer)
-        except DomainError as exc:
-            return CreateInstallerPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
-            )
         settings = context.settings
+        async with audited(context, "createInstaller", "Company", company_id) as entry:
+            installer, token = await installers.create_installer(
+                context.require_scope(),
+                company_id=company_id,
+                group_id=group_id,
+                name=input.name,
+                expires_at=input.expires_at,
+                max_enrolments=input.max_enrolments,
+                ttl_days=settings.installer_ttl_days,
+                created_by_id=context.require_session().user_id,
+            )
+            entry.object_type, entry.object_id = "Installer", installer.id
+            entry.group_path = await installers.group_path_of(installer)
         return CreateInstallerPayload(
             installer=Installer.of(installer),
             token=token,
-            config=installers.installer_config(installer, token, settings),
+            config=JSON(installers.installer_config(installer, token, settings)),
             install_command=installers.installer_command(installer, token, settings),
-            client_mutation_id=input.client_mutation_id,
         )
 
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Revoke an installer: it enrols nothing more.",
-    )
+    @mutation("Revoke an installer: it enrols nothing more.")
     async def revoke_installer(
         self, info: Info[Context, None], input: RevokeInstallerInput
     ) -> RevokeInstallerPayload:
         context = info.context
         key = decode_id(input.installer_id, "Installer", "installerId")
-        try:
-            async with audited(context, "revokeInstaller", "Installer", key) as entry:
-                installer = await installers.revoke_installer(context.require_scope(), key)
-                entry.group_path = installer.group.path
-        except DomainError as exc:
-            return RevokeInstallerPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
-            )
-        return RevokeInstallerPayload(
-            installer=Installer.of(installer), client_mutation_id=input.client_mutation_id
-        )
+        async with audited(context, "revokeInstaller", "Installer", key) as entry:
+            installer = await installers.revoke_installer(context.require_scope(), key)
+            entry.group_path = installer.group.path
+        return RevokeInstallerPayload(installer=Installer.of(installer))

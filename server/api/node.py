@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import strawberry
 from strawberry.types import Info
 
+from server.api.authentication import Authenticated
 from server.api.errors import BadUserInput
-from server.api.permissions import Authenticated
 from server.domain import global_ids
 
 MAX_NODES = 100
+MAX_IDS = 100  # in one argument of a mutation
 
 
 @strawberry.interface
@@ -27,6 +28,13 @@ def decode_id(value: str, expected: str | None = None, field: str = "id") -> int
         return global_ids.decode(value, expected)[1]
     except global_ids.InvalidGlobalId as exc:
         raise BadUserInput(str(exc), field=field) from None
+
+
+def decode_ids(values: Sequence[str], expected: str, field: str) -> list[int]:
+    """The keys of at most MAX_IDS global ids, all or nothing."""
+    if len(values) > MAX_IDS:
+        raise BadUserInput(f"at most {MAX_IDS} ids", field=field)
+    return [decode_id(value, expected, field) for value in values]
 
 
 # type name -> async (info, key) -> Node | None; filled by the modules that define the types

@@ -12,27 +12,28 @@ from strawberry.extensions import (
     ValidationCache,
 )
 
-from server.api.accounts import (
-    Account,
-    AccountMutations,
-    AccountQueries,
-    Instance,
-    User,
-)
+from server.api.accounts import Account, AccountMutations
 from server.api.audit import AuditEntry, AuditQueries
+from server.api.authentication import SignIn
 from server.api.companies import Company, CompanyQueries
 from server.api.computers import Computer, ComputerMutations, ComputerQueries
-from server.api.customers import CustomerMutations
+from server.api.customers import CustomerMutations, CustomerQueries
 from server.api.errors import ErrorPolicy
 from server.api.execution import Executor, install_shortcuts
 from server.api.groups import GroupQueries, StaticGroup
 from server.api.installers import Installer, InstallerMutations
+from server.api.instances import Instance, InstanceMutations, InstanceQueries
 from server.api.limits import QueryLimits
 from server.api.node import NodeQueries
-from server.api.sessions import SignIn
+from server.api.permission_sets import (
+    PermissionSet,
+    PermissionSetMutations,
+    PermissionSetQueries,
+)
 from server.api.subscriptions import Subscription
 from server.api.sync import SyncMutations, SyncQueries, SyncRun
-from server.api.users import PermissionSet, UserMutations, UserQueries
+from server.api.users import User, UserMutations, UserQueries
+from server.api.viewer import ViewerQueries
 from server.observability import OperationMetrics
 from server.settings import Settings
 
@@ -40,12 +41,15 @@ from server.settings import Settings
 @strawberry.type
 class Query(
     NodeQueries,
-    AccountQueries,
+    ViewerQueries,
+    InstanceQueries,
     CompanyQueries,
+    CustomerQueries,
     GroupQueries,
     ComputerQueries,
     SyncQueries,
     UserQueries,
+    PermissionSetQueries,
     AuditQueries,
 ):
     pass
@@ -54,8 +58,10 @@ class Query(
 @strawberry.type
 class Mutation(
     AccountMutations,
+    InstanceMutations,
     CustomerMutations,
     UserMutations,
+    PermissionSetMutations,
     SyncMutations,
     InstallerMutations,
     ComputerMutations,

@@ -1,4 +1,4 @@
-"""Sync runs and the instance's MSP status."""
+"""Sync runs (`syncRuns`), connecting an MSP Administrator, and starting a sync."""
 
 from __future__ import annotations
 
@@ -8,25 +8,26 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
+from server.api.authentication import Authenticated
 from server.api.context import Context
 from server.api.enums import SyncState
 from server.api.errors import UserError
 from server.api.execution import direct
+from server.api.mutations import mutation
 from server.api.node import Node, resolves
-from server.api.pagination import CountedConnection, PageInfo, page_request, paginate
-from server.api.permissions import Authenticated
+from server.api.pagination import Connection, page_request, paginate
 from server.domain import global_ids, sync, sync_runs
-from server.domain.errors import DomainError, NotFound
+from server.domain.errors import NotFound
 from server.models import SyncRun as SyncRunModel
 
 if TYPE_CHECKING:
-    from server.api.accounts import Instance
+    from server.api.instances import Instance
 
 
 @strawberry.type
 class SyncRun(Node):
     id: strawberry.ID
-    state: SyncState  # type: ignore[valid-type]
+    state: SyncState
     trigger: str
     phase: str | None
     created_at: dt.datetime
@@ -65,18 +66,6 @@ class SyncRun(Node):
         return sync_runs.error_for(info.context.require_scope(), self.model)
 
 
-@strawberry.type
-class SyncRunEdge:
-    cursor: str
-    node: SyncRun
-
-
-@strawberry.type
-class SyncRunConnection(CountedConnection):
-    edges: list[SyncRunEdge]
-    page_info: PageInfo
-
-
 @resolves("SyncRun")
 async def sync_run_node(info: Info[Context, None], key: int) -> SyncRun | None:
     found = await info.context.loaders.sync_run_by_id.load(key)
@@ -93,19 +82,9 @@ class SyncQueries:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
-    ) -> SyncRunConnection:
+    ) -> Connection[SyncRun]:
         request = page_request(first, after, last, before, key_length=1)
-        listing = sync_runs.visible(info.context.require_scope())
-        return await paginate(
-            SyncRunConnection,
-            SyncRunEdge,
-            SyncRun.of,
-            listing,
-            request,
-        )
-
-
-# Mutations -------------------------------------------------------------------------------
+        return await paginate(sync_runs.visible(info.context.require_scope()), request, SyncRun.of)
 
 
 @strawberry.input
@@ -118,7 +97,7 @@ class ConnectMspAdministratorInput:
 
 @strawberry.type
 class ConnectMspAdministratorPayload:
-    instance: Annotated[Instance, strawberry.lazy("server.api.accounts")] | None = None
+    instance: Annotated[Instance, strawberry.lazy("server.api.instances")] | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)
     client_mutation_id: str | None = None
 
@@ -144,57 +123,38 @@ def _instance_id(context: Context) -> int:
 
 @strawberry.type
 class SyncMutations:
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Connect the instance to an MSP Administrator account (the credentials are "
-        "checked against it, stored encrypted and never returned) and start the first sync.",
+    @mutation(
+        "Connect the instance to an MSP Administrator account (the credentials are checked "
+        "against it, stored encrypted and never returned) and start the first sync."
     )
     async def connect_msp_administrator(
         self, info: Info[Context, None], input: ConnectMspAdministratorInput
     ) -> ConnectMspAdministratorPayload:
-        from server.api.accounts import viewer_instance
+        from server.api.instances import own_instance
 
         context = info.context
-        try:
-            instance_id = _instance_id(context)
-            await sync.connect_msp_administrator(
-                context.require_scope(),
-                instance_id,
-                input.url,
-                input.username,
-                input.password,
-                context.settings,
-            )
-            await sync.start_sync(
-                instance_id, "connect", settings=context.settings, bus=context.bus
-            )
-        except DomainError as exc:
-            return ConnectMspAdministratorPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
-            )
-        return ConnectMspAdministratorPayload(
-            instance=await viewer_instance(context), client_mutation_id=input.client_mutation_id
+        instance_id = _instance_id(context)
+        await sync.connect_msp_administrator(
+            context.require_scope(),
+            instance_id,
+            input.url,
+            input.username,
+            input.password,
+            context.settings,
         )
+        await sync.start_sync(instance_id, "connect", settings=context.settings, bus=context.bus)
+        return ConnectMspAdministratorPayload(instance=await own_instance(context))
 
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Check for new MSP customers now: start a sync, or return the one in progress.",
-    )
+    @mutation("Check for new MSP customers now: start a sync, or return the one in progress.")
     async def start_sync(
         self, info: Info[Context, None], input: StartSyncInput | None = None
     ) -> StartSyncPayload:
         context = info.context
-        client_mutation_id = input.client_mutation_id if input else None
-        try:
-            run = await sync.start_sync(
-                _instance_id(context),
-                "manual",
-                settings=context.settings,
-                bus=context.bus,
-                scope=context.require_scope(),
-            )
-        except DomainError as exc:
-            return StartSyncPayload(
-                errors=[UserError.of(exc)], client_mutation_id=client_mutation_id
-            )
-        return StartSyncPayload(run=SyncRun.of(run), client_mutation_id=client_mutation_id)
+        run = await sync.start_sync(
+            _instance_id(context),
+            "manual",
+            settings=context.settings,
+            bus=context.bus,
+            scope=context.require_scope(),
+        )
+        return StartSyncPayload(run=SyncRun.of(run))
