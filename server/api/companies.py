@@ -70,6 +70,7 @@ class Company(Node):
         loader = info.context.loaders.company_by_id
         found = cached(loader, parent_id)
         if found is MISSING:
+            # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
             return _company_of(loader.load(parent_id))  # type: ignore[return-value]
         return Company.of(found) if found else None
 
@@ -126,6 +127,7 @@ class Company(Node):
         loader = info.context.loaders.group_by_company_id
         group = cached(loader, self.model.id)
         if group is MISSING:
+            # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
             return _group_of(loader.load(self.model.id), self.model.id)  # type: ignore[return-value]
         if group is None:  # the company is visible, so is its group: only a broken tree
             raise RuntimeError(f"company {self.model.id} has no static group")
@@ -140,6 +142,7 @@ class Company(Node):
             count = cached(loaders.computer_count, (group.id, recursive))
             if count is not MISSING:
                 return int(count)
+        # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
         return self._computer_count(loaders, recursive)  # type: ignore[return-value]
 
     async def _computer_count(self, loaders: Loaders, recursive: bool) -> int:

@@ -88,7 +88,10 @@ class StaticGroup(Node):
     def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
         loader = info.context.loaders.computer_count
         count = cached(loader, (self.model.id, recursive))
-        return loader.load((self.model.id, recursive)) if count is MISSING else count  # type: ignore[return-value]
+        if count is MISSING:
+            # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
+            return loader.load((self.model.id, recursive))  # type: ignore[return-value]
+        return count
 
     @strawberry.field
     async def computers(
