@@ -11,8 +11,7 @@ from server import events
 from server.api.authentication import sign_in
 from server.api.context import Context
 from server.api.enums import Service
-from server.api.errors import UserError
-from server.api.mutations import mutation
+from server.api.mutations import mutation, mutation_input, payload
 from server.api.node import Node, resolves
 from server.domain import accounts, audit, global_ids, throttle
 from server.domain.errors import InvalidCredentials
@@ -57,31 +56,27 @@ async def account_node(info: Info[Context, None], key: int) -> Account | None:
     return await own_account(info.context)
 
 
-@strawberry.input
+@mutation_input
 class LoginInput:
     email: str
     password: str
     via: Service | None = None
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class LoginPayload:
     token: str | None = None
     viewer: Annotated[Viewer, strawberry.lazy("server.api.viewer")] | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class LogoutInput:
-    client_mutation_id: str | None = None
+    """Nothing but clientMutationId."""
 
 
-@strawberry.type
+@payload
 class LogoutPayload:
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
+    """Nothing but errors and clientMutationId."""
 
 
 @strawberry.type

@@ -9,10 +9,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from server.api.authentication import Authenticated
 from server.api.context import Context
-from server.api.node import Node, resolves
-from server.api.pagination import Connection, page_request, paginate
+from server.api.node import Node, refetchable
+from server.api.pagination import Connection, connection_query
 from server.domain import audit, global_ids
 from server.models import AuditEntry as AuditEntryModel
 
@@ -50,31 +49,21 @@ class AuditEntry(Node):
     async def actor(
         self, info: Info[Context, None]
     ) -> Annotated[User, strawberry.lazy("server.api.users")] | None:
-        from server.api.users import user_node
+        from server.api.users import User
 
         actor_id = self.model.actor_id  # type: ignore[attr-defined]
-        return await user_node(info, actor_id) if actor_id is not None else None
+        found = await info.context.loaders.user_by_id.load(actor_id) if actor_id else None
+        return User.of(found) if found else None
 
 
-@resolves("AuditEntry")
-async def audit_entry_node(info: Info[Context, None], key: int) -> AuditEntry | None:
-    found = (await audit.by_ids(info.context.require_scope(), [key])).get(key)
-    return AuditEntry.of(found) if found else None
+refetchable("AuditEntry", lambda loaders: loaders.audit_entry_by_id, AuditEntry.of)
 
 
 @strawberry.type
 class AuditQueries:
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="What happened within the viewer's groups (READ on AUDIT), newest first.",
+    audit_log: Connection[AuditEntry] = connection_query(
+        audit.visible,
+        AuditEntry.of,
+        "What happened within the viewer's groups (READ on AUDIT), newest first.",
+        key_length=1,
     )
-    async def audit_log(
-        self,
-        info: Info[Context, None],
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[AuditEntry]:
-        request = page_request(first, after, last, before, key_length=1)
-        return await paginate(audit.visible(info.context.require_scope()), request, AuditEntry.of)

@@ -1,12 +1,13 @@
 """Who is asking: the session and scope a bearer token signs in as (`sign_in`), resolved for
-every operation by the `SignIn` extension, and `Authenticated`, the permission every root
-field but `login` requires."""
+every operation by the `SignIn` extension; and `Authenticated`, the permission every root
+field but `login` requires (root query fields are declared with `query()`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
 
+import strawberry
 from strawberry.extensions import SchemaExtension
 from strawberry.permission import BasePermission
 from strawberry.types import Info
@@ -67,3 +68,8 @@ class Authenticated(BasePermission):
 
     def has_permission(self, source: Any, info: Info[Context, None], **kwargs: Any) -> bool:
         return info.context.session is not None
+
+
+def query(description: str | None = None) -> Any:
+    """A root query field, for signed-in viewers."""
+    return strawberry.field(permission_classes=[Authenticated], description=description)

@@ -10,19 +10,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.types import Info
 
-from server.api.authentication import Authenticated
+from server.api.authentication import query
+from server.api.computers import computers_field
 from server.api.context import Context
-from server.api.enums import CompanyType, ConnectionStatus, CustomerStatus
+from server.api.enums import CompanyType, CustomerStatus
 from server.api.execution import direct
 from server.api.loaders import MISSING, Loaders, cached
-from server.api.node import Node, resolves
+from server.api.node import Node, refetchable
 from server.api.pagination import Connection, distinct, node_fields, page_request, paginate
 from server.domain import companies, global_ids, tree
 from server.domain.listing import Listing, PageRequest
 from server.models import Company as CompanyModel
 
 if TYPE_CHECKING:
-    from server.api.computers import Computer
     from server.api.groups import StaticGroup
     from server.api.installers import Installer
 
@@ -149,20 +149,9 @@ class Company(Node):
         group = await loaders.group_by_company_id.load(self.model.id)
         return 0 if group is None else await loaders.computer_count.load((group.id, recursive))
 
-    @strawberry.field
-    async def computers(
-        self,
-        info: Info[Context, None],
-        first: int | None = None,
-        after: str | None = None,
-        recursive: bool = True,
-        status: list[ConnectionStatus] | None = None,
-        search: str | None = None,
-    ) -> Connection[Annotated[Computer, strawberry.lazy("server.api.computers")]]:
-        from server.api.computers import computers_in_group
-
-        group = await info.context.loaders.group_by_company_id.load(self.model.id)
-        return await computers_in_group(info, group, first, after, recursive, status, search)
+    computers = computers_field(
+        lambda company, loaders: loaders.group_by_company_id.load(company.model.id)
+    )
 
     @strawberry.field(description="The company's agent installers, newest first.")
     async def installers(
@@ -175,6 +164,9 @@ class Company(Node):
         from server.api.installers import company_installers
 
         return await company_installers(info, self.model.id, first, after, include_revoked)
+
+
+refetchable("Company", lambda loaders: loaders.company_by_id, Company.of)
 
 
 async def company_page(
@@ -203,18 +195,9 @@ async def _group_of(pending: Awaitable[Any], company_id: int) -> Any:
     return StaticGroup.of(group)
 
 
-@resolves("Company")
-async def company_node(info: Info[Context, None], key: int) -> Company | None:
-    found = await info.context.loaders.company_by_id.load(key)
-    return Company.of(found) if found else None
-
-
 @strawberry.type
 class CompanyQueries:
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="The tops of the company tree the viewer may see.",
-    )
+    @query("The tops of the company tree the viewer may see.")
     async def root_companies(self, info: Info[Context, None]) -> list[Company]:
         found = await companies.roots(info.context.require_scope())
         info.context.loaders.prime_companies(found)

@@ -4,18 +4,19 @@ enrolments without the agent's token make)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
-from server.api.authentication import Authenticated
+from server.api.authentication import query
 from server.api.context import Context
 from server.api.enums import Area, ConnectionStatus, DuplicateResolution, ProtectionStatus
-from server.api.errors import UserError
 from server.api.execution import direct
-from server.api.mutations import audited, mutation
-from server.api.node import Node, decode_id, resolves
+from server.api.mutations import audited, mutation, mutation_input, payload
+from server.api.node import Node, decode_id, refetchable
 from server.api.pagination import Connection, distinct, page_request, paginate
 from server.domain import agents, computers, global_ids
 from server.domain.connections import connection_status
@@ -25,6 +26,7 @@ from server.models import StaticGroup as GroupModel
 if TYPE_CHECKING:
     from server.api.companies import Company
     from server.api.groups import StaticGroup
+    from server.api.loaders import Loaders
 
 
 @strawberry.type
@@ -113,18 +115,34 @@ async def computers_in_group(
     return await paginate(listing, request, Computer.of, prime=context.loaders.prime_computers)
 
 
-@resolves("Computer")
-async def computer_node(info: Info[Context, None], key: int) -> Computer | None:
-    found = await info.context.loaders.computer_by_id.load(key)
-    return Computer.of(found) if found else None
+def computers_field(
+    group_of: Callable[[Any, Loaders], GroupModel | Awaitable[GroupModel | None]],
+) -> Any:
+    """The `computers` field of what stands for a group: a group itself, or a company (its
+    own group). Declared without annotation, it keeps its place among the type's fields."""
+
+    async def computers(
+        root: Any,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        recursive: bool = True,
+        status: list[ConnectionStatus] | None = None,
+        search: str | None = None,
+    ) -> Connection[Computer]:
+        found = group_of(root, info.context.loaders)
+        group = await found if inspect.isawaitable(found) else found
+        return await computers_in_group(info, group, first, after, recursive, status, search)
+
+    return strawberry.field(resolver=computers)
+
+
+refetchable("Computer", lambda loaders: loaders.computer_by_id, Computer.of)
 
 
 @strawberry.type
 class ComputerQueries:
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="Computers the viewer may see, in a group (and its subgroups) or everywhere.",
-    )
+    @query("Computers the viewer may see, in a group (and its subgroups) or everywhere.")
     async def computers(
         self,
         info: Info[Context, None],
@@ -155,33 +173,27 @@ class ComputerQueries:
         )
 
 
-@strawberry.input
+@mutation_input
 class RemoveComputerInput:
     computer_id: strawberry.ID
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class RemoveComputerPayload:
     removed_computer_id: strawberry.ID | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class ResolveDuplicateComputerInput:
     computer_id: strawberry.ID = strawberry.field(description="The duplicate.")
     keep: DuplicateResolution
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class ResolveDuplicateComputerPayload:
     computer: Computer | None = strawberry.field(
         default=None, description="The computer kept (null if it is out of the viewer's sight)."
     )
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
 @strawberry.type

@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
-from server.api.authentication import Authenticated
+from server.api.authentication import query
 from server.api.companies import Company, company_page
 from server.api.context import Context
 from server.api.enums import CustomerStatus
-from server.api.errors import UserError
-from server.api.mutations import audited, mutation
+from server.api.mutations import audited, mutation, mutation_input, payload
 from server.api.node import decode_id
 from server.api.pagination import Connection, distinct, page_request
 from server.api.users import User
@@ -55,7 +54,7 @@ class ManagedCustomerConnection(Connection[Company]):
 
 @strawberry.type
 class CustomerQueries:
-    @strawberry.field(permission_classes=[Authenticated])
+    @query()
     async def managed_customers(
         self,
         info: Info[Context, None],
@@ -84,15 +83,14 @@ class NewCustomerUserInput:
     password: str
 
 
-@strawberry.input
+@mutation_input
 class SetupCustomerInput:
     customer_id: strawberry.ID
     user: NewCustomerUserInput | None = None
     create_installer: bool = True
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class SetupCustomerPayload:
     customer: Company | None = None
     user: User | None = None
@@ -100,60 +98,47 @@ class SetupCustomerPayload:
     installer_token: str | None = strawberry.field(
         default=None, description="The installer's token; shown this once only."
     )
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class SkipCustomerSetupInput:
     customer_id: strawberry.ID
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class SkipCustomerSetupPayload:
     customer: Company | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class SkipSetupForAllNewCustomersInput:
-    client_mutation_id: str | None = None
+    """Nothing but clientMutationId."""
 
 
-@strawberry.type
+@payload
 class SkipSetupForAllNewCustomersPayload:
     customers: list[Company] = strawberry.field(default_factory=list)
     count: int = 0
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class UnlinkCustomerInput:
     customer_id: strawberry.ID
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class UnlinkCustomerPayload:
     customer: Company | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class RelinkCustomerInput:
     customer_id: strawberry.ID
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class RelinkCustomerPayload:
     customer: Company | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
 def _actor(context: Context) -> int | None:

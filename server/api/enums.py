@@ -17,31 +17,15 @@ from server.models.enums import (
     SyncState,
 )
 
-__all__ = [
-    "Area",
-    "CompanyType",
-    "ConnectionStatus",
-    "CustomerStatus",
-    "DuplicateResolution",
-    "Level",
-    "MspStatus",
-    "ProtectionStatus",
-    "Service",
-    "SyncState",
-]
-
-for _domain_enum in (
-    Area,
-    CompanyType,
-    ConnectionStatus,
-    CustomerStatus,
-    DuplicateResolution,
-    Level,
-    ProtectionStatus,
-    Service,
-    SyncState,
-):
-    strawberry.enum(_domain_enum)
+strawberry.enum(Area)
+strawberry.enum(CompanyType)
+strawberry.enum(ConnectionStatus)
+strawberry.enum(CustomerStatus)
+strawberry.enum(DuplicateResolution)
+strawberry.enum(Level)
+strawberry.enum(ProtectionStatus)
+strawberry.enum(Service)
+strawberry.enum(SyncState)
 
 
 @strawberry.enum

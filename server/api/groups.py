@@ -7,19 +7,18 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
-from server.api.authentication import Authenticated
+from server.api.authentication import query
+from server.api.computers import computers_field
 from server.api.context import Context
-from server.api.enums import ConnectionStatus
 from server.api.execution import direct
 from server.api.loaders import MISSING, cached
-from server.api.node import Node, resolves
+from server.api.node import Node, refetchable
 from server.api.pagination import Connection, page_request
 from server.domain import global_ids, groups, tree
 from server.models import StaticGroup as GroupModel
 
 if TYPE_CHECKING:
     from server.api.companies import Company
-    from server.api.computers import Computer
 
 
 @strawberry.type
@@ -93,33 +92,15 @@ class StaticGroup(Node):
             return loader.load((self.model.id, recursive))  # type: ignore[return-value]
         return count
 
-    @strawberry.field
-    async def computers(
-        self,
-        info: Info[Context, None],
-        first: int | None = None,
-        after: str | None = None,
-        recursive: bool = True,
-        status: list[ConnectionStatus] | None = None,
-        search: str | None = None,
-    ) -> Connection[Annotated[Computer, strawberry.lazy("server.api.computers")]]:
-        from server.api.computers import computers_in_group
-
-        return await computers_in_group(info, self.model, first, after, recursive, status, search)
+    computers = computers_field(lambda group, _: group.model)
 
 
-@resolves("StaticGroup")
-async def group_node(info: Info[Context, None], key: int) -> StaticGroup | None:
-    found = await info.context.loaders.group_by_id.load(key)
-    return StaticGroup.of(found) if found else None
+refetchable("StaticGroup", lambda loaders: loaders.group_by_id, StaticGroup.of)
 
 
 @strawberry.type
 class GroupQueries:
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="The tops of the group tree the viewer may see.",
-    )
+    @query("The tops of the group tree the viewer may see.")
     async def root_groups(self, info: Info[Context, None]) -> list[StaticGroup]:
         found = await groups.roots(info.context.require_scope())
         info.context.loaders.prime_groups(found)

@@ -11,9 +11,8 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from server.api.context import Context
-from server.api.errors import UserError
-from server.api.mutations import audited, mutation
-from server.api.node import Node, decode_id, resolves
+from server.api.mutations import audited, mutation, mutation_input, payload
+from server.api.node import Node, decode_id, refetchable
 from server.api.pagination import Connection, page_request, paginate
 from server.domain import global_ids, installers
 from server.domain.installers import agent_endpoint
@@ -79,10 +78,7 @@ class Installer(Node):
         return StaticGroup.of(found)
 
 
-@resolves("Installer")
-async def installer_node(info: Info[Context, None], key: int) -> Installer | None:
-    found = await installers.by_id(info.context.require_scope(), key)
-    return Installer.of(found) if found else None
+refetchable("Installer", lambda loaders: loaders.installer_by_id, Installer.of)
 
 
 async def company_installers(
@@ -97,7 +93,7 @@ async def company_installers(
     return await paginate(listing, request, Installer.of)
 
 
-@strawberry.input
+@mutation_input
 class CreateInstallerInput:
     company_id: strawberry.ID
     group_id: strawberry.ID | None = None
@@ -109,10 +105,9 @@ class CreateInstallerInput:
     max_enrolments: int | None = strawberry.field(
         default=None, description="How many enrolments it may make (1 to 1,000,000)."
     )
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class CreateInstallerPayload:
     installer: Installer | None = None
     token: str | None = strawberry.field(default=None, description="Shown this once only.")
@@ -125,21 +120,16 @@ class CreateInstallerPayload:
         "again, it re-enrols the same computer. It keeps its state in MSP_AGENT_STATE_DIR "
         "(default /var/lib/msp-console-agent).",
     )
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class RevokeInstallerInput:
     installer_id: strawberry.ID
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class RevokeInstallerPayload:
     installer: Installer | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
 @strawberry.type

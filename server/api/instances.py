@@ -7,11 +7,11 @@ import strawberry
 from strawberry.types import Info
 
 from server.api.accounts import service_name
-from server.api.authentication import Authenticated, refresh
+from server.api.authentication import query, refresh
 from server.api.context import Context
 from server.api.enums import MspStatus, Service
-from server.api.errors import ForbiddenError, UserError
-from server.api.mutations import mutation
+from server.api.errors import ForbiddenError
+from server.api.mutations import mutation, mutation_input, payload
 from server.api.node import Node, decode_id, resolves
 from server.api.sync import SyncRun
 from server.domain import accounts, audit, global_ids, instances, sync_runs
@@ -68,35 +68,29 @@ async def instance_node(info: Info[Context, None], key: int) -> Instance | None:
 
 @strawberry.type
 class InstanceQueries:
-    @strawberry.field(permission_classes=[Authenticated])
+    @query()
     async def instance(self, info: Info[Context, None]) -> Instance | None:
         return await own_instance(info.context)
 
 
-@strawberry.input
+@mutation_input
 class CreateInstanceInput:
     name: str | None = None
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class CreateInstancePayload:
     instance: Instance | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class RemoveInstanceInput:
     instance_id: strawberry.ID
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class RemoveInstancePayload:
     removed_instance_id: strawberry.ID | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
 def _portal_session(context: Context) -> tuple[accounts.SessionInfo, int, Service]:

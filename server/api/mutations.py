@@ -1,24 +1,57 @@
-"""Mutations, the Relay way, each declared with `mutation()`: it decodes its ids, runs its
-change through the domain inside `audited`, and returns its payload. What every mutation shares
-happens here: a DomainError becomes the payload's `errors` (the change rolled back, the failure
-audited), and the input's `clientMutationId` comes back in the payload."""
+"""Mutations, the Relay way: each is declared with `mutation()`, takes a `@mutation_input` and
+returns a `@payload`; it decodes its ids, runs its change through the domain inside `audited`,
+and returns what it changed. What every mutation shares happens here: a DomainError becomes
+the payload's `errors` (the change rolled back, the failure audited), and the input's
+`clientMutationId` comes back in the payload."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import strawberry
 from strawberry.extensions import FieldExtension
 from strawberry.types import Info
 from strawberry.types.field import StrawberryField
+from typing_extensions import dataclass_transform
 
 from server.api.authentication import Authenticated
 from server.api.context import Context
 from server.api.errors import UserError
 from server.domain import audit
 from server.domain.errors import DomainError
+
+T = TypeVar("T", bound=type)
+
+
+def _with_fields(cls: T, **fields: tuple[object, object]) -> T:
+    """`cls` with these fields (annotation, default) declared after its own."""
+    annotations = inspect.get_annotations(cls)
+    for name, (annotation, default) in fields.items():
+        annotations[name] = annotation
+        setattr(cls, name, default)
+    cls.__annotations__ = annotations
+    return cls
+
+
+@dataclass_transform(kw_only_default=True, field_specifiers=(strawberry.field, StrawberryField))
+def payload(cls: T) -> T:
+    """A mutation's payload type: its own fields, then `errors` and `clientMutationId`."""
+    return strawberry.type(
+        _with_fields(
+            cls,
+            errors=(list[UserError], strawberry.field(default_factory=list)),
+            client_mutation_id=(str | None, None),
+        )
+    )
+
+
+@dataclass_transform(kw_only_default=True, field_specifiers=(strawberry.field, StrawberryField))
+def mutation_input(cls: T) -> T:
+    """A mutation's input type: its own fields, then `clientMutationId`."""
+    return strawberry.input(_with_fields(cls, client_mutation_id=(str | None, None)))
 
 
 class PayloadErrors(FieldExtension):

@@ -12,7 +12,10 @@ import strawberry
 from strawberry.types import Info
 
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
+from server.api.authentication import Authenticated
+from server.api.context import Context
 from server.api.errors import BadUserInput
+from server.domain.access import Scope
 from server.domain.errors import InvalidInput
 from server.domain.listing import Listing, Page, PageRequest
 
@@ -94,6 +97,32 @@ async def paginate(
     if prime is not None and inspect.isawaitable(primed := prime(page.items)):
         await primed
     return Connection.of(page, wrap, listing.count)
+
+
+def connection_query(
+    listing: Callable[[Scope], Listing[Any]],
+    wrap: Callable[[Any], Any],
+    description: str,
+    *,
+    key_length: int = 2,
+) -> Any:
+    """A root query field paging through what `listing` shows the viewer, forwards or
+    backwards; the connection type is the attribute's annotation:
+    `sync_runs: Connection[SyncRun] = connection_query(sync_runs.visible, SyncRun.of, ...)`."""
+
+    async def page(
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Any]:
+        request = page_request(first, after, last, before, key_length=key_length)
+        return await paginate(listing(info.context.require_scope()), request, wrap)
+
+    return strawberry.field(
+        resolver=page, permission_classes=[Authenticated], description=description
+    )
 
 
 def distinct(values: Sequence[V] | None) -> tuple[V, ...] | None:

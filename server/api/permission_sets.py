@@ -9,14 +9,12 @@ from collections.abc import Sequence
 import strawberry
 from strawberry.types import Info
 
-from server.api.authentication import Authenticated
 from server.api.context import Context
 from server.api.enums import Area, Level
-from server.api.errors import UserError
 from server.api.groups import StaticGroup
-from server.api.mutations import audited, mutation
-from server.api.node import Node, decode_id, decode_ids, resolves
-from server.api.pagination import Connection, page_request, paginate
+from server.api.mutations import audited, mutation, mutation_input, payload
+from server.api.node import Node, decode_id, decode_ids, refetchable
+from server.api.pagination import Connection, connection_query
 from server.domain import global_ids, permission_sets
 from server.domain.access import parse_levels
 from server.models import PermissionSet as PermissionSetModel
@@ -67,75 +65,53 @@ class PermissionSet(Node):
         return [StaticGroup.of(g) for g in found if g is not None]
 
 
-@resolves("PermissionSet")
-async def permission_set_node(info: Info[Context, None], key: int) -> PermissionSet | None:
-    found = (await permission_sets.by_ids(info.context.require_scope(), [key])).get(key)
-    return PermissionSet.of(found) if found else None
+refetchable("PermissionSet", lambda loaders: loaders.permission_set_by_id, PermissionSet.of)
 
 
 @strawberry.type
 class PermissionSetQueries:
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="Permission sets whose groups all lie within the viewer's USERS scope.",
+    permission_sets: Connection[PermissionSet] = connection_query(
+        permission_sets.visible,
+        PermissionSet.of,
+        "Permission sets whose groups all lie within the viewer's USERS scope.",
     )
-    async def permission_sets(
-        self,
-        info: Info[Context, None],
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[PermissionSet]:
-        request = page_request(first, after, last, before)
-        listing = permission_sets.visible(info.context.require_scope())
-        return await paginate(listing, request, PermissionSet.of)
 
 
-@strawberry.input
+@mutation_input
 class CreatePermissionSetInput:
     name: str
     levels: list[PermissionLevelInput]
     group_ids: list[strawberry.ID]
     description: str | None = None
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class CreatePermissionSetPayload:
     permission_set: PermissionSet | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class UpdatePermissionSetInput:
     permission_set_id: strawberry.ID
     name: str | None = None
     description: str | None = None
     levels: list[PermissionLevelInput] | None = None
     group_ids: list[strawberry.ID] | None = None
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class UpdatePermissionSetPayload:
     permission_set: PermissionSet | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class DeletePermissionSetInput:
     permission_set_id: strawberry.ID
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class DeletePermissionSetPayload:
     deleted_permission_set_id: strawberry.ID | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
 def _levels(values: Sequence[PermissionLevelInput]) -> list[tuple[AreaValue, LevelValue]]:

@@ -8,14 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
-from server.api.authentication import Authenticated
 from server.api.context import Context
 from server.api.enums import SyncState
-from server.api.errors import UserError
 from server.api.execution import direct
-from server.api.mutations import mutation
-from server.api.node import Node, resolves
-from server.api.pagination import Connection, page_request, paginate
+from server.api.mutations import mutation, mutation_input, payload
+from server.api.node import Node, refetchable
+from server.api.pagination import Connection, connection_query
 from server.domain import global_ids, sync, sync_runs
 from server.domain.errors import NotFound
 from server.models import SyncRun as SyncRunModel
@@ -66,52 +64,36 @@ class SyncRun(Node):
         return sync_runs.error_for(info.context.require_scope(), self.model)
 
 
-@resolves("SyncRun")
-async def sync_run_node(info: Info[Context, None], key: int) -> SyncRun | None:
-    found = await info.context.loaders.sync_run_by_id.load(key)
-    return SyncRun.of(found) if found else None
+refetchable("SyncRun", lambda loaders: loaders.sync_run_by_id, SyncRun.of)
 
 
 @strawberry.type
 class SyncQueries:
-    @strawberry.field(permission_classes=[Authenticated], description="Newest first.")
-    async def sync_runs(
-        self,
-        info: Info[Context, None],
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> Connection[SyncRun]:
-        request = page_request(first, after, last, before, key_length=1)
-        return await paginate(sync_runs.visible(info.context.require_scope()), request, SyncRun.of)
+    sync_runs: Connection[SyncRun] = connection_query(
+        sync_runs.visible, SyncRun.of, "Newest first.", key_length=1
+    )
 
 
-@strawberry.input
+@mutation_input
 class ConnectMspAdministratorInput:
     url: str
     username: str
     password: str
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class ConnectMspAdministratorPayload:
     instance: Annotated[Instance, strawberry.lazy("server.api.instances")] | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class StartSyncInput:
-    client_mutation_id: str | None = None
+    """Nothing but clientMutationId."""
 
 
-@strawberry.type
+@payload
 class StartSyncPayload:
     run: SyncRun | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
 def _instance_id(context: Context) -> int:

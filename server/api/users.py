@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
-from server.api.authentication import Authenticated
+from server.api.authentication import query
 from server.api.context import Context
-from server.api.errors import UserError
 from server.api.groups import StaticGroup
-from server.api.mutations import audited, mutation
-from server.api.node import Node, decode_id, decode_ids, resolves
+from server.api.mutations import audited, mutation, mutation_input, payload
+from server.api.node import Node, decode_id, decode_ids, refetchable
 from server.api.pagination import Connection, page_request, paginate
 from server.domain import global_ids, groups, users
 from server.domain.accounts import publish_sessions_ended
@@ -67,18 +66,12 @@ class User(Node):
         return [PermissionSet.of(s) for s in found or []]
 
 
-@resolves("User")
-async def user_node(info: Info[Context, None], key: int) -> User | None:
-    user = await info.context.loaders.user_by_id.load(key)
-    return User.of(user) if user else None
+refetchable("User", lambda loaders: loaders.user_by_id, User.of)
 
 
 @strawberry.type
 class UserQueries:
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="Console users living within the viewer's USERS scope, by email.",
-    )
+    @query("Console users living within the viewer's USERS scope, by email.")
     async def users(
         self,
         info: Info[Context, None],
@@ -93,7 +86,7 @@ class UserQueries:
         return await paginate(listing, request, User.of)
 
 
-@strawberry.input
+@mutation_input
 class CreateUserInput:
     email: str
     password: str
@@ -104,17 +97,14 @@ class CreateUserInput:
     session_timeout: int | None = strawberry.field(
         default=None, description="Seconds of idleness that end a session; null: the default."
     )
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class CreateUserPayload:
     user: User | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class UpdateUserInput:
     user_id: strawberry.ID
     enabled: bool | None = strawberry.field(
@@ -127,30 +117,24 @@ class UpdateUserInput:
         default=strawberry.UNSET, description="Seconds; null sets it back to the default."
     )
     home_group_id: strawberry.ID | None = None
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class UpdateUserPayload:
     user: User | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class AssignPermissionSetsInput:
     user_id: strawberry.ID
     permission_set_ids: list[strawberry.ID] = strawberry.field(
         description="The user's sets from now on (sets the viewer cannot see are kept)."
     )
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class AssignPermissionSetsPayload:
     user: User | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
 @strawberry.type

@@ -7,7 +7,7 @@ import strawberry
 from strawberry.types import Info
 
 from server.api.accounts import Account, own_account
-from server.api.authentication import Authenticated
+from server.api.authentication import query
 from server.api.context import Context
 from server.api.enums import Service
 from server.api.instances import Instance, own_instance
@@ -41,6 +41,6 @@ def viewer_of(context: Context) -> Viewer:
 
 @strawberry.type
 class ViewerQueries:
-    @strawberry.field(permission_classes=[Authenticated])
+    @query()
     def viewer(self, info: Info[Context, None]) -> Viewer | None:
         return viewer_of(info.context)
