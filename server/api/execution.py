@@ -51,6 +51,10 @@ silently slower (pyproject.toml bounds both to the minor versions this was writt
 
 Our own marks: the extension key `msp-console.shortcut` (`SHORTCUT`) on graphql-core fields,
 and the attribute `_msp_console_direct` (`DIRECT`) on resolvers.
+
+The module is longer than the others on purpose: the shortcuts, the checks that guard the
+private parts they rely on, and the executor that takes them are one piece; apart, the
+checks would no longer sit beside what they protect.
 """
 
 from __future__ import annotations
