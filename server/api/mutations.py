@@ -9,13 +9,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, dataclass_transform
 
 import strawberry
 from strawberry.extensions import FieldExtension
 from strawberry.types import Info
 from strawberry.types.field import StrawberryField
-from typing_extensions import dataclass_transform
 
 from server.api.authentication import Authenticated
 from server.api.context import Context

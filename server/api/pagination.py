@@ -20,7 +20,6 @@ from server.domain.errors import InvalidInput
 from server.domain.listing import Listing, Page, PageRequest
 
 T = TypeVar("T")
-M = TypeVar("M")
 V = TypeVar("V")
 
 Counter = Callable[[], Awaitable[int]]
@@ -63,8 +62,8 @@ class Connection(Generic[T]):
     edges: list[Edge[T]]
     page_info: PageInfo
 
-    @classmethod
-    def of(cls, page: Page[Any], wrap: Callable[[Any], T], count: Counter) -> Connection[T]:
+    @staticmethod
+    def of(page: Page[Any], wrap: Callable[[Any], V], count: Counter) -> Connection[V]:
         edges = [
             Edge(cursor=c, node=wrap(item))
             for c, item in zip(page.cursors, page.items, strict=True)
