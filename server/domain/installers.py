@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shlex
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.domain import global_ids
