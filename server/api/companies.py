@@ -1,4 +1,5 @@
-"""Companies: the synced tree, the Managed Customers list and customer status."""
+"""Companies: the synced tree (`rootCompanies`, a company's children and descendants) and what
+each company shows (customer status, group, computers, installers)."""
 
 from __future__ import annotations
 
@@ -9,30 +10,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from server.api.authentication import query
+from server.api.computers import computers_field
 from server.api.context import Context
-from server.api.enums import CompanyType, ConnectionStatus, CustomerStatus
+from server.api.enums import CompanyType, CustomerStatus
 from server.api.execution import direct
 from server.api.loaders import MISSING, Loaders, cached
-from server.api.node import Node, resolves
-from server.api.pagination import (
-    CountedConnection,
-    PageInfo,
-    build_edges,
-    distinct,
-    node_fields,
-    page_request,
-    paginate,
-)
-from server.api.permissions import Authenticated
+from server.api.node import Node, refetchable
+from server.api.pagination import Connection, distinct, node_fields, page_request, paginate
 from server.domain import companies, global_ids, tree
 from server.domain.listing import Listing, PageRequest
 from server.models import Company as CompanyModel
-from server.models.enums import CustomerStatus as Status
 
 if TYPE_CHECKING:
-    from server.api.computers import ComputerConnection
     from server.api.groups import StaticGroup
-    from server.api.installers import InstallerConnection
+    from server.api.installers import Installer
 
 
 @strawberry.type
@@ -40,9 +32,9 @@ class Company(Node):
     id: strawberry.ID
     public_id: str
     name: str
-    type: CompanyType  # type: ignore[valid-type]
+    type: CompanyType
     depth: int
-    customer_status: CustomerStatus | None  # type: ignore[valid-type]
+    customer_status: CustomerStatus | None
     unlinked_at: dt.datetime | None
     read_only: bool = strawberry.field(
         description="An ancestor above the imported account's company, kept for context."
@@ -78,6 +70,7 @@ class Company(Node):
         loader = info.context.loaders.company_by_id
         found = cached(loader, parent_id)
         if found is MISSING:
+            # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
             return _company_of(loader.load(parent_id))  # type: ignore[return-value]
         return Company.of(found) if found else None
 
@@ -93,17 +86,17 @@ class Company(Node):
         info: Info[Context, None],
         first: int | None = None,
         after: str | None = None,
-        types: list[CompanyType] | None = None,  # type: ignore[valid-type]
-    ) -> CompanyConnection:
+        types: list[CompanyType] | None = None,
+    ) -> Connection[Company]:
         request = page_request(first, after)
         kinds = distinct(types)
         loaders = info.context.loaders
         page = await loaders.company_children_page.load((self.model.id, (kinds, request)))
         loaders.prime_companies(page.items)
-        return CompanyConnection(
-            edges=build_edges(page, Company.of, CompanyEdge),
-            page_info=PageInfo.of(page),
-            _count=lambda: loaders.company_children_count.load((self.model.id, kinds)),
+        return Connection.of(
+            page,
+            Company.of,
+            lambda: loaders.company_children_count.load((self.model.id, kinds)),
         )
 
     @strawberry.field(description="The whole subtree below this company, in tree order.")
@@ -112,17 +105,17 @@ class Company(Node):
         info: Info[Context, None],
         first: int | None = None,
         after: str | None = None,
-        types: list[CompanyType] | None = None,  # type: ignore[valid-type]
-        status: list[CustomerStatus] | None = None,  # type: ignore[valid-type]
+        types: list[CompanyType] | None = None,
+        status: list[CustomerStatus] | None = None,
         search: str | None = None,
         last: int | None = None,
         before: str | None = None,
-    ) -> CompanyConnection:
+    ) -> Connection[Company]:
         request = page_request(first, after, last, before)
         listing = companies.descendants(
             info.context.require_scope(), self.model, distinct(types), distinct(status), search
         )
-        return await company_page(info, CompanyConnection, listing, request)
+        return await company_page(info, listing, request)
 
     @strawberry.field
     @direct
@@ -134,6 +127,7 @@ class Company(Node):
         loader = info.context.loaders.group_by_company_id
         group = cached(loader, self.model.id)
         if group is MISSING:
+            # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
             return _group_of(loader.load(self.model.id), self.model.id)  # type: ignore[return-value]
         if group is None:  # the company is visible, so is its group: only a broken tree
             raise RuntimeError(f"company {self.model.id} has no static group")
@@ -148,26 +142,16 @@ class Company(Node):
             count = cached(loaders.computer_count, (group.id, recursive))
             if count is not MISSING:
                 return int(count)
+        # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
         return self._computer_count(loaders, recursive)  # type: ignore[return-value]
 
     async def _computer_count(self, loaders: Loaders, recursive: bool) -> int:
         group = await loaders.group_by_company_id.load(self.model.id)
         return 0 if group is None else await loaders.computer_count.load((group.id, recursive))
 
-    @strawberry.field
-    async def computers(
-        self,
-        info: Info[Context, None],
-        first: int | None = None,
-        after: str | None = None,
-        recursive: bool = True,
-        status: list[ConnectionStatus] | None = None,  # type: ignore[valid-type]
-        search: str | None = None,
-    ) -> Annotated[ComputerConnection, strawberry.lazy("server.api.computers")]:
-        from server.api.computers import computers_in_group
-
-        group = await info.context.loaders.group_by_company_id.load(self.model.id)
-        return await computers_in_group(info, group, first, after, recursive, status, search)
+    computers = computers_field(
+        lambda company, loaders: loaders.group_by_company_id.load(company.model.id)
+    )
 
     @strawberry.field(description="The company's agent installers, newest first.")
     async def installers(
@@ -176,65 +160,24 @@ class Company(Node):
         first: int | None = None,
         after: str | None = None,
         include_revoked: bool = False,
-    ) -> Annotated[InstallerConnection, strawberry.lazy("server.api.installers")]:
+    ) -> Connection[Annotated[Installer, strawberry.lazy("server.api.installers")]]:
         from server.api.installers import company_installers
 
         return await company_installers(info, self.model.id, first, after, include_revoked)
 
 
-@strawberry.type
-class CompanyEdge:
-    cursor: str
-    node: Company
-
-
-@strawberry.type
-class CompanyConnection(CountedConnection):
-    edges: list[CompanyEdge]
-    page_info: PageInfo
-
-
-@strawberry.type
-class CustomerStatusCounts:
-    not_set_up: int
-    normal: int
-    unlinked: int
-
-
-@strawberry.type
-class ManagedCustomerConnection(CountedConnection):
-    edges: list[CompanyEdge]
-    page_info: PageInfo
-    _status_counts: strawberry.Private[object]
-
-    @strawberry.field(
-        description="What the viewer may see matching `search`, whatever `status` and paging."
-    )
-    async def status_counts(self) -> CustomerStatusCounts:
-        counts = await self._status_counts()  # type: ignore[operator]
-        return CustomerStatusCounts(
-            not_set_up=counts[Status.NOT_SET_UP],
-            normal=counts[Status.NORMAL],
-            unlinked=counts[Status.UNLINKED],
-        )
+refetchable("Company", lambda loaders: loaders.company_by_id, Company.of)
 
 
 async def company_page(
-    info: Info[Context, None],
-    connection: type[Any],
-    listing: Listing[CompanyModel],
-    request: PageRequest,
-    **extra: Any,
-) -> Any:
+    info: Info[Context, None], listing: Listing[CompanyModel], request: PageRequest
+) -> Connection[Company]:
     """A page of companies, with what the selection asks of each loaded in one batch."""
     return await paginate(
-        connection,
-        CompanyEdge,
-        Company.of,
         listing,
         request,
+        Company.of,
         prime=lambda items: info.context.loaders.prefetch_for_companies(items, node_fields(info)),
-        **extra,
     )
 
 
@@ -252,41 +195,10 @@ async def _group_of(pending: Awaitable[Any], company_id: int) -> Any:
     return StaticGroup.of(group)
 
 
-@resolves("Company")
-async def company_node(info: Info[Context, None], key: int) -> Company | None:
-    found = await info.context.loaders.company_by_id.load(key)
-    return Company.of(found) if found else None
-
-
 @strawberry.type
 class CompanyQueries:
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="The tops of the company tree the viewer may see.",
-    )
+    @query("The tops of the company tree the viewer may see.")
     async def root_companies(self, info: Info[Context, None]) -> list[Company]:
         found = await companies.roots(info.context.require_scope())
         info.context.loaders.prime_companies(found)
         return [Company.of(c) for c in found]
-
-    @strawberry.field(permission_classes=[Authenticated])
-    async def managed_customers(
-        self,
-        info: Info[Context, None],
-        first: int | None = None,
-        after: str | None = None,
-        status: list[CustomerStatus] | None = None,  # type: ignore[valid-type]
-        search: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> ManagedCustomerConnection:
-        request = page_request(first, after, last, before)
-        scope = info.context.require_scope()
-        listing = companies.managed_customers(scope, distinct(status), search)
-        return await company_page(
-            info,
-            ManagedCustomerConnection,
-            listing,
-            request,
-            _status_counts=lambda: companies.status_counts(scope, search),
-        )

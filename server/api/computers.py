@@ -4,35 +4,29 @@ enrolments without the agent's token make)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
-from server.api.audit import audited
+from server.api.authentication import query
 from server.api.context import Context
-from server.api.enums import ConnectionStatus, DuplicateResolution, ProtectionStatus
-from server.api.errors import UserError
+from server.api.enums import Area, ConnectionStatus, DuplicateResolution, ProtectionStatus
 from server.api.execution import direct
-from server.api.node import Node, decode_id, resolves
-from server.api.pagination import (
-    CountedConnection,
-    PageInfo,
-    distinct,
-    page_request,
-    paginate,
-)
-from server.api.permissions import Authenticated
+from server.api.mutations import audited, mutation, mutation_input, payload
+from server.api.node import Node, decode_id, refetchable
+from server.api.pagination import Connection, distinct, page_request, paginate
 from server.domain import agents, computers, global_ids
 from server.domain.connections import connection_status
-from server.domain.errors import DomainError
 from server.models import Computer as ComputerModel
 from server.models import StaticGroup as GroupModel
-from server.models.enums import Area
 
 if TYPE_CHECKING:
     from server.api.companies import Company
     from server.api.groups import StaticGroup
+    from server.api.loaders import Loaders
 
 
 @strawberry.type
@@ -42,7 +36,7 @@ class Computer(Node):
     os: str | None
     agent_version: str | None
     hardware_id: str
-    protection_status: ProtectionStatus | None  # type: ignore[valid-type]
+    protection_status: ProtectionStatus | None
     enrolled_at: dt.datetime
     last_connected_at: dt.datetime | None
     model: strawberry.Private[ComputerModel]
@@ -63,7 +57,7 @@ class Computer(Node):
 
     @strawberry.field
     @direct
-    def connection_status(self, info: Info[Context, None]) -> ConnectionStatus:  # type: ignore[valid-type]
+    def connection_status(self, info: Info[Context, None]) -> ConnectionStatus:
         return connection_status(
             self.model.last_connected_at, dt.datetime.now(dt.UTC), info.context.settings
         )
@@ -100,58 +94,55 @@ class Computer(Node):
         return Computer.of(found) if found else None
 
 
-@strawberry.type
-class ComputerEdge:
-    cursor: str
-    node: Computer
-
-
-@strawberry.type
-class ComputerConnection(CountedConnection):
-    edges: list[ComputerEdge]
-    page_info: PageInfo
-
-
 async def computers_in_group(
     info: Info[Context, None],
     group: GroupModel | None,
     first: int | None,
     after: str | None,
     recursive: bool,
-    status: list[ConnectionStatus] | None,  # type: ignore[valid-type]
+    status: list[ConnectionStatus] | None,
     search: str | None,
     last: int | None = None,
     before: str | None = None,
     duplicates: bool | None = None,
-) -> ComputerConnection:
+) -> Connection[Computer]:
     request = page_request(first, after, last, before)
     context = info.context
     listing = computers.visible(context.require_scope())
     if group is not None:
         computers.in_group(listing, group, recursive)
     computers.narrow(listing, context.settings, distinct(status), search, duplicates=duplicates)
-    return await paginate(
-        ComputerConnection,
-        ComputerEdge,
-        Computer.of,
-        listing,
-        request,
-        prime=context.loaders.prime_computers,
-    )
+    return await paginate(listing, request, Computer.of, prime=context.loaders.prime_computers)
 
 
-@resolves("Computer")
-async def computer_node(info: Info[Context, None], key: int) -> Computer | None:
-    found = await info.context.loaders.computer_by_id.load(key)
-    return Computer.of(found) if found else None
+def computers_field(
+    group_of: Callable[[Any, Loaders], GroupModel | Awaitable[GroupModel | None]],
+) -> Any:
+    """The `computers` field of what stands for a group: a group itself, or a company (its
+    own group). Declared without annotation, it keeps its place among the type's fields."""
+
+    async def computers(
+        root: Any,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        recursive: bool = True,
+        status: list[ConnectionStatus] | None = None,
+        search: str | None = None,
+    ) -> Connection[Computer]:
+        found = group_of(root, info.context.loaders)
+        group = await found if inspect.isawaitable(found) else found
+        return await computers_in_group(info, group, first, after, recursive, status, search)
+
+    return strawberry.field(resolver=computers)
+
+
+refetchable("Computer", lambda loaders: loaders.computer_by_id, Computer.of)
 
 
 @strawberry.type
 class ComputerQueries:
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="Computers the viewer may see, in a group (and its subgroups) or everywhere.",
-    )
+    @query("Computers the viewer may see, in a group (and its subgroups) or everywhere.")
     async def computers(
         self,
         info: Info[Context, None],
@@ -159,7 +150,7 @@ class ComputerQueries:
         after: str | None = None,
         group: strawberry.ID | None = None,
         recursive: bool = True,
-        status: list[ConnectionStatus] | None = None,  # type: ignore[valid-type]
+        status: list[ConnectionStatus] | None = None,
         search: str | None = None,
         last: int | None = None,
         before: str | None = None,
@@ -169,7 +160,7 @@ class ComputerQueries:
                 description="true: only duplicates waiting to be settled; false: none of them."
             ),
         ] = None,
-    ) -> ComputerConnection:
+    ) -> Connection[Computer]:
         model = None
         if group is not None:
             model = await info.context.loaders.group_by_id.load(
@@ -182,98 +173,70 @@ class ComputerQueries:
         )
 
 
-@strawberry.input
+@mutation_input
 class RemoveComputerInput:
     computer_id: strawberry.ID
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class RemoveComputerPayload:
     removed_computer_id: strawberry.ID | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class ResolveDuplicateComputerInput:
     computer_id: strawberry.ID = strawberry.field(description="The duplicate.")
-    keep: DuplicateResolution  # type: ignore[valid-type]
-    client_mutation_id: str | None = None
+    keep: DuplicateResolution
 
 
-@strawberry.type
+@payload
 class ResolveDuplicateComputerPayload:
     computer: Computer | None = strawberry.field(
         default=None, description="The computer kept (null if it is out of the viewer's sight)."
     )
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
 @strawberry.type
 class ComputerMutations:
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Remove a computer (COMPUTERS WRITE on its group); its agent token stops "
-        "working at once. One with duplicates waits until they are settled.",
+    @mutation(
+        "Remove a computer (COMPUTERS WRITE on its group); its agent token stops working at "
+        "once. One with duplicates waits until they are settled."
     )
     async def remove_computer(
         self, info: Info[Context, None], input: RemoveComputerInput
     ) -> RemoveComputerPayload:
         context = info.context
         key = decode_id(input.computer_id, "Computer", "computerId")
-        try:
-            async with audited(context, "removeComputer", "Computer", key) as entry:
-                removal = await computers.remove_computer(context.require_scope(), key)
-                entry.group_path = removal.removed[0].group_path
-                entry.detail["name"] = removal.removed[0].computer.name
-        except DomainError as exc:
-            return RemoveComputerPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
-            )
+        async with audited(context, "removeComputer", "Computer", key) as entry:
+            removal = await computers.remove_computer(context.require_scope(), key)
+            entry.group_path = removal.removed[0].group_path
+            entry.detail["name"] = removal.removed[0].computer.name
         await _revoke_tokens(context, removal)
-        return RemoveComputerPayload(
-            removed_computer_id=input.computer_id, client_mutation_id=input.client_mutation_id
-        )
+        return RemoveComputerPayload(removed_computer_id=input.computer_id)
 
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Settle a duplicate (COMPUTERS WRITE on its group, and on the enrolled "
-        "computer's to keep the new one): KEEP_NEW removes the enrolled computer and the "
-        "duplicate takes its place; KEEP_EXISTING removes the duplicate. The removed "
-        "computer's agent token stops working at once.",
+    @mutation(
+        "Settle a duplicate (COMPUTERS WRITE on its group, and on the enrolled computer's to "
+        "keep the new one): KEEP_NEW removes the enrolled computer and the duplicate takes its "
+        "place; KEEP_EXISTING removes the duplicate. The removed computer's agent token stops "
+        "working at once."
     )
     async def resolve_duplicate_computer(
         self, info: Info[Context, None], input: ResolveDuplicateComputerInput
     ) -> ResolveDuplicateComputerPayload:
         context = info.context
         key = decode_id(input.computer_id, "Computer", "computerId")
+        scope = context.require_scope()
         detail = {"keep": input.keep.value}
-        try:
-            async with audited(
-                context, "resolveDuplicateComputer", "Computer", key, detail
-            ) as entry:
-                removal = await computers.resolve_duplicate(
-                    context.require_scope(), key, input.keep
-                )
-                removed = removal.removed[0]
-                entry.group_path = removed.group_path
-                entry.detail["removedComputerId"] = global_ids.encode(
-                    "Computer", removed.computer.id
-                )
-        except DomainError as exc:
-            return ResolveDuplicateComputerPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
-            )
+        async with audited(context, "resolveDuplicateComputer", "Computer", key, detail) as entry:
+            removal = await computers.resolve_duplicate(scope, key, input.keep)
+            removed = removal.removed[0]
+            entry.group_path = removed.group_path
+            entry.detail["removedComputerId"] = global_ids.encode("Computer", removed.computer.id)
         await _revoke_tokens(context, removal)
         kept = removal.kept
-        visible = kept is not None and context.require_scope().allows(
-            kept.group_path, Area.COMPUTERS
-        )
+        visible = kept is not None and scope.allows(kept.group_path, Area.COMPUTERS)
         return ResolveDuplicateComputerPayload(
-            computer=Computer.of(kept.computer) if kept is not None and visible else None,
-            client_mutation_id=input.client_mutation_id,
+            computer=Computer.of(kept.computer) if kept is not None and visible else None
         )
 
 

@@ -22,16 +22,18 @@ async def installer_config(request: Request) -> Response:
     settings = request.app.state.settings
     token = bearer(request.headers.get("authorization"))
     session = await accounts.resolve_session(token or "", settings.session_ttl)
-    scope = session and await scope_of(
-        session.instance_id, session.user_id, session.owner, session.home_group_path
-    )
-    if session is None or scope is None:
+    scope = None
+    if session is not None:
+        scope = await scope_of(
+            session.instance_id, session.user_id, session.owner, session.home_group_path
+        )
+    if scope is None:
         return JSONResponse({"error": "sign in first"}, status_code=401)
     raw = await request.body()
     try:
-        body = orjson.loads(raw) if len(raw) <= MAX_BODY else None
-        installer_id = global_ids.decode(body["installerId"], "Installer")[1]  # type: ignore[index]
-        installer_token = body["token"]  # type: ignore[index]
+        body = orjson.loads(raw) if len(raw) <= MAX_BODY else {}
+        installer_id = global_ids.decode(body["installerId"], "Installer")[1]
+        installer_token = body["token"]
         if not isinstance(installer_token, str) or len(installer_token) > 256:
             raise TypeError
     except (orjson.JSONDecodeError, global_ids.InvalidGlobalId, KeyError, TypeError):

@@ -1,10 +1,31 @@
-"""The API's enums, registered once with Strawberry from the domain's enums."""
+"""The API's enums: the domain's own, registered with Strawberry once (the same classes, so a
+model's value is the API's value), and MspStatus."""
 
 from enum import Enum
 
 import strawberry
 
-from server.models import enums
+from server.models.enums import (
+    Area,
+    CompanyType,
+    ConnectionStatus,
+    CustomerStatus,
+    DuplicateResolution,
+    Level,
+    ProtectionStatus,
+    Service,
+    SyncState,
+)
+
+strawberry.enum(Area)
+strawberry.enum(CompanyType)
+strawberry.enum(ConnectionStatus)
+strawberry.enum(CustomerStatus)
+strawberry.enum(DuplicateResolution)
+strawberry.enum(Level)
+strawberry.enum(ProtectionStatus)
+strawberry.enum(Service)
+strawberry.enum(SyncState)
 
 
 @strawberry.enum
@@ -12,14 +33,3 @@ class MspStatus(Enum):
     SYNCHRONIZED = "SYNCHRONIZED"
     SYNCHRONIZING = "SYNCHRONIZING"
     DISCONNECTED = "DISCONNECTED"
-
-
-Service = strawberry.enum(enums.Service)
-CompanyType = strawberry.enum(enums.CompanyType)
-CustomerStatus = strawberry.enum(enums.CustomerStatus)
-ConnectionStatus = strawberry.enum(enums.ConnectionStatus)
-SyncState = strawberry.enum(enums.SyncState)
-ProtectionStatus = strawberry.enum(enums.ProtectionStatus)
-Area = strawberry.enum(enums.Area)
-Level = strawberry.enum(enums.Level)
-DuplicateResolution = strawberry.enum(enums.DuplicateResolution)

@@ -69,6 +69,10 @@ class TooManySubscriptions(CodedError):
     code = "TOO_MANY_SUBSCRIPTIONS"
 
 
+class WebsocketRequired(CodedError):
+    code = "WEBSOCKET_REQUIRED"
+
+
 class ErrorPolicy(SchemaExtension):
     """Expected errors keep their code (a domain error raised by a query becomes a coded
     top-level error: BAD_USER_INPUT for bad input); unexpected ones are logged and masked."""

@@ -51,6 +51,10 @@ silently slower (pyproject.toml bounds both to the minor versions this was writt
 
 Our own marks: the extension key `msp-console.shortcut` (`SHORTCUT`) on graphql-core fields,
 and the attribute `_msp_console_direct` (`DIRECT`) on resolvers.
+
+The module is longer than the others on purpose: the shortcuts, the checks that guard the
+private parts they rely on, and the executor that takes them are one piece; apart, the
+checks would no longer sit beside what they protect.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ from graphql import (
     GraphQLField,
     GraphQLID,
     GraphQLLeafType,
+    GraphQLNamedType,
     GraphQLObjectType,
     GraphQLSchema,
     GraphQLString,
@@ -87,7 +92,11 @@ from graphql import (
 
 SHORTCUT = "msp-console.shortcut"
 DIRECT = "_msp_console_direct"
-UNCHANGED_BY_COERCION = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool}
+UNCHANGED_BY_COERCION: Mapping[GraphQLNamedType, type] = {
+    GraphQLString: str,
+    GraphQLID: str,
+    GraphQLBoolean: bool,
+}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -95,8 +104,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Shortcut:
     """How `Executor` may answer a field by itself."""
 
-    attribute: str | None  # a Strawberry field without resolver: read this attribute...
-    resolver: Callable[..., Any] | None  # ...or call this direct resolver
+    resolver: Callable[..., Any] | None  # call this direct resolver, or when None...
+    attribute: str  # ...read this attribute (a Strawberry field without resolver)
     output: GraphQLLeafType | GraphQLObjectType  # the field's type, null allowed or not
     non_null: bool
     leaf: bool
@@ -120,10 +129,10 @@ def install_shortcuts(schema: GraphQLSchema) -> None:
     check_private_parts(schema)
     for named, field_name, field, definition in _strawberry_fields(schema):
         resolver = definition.base_resolver
+        resolver_call: Callable[..., Any] | None
         if resolver is not None and getattr(resolver.wrapped_func, DIRECT, False):
-            _check_direct(f"{named.name}.{field_name}", field, definition)
-            field.resolve = resolver.wrapped_func
-            resolver_call: Callable[..., Any] | None = resolver.wrapped_func
+            resolver_call = _checked_direct(f"{named.name}.{field_name}", field, definition)
+            field.resolve = resolver_call
         elif definition.is_basic_field and definition.default_resolver is getattr:
             resolver_call = None  # an attribute read, with no permission or extension to run
         else:
@@ -132,18 +141,24 @@ def install_shortcuts(schema: GraphQLSchema) -> None:
         if not isinstance(output, GraphQLObjectType) and not is_leaf_type(output):
             continue  # lists, interfaces and unions: graphql-core's
         field.extensions[SHORTCUT] = Shortcut(
-            attribute=definition.python_name if resolver_call is None else None,
             resolver=resolver_call,
-            output=output,  # type: ignore[arg-type]
+            attribute=definition.python_name if resolver_call is None else "",
+            output=output,
             non_null=is_non_null_type(field.type),
             leaf=is_leaf_type(output),
-            unchanged=UNCHANGED_BY_COERCION.get(output),  # type: ignore[call-overload]
+            unchanged=UNCHANGED_BY_COERCION.get(output),
         )
 
 
-def _check_direct(where: str, field: GraphQLField, definition: StrawberryField) -> None:
+def _checked_direct(
+    where: str, field: GraphQLField, definition: StrawberryField
+) -> Callable[..., Any]:
+    """The function of a direct resolver, once it is known to need nothing of Strawberry."""
     resolver = definition.base_resolver
     assert resolver is not None
+    function = resolver.wrapped_func
+    if not inspect.isfunction(function):
+        raise TypeError(f"{where}: a direct resolver is a plain function")
     if definition.extensions:
         raise TypeError(f"{where}: a direct resolver cannot have permissions or extensions")
     if resolver.parent_parameter or resolver.root_parameter or not resolver.self_parameter:
@@ -152,6 +167,7 @@ def _check_direct(where: str, field: GraphQLField, definition: StrawberryField) 
         scalar = argument.type in (bool, int, float, str)
         if not scalar or argument.python_name not in field.args:
             raise TypeError(f"{where}: argument {argument.python_name} needs converting")
+    return function
 
 
 def _strawberry_fields(
@@ -215,6 +231,7 @@ def _private_part_problems(schema: GraphQLSchema) -> Iterator[str]:
         ("self", "output_value"),
     )
     yield from _attributes("graphql-core MiddlewareManager", MiddlewareManager(), ("middlewares",))
+    built: object
     try:
         built = base.build(schema, parse("{ __typename }"))
     except Exception as error:
@@ -227,11 +244,11 @@ def _private_part_problems(schema: GraphQLSchema) -> Iterator[str]:
             built,
             ("variable_values", "hide_suggestions", "middleware_manager", "is_awaitable"),
         )
+    root_fields = schema.query_type.fields.values() if schema.query_type else ()
     definitions = [
-        field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-        for field in schema.query_type.fields.values()  # type: ignore[union-attr]
+        field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF) for field in root_fields
     ]
-    if not all(isinstance(definition, StrawberryField) for definition in definitions):
+    if not definitions or not all(isinstance(d, StrawberryField) for d in definitions):
         yield "Strawberry's field definitions under GraphQLCoreConverter.DEFINITION_BACKREF"
     else:
         yield from _attributes(
@@ -348,7 +365,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             # introspection fields (__typename) are not in `fields`: graphql-core answers them
             field = parent_type.fields.get(field_details_list[0].node.name.value)
             plan: Shortcut | None = field.extensions.get(SHORTCUT) if field else None
-            if plan is not None and plan.leaf and plan.attribute is not None:
+            if plan is not None and plan.leaf and plan.resolver is None:
                 try:
                     value = self._complete(plan, (), getattr(source, plan.attribute), None)
                 except Exception:  # graphql-core's own path reports it
@@ -374,7 +391,8 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
                 return Undefined
             data: dict[str, Any] = {}
             for response_name, field, plan, details in selected:
-                if plan.attribute is not None:
+                resolver = plan.resolver
+                if resolver is None:
                     value = getattr(source, plan.attribute)
                 else:
                     arguments = (
@@ -388,7 +406,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
                         if field.args
                         else {}
                     )
-                    value = plan.resolver(source, info, **arguments)  # type: ignore[misc]
+                    value = resolver(source, info, **arguments)
                     if inspect.iscoroutine(value):
                         value.close()  # graphql-core calls the resolver again
                         return Undefined
@@ -409,14 +427,15 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         known = self._selections.get(key)
         if known is None:
             collected = self.collect_subfields(object_type, field_details_list)
-            selected: list[tuple[str, GraphQLField, Shortcut, Any]] | None = []
+            fields: list[tuple[str, GraphQLField, Shortcut, Any]] = []
+            selected: list[tuple[str, GraphQLField, Shortcut, Any]] | None = fields
             for response_name, details in collected.grouped_field_set.items():
                 field = object_type.fields.get(details[0].node.name.value)
                 plan = field.extensions.get(SHORTCUT) if field is not None else None
-                if plan is None or collected.new_defer_usages:
+                if field is None or plan is None or collected.new_defer_usages:
                     selected = None
                     break
-                selected.append((response_name, field, plan, details))  # type: ignore[union-attr]
+                fields.append((response_name, field, plan, details))
             # the list is kept with its plan, so that its id is not reused meanwhile
             known = self._selections[key] = (field_details_list, selected)
         return known[1]
@@ -430,7 +449,8 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             return Undefined
         if self.is_awaitable(value):
             return Undefined
-        if plan.leaf:
-            coerced = plan.output.coerce_output_value(value)  # type: ignore[union-attr]
-            return Undefined if coerced is None else coerced
-        return self._object(plan.output, details, value, info)  # type: ignore[arg-type]
+        output = plan.output
+        if isinstance(output, GraphQLObjectType):
+            return self._object(output, details, value, info)
+        coerced = output.coerce_output_value(value)
+        return Undefined if coerced is None else coerced

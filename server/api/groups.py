@@ -7,19 +7,18 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
+from server.api.authentication import query
+from server.api.computers import computers_field
 from server.api.context import Context
-from server.api.enums import ConnectionStatus
 from server.api.execution import direct
 from server.api.loaders import MISSING, cached
-from server.api.node import Node, resolves
-from server.api.pagination import CountedConnection, PageInfo, build_edges, page_request
-from server.api.permissions import Authenticated
+from server.api.node import Node, refetchable
+from server.api.pagination import Connection, page_request
 from server.domain import global_ids, groups, tree
 from server.models import StaticGroup as GroupModel
 
 if TYPE_CHECKING:
     from server.api.companies import Company
-    from server.api.computers import ComputerConnection
 
 
 @strawberry.type
@@ -60,15 +59,15 @@ class StaticGroup(Node):
     @strawberry.field
     async def children(
         self, info: Info[Context, None], first: int | None = None, after: str | None = None
-    ) -> StaticGroupConnection:
+    ) -> Connection[StaticGroup]:
         request = page_request(first, after)
         loaders = info.context.loaders
         page = await loaders.group_children_page.load((self.model.id, request))
         loaders.prime_groups(page.items)
-        return StaticGroupConnection(
-            edges=build_edges(page, StaticGroup.of, StaticGroupEdge),
-            page_info=PageInfo.of(page),
-            _count=lambda: loaders.group_children_count.load((self.model.id, None)),
+        return Connection.of(
+            page,
+            StaticGroup.of,
+            lambda: loaders.group_children_count.load((self.model.id, None)),
         )
 
     @strawberry.field(description="The company this group mirrors, if any.")
@@ -88,47 +87,20 @@ class StaticGroup(Node):
     def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
         loader = info.context.loaders.computer_count
         count = cached(loader, (self.model.id, recursive))
-        return loader.load((self.model.id, recursive)) if count is MISSING else count  # type: ignore[return-value]
+        if count is MISSING:
+            # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
+            return loader.load((self.model.id, recursive))  # type: ignore[return-value]
+        return count
 
-    @strawberry.field
-    async def computers(
-        self,
-        info: Info[Context, None],
-        first: int | None = None,
-        after: str | None = None,
-        recursive: bool = True,
-        status: list[ConnectionStatus] | None = None,  # type: ignore[valid-type]
-        search: str | None = None,
-    ) -> Annotated[ComputerConnection, strawberry.lazy("server.api.computers")]:
-        from server.api.computers import computers_in_group
-
-        return await computers_in_group(info, self.model, first, after, recursive, status, search)
+    computers = computers_field(lambda group, _: group.model)
 
 
-@strawberry.type
-class StaticGroupEdge:
-    cursor: str
-    node: StaticGroup
-
-
-@strawberry.type
-class StaticGroupConnection(CountedConnection):
-    edges: list[StaticGroupEdge]
-    page_info: PageInfo
-
-
-@resolves("StaticGroup")
-async def group_node(info: Info[Context, None], key: int) -> StaticGroup | None:
-    found = await info.context.loaders.group_by_id.load(key)
-    return StaticGroup.of(found) if found else None
+refetchable("StaticGroup", lambda loaders: loaders.group_by_id, StaticGroup.of)
 
 
 @strawberry.type
 class GroupQueries:
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="The tops of the group tree the viewer may see.",
-    )
+    @query("The tops of the group tree the viewer may see.")
     async def root_groups(self, info: Info[Context, None]) -> list[StaticGroup]:
         found = await groups.roots(info.context.require_scope())
         info.context.loaders.prime_groups(found)

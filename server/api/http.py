@@ -10,20 +10,20 @@ import dataclasses
 from typing import Any
 
 import orjson
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.types import ExecutionResult
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UnsetType
 
 from graphql import GraphQLError
 from server import events
-from server.api.accounts import sign_in
+from server.api.authentication import sign_in
 from server.api.context import Context, Socket
 from server.api.persisted import PersistedQueries, PersistedQueryMismatch, PersistedQueryNotFound
 from server.client_address import client_address
@@ -48,7 +48,8 @@ def wants_graphql_response(request: Request) -> bool:
 
 def is_request_error(result: ExecutionResult) -> bool:
     """Whether the request failed before anything ran (parse, validation, limits)."""
-    return result.data is None and bool(result.errors) and not any(e.path for e in result.errors)
+    errors = result.errors or []
+    return result.data is None and bool(errors) and not any(e.path for e in errors)
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -66,7 +67,7 @@ class GraphQLView(GraphQL[Context, None]):
     def encode_json(self, data: object) -> str:
         return orjson.dumps(data).decode()  # text: websockets send it as a text frame
 
-    async def get_context(  # type: ignore[override]
+    async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         """The viewer is not known yet: `SignIn` resolves the token once the operation has
@@ -82,7 +83,7 @@ class GraphQLView(GraphQL[Context, None]):
             socket=Socket() if websocket else None,
         )
 
-    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:  # type: ignore[override]
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Accept a socket whose token signs in, and watch its session from then on
         (graphql-transport-ws refuses a second `connection_init` with 4429 before this)."""
         params = context.connection_params or {}
@@ -140,11 +141,18 @@ class GraphQLView(GraphQL[Context, None]):
             raise HTTPException(400, "batched requests are not supported")
         return data
 
-    async def execute_operation(  # type: ignore[override]
-        self, request: Request, request_data: Any, context: Context, **rest: Any
-    ) -> Any:
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
+        root_value: None,
+        sub_response: Response,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
         """Run the document sent, or the persisted one its hash names; remember a document
         sent with its hash once it has run for a signed-in viewer."""
+        assert not isinstance(request_data, list)  # refused by parse_http_body
         try:
             query, registration = self.persisted.resolve(
                 request_data.query, request_data.extensions
@@ -154,7 +162,7 @@ class GraphQLView(GraphQL[Context, None]):
         if query is not request_data.query:
             request_data = dataclasses.replace(request_data, query=query)
         result = await super().execute_operation(
-            request=request, request_data=request_data, context=context, **rest
+            request, request_adapter, request_data, context, root_value, sub_response
         )
         if (
             registration is not None
@@ -176,7 +184,7 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def run(
         self, request: Request | WebSocket, context: Any = None, root_value: Any = None
-    ) -> Any:  # type: ignore[override]
+    ) -> Any:
         if isinstance(request, WebSocket):
             context = await self.get_context(request, request)
             try:

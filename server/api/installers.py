@@ -10,14 +10,11 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from server.api.audit import audited
 from server.api.context import Context
-from server.api.errors import UserError
-from server.api.node import Node, decode_id, resolves
-from server.api.pagination import CountedConnection, PageInfo, page_request, paginate
-from server.api.permissions import Authenticated
+from server.api.mutations import audited, mutation, mutation_input, payload
+from server.api.node import Node, decode_id, refetchable
+from server.api.pagination import Connection, page_request, paginate
 from server.domain import global_ids, installers
-from server.domain.errors import DomainError
 from server.domain.installers import agent_endpoint
 from server.models import Installer as InstallerModel
 
@@ -81,22 +78,7 @@ class Installer(Node):
         return StaticGroup.of(found)
 
 
-@resolves("Installer")
-async def installer_node(info: Info[Context, None], key: int) -> Installer | None:
-    found = await installers.by_id(info.context.require_scope(), key)
-    return Installer.of(found) if found else None
-
-
-@strawberry.type
-class InstallerEdge:
-    cursor: str
-    node: Installer
-
-
-@strawberry.type
-class InstallerConnection(CountedConnection):
-    edges: list[InstallerEdge]
-    page_info: PageInfo
+refetchable("Installer", lambda loaders: loaders.installer_by_id, Installer.of)
 
 
 async def company_installers(
@@ -105,19 +87,13 @@ async def company_installers(
     first: int | None,
     after: str | None,
     include_revoked: bool,
-) -> InstallerConnection:
+) -> Connection[Installer]:
     request = page_request(first, after, key_length=1)
     listing = installers.of_company(info.context.require_scope(), company_id, include_revoked)
-    return await paginate(
-        InstallerConnection,
-        InstallerEdge,
-        Installer.of,
-        listing,
-        request,
-    )
+    return await paginate(listing, request, Installer.of)
 
 
-@strawberry.input
+@mutation_input
 class CreateInstallerInput:
     company_id: strawberry.ID
     group_id: strawberry.ID | None = None
@@ -129,10 +105,9 @@ class CreateInstallerInput:
     max_enrolments: int | None = strawberry.field(
         default=None, description="How many enrolments it may make (1 to 1,000,000)."
     )
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class CreateInstallerPayload:
     installer: Installer | None = None
     token: str | None = strawberry.field(default=None, description="Shown this once only.")
@@ -145,79 +120,55 @@ class CreateInstallerPayload:
         "again, it re-enrols the same computer. It keeps its state in MSP_AGENT_STATE_DIR "
         "(default /var/lib/msp-console-agent).",
     )
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class RevokeInstallerInput:
     installer_id: strawberry.ID
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class RevokeInstallerPayload:
     installer: Installer | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
 @strawberry.type
 class InstallerMutations:
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="An agent installer for a company's group (or a custom group in it).",
-    )
+    @mutation("An agent installer for a company's group (or a custom group in it).")
     async def create_installer(
         self, info: Info[Context, None], input: CreateInstallerInput
     ) -> CreateInstallerPayload:
         context = info.context
         company_id = decode_id(input.company_id, "Company", "companyId")
         group_id = decode_id(input.group_id, "StaticGroup", "groupId") if input.group_id else None
-        try:
-            async with audited(context, "createInstaller", "Company", company_id) as entry:
-                installer, token = await installers.create_installer(
-                    context.require_scope(),
-                    company_id=company_id,
-                    group_id=group_id,
-                    name=input.name,
-                    expires_at=input.expires_at,
-                    max_enrolments=input.max_enrolments,
-                    ttl_days=context.settings.installer_ttl_days,
-                    created_by_id=context.require_session().user_id,
-                )
-                entry.object_type, entry.object_id = "Installer", installer.id
-                entry.group_path = await installers.group_path_of(installer)
-        except DomainError as exc:
-            return CreateInstallerPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
-            )
         settings = context.settings
+        async with audited(context, "createInstaller", "Company", company_id) as entry:
+            installer, token = await installers.create_installer(
+                context.require_scope(),
+                company_id=company_id,
+                group_id=group_id,
+                name=input.name,
+                expires_at=input.expires_at,
+                max_enrolments=input.max_enrolments,
+                ttl_days=settings.installer_ttl_days,
+                created_by_id=context.require_session().user_id,
+            )
+            entry.object_type, entry.object_id = "Installer", installer.id
+            entry.group_path = await installers.group_path_of(installer)
         return CreateInstallerPayload(
             installer=Installer.of(installer),
             token=token,
-            config=installers.installer_config(installer, token, settings),
+            config=JSON(installers.installer_config(installer, token, settings)),
             install_command=installers.installer_command(installer, token, settings),
-            client_mutation_id=input.client_mutation_id,
         )
 
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Revoke an installer: it enrols nothing more.",
-    )
+    @mutation("Revoke an installer: it enrols nothing more.")
     async def revoke_installer(
         self, info: Info[Context, None], input: RevokeInstallerInput
     ) -> RevokeInstallerPayload:
         context = info.context
         key = decode_id(input.installer_id, "Installer", "installerId")
-        try:
-            async with audited(context, "revokeInstaller", "Installer", key) as entry:
-                installer = await installers.revoke_installer(context.require_scope(), key)
-                entry.group_path = installer.group.path
-        except DomainError as exc:
-            return RevokeInstallerPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
-            )
-        return RevokeInstallerPayload(
-            installer=Installer.of(installer), client_mutation_id=input.client_mutation_id
-        )
+        async with audited(context, "revokeInstaller", "Installer", key) as entry:
+            installer = await installers.revoke_installer(context.require_scope(), key)
+            entry.group_path = installer.group.path
+        return RevokeInstallerPayload(installer=Installer.of(installer))

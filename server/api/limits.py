@@ -156,7 +156,7 @@ class QueryMeasure:
         if name not in self.fragment_measures:
             self.fragment_measures[name] = Measure()  # a cycle (refused by validation)
             definition = self.fragments.get(name)
-            on = definition and self.schema.get_type(definition.type_condition.name.value)
+            on = self.schema.get_type(definition.type_condition.name.value) if definition else None
             if definition is not None and on is not None:
                 measure = self.selections(definition.selection_set, on, 0)
                 self.fragment_measures[name] = measure

@@ -9,7 +9,16 @@ from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from server.domain import companies, computers, groups, permissions, sync_runs, users
+from server.domain import (
+    audit,
+    companies,
+    computers,
+    groups,
+    installers,
+    permission_sets,
+    sync_runs,
+    users,
+)
 from server.domain.access import Scope
 from server.domain.listing import Page, PageRequest
 from server.models import Company, Computer, StaticGroup, SyncRun
@@ -68,8 +77,13 @@ class Loaders:
         self.computer_by_id = _by_key(lambda ids: computers.by_ids(scope, ids))
         self.sync_run_by_id = _by_key(lambda ids: sync_runs.by_ids(scope, ids))
         self.user_by_id = _by_key(lambda ids: users.by_ids(scope, ids))
-        self.permission_sets_by_user = _by_key(lambda ids: permissions.by_user_ids(scope, ids))
-        self.group_ids_by_permission_set = _by_key(permissions.group_ids_by_set)
+        self.installer_by_id = _by_key(lambda ids: installers.by_ids(scope, ids))
+        self.audit_entry_by_id = _by_key(lambda ids: audit.by_ids(scope, ids))
+        self.permission_set_by_id = _by_key(lambda ids: permission_sets.by_ids(scope, ids))
+        self.permission_sets_by_user = _by_key(lambda ids: permission_sets.by_user_ids(scope, ids))
+        self.group_ids_by_permission_set = _by_key(
+            lambda ids: permission_sets.group_ids_by_set(scope, ids)
+        )
         self.company_children_page = _grouped(self._company_children_pages)
         self.company_children_count = _grouped(
             lambda types, ids: companies.children_counts(scope, ids, types)

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
+from server.api.authentication import query
+from server.api.context import Context
 from server.api.errors import BadUserInput
-from server.api.permissions import Authenticated
 from server.domain import global_ids
 
+if TYPE_CHECKING:
+    from server.api.loaders import Loaders
+
+M = TypeVar("M")
+
 MAX_NODES = 100
+MAX_IDS = 100  # in one argument of a mutation
 
 
 @strawberry.interface
@@ -29,12 +37,21 @@ def decode_id(value: str, expected: str | None = None, field: str = "id") -> int
         raise BadUserInput(str(exc), field=field) from None
 
 
+def decode_ids(values: Sequence[str], expected: str, field: str) -> list[int]:
+    """The keys of at most MAX_IDS global ids, all or nothing."""
+    if len(values) > MAX_IDS:
+        raise BadUserInput(f"at most {MAX_IDS} ids", field=field)
+    return [decode_id(value, expected, field) for value in values]
+
+
 # type name -> async (info, key) -> Node | None; filled by the modules that define the types
-Resolver = Callable[[Info, int], Awaitable[Any]]
+Resolver = Callable[[Info[Context, None], int], Awaitable[Any]]
 NODE_RESOLVERS: dict[str, Resolver] = {}
 
 
 def resolves(type_name: str) -> Callable[[Resolver], Resolver]:
+    """Registers how `node(id)` finds a type that no loader holds."""
+
     def register(resolver: Resolver) -> Resolver:
         NODE_RESOLVERS[type_name] = resolver
         return resolver
@@ -42,7 +59,22 @@ def resolves(type_name: str) -> Callable[[Resolver], Resolver]:
     return register
 
 
-async def resolve_node(info: Info, value: str) -> Any:
+def refetchable(
+    type_name: str,
+    loader: Callable[[Loaders], DataLoader[int, M | None]],
+    wrap: Callable[[M], Node],
+) -> None:
+    """`node(id)` finds `type_name` through one of the request's loaders, which read through
+    the viewer's scope (and batch the ids of one `nodes` call)."""
+
+    async def refetch(info: Info[Context, None], key: int) -> Node | None:
+        found = await loader(info.context.loaders).load(key)
+        return wrap(found) if found is not None else None
+
+    NODE_RESOLVERS[type_name] = refetch
+
+
+async def resolve_node(info: Info[Context, None], value: str) -> Any:
     try:
         type_name, key = global_ids.decode(value)
     except global_ids.InvalidGlobalId as exc:
@@ -53,15 +85,12 @@ async def resolve_node(info: Info, value: str) -> Any:
 
 @strawberry.type
 class NodeQueries:
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="Any object by its global id; null when missing or out of scope.",
-    )
-    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+    @query("Any object by its global id; null when missing or out of scope.")
+    async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
         return await resolve_node(info, id)
 
-    @strawberry.field(permission_classes=[Authenticated], description="At most 100 ids.")
-    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+    @query("At most 100 ids.")
+    async def nodes(self, info: Info[Context, None], ids: list[strawberry.ID]) -> list[Node | None]:
         if len(ids) > MAX_NODES:
             raise BadUserInput(f"at most {MAX_NODES} ids", field="ids")
         for value in ids:  # all or nothing: one malformed id fails the field

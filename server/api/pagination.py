@@ -1,20 +1,28 @@
-"""Relay connections over `server.domain.listing`: PageInfo, edges and lazy totalCount."""
+"""Relay connections over `server.domain.listing`: one generic `Connection[T]` and `Edge[T]`
+(Strawberry names them after the node: `Connection[Company]` is `CompanyConnection`), PageInfo,
+and a lazy `totalCount`."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
+from strawberry.types import Info
 
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
+from server.api.authentication import Authenticated
+from server.api.context import Context
 from server.api.errors import BadUserInput
+from server.domain.access import Scope
 from server.domain.errors import InvalidInput
 from server.domain.listing import Listing, Page, PageRequest
 
 T = TypeVar("T")
-C = TypeVar("C")
+V = TypeVar("V")
+
+Counter = Callable[[], Awaitable[int]]
 
 
 @strawberry.type
@@ -34,18 +42,33 @@ class PageInfo:
         )
 
 
-Counter = Callable[[], Awaitable[int]]
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+async def _total_count(root: Connection[Any]) -> int:
+    """Counted only when asked for: most pages never show it."""
+    return await root._count()
 
 
 @strawberry.type
-class CountedConnection:
-    """Base of the connections: `totalCount` runs its query only when asked for."""
+class Connection(Generic[T]):
+    """A page of a listing. Declared in the order clients see: totalCount, edges, pageInfo."""
 
     _count: strawberry.Private[Counter]
+    total_count: int = strawberry.field(resolver=_total_count)
+    edges: list[Edge[T]]
+    page_info: PageInfo
 
-    @strawberry.field
-    async def total_count(self) -> int:
-        return await self._count()
+    @staticmethod
+    def of(page: Page[Any], wrap: Callable[[Any], V], count: Counter) -> Connection[V]:
+        edges = [
+            Edge(cursor=c, node=wrap(item))
+            for c, item in zip(page.cursors, page.items, strict=True)
+        ]
+        return Connection(edges=edges, page_info=PageInfo.of(page), _count=count)
 
 
 def page_request(
@@ -63,37 +86,49 @@ def page_request(
 
 
 async def paginate(
-    connection: type[C],
-    edge: type,
-    wrap: Callable[[Any], Any],
     listing: Listing[Any],
     request: PageRequest,
-    prime: Callable[[list[Any]], Any] | None = None,
-    **extra: Any,
-) -> C:
-    """One page of a listing as a Relay connection; totalCount stays lazy."""
+    wrap: Callable[[Any], T],
+    prime: Callable[[list[Any]], object] | None = None,
+) -> Connection[T]:
+    """One page of a listing as a connection; `prime` hands its rows to the loaders first."""
     page = await listing.page(request)
     if prime is not None and inspect.isawaitable(primed := prime(page.items)):
         await primed
-    return connection(  # type: ignore[call-arg]
-        edges=build_edges(page, wrap, edge),
-        page_info=PageInfo.of(page),
-        _count=listing.count,
-        **extra,
+    return Connection.of(page, wrap, listing.count)
+
+
+def connection_query(
+    listing: Callable[[Scope], Listing[Any]],
+    wrap: Callable[[Any], Any],
+    description: str,
+    *,
+    key_length: int = 2,
+) -> Any:
+    """A root query field paging through what `listing` shows the viewer, forwards or
+    backwards; the connection type is the attribute's annotation:
+    `sync_runs: Connection[SyncRun] = connection_query(sync_runs.visible, SyncRun.of, ...)`."""
+
+    async def page(
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Any]:
+        request = page_request(first, after, last, before, key_length=key_length)
+        return await paginate(listing(info.context.require_scope()), request, wrap)
+
+    return strawberry.field(
+        resolver=page, permission_classes=[Authenticated], description=description
     )
 
 
-def build_edges(page: Page[Any], wrap: Callable[[Any], T], edge: type) -> list[Any]:
-    return [
-        edge(cursor=c, node=wrap(item)) for c, item in zip(page.cursors, page.items, strict=True)
-    ]
-
-
-def distinct(values: Sequence[T] | None) -> tuple[T, ...] | None:
+def distinct(values: Sequence[V] | None) -> tuple[V, ...] | None:
     return None if values is None else tuple(dict.fromkeys(values))
 
 
-def node_fields(info: Any) -> set[str]:
+def node_fields(info: Info[Any, Any]) -> set[str]:
     """What the query selects on each node of the connection being resolved: field names,
     and `parent.child` one level below ("staticGroup.computerCount"). Read from the document
     itself: Strawberry's `selected_fields` rebuilds the whole selection on every call."""

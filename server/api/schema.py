@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import strawberry
@@ -11,28 +12,33 @@ from strawberry.extensions import (
     ParserCache,
     ValidationCache,
 )
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
-from server.api.accounts import (
-    Account,
-    AccountMutations,
-    AccountQueries,
-    Instance,
-    User,
-)
+from server.api.accounts import Account, AccountMutations
 from server.api.audit import AuditEntry, AuditQueries
+from server.api.authentication import SignIn
 from server.api.companies import Company, CompanyQueries
 from server.api.computers import Computer, ComputerMutations, ComputerQueries
-from server.api.customers import CustomerMutations
-from server.api.errors import ErrorPolicy
+from server.api.customers import CustomerMutations, CustomerQueries
+from server.api.errors import ErrorPolicy, WebsocketRequired
 from server.api.execution import Executor, install_shortcuts
 from server.api.groups import GroupQueries, StaticGroup
 from server.api.installers import Installer, InstallerMutations
+from server.api.instances import Instance, InstanceMutations, InstanceQueries
 from server.api.limits import QueryLimits
 from server.api.node import NodeQueries
-from server.api.sessions import SignIn
+from server.api.permission_sets import (
+    PermissionSet,
+    PermissionSetMutations,
+    PermissionSetQueries,
+)
 from server.api.subscriptions import Subscription
 from server.api.sync import SyncMutations, SyncQueries, SyncRun
-from server.api.users import PermissionSet, UserMutations, UserQueries
+from server.api.users import User, UserMutations, UserQueries
+from server.api.viewer import ViewerQueries
 from server.observability import OperationMetrics
 from server.settings import Settings
 
@@ -40,12 +46,15 @@ from server.settings import Settings
 @strawberry.type
 class Query(
     NodeQueries,
-    AccountQueries,
+    ViewerQueries,
+    InstanceQueries,
     CompanyQueries,
+    CustomerQueries,
     GroupQueries,
     ComputerQueries,
     SyncQueries,
     UserQueries,
+    PermissionSetQueries,
     AuditQueries,
 ):
     pass
@@ -54,8 +63,10 @@ class Query(
 @strawberry.type
 class Mutation(
     AccountMutations,
+    InstanceMutations,
     CustomerMutations,
     UserMutations,
+    PermissionSetMutations,
     SyncMutations,
     InstallerMutations,
     ComputerMutations,
@@ -66,6 +77,38 @@ class Mutation(
 class ConsoleSchema(strawberry.Schema):
     def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
         """Logged by ErrorPolicy instead: unexpected errors only, with the request id."""
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Queries and mutations, the operations that answer once (what HTTP carries). A
+        subscription answers a stream, which only a websocket serves (Strawberry runs those
+        through `stream`): sent here, it is refused as a request error before anything runs."""
+        allowed = set(allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES)
+        try:
+            return await super().execute(
+                query,
+                variable_values,
+                context_value,
+                root_value,
+                operation_name,
+                allowed - {OperationType.SUBSCRIPTION},
+                operation_extensions,
+            )
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type is not OperationType.SUBSCRIPTION:
+                raise
+            refusal = WebsocketRequired(
+                "subscriptions are served over a websocket (graphql-transport-ws), not over HTTP"
+            )
+            return ExecutionResult(data=None, errors=[refusal])
 
 
 def build_schema(settings: Settings | None = None) -> ConsoleSchema:

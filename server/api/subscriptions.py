@@ -11,17 +11,16 @@ import strawberry
 from strawberry.types import Info
 
 from server import events
-from server.api.accounts import refresh
+from server.api.authentication import Authenticated, refresh
 from server.api.companies import Company
 from server.api.computers import Computer
 from server.api.context import Context
+from server.api.enums import SyncState
 from server.api.errors import TooManySubscriptions
 from server.api.node import decode_id
-from server.api.permissions import Authenticated
 from server.api.sync import SyncRun
 from server.domain import companies, computers, sync_runs
 from server.domain.access import Scope
-from server.models.enums import SyncState
 from server.observability import SUBSCRIPTIONS_OPEN
 
 FINISHED = {SyncState.SUCCEEDED, SyncState.FAILED}

@@ -1,4 +1,4 @@
-"""Sync runs and the instance's MSP status."""
+"""Sync runs (`syncRuns`), connecting an MSP Administrator, and starting a sync."""
 
 from __future__ import annotations
 
@@ -10,23 +10,22 @@ from strawberry.types import Info
 
 from server.api.context import Context
 from server.api.enums import SyncState
-from server.api.errors import UserError
 from server.api.execution import direct
-from server.api.node import Node, resolves
-from server.api.pagination import CountedConnection, PageInfo, page_request, paginate
-from server.api.permissions import Authenticated
+from server.api.mutations import mutation, mutation_input, payload
+from server.api.node import Node, refetchable
+from server.api.pagination import Connection, connection_query
 from server.domain import global_ids, sync, sync_runs
-from server.domain.errors import DomainError, NotFound
+from server.domain.errors import NotFound
 from server.models import SyncRun as SyncRunModel
 
 if TYPE_CHECKING:
-    from server.api.accounts import Instance
+    from server.api.instances import Instance
 
 
 @strawberry.type
 class SyncRun(Node):
     id: strawberry.ID
-    state: SyncState  # type: ignore[valid-type]
+    state: SyncState
     trigger: str
     phase: str | None
     created_at: dt.datetime
@@ -65,74 +64,36 @@ class SyncRun(Node):
         return sync_runs.error_for(info.context.require_scope(), self.model)
 
 
-@strawberry.type
-class SyncRunEdge:
-    cursor: str
-    node: SyncRun
-
-
-@strawberry.type
-class SyncRunConnection(CountedConnection):
-    edges: list[SyncRunEdge]
-    page_info: PageInfo
-
-
-@resolves("SyncRun")
-async def sync_run_node(info: Info[Context, None], key: int) -> SyncRun | None:
-    found = await info.context.loaders.sync_run_by_id.load(key)
-    return SyncRun.of(found) if found else None
+refetchable("SyncRun", lambda loaders: loaders.sync_run_by_id, SyncRun.of)
 
 
 @strawberry.type
 class SyncQueries:
-    @strawberry.field(permission_classes=[Authenticated], description="Newest first.")
-    async def sync_runs(
-        self,
-        info: Info[Context, None],
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> SyncRunConnection:
-        request = page_request(first, after, last, before, key_length=1)
-        listing = sync_runs.visible(info.context.require_scope())
-        return await paginate(
-            SyncRunConnection,
-            SyncRunEdge,
-            SyncRun.of,
-            listing,
-            request,
-        )
+    sync_runs: Connection[SyncRun] = connection_query(
+        sync_runs.visible, SyncRun.of, "Newest first.", key_length=1
+    )
 
 
-# Mutations -------------------------------------------------------------------------------
-
-
-@strawberry.input
+@mutation_input
 class ConnectMspAdministratorInput:
     url: str
     username: str
     password: str
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class ConnectMspAdministratorPayload:
-    instance: Annotated[Instance, strawberry.lazy("server.api.accounts")] | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
+    instance: Annotated[Instance, strawberry.lazy("server.api.instances")] | None = None
 
 
-@strawberry.input
+@mutation_input
 class StartSyncInput:
-    client_mutation_id: str | None = None
+    """Nothing but clientMutationId."""
 
 
-@strawberry.type
+@payload
 class StartSyncPayload:
     run: SyncRun | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
 def _instance_id(context: Context) -> int:
@@ -144,57 +105,38 @@ def _instance_id(context: Context) -> int:
 
 @strawberry.type
 class SyncMutations:
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Connect the instance to an MSP Administrator account (the credentials are "
-        "checked against it, stored encrypted and never returned) and start the first sync.",
+    @mutation(
+        "Connect the instance to an MSP Administrator account (the credentials are checked "
+        "against it, stored encrypted and never returned) and start the first sync."
     )
     async def connect_msp_administrator(
         self, info: Info[Context, None], input: ConnectMspAdministratorInput
     ) -> ConnectMspAdministratorPayload:
-        from server.api.accounts import viewer_instance
+        from server.api.instances import own_instance
 
         context = info.context
-        try:
-            instance_id = _instance_id(context)
-            await sync.connect_msp_administrator(
-                context.require_scope(),
-                instance_id,
-                input.url,
-                input.username,
-                input.password,
-                context.settings,
-            )
-            await sync.start_sync(
-                instance_id, "connect", settings=context.settings, bus=context.bus
-            )
-        except DomainError as exc:
-            return ConnectMspAdministratorPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
-            )
-        return ConnectMspAdministratorPayload(
-            instance=await viewer_instance(context), client_mutation_id=input.client_mutation_id
+        instance_id = _instance_id(context)
+        await sync.connect_msp_administrator(
+            context.require_scope(),
+            instance_id,
+            input.url,
+            input.username,
+            input.password,
+            context.settings,
         )
+        await sync.start_sync(instance_id, "connect", settings=context.settings, bus=context.bus)
+        return ConnectMspAdministratorPayload(instance=await own_instance(context))
 
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Check for new MSP customers now: start a sync, or return the one in progress.",
-    )
+    @mutation("Check for new MSP customers now: start a sync, or return the one in progress.")
     async def start_sync(
         self, info: Info[Context, None], input: StartSyncInput | None = None
     ) -> StartSyncPayload:
         context = info.context
-        client_mutation_id = input.client_mutation_id if input else None
-        try:
-            run = await sync.start_sync(
-                _instance_id(context),
-                "manual",
-                settings=context.settings,
-                bus=context.bus,
-                scope=context.require_scope(),
-            )
-        except DomainError as exc:
-            return StartSyncPayload(
-                errors=[UserError.of(exc)], client_mutation_id=client_mutation_id
-            )
-        return StartSyncPayload(run=SyncRun.of(run), client_mutation_id=client_mutation_id)
+        run = await sync.start_sync(
+            _instance_id(context),
+            "manual",
+            settings=context.settings,
+            bus=context.bus,
+            scope=context.require_scope(),
+        )
+        return StartSyncPayload(run=SyncRun.of(run))

@@ -1,113 +1,77 @@
-"""Console users and permission sets: who may do what where (`users`, `permissionSets`, and
-the mutations that manage them, each within the manager's own rights)."""
+"""Console users: `users` (those living within the viewer's USERS scope) and the mutations that
+manage them, each within the manager's own rights."""
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
 
-from server.api.accounts import User
-from server.api.audit import audited
+from server.api.authentication import query
 from server.api.context import Context
-from server.api.enums import Area, Level
-from server.api.errors import UserError
 from server.api.groups import StaticGroup
-from server.api.node import Node, decode_id, resolves
-from server.api.pagination import CountedConnection, PageInfo, page_request, paginate
-from server.api.permissions import Authenticated
-from server.domain import global_ids, permissions, users
-from server.domain.access import parse_levels
+from server.api.mutations import audited, mutation, mutation_input, payload
+from server.api.node import Node, decode_id, decode_ids, refetchable
+from server.api.pagination import Connection, page_request, paginate
+from server.domain import global_ids, groups, users
 from server.domain.accounts import publish_sessions_ended
-from server.domain.errors import DomainError
-from server.domain.tree import path_ids
-from server.models import PermissionSet as PermissionSetModel
-from server.models import StaticGroup as GroupModel
-from server.models.enums import Area as AreaValue
-from server.models.enums import Level as LevelValue
+from server.models import User as UserModel
+
+if TYPE_CHECKING:
+    from server.api.permission_sets import PermissionSet
 
 
 @strawberry.type
-class PermissionLevel:
-    area: Area  # type: ignore[valid-type]
-    level: Level  # type: ignore[valid-type]
-
-
-@strawberry.input
-class PermissionLevelInput:
-    area: Area  # type: ignore[valid-type]
-    level: Level  # type: ignore[valid-type]
-
-
-@strawberry.type
-class PermissionSet(Node):
+class User(Node):
     id: strawberry.ID
-    name: str
+    email: str
+    enabled: bool
     description: str
-    created_at: dt.datetime
-    model: strawberry.Private[PermissionSetModel]
+    tag: str
+    session_timeout: int | None
+    is_owner: bool
+    model: strawberry.Private[UserModel]
 
     @classmethod
-    def of(cls, model: PermissionSetModel) -> PermissionSet:
+    def of(cls, model: UserModel) -> User:
         return cls(
-            id=strawberry.ID(global_ids.encode("PermissionSet", model.id)),
-            name=model.name,
+            id=strawberry.ID(global_ids.encode("User", model.id)),
+            email=model.email,
+            enabled=model.enabled,
             description=model.description,
-            created_at=model.created_at,
+            tag=model.tag,
+            session_timeout=model.session_timeout,
+            is_owner=model.is_owner,
             model=model,
         )
 
-    @strawberry.field(description="The level granted per area.")
-    def levels(self) -> list[PermissionLevel]:
-        granted = parse_levels(self.model.levels)
-        return [PermissionLevel(area=a, level=granted[a]) for a in AreaValue if a in granted]
+    @strawberry.field
+    async def home_group(self, info: Info[Context, None]) -> StaticGroup:
+        scope = info.context.require_scope()
+        group = await info.context.loaders.group_by_id.load(self.model.home_group_id)  # type: ignore[attr-defined]
+        if group is None and self.model.id == scope.user_id:
+            group = await groups.own_home_group(scope)
+        if group is None:  # USERS on its home group is what makes another user visible
+            raise RuntimeError(f"user {self.model.id} has no visible home group")
+        return StaticGroup.of(group)
 
-    @strawberry.field(description="The groups (with their subtrees) the levels apply to.")
-    async def groups(self, info: Info[Context, None]) -> list[StaticGroup]:
-        loaders = info.context.loaders
-        ids = await loaders.group_ids_by_permission_set.load(self.model.id) or []
-        found = await loaders.group_by_id.load_many(ids)
-        return [StaticGroup.of(g) for g in found if g is not None]
+    @strawberry.field(description="The user's permission sets that the viewer may see.")
+    async def permission_sets(
+        self, info: Info[Context, None]
+    ) -> list[Annotated[PermissionSet, strawberry.lazy("server.api.permission_sets")]]:
+        from server.api.permission_sets import PermissionSet
 
-
-@strawberry.type
-class PermissionSetEdge:
-    cursor: str
-    node: PermissionSet
-
-
-@strawberry.type
-class PermissionSetConnection(CountedConnection):
-    edges: list[PermissionSetEdge]
-    page_info: PageInfo
+        found = await info.context.loaders.permission_sets_by_user.load(self.model.id)
+        return [PermissionSet.of(s) for s in found or []]
 
 
-@strawberry.type
-class UserEdge:
-    cursor: str
-    node: User
-
-
-@strawberry.type
-class UserConnection(CountedConnection):
-    edges: list[UserEdge]
-    page_info: PageInfo
-
-
-@resolves("PermissionSet")
-async def permission_set_node(info: Info[Context, None], key: int) -> PermissionSet | None:
-    found = (await permissions.by_ids(info.context.require_scope(), [key])).get(key)
-    return PermissionSet.of(found) if found else None
+refetchable("User", lambda loaders: loaders.user_by_id, User.of)
 
 
 @strawberry.type
 class UserQueries:
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="Console users living within the viewer's USERS scope, by email.",
-    )
+    @query("Console users living within the viewer's USERS scope, by email.")
     async def users(
         self,
         info: Info[Context, None],
@@ -116,44 +80,13 @@ class UserQueries:
         search: str | None = None,
         last: int | None = None,
         before: str | None = None,
-    ) -> UserConnection:
+    ) -> Connection[User]:
         request = page_request(first, after, last, before)
         listing = users.visible(info.context.require_scope(), search)
-        return await paginate(
-            UserConnection,
-            UserEdge,
-            User.of,
-            listing,
-            request,
-        )
-
-    @strawberry.field(
-        permission_classes=[Authenticated],
-        description="Permission sets whose groups all lie within the viewer's USERS scope.",
-    )
-    async def permission_sets(
-        self,
-        info: Info[Context, None],
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> PermissionSetConnection:
-        request = page_request(first, after, last, before)
-        listing = permissions.visible(info.context.require_scope())
-        return await paginate(
-            PermissionSetConnection,
-            PermissionSetEdge,
-            PermissionSet.of,
-            listing,
-            request,
-        )
+        return await paginate(listing, request, User.of)
 
 
-# Mutations -------------------------------------------------------------------------------
-
-
-@strawberry.input
+@mutation_input
 class CreateUserInput:
     email: str
     password: str
@@ -164,17 +97,14 @@ class CreateUserInput:
     session_timeout: int | None = strawberry.field(
         default=None, description="Seconds of idleness that end a session; null: the default."
     )
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class CreateUserPayload:
     user: User | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
+@mutation_input
 class UpdateUserInput:
     user_id: strawberry.ID
     enabled: bool | None = strawberry.field(
@@ -187,152 +117,58 @@ class UpdateUserInput:
         default=strawberry.UNSET, description="Seconds; null sets it back to the default."
     )
     home_group_id: strawberry.ID | None = None
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class UpdateUserPayload:
     user: User | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
 
 
-@strawberry.input
-class CreatePermissionSetInput:
-    name: str
-    levels: list[PermissionLevelInput]
-    group_ids: list[strawberry.ID]
-    description: str | None = None
-    client_mutation_id: str | None = None
-
-
-@strawberry.type
-class CreatePermissionSetPayload:
-    permission_set: PermissionSet | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
-
-
-@strawberry.input
-class UpdatePermissionSetInput:
-    permission_set_id: strawberry.ID
-    name: str | None = None
-    description: str | None = None
-    levels: list[PermissionLevelInput] | None = None
-    group_ids: list[strawberry.ID] | None = None
-    client_mutation_id: str | None = None
-
-
-@strawberry.type
-class UpdatePermissionSetPayload:
-    permission_set: PermissionSet | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
-
-
-@strawberry.input
-class DeletePermissionSetInput:
-    permission_set_id: strawberry.ID
-    client_mutation_id: str | None = None
-
-
-@strawberry.type
-class DeletePermissionSetPayload:
-    deleted_permission_set_id: strawberry.ID | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
-
-
-@strawberry.input
+@mutation_input
 class AssignPermissionSetsInput:
     user_id: strawberry.ID
     permission_set_ids: list[strawberry.ID] = strawberry.field(
         description="The user's sets from now on (sets the viewer cannot see are kept)."
     )
-    client_mutation_id: str | None = None
 
 
-@strawberry.type
+@payload
 class AssignPermissionSetsPayload:
     user: User | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    client_mutation_id: str | None = None
-
-
-MAX_IDS = 100
-
-
-def _keys(values: Sequence[str], type_name: str, field: str) -> list[int]:
-    if len(values) > MAX_IDS:
-        from server.api.errors import BadUserInput
-
-        raise BadUserInput(f"at most {MAX_IDS} ids", field=field)
-    return [decode_id(value, type_name, field) for value in values]
-
-
-def _levels(values: Sequence[PermissionLevelInput]) -> list[tuple[AreaValue, LevelValue]]:
-    return [(AreaValue(v.area), LevelValue(v.level)) for v in values]
-
-
-async def _group_path_of_set(permission_set: PermissionSetModel) -> str:
-    """Where a set is filed in the audit log: the deepest group above all of its groups."""
-    ids = (await permissions.group_ids_by_set([permission_set.id]))[permission_set.id]
-    paths = [g.path for g in await GroupModel.filter(id__in=ids)] if ids else []
-    if not paths:
-        return ""
-    common = path_ids(paths[0])
-    for path in paths[1:]:
-        other = path_ids(path)
-        n = 0
-        while n < min(len(common), len(other)) and common[n] == other[n]:
-            n += 1
-        common = common[:n]
-    return "/" + "".join(f"{i}/" for i in common) if common else ""
-
-
-async def _home_path(user_id: int) -> str:
-    return (await GroupModel.get(home_users__id=user_id)).path
 
 
 @strawberry.type
 class UserMutations:
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="A native console user in a group the viewer manages (WRITE on USERS), "
-        "with permission sets granting nothing the viewer does not hold.",
+    @mutation(
+        "A native console user in a group the viewer manages (WRITE on USERS), with "
+        "permission sets granting nothing the viewer does not hold."
     )
     async def create_user(
         self, info: Info[Context, None], input: CreateUserInput
     ) -> CreateUserPayload:
         context = info.context
         group_key = decode_id(input.home_group_id, "StaticGroup", "homeGroupId")
-        set_keys = _keys(input.permission_set_ids, "PermissionSet", "permissionSetIds")
+        set_keys = decode_ids(input.permission_set_ids, "PermissionSet", "permissionSetIds")
+        scope = context.require_scope()
         detail = {"email": input.email[:254]}
-        try:
-            async with audited(context, "createUser", "User", None, detail) as entry:
-                user = await users.create_user(
-                    context.require_scope(),
-                    context.require_session().user_id,
-                    email=input.email,
-                    password=input.password,
-                    home_group_id=group_key,
-                    permission_set_ids=set_keys,
-                    description=input.description,
-                    tag=input.tag,
-                    session_timeout_seconds=input.session_timeout,
-                )
-                entry.object_id = user.id
-                entry.group_path = await _home_path(user.id)
-        except DomainError as exc:
-            return CreateUserPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
+        async with audited(context, "createUser", "User", None, detail) as entry:
+            user = await users.create_user(
+                scope,
+                context.require_session().user_id,
+                email=input.email,
+                password=input.password,
+                home_group_id=group_key,
+                permission_set_ids=set_keys,
+                description=input.description,
+                tag=input.tag,
+                session_timeout_seconds=input.session_timeout,
             )
-        return CreateUserPayload(user=User.of(user), client_mutation_id=input.client_mutation_id)
+            entry.object_id = user.id
+            entry.group_path = await users.home_group_path(scope, user.id)
+        return CreateUserPayload(user=User.of(user))
 
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Enable or disable a user (disabling ends its sessions at once) or change "
-        "its details.",
+    @mutation(
+        "Enable or disable a user (disabling ends its sessions at once) or change its details."
     )
     async def update_user(
         self, info: Info[Context, None], input: UpdateUserInput
@@ -345,151 +181,44 @@ class UserMutations:
             else None
         )
         timeout_given = input.session_timeout is not strawberry.UNSET
+        scope, session = context.require_scope(), context.require_session()
         detail = {
             "enabled": input.enabled,
             "passwordChanged": input.password is not None,
             "homeGroupChanged": group_key is not None,
         }
-        try:
-            async with audited(context, "updateUser", "User", key, detail) as entry:
-                change = await users.update_user(
-                    context.require_scope(),
-                    context.require_session().user_id,
-                    key,
-                    enabled=input.enabled,
-                    password=input.password,
-                    description=input.description,
-                    tag=input.tag,
-                    session_timeout_seconds=input.session_timeout if timeout_given else None,  # type: ignore[arg-type]
-                    clear_session_timeout=timeout_given and input.session_timeout is None,
-                    home_group_id=group_key,
-                    actor_session_id=context.require_session().session_id,
-                )
-                entry.group_path = await _home_path(key)
-        except DomainError as exc:
-            return UpdateUserPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
+        async with audited(context, "updateUser", "User", key, detail) as entry:
+            change = await users.update_user(
+                scope,
+                session.user_id,
+                key,
+                enabled=input.enabled,
+                password=input.password,
+                description=input.description,
+                tag=input.tag,
+                session_timeout_seconds=input.session_timeout if timeout_given else None,
+                clear_session_timeout=timeout_given and input.session_timeout is None,
+                home_group_id=group_key,
+                actor_session_id=session.session_id,
             )
+            entry.group_path = await users.home_group_path(scope, key)
         await publish_sessions_ended(
-            context.bus,
-            context.require_scope().instance_id,
-            session_ids=change.ended_session_ids,
+            context.bus, scope.instance_id, session_ids=change.ended_session_ids
         )
-        return UpdateUserPayload(
-            user=User.of(change.user), client_mutation_id=input.client_mutation_id
-        )
+        return UpdateUserPayload(user=User.of(change.user))
 
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Replace a user's permission sets (among those the viewer sees).",
-    )
+    @mutation("Replace a user's permission sets (among those the viewer sees).")
     async def assign_permission_sets(
         self, info: Info[Context, None], input: AssignPermissionSetsInput
     ) -> AssignPermissionSetsPayload:
         context = info.context
         key = decode_id(input.user_id, "User", "userId")
-        set_keys = _keys(input.permission_set_ids, "PermissionSet", "permissionSetIds")
+        set_keys = decode_ids(input.permission_set_ids, "PermissionSet", "permissionSetIds")
+        scope = context.require_scope()
         detail = {"permissionSetIds": list(input.permission_set_ids)}
-        try:
-            async with audited(context, "assignPermissionSets", "User", key, detail) as entry:
-                user = await users.assign_permission_sets(
-                    context.require_scope(), context.require_session().user_id, key, set_keys
-                )
-                entry.group_path = await _home_path(key)
-        except DomainError as exc:
-            return AssignPermissionSetsPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
+        async with audited(context, "assignPermissionSets", "User", key, detail) as entry:
+            user = await users.assign_permission_sets(
+                scope, context.require_session().user_id, key, set_keys
             )
-        return AssignPermissionSetsPayload(
-            user=User.of(user), client_mutation_id=input.client_mutation_id
-        )
-
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="A permission set on groups the viewer manages, granting nothing the "
-        "viewer does not hold.",
-    )
-    async def create_permission_set(
-        self, info: Info[Context, None], input: CreatePermissionSetInput
-    ) -> CreatePermissionSetPayload:
-        context = info.context
-        group_keys = _keys(input.group_ids, "StaticGroup", "groupIds")
-        detail = {"name": input.name[:255]}
-        try:
-            async with audited(
-                context, "createPermissionSet", "PermissionSet", None, detail
-            ) as entry:
-                created = await permissions.create_permission_set(
-                    context.require_scope(),
-                    name=input.name,
-                    description=input.description,
-                    levels=_levels(input.levels),
-                    group_ids=group_keys,
-                )
-                entry.object_id = created.id
-                entry.group_path = await _group_path_of_set(created)
-        except DomainError as exc:
-            return CreatePermissionSetPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
-            )
-        return CreatePermissionSetPayload(
-            permission_set=PermissionSet.of(created), client_mutation_id=input.client_mutation_id
-        )
-
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Change a permission set the viewer manages; its holders' rights change.",
-    )
-    async def update_permission_set(
-        self, info: Info[Context, None], input: UpdatePermissionSetInput
-    ) -> UpdatePermissionSetPayload:
-        context = info.context
-        key = decode_id(input.permission_set_id, "PermissionSet", "permissionSetId")
-        group_keys = (
-            _keys(input.group_ids, "StaticGroup", "groupIds")
-            if input.group_ids is not None
-            else None
-        )
-        try:
-            async with audited(context, "updatePermissionSet", "PermissionSet", key) as entry:
-                updated = await permissions.update_permission_set(
-                    context.require_scope(),
-                    key,
-                    name=input.name,
-                    description=input.description,
-                    levels=_levels(input.levels) if input.levels is not None else None,
-                    group_ids=group_keys,
-                )
-                entry.group_path = await _group_path_of_set(updated)
-        except DomainError as exc:
-            return UpdatePermissionSetPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
-            )
-        return UpdatePermissionSetPayload(
-            permission_set=PermissionSet.of(updated), client_mutation_id=input.client_mutation_id
-        )
-
-    @strawberry.mutation(
-        permission_classes=[Authenticated],
-        description="Delete a permission set the viewer manages; its holders lose its rights.",
-    )
-    async def delete_permission_set(
-        self, info: Info[Context, None], input: DeletePermissionSetInput
-    ) -> DeletePermissionSetPayload:
-        context = info.context
-        key = decode_id(input.permission_set_id, "PermissionSet", "permissionSetId")
-        try:
-            async with audited(context, "deletePermissionSet", "PermissionSet", key) as entry:
-                scope = context.require_scope()
-                target = await permissions.get_visible(scope, key)
-                entry.group_path = await _group_path_of_set(target)
-                entry.detail["name"] = target.name
-                await permissions.delete_permission_set(scope, key)
-        except DomainError as exc:
-            return DeletePermissionSetPayload(
-                errors=[UserError.of(exc)], client_mutation_id=input.client_mutation_id
-            )
-        return DeletePermissionSetPayload(
-            deleted_permission_set_id=input.permission_set_id,
-            client_mutation_id=input.client_mutation_id,
-        )
+            entry.group_path = await users.home_group_path(scope, key)
+        return AssignPermissionSetsPayload(user=User.of(user))

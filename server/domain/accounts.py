@@ -192,3 +192,11 @@ async def publish_sessions_ended(
         await bus.publish(
             events.SESSION_ENDED, {"instance_id": instance_id, "session_ids": list(session_ids)}
         )
+
+
+async def own_account(session: SessionInfo) -> Account | None:
+    """The account a session signed in as through a portal (an account lives outside any
+    instance, so the session, not a scope, says whose it is); None for a console user."""
+    if session.account_id is None:
+        return None
+    return await Account.get_or_none(id=session.account_id)

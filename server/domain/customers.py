@@ -17,7 +17,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from server import events
-from server.domain import installers, permissions, secrets, tree, validation
+from server.domain import installers, permission_sets, secrets, tree, validation
 from server.domain.access import Scope
 from server.domain.accounts import email_taken, end_user_sessions
 from server.domain.errors import (
@@ -220,9 +220,9 @@ async def _create_customer_user(
     except IntegrityError:
         raise AlreadyExists("an account or user with this email exists", "user.email") from None
     sets = [
-        await permissions.create_unchecked(
+        await permission_sets.create_unchecked(
             scope.instance_id,
-            await permissions.free_name_like(scope.instance_id, f"{company.name}: customer"),
+            await permission_sets.free_name_like(scope.instance_id, f"{company.name}: customer"),
             f"{SETUP_USER_DESCRIPTION}: the customer's group",
             customer_levels,
             [group],
@@ -230,9 +230,9 @@ async def _create_customer_user(
     ]
     if shared:
         sets.append(
-            await permissions.create_unchecked(
+            await permission_sets.create_unchecked(
                 scope.instance_id,
-                await permissions.free_name_like(
+                await permission_sets.free_name_like(
                     scope.instance_id, f"{company.name}: shared objects"
                 ),
                 f"{SETUP_USER_DESCRIPTION}: the Shared Objects groups above the customer",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.domain import global_ids
 from server.domain.access import Scope
 from server.domain.errors import InvalidInput, InvalidTransition, NotFound
-from server.domain.listing import Listing
+from server.domain.listing import Listing, sql_in
 from server.domain.secrets import hashes_match, new_token, token_hash
 from server.domain.tree import path_ids
 from server.models import db
@@ -222,6 +223,12 @@ def visible(scope: Scope) -> Listing[Installer]:
 async def by_id(scope: Scope, installer_id: int) -> Installer | None:
     found = await visible(scope).filter("i.id = ?", installer_id).rows(limit=1)
     return found[0] if found else None
+
+
+async def by_ids(scope: Scope, ids: Iterable[int]) -> dict[int, Installer]:
+    values: list[Any] = list(set(ids))
+    found = await visible(scope).filter(*sql_in("i.id", values)).rows() if values else []
+    return {i.id: i for i in found}
 
 
 def of_company(scope: Scope, company_id: int, include_revoked: bool) -> Listing[Installer]:

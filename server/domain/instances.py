@@ -6,6 +6,7 @@ from __future__ import annotations
 from tortoise.transactions import in_transaction
 
 from server.domain import tree, validation
+from server.domain.access import Scope
 from server.domain.errors import (
     AlreadyExists,
     NotFound,
@@ -66,6 +67,17 @@ async def create_instance(account_id: int, via: Service | None, name: str | None
 
 async def instance_of(account_id: int) -> Instance | None:
     return await Instance.get_or_none(owner_id=account_id)
+
+
+async def own_instance(scope: Scope) -> Instance | None:
+    """The viewer's instance, with the owner's account (which says how it is reached)."""
+    return await Instance.get_or_none(id=scope.instance_id).prefetch_related("owner")
+
+
+async def owner_user_id(instance: Instance) -> int:
+    """The console user the owning account acts as inside its instance."""
+    owner = await User.get(instance_id=instance.id, account_id__isnull=False)
+    return owner.id
 
 
 # Children before parents: every table that holds rows of an instance.

@@ -14,13 +14,13 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from server.domain import permissions, secrets, validation
+from server.domain import permission_sets, secrets, validation
 from server.domain import search as text_search
 from server.domain.access import Scope
 from server.domain.accounts import email_taken, end_user_sessions
 from server.domain.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
 from server.domain.listing import Listing, sql_in
-from server.models import StaticGroup, User
+from server.models import StaticGroup, User, db
 from server.models.enums import Area, GroupKind, Level
 
 MIN_SESSION_TIMEOUT = 60
@@ -84,11 +84,11 @@ async def create_user(
     """A native user in a group the creator manages, with sets the creator may hand out."""
     email = validation.email(email)
     password = validation.password(password)
-    description = permissions.plain_text(description, "description", max_length=DESCRIPTION_MAX)
-    tag = permissions.plain_text(tag, "tag", max_length=TAG_MAX)
+    description = permission_sets.plain_text(description, "description", max_length=DESCRIPTION_MAX)
+    tag = permission_sets.plain_text(tag, "tag", max_length=TAG_MAX)
     timeout = session_timeout(session_timeout_seconds)
     group = await _home_group(scope, home_group_id)
-    sets = await permissions.checked_sets(scope, permission_set_ids)
+    sets = await permission_sets.checked_sets(scope, permission_set_ids)
     password_hash = await secrets.hash_password(password)
     async with in_transaction():
         if await email_taken(email):
@@ -121,8 +121,8 @@ async def editable(scope: Scope, actor_id: int | None, user_id: int) -> User:
     scope.require(home.path, Area.USERS, Level.WRITE)
     if user.is_owner:
         raise PermissionDenied("the account owner is managed through the portal", "userId")
-    grants = await permissions.grants_of_user(scope.instance_id, user.id)
-    permissions.require_within(scope, grants, "this user's permission sets", "userId")
+    grants = await permission_sets.grants_of_user(scope.instance_id, user.id)
+    permission_sets.require_within(scope, grants, "this user's permission sets", "userId")
     return user
 
 
@@ -152,8 +152,8 @@ async def update_user(
     user = await editable(scope, actor_id, user_id)
     if password is not None:
         password = validation.password(password)
-    description = permissions.plain_text(description, "description", max_length=DESCRIPTION_MAX)
-    tag = permissions.plain_text(tag, "tag", max_length=TAG_MAX)
+    description = permission_sets.plain_text(description, "description", max_length=DESCRIPTION_MAX)
+    tag = permission_sets.plain_text(tag, "tag", max_length=TAG_MAX)
     timeout = session_timeout(session_timeout_seconds)
     if enabled is False and user.id == actor_id:
         raise InvalidInput("you cannot disable yourself", "enabled")
@@ -200,11 +200,26 @@ async def assign_permission_sets(
 ) -> User:
     """Replace the user's sets among those the viewer sees; sets it cannot see are kept."""
     user = await editable(scope, actor_id, user_id)
-    sets = await permissions.checked_sets(scope, set_ids)
-    visible_now = (await permissions.by_user_ids(scope, [user.id]))[user.id]
+    sets = await permission_sets.checked_sets(scope, set_ids)
+    visible_now = (await permission_sets.by_user_ids(scope, [user.id]))[user.id]
     async with in_transaction():
         if visible_now:
             await user.permission_sets.remove(*visible_now)
         if sets:
             await user.permission_sets.add(*sets)
     return user
+
+
+async def own_user(scope: Scope) -> User | None:
+    """The viewer itself: a viewer always sees itself, whatever its USERS rights."""
+    return await User.get_or_none(id=scope.user_id, instance_id=scope.instance_id)
+
+
+async def home_group_path(scope: Scope, user_id: int) -> str:
+    """Where a user of the viewer's instance lives: its audit entries are filed there."""
+    path = await db.fetch_value(
+        "SELECT g.path FROM console_user u JOIN static_group g ON g.id = u.home_group_id "
+        "WHERE u.id = ? AND u.instance_id = ?",
+        [user_id, scope.instance_id],
+    )
+    return str(path or "")

@@ -158,3 +158,56 @@ async def test_the_log_pages_newest_first(client, world):
     ids = [e["node"]["id"] for e in first["edges"] + second["edges"]]
     keys = [global_ids.decode(i)[1] for i in ids]
     assert keys == sorted(keys, reverse=True) and len(set(keys)) == 4
+
+
+async def test_users_and_permission_sets_are_filed_where_they_live(client, world):
+    """A user's entries under its home group; a set's under the deepest group above all of
+    its groups, so that whoever audits those groups reads them."""
+    owner, tree = world
+    (first, second), (other, _) = (tree.customers[m.id] for m in tree.msps)
+    groups = {c.id: await group_of(c) for c in (first, second, other)}
+    msp_group = await group_of(tree.msps[0])
+    create_set = """mutation($input: CreatePermissionSetInput!) { createPermissionSet(
+      input: $input) { permissionSet { id } errors { code } } }"""
+    levels = [{"area": "COMPUTERS", "level": "READ"}]
+    made = []
+    for name, customers in (("one MSP", [first, second]), ("two MSPs", [first, other])):
+        variables = {
+            "input": {
+                "name": name,
+                "levels": levels,
+                "groupIds": [gid("StaticGroup", groups[c.id].id) for c in customers],
+            }
+        }
+        payload = await client.query(create_set, variables, owner.token)
+        made.append(payload["createPermissionSet"]["permissionSet"]["id"])
+    create_user = """mutation($input: CreateUserInput!) { createUser(input: $input) {
+      user { id } errors { code } } }"""
+    user_input = {
+        "email": factories.unique_email("filed"),
+        "password": "a long enough password",
+        "homeGroupId": gid("StaticGroup", groups[second.id].id),
+    }
+    user = (await client.query(create_user, {"input": user_input}, owner.token))["createUser"]
+    update_user = """mutation($input: UpdateUserInput!) { updateUser(input: $input) {
+      errors { code } } }"""
+    update = {"userId": user["user"]["id"], "tag": "moved on"}
+    assert (await client.query(update_user, {"input": update}, owner.token))["updateUser"] == {
+        "errors": []
+    }
+    delete_set = """mutation($input: DeletePermissionSetInput!) { deletePermissionSet(
+      input: $input) { errors { code } } }"""
+    await client.query(delete_set, {"input": {"permissionSetId": made[0]}}, owner.token)
+    filed = {
+        (e.action, e.object_id): e.group_path
+        for e in await entries(owner.instance_id)
+        if e.action in {"createPermissionSet", "deletePermissionSet", "createUser", "updateUser"}
+    }
+    above_both_msps = msp_group.path.rsplit("/", 2)[0] + "/"
+    assert filed == {
+        ("createPermissionSet", made[0]): msp_group.path,
+        ("createPermissionSet", made[1]): above_both_msps,
+        ("deletePermissionSet", made[0]): msp_group.path,
+        ("createUser", user["user"]["id"]): groups[second.id].path,
+        ("updateUser", user["user"]["id"]): groups[second.id].path,
+    }

@@ -50,6 +50,44 @@ async def test_queries_work_by_get_but_mutations_do_not(client):
     assert still["viewer"]["via"] == "EBA"
 
 
+SUBSCRIPTION = "subscription { syncStatus { id state } }"
+
+
+async def test_a_subscription_over_http_is_refused_before_it_runs_and_logs_nothing(client, caplog):
+    owner = await factories.owner(client)
+    headers = {"authorization": f"Bearer {owner.token}"}
+    sent = [
+        client.http.post(
+            "/graphql", json={"query": SUBSCRIPTION}, headers={**headers, "accept": accept}
+        )
+        for accept in (GRAPHQL_RESPONSE, "application/json")
+    ]
+    sent.append(client.http.get("/graphql", params={"query": SUBSCRIPTION}, headers=headers))
+    sent.append(client.http.post("/graphql", json={"query": SUBSCRIPTION}))  # signed out
+    answers = [await request for request in sent]
+    # a request error, the GraphQL-over-HTTP way: no `data`; 400 for clients of the spec's
+    # media type, 200 for legacy JSON clients (as for a document that fails validation)
+    assert [a.status_code for a in answers] == [400, 200, 200, 200]
+    for answer in answers:
+        body = answer.json()
+        assert "data" not in body
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["WEBSOCKET_REQUIRED"]
+        assert "websocket" in body["errors"][0]["message"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_a_query_beside_a_subscription_in_one_document_still_runs_by_name(client):
+    owner = await factories.owner(client)
+    document = "query Mine { viewer { via } } subscription Live { syncStatus { id } }"
+    response = await client.http.post(
+        "/graphql",
+        json={"query": document, "operationName": "Mine"},
+        headers={"authorization": f"Bearer {owner.token}"},
+    )
+    body = response.json()
+    assert body["data"] == {"viewer": {"via": "EBA"}} and "errors" not in body
+
+
 async def test_malformed_json_is_a_400(client):
     response = await client.http.post(
         "/graphql", content=b"{not json", headers={"content-type": "application/json"}

@@ -1,7 +1,9 @@
 """How many SQL statements the heaviest pages cost: pinned, and the same whatever the size."""
 
 from server.models.db import count_statements
+from server.models.enums import Area, Level
 from tests import factories
+from tests.api.scoped_users import group_of, permission_set
 
 
 async def statements_of(client, operation, variables, token):
@@ -52,3 +54,34 @@ async def test_the_group_tree_with_computer_counts_does_not_grow_with_the_tree(c
     await factories.company_tree(large.instance_id, msps=5, customers_per_msp=6)
     counts = [await statements_of(client, "GroupTree", {}, t) for t in (small.token, large.token)]
     assert counts[0] == counts[1]
+
+
+async def test_nodes_cost_one_statement_per_type_whatever_the_number_of_ids(client):
+    owner = await factories.owner(client)
+    tree = await factories.company_tree(
+        owner.instance_id, msps=2, customers_per_msp=2, computers_per_customer=0
+    )
+    create = """mutation($input: CreateInstallerInput!) { createInstaller(input: $input) {
+      installer { id } } }"""
+    installers = []
+    for customer in tree.all_customers:
+        variables = {"input": {"companyId": factories.global_id(customer)}}
+        payload = await client.query(create, variables, owner.token)
+        installers.append(payload["createInstaller"]["installer"]["id"])
+    groups = [await group_of(c) for c in tree.all_customers]
+    sets = [
+        factories.global_id(await permission_set(owner.instance_id, [g], {Area.USERS: Level.READ}))
+        for g in groups
+    ]
+    log = await client.query("{ auditLog(first: 4) { edges { node { id } } } }", token=owner.token)
+    entries = [e["node"]["id"] for e in log["auditLog"]["edges"]]
+    nodes = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+    counts = []
+    for n in (1, 4):
+        ids = installers[:n] + sets[:n] + entries[:n]
+        with count_statements() as counter:
+            found = await client.query(nodes, {"ids": ids}, owner.token)
+        assert [node["id"] for node in found["nodes"]] == ids
+        counts.append(counter.count)
+    # the session, then one statement each for installers, permission sets, audit entries
+    assert counts == [4, 4]

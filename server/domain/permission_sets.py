@@ -13,7 +13,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from server.domain import validation
+from server.domain import tree, validation
 from server.domain.access import Scope, parse_levels
 from server.domain.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
 from server.domain.listing import Listing, sql_in
@@ -92,8 +92,9 @@ async def by_user_ids(scope: Scope, user_ids: Iterable[int]) -> dict[int, list[P
     return result
 
 
-async def group_ids_by_set(set_ids: Iterable[int]) -> dict[int, list[int]]:
-    """The groups of each set, in tree order, in one statement."""
+async def group_ids_by_set(scope: Scope, set_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The groups of each set of the viewer's instance, in tree order, in one statement (the
+    ids only: reading the groups themselves goes through the scope)."""
     ids: list[Any] = list(set(set_ids))
     result: dict[int, list[int]] = {i: [] for i in ids}
     if not ids:
@@ -101,8 +102,9 @@ async def group_ids_by_set(set_ids: Iterable[int]) -> dict[int, list[int]]:
     rows = await db.fetch(
         "SELECT psg.permission_set_id AS set_id, g.id AS group_id FROM permission_set_group psg "
         f"JOIN static_group g ON g.id = psg.staticgroup_id "
-        f"WHERE {sql_in('psg.permission_set_id', ids)[0]} ORDER BY g.sort_key, g.id",
-        ids,
+        f"WHERE g.instance_id = ? AND {sql_in('psg.permission_set_id', ids)[0]} "
+        "ORDER BY g.sort_key, g.id",
+        [scope.instance_id, *ids],
     )
     for row in rows:
         result[row["set_id"]].append(row["group_id"])
@@ -137,6 +139,21 @@ async def grants_of_user(instance_id: int, user_id: int) -> Grants:
         [user_id, instance_id],
     )
     return [(row["path"], parse_levels(row["levels"])) for row in rows]
+
+
+async def filing_path(scope: Scope, permission_set: PermissionSet) -> str:
+    """Where a set is filed in the audit log: the deepest group above all of its groups."""
+    grants = (await grants_of_sets(scope.instance_id, [permission_set.id]))[permission_set.id]
+    paths = [tree.path_ids(path) for path, _ in grants]
+    if not paths:
+        return ""
+    common = paths[0]
+    for ids in paths[1:]:
+        n = 0
+        while n < min(len(common), len(ids)) and common[n] == ids[n]:
+            n += 1
+        common = common[:n]
+    return "/" + "".join(f"{i}/" for i in common) if common else ""
 
 
 def within(scope: Scope, grants: Grants) -> bool:
