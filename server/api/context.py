@@ -1,4 +1,4 @@
-"""The request context: settings, the event bus, the viewer and its scope, the loaders.
+"""The request context: settings, the event bus and hub, the viewer and its scope, the loaders.
 
 One context serves one HTTP request, or one operation on a websocket: the socket's own
 context (made at the handshake) only holds what its operations share, and each operation runs
@@ -19,6 +19,7 @@ from server.api.loaders import Loaders
 from server.domain.access import NO_SCOPE, Scope
 from server.domain.accounts import SessionInfo
 from server.events import EventBus
+from server.hub import Hub
 from server.settings import Settings
 
 
@@ -44,6 +45,7 @@ class Context:
     client_address: str | None = None
     token: str | None = None  # the bearer token sent; once signed in, the session's
     socket: Socket | None = None  # set on a websocket's contexts
+    hub: Hub | None = None  # the worker's subscription hub (server/api/subscriptions.py)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.scope or NO_SCOPE, self.settings)
