@@ -67,6 +67,10 @@ class Hub:
     def fetches(self, topic: str) -> int:
         return self._topics[topic].fetches
 
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(g) for t in self._topics.values() for g in t.subscribers.values())
+
     @contextlib.asynccontextmanager
     async def subscribe(
         self, topic: str, instance_id: int, select: Select, viewer: Any = None
