@@ -2,9 +2,11 @@
 subscribers, and each subscriber picks from it in memory what it may receive.
 
 The hub reads the bus through one mailbox per topic that has subscribers (opened with the
-first, closed with the last). For every batch of events that arrived together it calls, per
-instance with subscribers: `refresh` with the subscribers' viewers (the API re-reads the rights
-of those due, all in one statement), then the topic's `load` once for the whole batch (one
+first, closed with the last). `refresh` is called with the subscribers' viewers every
+`refresh_every` seconds while there are subscribers (the API re-reads their rights, all in one
+statement). For every batch of events that arrived together it calls, per instance with
+subscribers: `refresh` for those whose rights are older than `refresh_every` (the periodic
+one fell behind), then the topic's `load` once for the whole batch (one
 fetch: the rows with whatever every subscriber needs to check and render them, such as their
 paths), then each subscriber's `select`, a pure function of the event, the fetched rows and its
 viewer. What a subscriber selects from one batch goes to its own bounded mailbox as one entry
@@ -32,7 +34,8 @@ Payload = dict[str, Any]
 Load = Callable[[int, Sequence[Payload]], Awaitable[Mapping[Any, Any]]]
 # what of one event a subscriber receives (a list, maybe empty), or None: its session ended
 Select = Callable[[Payload, Mapping[Any, Any]], list[Any] | None]
-Refresh = Callable[[Sequence[Any]], Awaitable[None]]
+# re-read the rights of those viewers last read more than so many seconds ago
+Refresh = Callable[[Sequence[Any], float], Awaitable[None]]
 # events the hub's own mailbox holds while it fetches: drained whole at each fetch, so only a
 # burst this large arriving during one fetch could overflow it (and end every subscription)
 HUB_QUEUE_LIMIT = 100_000
@@ -56,10 +59,14 @@ class _Topic:
 
 
 class Hub:
-    def __init__(self, bus: EventBus, refresh: Refresh | None = None) -> None:
+    def __init__(
+        self, bus: EventBus, refresh: Refresh | None = None, refresh_every: float = 1.0
+    ) -> None:
         self.bus = bus
         self.refresh = refresh
+        self.refresh_every = refresh_every
         self._topics: dict[str, _Topic] = {}
+        self._refresher: asyncio.Task[None] | None = None
 
     def register(self, topic: str, load: Load) -> None:
         self._topics[topic] = _Topic(load)
@@ -83,6 +90,8 @@ class Hub:
         if state.inbox is None:  # opened now, synchronously: no event published later is lost
             state.inbox = self.bus.open_mailbox(topic, HUB_QUEUE_LIMIT)
             state.pump = asyncio.create_task(self._pump(topic, state), name=f"hub-{topic}")
+        if self.refresh is not None and (self._refresher is None or self._refresher.done()):
+            self._refresher = asyncio.create_task(self._refresh_forever(), name="hub-refresh")
         try:
             yield subscriber.mailbox
         finally:
@@ -101,6 +110,27 @@ class Hub:
             if state.pump is not None:
                 state.pump.cancel()
                 state.pump = None
+
+    def _viewers(self, instance_id: int | None = None) -> list[Any]:
+        return [
+            s.viewer
+            for t in self._topics.values()
+            for i, group in t.subscribers.items()
+            if instance_id is None or i == instance_id
+            for s in group
+            if s.viewer is not None
+        ]
+
+    async def _refresh_forever(self) -> None:
+        """Between events, keep the subscribers' rights fresh (one statement a period for
+        all), so that an event seldom waits for it; ends with the last subscriber."""
+        assert self.refresh is not None
+        while self.subscriber_count:
+            await asyncio.sleep(self.refresh_every)
+            try:
+                await self.refresh(self._viewers(), self.refresh_every / 2)
+            except Exception:
+                log.exception("hub: re-reading the subscribers' rights failed")
 
     async def _pump(self, topic: str, state: _Topic) -> None:
         inbox = state.inbox
@@ -128,9 +158,8 @@ class Hub:
 
     async def _deliver(self, state: _Topic, instance_id: int, payloads: list[Payload]) -> None:
         try:
-            if self.refresh is not None:
-                viewers = [s.viewer for s in state.subscribers.get(instance_id, ())]
-                await self.refresh([v for v in viewers if v is not None])
+            if self.refresh is not None:  # those due (the refresher fell behind), if any
+                await self.refresh(self._viewers(instance_id), self.refresh_every)
             state.fetches += 1
             found = await state.load(instance_id, payloads)
         except Exception as exc:

@@ -3,10 +3,11 @@
 Each event is fetched once per worker, whatever the number of subscribers: the rows with their
 paths, read for the whole instance (`access.whole_instance`). Each subscriber then receives a
 row only when its own scope `allows` the row's path: the one access mechanism, applied in
-memory. Rights change while a socket stays open: the scopes of the subscribers due for it (last
-read over a second ago) are re-read before the fetch, all together in one statement, and a
-subscriber whose session ended stops there. A subscriber that falls `events.QUEUE_LIMIT` events
-behind is ended with `SUBSCRIBER_TOO_SLOW` rather than silently losing events.
+memory. Rights change while a socket stays open: the hub re-reads the scopes of all its
+subscribers once a second, together in one statement, and before a fetch those read over a
+second ago; a subscriber whose session ended stops at its next event. A subscriber that falls
+`events.QUEUE_LIMIT` batches of events behind is ended with `SUBSCRIBER_TOO_SLOW` rather than
+silently losing events.
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ class Viewer:
 def make_hub(bus: EventBus, session_ttl: int) -> Hub:
     """The hub of one worker, with every subscription topic and how to fetch its events."""
 
-    async def refresh(viewers: Sequence[Viewer]) -> None:
-        """Re-read the rights of the viewers due for it, in one statement."""
+    async def refresh(viewers: Sequence[Viewer], age: float) -> None:
+        """Re-read the rights of the viewers last read over `age` seconds ago, in one
+        statement."""
         now = time.monotonic()
-        due = [v for v in viewers if now - v.refreshed > RIGHTS_RECHECK_SECONDS]
+        due = [v for v in viewers if now - v.refreshed > age]
         if not due:
             return
         sessions = await resolve_sessions([v.context.token or "" for v in due], session_ttl)
@@ -79,7 +81,7 @@ def make_hub(bus: EventBus, session_ttl: int) -> Hub:
             viewer.context.sign_in(session, scope, token if session else None)
             viewer.refreshed = now
 
-    hub = Hub(bus, refresh)
+    hub = Hub(bus, refresh, refresh_every=RIGHTS_RECHECK_SECONDS)
     hub.register(events.SYNC_RUN, _load_runs)
     hub.register(events.CUSTOMER_STATUS, _load_companies)
     hub.register(events.COMPUTER_CONNECTION, _load_computers)

@@ -216,7 +216,8 @@ async def measure(url: str, world: World, args: argparse.Namespace) -> int:
             missing += len(subs) - len(got)
             print(
                 f"event {n + 1:3d}: {len(got)}/{len(subs)} received, "
-                f"first {min(got, default=0) * 1000:.0f} ms, slowest {max(got, default=0) * 1000:.0f} ms"
+                f"first {min(got, default=0) * 1000:.0f} ms, "
+                f"slowest {max(got, default=0) * 1000:.0f} ms"
             )
         burst_missing = 0
         if args.burst:
