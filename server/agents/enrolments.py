@@ -1,0 +1,95 @@
+"""The enrolment writer: enrolments arriving together are written together.
+
+A mass deployment sends thousands of enrolments at once; one transaction each would cost a
+commit (and on PostgreSQL a round trip per statement) per computer. The writer waits `window`
+seconds after the first enrolment for others to join, and whatever arrives while a batch is
+being written joins the next: one transaction and a fixed number of statements per batch
+(`server.domain.enrolment.enroll_batch`), each request answered with its own enrolment or
+refusal. A lone enrolment waits only the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from server.domain.enrolment import (
+    Enrolment,
+    EnrolmentRequest,
+    Pending,
+    enroll,
+    enroll_batch,
+)
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WINDOW = 0.002  # seconds the first enrolment of a batch waits for others
+MAX_BATCH = 500  # enrolments in one transaction
+
+
+class EnrolmentWriter:
+    def __init__(self, settings: Settings, *, window: float = WINDOW, max_batch: int = MAX_BATCH):
+        self.settings = settings
+        self.window = window
+        self.max_batch = max_batch
+        self._pending: list[tuple[Pending, asyncio.Future[Enrolment]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # written, for tests and metrics
+
+    async def enroll(
+        self, installer_token: str, request: EnrolmentRequest, client_address: str | None
+    ) -> Enrolment:
+        """Enrol with the next batch; raises AgentUnauthorized when refused."""
+        future: asyncio.Future[Enrolment] = asyncio.get_running_loop().create_future()
+        self._pending.append((Pending(installer_token, request, client_address), future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write(), name="enrolment-writer")
+        return await asyncio.shield(future)  # a client that leaves does not undo the write
+
+    async def stop(self) -> None:
+        """Write what is waiting (called before the database goes down)."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+
+    async def _write(self) -> None:
+        await asyncio.sleep(self.window)
+        while self._pending:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            try:
+                results = await enroll_batch([p for p, _ in batch], settings=self.settings)
+            except Exception:
+                log.exception(
+                    "a batch of %d enrolments failed; writing them one by one", len(batch)
+                )
+                await self._one_by_one(batch)
+                continue
+            self.batches += 1
+            for (_, future), result in zip(batch, results, strict=True):
+                _settle(future, result)
+
+    async def _one_by_one(self, batch: list[tuple[Pending, asyncio.Future[Enrolment]]]) -> None:
+        """After a batch failed: each enrolment alone, so one bad request fails only itself."""
+        for pending, future in batch:
+            try:
+                result: Enrolment | BaseException = await enroll(
+                    pending.installer_token,
+                    pending.request,
+                    settings=self.settings,
+                    client_address=pending.client_address,
+                )
+            except Exception as exc:
+                result = exc
+            _settle(future, result)
+
+
+def _settle(future: asyncio.Future[Enrolment], result: Enrolment | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
