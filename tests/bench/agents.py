@@ -16,6 +16,7 @@ the database. Check-in capacity: a short `--interval` (5,000 agents every second
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,8 +34,9 @@ from tortoise.migrations.api import migrate
 
 from server.agents.simulate import Report, run_loop, simulate_agents
 from server.domain.installers import create_installer
-from server.models.db import fetch_value, tortoise_config
+from server.models.db import fetch_value, normalize_url, tortoise_config
 from server.settings import Settings
+from tests.conftest import _postgres_database
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -118,11 +121,31 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], limit: float = 30
     raise RuntimeError("the server did not start listening")
 
 
-def bench(args: argparse.Namespace) -> Report:
+@contextlib.contextmanager
+def bench_database(url: str | None, keep: bool) -> Iterator[str]:
+    """A new database on the PostgreSQL server of `url` (dropped after, as the suite's are),
+    or a temporary SQLite file."""
+    if url and normalize_url(url).startswith("postgres://"):
+        databases = _postgres_database(normalize_url(url))
+        try:
+            yield next(databases)
+        finally:
+            databases.close()
+        return
     folder = tempfile.mkdtemp(prefix="msp-bench-")
-    database_url = (
-        args.database_url or os.environ.get("DATABASE_URL") or (f"sqlite://{folder}/bench.db")
-    )
+    try:
+        yield url or f"sqlite://{folder}/bench.db"
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def bench(args: argparse.Namespace) -> Report:
+    with bench_database(args.database_url or os.environ.get("DATABASE_URL"), args.keep) as url:
+        return _bench(args, url)
+
+
+def _bench(args: argparse.Namespace, database_url: str) -> Report:
     token = run_loop(prepare(database_url))
     port = args.port or free_port()
     command = [
@@ -172,8 +195,6 @@ def bench(args: argparse.Namespace) -> Report:
         f"{enrol_cpu * 1000 / max(1, report.enrolled):.2f} ms of server CPU each"
     )
     print(f"SUSTAINED {report.rate:.1f} check-ins/s, p99 {report.latency_ms(99):.1f} ms")
-    if not args.keep:
-        shutil.rmtree(folder, ignore_errors=True)
     return report
 
 
