@@ -3,7 +3,8 @@
 A mass deployment sends thousands of enrolments at once; one transaction each would cost a
 commit (and on PostgreSQL a round trip per statement) per computer. The writer waits `window`
 seconds after the first enrolment for others to join, and whatever arrives while a batch is
-being written joins the next: one transaction and a fixed number of statements per batch
+being written joins the next (at most `in_flight` batches are written at once, so the next is
+read while one commits): one transaction and a fixed number of statements per batch
 (`server.domain.enrolment.enroll_batch`), each request answered with its own enrolment or
 refusal. A lone enrolment waits only the window.
 """
@@ -11,7 +12,6 @@ refusal. A lone enrolment waits only the window.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from server.domain.enrolment import (
@@ -27,15 +27,25 @@ log = logging.getLogger(__name__)
 
 WINDOW = 0.002  # seconds the first enrolment of a batch waits for others
 MAX_BATCH = 500  # enrolments in one transaction
+IN_FLIGHT = 2  # transactions at once: the next batch is read while one commits
 
 
 class EnrolmentWriter:
-    def __init__(self, settings: Settings, *, window: float = WINDOW, max_batch: int = MAX_BATCH):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        window: float = WINDOW,
+        max_batch: int = MAX_BATCH,
+        in_flight: int = IN_FLIGHT,
+    ) -> None:
         self.settings = settings
         self.window = window
         self.max_batch = max_batch
+        self._slots = asyncio.Semaphore(in_flight)
         self._pending: list[tuple[Pending, asyncio.Future[Enrolment]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._collecting = False  # a task will take what is pending
+        self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # written, for tests and metrics
 
     async def enroll(
@@ -44,29 +54,36 @@ class EnrolmentWriter:
         """Enrol with the next batch; raises AgentUnauthorized when refused."""
         future: asyncio.Future[Enrolment] = asyncio.get_running_loop().create_future()
         self._pending.append((Pending(installer_token, request, client_address), future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._write(), name="enrolment-writer")
+        if not self._collecting:
+            self._collect()
         return await asyncio.shield(future)  # a client that leaves does not undo the write
 
     async def stop(self) -> None:
         """Write what is waiting (called before the database goes down)."""
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await self._task
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _collect(self) -> None:
+        self._collecting = True
+        task = asyncio.create_task(self._write(), name="enrolment-writer")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _write(self) -> None:
-        await asyncio.sleep(self.window)
-        while self._pending:
+        """Once a transaction slot is free: wait the window, take what is pending, write it."""
+        async with self._slots:
+            await asyncio.sleep(self.window)
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
+            self._collecting = False
+            if self._pending:  # more than one batch holds
+                self._collect()
             try:
                 results = await enroll_batch([p for p, _ in batch], settings=self.settings)
             except Exception:
-                log.exception(
-                    "a batch of %d enrolments failed; writing them one by one", len(batch)
-                )
+                log.exception("a batch of %d enrolments failed; one by one now", len(batch))
                 await self._one_by_one(batch)
-                continue
+                return
             self.batches += 1
             for (_, future), result in zip(batch, results, strict=True):
                 _settle(future, result)
