@@ -275,3 +275,34 @@ async def test_a_second_connection_init_closes_the_socket_with_4429_and_starts_n
     finally:
         await socket.close()
     await until(lambda: session_watches() == before)  # the closed socket's watch ended too
+
+
+async def test_a_subscriber_that_falls_behind_is_ended_with_subscriber_too_slow(
+    client, server_url, app
+):
+    from server import events
+
+    owner = await factories.owner(client)
+    hub = app.state.hub
+    before = hub.subscriber_count
+    socket = await connect(server_url, owner.token)
+    try:
+        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+        message = {"query": "subscription { customerStatusChanged { id } }"}
+        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": message}))
+        for _ in range(200):
+            if hub.subscriber_count > before:
+                break
+            await asyncio.sleep(0.01)
+        # its mailbox overflowed (the hub closes it so): what it held, then the error
+        (subscriber,) = hub._topics[events.CUSTOMER_STATUS].subscribers[owner.instance_id]
+        subscriber.mailbox.close(events.SubscriberTooSlow("more than 1000 events waiting"))
+        ended = json.loads(await asyncio.wait_for(socket.recv(), 5))
+        assert ended["type"] == "next", ended
+        assert ended["payload"]["errors"][0]["extensions"]["code"] == "SUBSCRIBER_TOO_SLOW"
+        assert json.loads(await asyncio.wait_for(socket.recv(), 5)) == {
+            "id": "1",
+            "type": "complete",
+        }
+    finally:
+        await socket.close()
