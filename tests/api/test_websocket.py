@@ -306,3 +306,46 @@ async def test_a_subscriber_that_falls_behind_is_ended_with_subscriber_too_slow(
         }
     finally:
         await socket.close()
+
+
+async def test_an_event_is_fetched_once_per_worker_whatever_the_number_of_subscribers(
+    client, server_url, app
+):
+    import contextlib
+
+    from server import events
+    from tests.api.test_isolation import received, settled, subscribed
+
+    owner = await factories.owner(client)
+    tree = await factories.company_tree(
+        owner.instance_id, msps=1, customers_per_msp=2, computers_per_customer=0
+    )
+    hub = app.state.hub
+    query = "subscription { customerStatusChanged { id customerStatus } }"
+    for subscribers, customer in zip((1, 25), tree.all_customers, strict=True):
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = []
+            for _ in range(subscribers):
+                before = hub.subscriber_count
+                sockets.append(
+                    await stack.enter_async_context(subscribed(server_url, owner.token, query))
+                )
+                await settled(hub, before)
+            fetched = hub.fetches(events.CUSTOMER_STATUS)
+            await client.query(SKIP, {"id": factories.global_id(customer)}, owner.token)
+            got = await asyncio.gather(*(received(s) for s in sockets))
+            assert hub.fetches(events.CUSTOMER_STATUS) == fetched + 1
+        assert (
+            got
+            == [
+                [
+                    {
+                        "customerStatusChanged": {
+                            "id": factories.global_id(customer),
+                            "customerStatus": "NORMAL",
+                        }
+                    }
+                ]
+            ]
+            * subscribers
+        )
