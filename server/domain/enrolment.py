@@ -127,7 +127,7 @@ def _as_datetime(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def refuse_unusable(installer: Mapping[str, Any], now: datetime) -> None:
+def _refuse_unusable(installer: Mapping[str, Any], now: datetime) -> None:
     """401 for a revoked, expired, used-up installer, or one of an unlinked customer."""
     expires_at = _as_datetime(installer["expires_at"])
     if installer["revoked_at"] is not None:
@@ -164,11 +164,8 @@ async def enroll(
     client_address: str | None = None,
 ) -> Enrolment:
     """Enrol one computer (a batch of one); raises AgentUnauthorized when refused."""
-    result = (
-        await enroll_batch(
-            [Pending(installer_token, request, client_address)], settings=settings, now=now
-        )
-    )[0]
+    pending = Pending(installer_token, request, client_address)
+    (result,) = await enroll_batch([pending], settings=settings, now=now)
     if isinstance(result, Exception):
         raise result
     return result
@@ -241,7 +238,7 @@ def _decide(
             continue
         counted = used.get(row["id"], row["enrolments"])
         try:
-            refuse_unusable({**row, "enrolments": counted}, now)
+            _refuse_unusable({**row, "enrolments": counted}, now)
         except AgentUnauthorized as refused:
             results[n] = refused
             continue
