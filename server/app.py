@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings = settings
     app.state.bus = bus
+    app.state.hub = graphql.hub
     app.state.agent_runtime = agent_runtime
     return app
 

@@ -1,16 +1,20 @@
 """The event bus: sync progress, customer status and computer connection changes, and agent
-tokens that stopped working.
+tokens that stopped working; and the hub that fans its events out to subscriptions.
 
-Payloads carry ids, never rows: a subscriber reloads what it may see through its own scope.
-`InProcessEventBus` serves one process (the embedded default); `PostgresEventBus` (LISTEN/NOTIFY)
-lets subscribers on any worker or host see events caused on another. Besides subscriptions
-(queues read by tasks), a process may register handlers: plain functions called with each event
-of their topic, at once when this process publishes it.
+Payloads carry ids, never rows. `InProcessEventBus` serves one process (the embedded default);
+`PostgresEventBus` (LISTEN/NOTIFY) lets subscribers on any worker or host see events caused on
+another. Besides mailboxes (read by tasks), a process may register handlers: plain functions
+called with each event of their topic, at once when this process publishes it.
+
+Nothing is dropped silently: every mailbox is bounded, and one that fills up (its reader
+stalled) is closed with `SubscriberTooSlow`, which its reader raises once it has taken what
+the mailbox held. The subscriptions of a worker read the bus through its hub (server/hub.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -29,15 +33,80 @@ SESSION_ENDED = "session_ended"  # {"instance_id", "user_ids" | "session_ids"}: 
 # re-enrolment; every process refuses them from now on (the hashes, never the tokens)
 AGENT_TOKENS_REVOKED = "agent_tokens_revoked"
 TOPICS = (SYNC_RUN, CUSTOMER_STATUS, COMPUTER_CONNECTION, SESSION_ENDED, AGENT_TOKENS_REVOKED)
-QUEUE_LIMIT = 1000
+QUEUE_LIMIT = 1000  # events one mailbox holds before its reader counts as stalled
+
+
+class SubscriberTooSlow(Exception):
+    """A mailbox filled up: its reader fell `QUEUE_LIMIT` events behind."""
+
+
+class Mailbox:
+    """A bounded queue of one reader. A put beyond the bound closes it instead of dropping
+    anything; the reader gets what it holds, then `SubscriberTooSlow` (or the end, after
+    `close()`)."""
+
+    def __init__(self, limit: int = QUEUE_LIMIT) -> None:
+        self.limit = limit
+        self._items: collections.deque[Any] = collections.deque()
+        self._ready = asyncio.Event()
+        self._end: BaseException | None = None
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Any) -> bool:
+        """Queue `item`; False (and closed with `SubscriberTooSlow`) when over the bound."""
+        if self.closed:
+            return False
+        if len(self._items) >= self.limit:
+            self.close(SubscriberTooSlow(f"more than {self.limit} events waiting"))
+            return False
+        self._items.append(item)
+        self._ready.set()
+        return True
+
+    def close(self, error: BaseException | None = None) -> None:
+        """No more items: the reader ends (raising `error`, if any) after the queued ones."""
+        if not self.closed:
+            self.closed, self._end = True, error
+            self._ready.set()
+
+    async def batch(self) -> list[Any]:
+        """Everything queued, waiting for at least one item."""
+        while not self._items:
+            if self.closed:
+                if self._end is not None:
+                    raise self._end
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def __aiter__(self) -> Mailbox:
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._items:
+            if self.closed:
+                if self._end is not None:
+                    raise self._end
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
 
 
 class EventBus(Protocol):
     async def publish(self, topic: str, payload: dict[str, Any]) -> None: ...
 
-    def subscribe(
-        self, topic: str
-    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]: ...
+    def subscribe(self, topic: str) -> contextlib.AbstractAsyncContextManager[Mailbox]: ...
+
+    def open_mailbox(self, topic: str, limit: int = QUEUE_LIMIT) -> Mailbox: ...
+
+    def close_mailbox(self, topic: str, mailbox: Mailbox) -> None: ...
 
     def add_handler(self, topic: str, handler: Handler) -> None: ...
 
@@ -49,10 +118,10 @@ class EventBus(Protocol):
 
 
 class InProcessEventBus:
-    """Fans each event out to this process's handlers and to the queues of its subscribers."""
+    """Fans each event out to this process's handlers and to the mailboxes of its readers."""
 
     def __init__(self) -> None:
-        self._queues: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {t: set() for t in TOPICS}
+        self._queues: dict[str, set[Mailbox]] = {t: set() for t in TOPICS}
         self._handlers: dict[str, list[Handler]] = {t: [] for t in TOPICS}
 
     async def start(self) -> None:
@@ -85,30 +154,34 @@ class InProcessEventBus:
 
     def deliver(self, topic: str, payload: dict[str, Any]) -> None:
         self.handle(topic, payload)
-        for queue in self._queues.get(topic, ()):
-            if queue.full():  # a stalled subscriber loses its oldest event, not the bus
-                queue.get_nowait()
-            queue.put_nowait(payload)
+        for mailbox in list(self._queues.get(topic, ())):
+            if not mailbox.put(payload):  # a stalled reader is closed, never the bus
+                self._queues[topic].discard(mailbox)
 
     @property
     def subscriber_count(self) -> int:
         return sum(len(queues) for queues in self._queues.values())
 
-    @contextlib.asynccontextmanager
-    async def subscribe(self, topic: str) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    def open_mailbox(self, topic: str, limit: int = QUEUE_LIMIT) -> Mailbox:
+        """A mailbox receiving every event of `topic` from now on (synchronously: nothing
+        published after this call is missed)."""
         if topic not in self._queues:
             raise ValueError(f"unknown topic {topic!r}")
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
-        self._queues[topic].add(queue)
+        mailbox = Mailbox(limit)
+        self._queues[topic].add(mailbox)
+        return mailbox
 
-        async def events() -> AsyncIterator[dict[str, Any]]:
-            while True:
-                yield await queue.get()
+    def close_mailbox(self, topic: str, mailbox: Mailbox) -> None:
+        self._queues.get(topic, set()).discard(mailbox)
+        mailbox.close()
 
+    @contextlib.asynccontextmanager
+    async def subscribe(self, topic: str) -> AsyncIterator[Mailbox]:
+        mailbox = self.open_mailbox(topic)
         try:
-            yield events()
+            yield mailbox
         finally:
-            self._queues[topic].discard(queue)
+            self.close_mailbox(topic, mailbox)
 
 
 def encode(topic: str, payload: dict[str, Any]) -> str:

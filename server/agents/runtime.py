@@ -1,5 +1,6 @@
 """The agent runtime: what the agent API keeps in memory between requests (token cache, check-in
-buffer, rate limits) and the connection watcher, started and stopped with the application.
+buffer, enrolment writer, rate limits) and the connection watcher, started and stopped with the
+application.
 
 Agent tokens that die (a computer removed, a token superseded by a re-enrolment) are announced
 on the event bus; every runtime refuses them from that moment, whichever process saw the change.
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server.agents.buffer import CheckinBuffer
+from server.agents.enrolments import EnrolmentWriter
 from server.agents.rate_limit import TokenBuckets
 from server.agents.tokens import AgentTokenCache
 from server.domain import agents
@@ -47,6 +49,7 @@ class AgentRuntime:
         )
         self.watcher = ConnectionWatcher(settings, bus, period=watcher_period)
         self.buffer = CheckinBuffer(settings.checkin_flush_interval, on_written=self._written)
+        self.enrolments = EnrolmentWriter(settings)
         self._maintenance: asyncio.Task[None] | None = None
         self.started = False
 
@@ -72,6 +75,7 @@ class AgentRuntime:
                 await self._maintenance
             self._maintenance = None
         try:
+            await self.enrolments.stop()
             await self.buffer.stop()
         finally:
             await self.watcher.stop()
@@ -83,9 +87,7 @@ class AgentRuntime:
     async def enroll(
         self, installer_token: str, request: EnrolmentRequest, client_address: str | None = None
     ) -> Enrolment:
-        enrolment = await agents.enroll(
-            installer_token, request, settings=self.settings, client_address=client_address
-        )
+        enrolment = await self.enrolments.enroll(installer_token, request, client_address)
         computer = enrolment.computer
         if enrolment.superseded_token_hash is not None:  # here at once, then everywhere
             superseded = [enrolment.superseded_token_hash]

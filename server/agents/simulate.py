@@ -97,6 +97,7 @@ async def simulate_agents(
     duration: float = 60.0,
     *,
     concurrency: int = 256,
+    enrol_concurrency: int | None = None,
     jitter: float = 0.1,
     prefix: str = "sim",
     change_rate: float = 0.01,
@@ -115,7 +116,8 @@ async def simulate_agents(
     prefix and tokens re-enrols the same computers (without them, the console makes
     duplicates); the new tokens are put back. `change_rate` is the share of check-ins that
     report a changed protection status. `on_checkins` is called when the check-in phase
-    starts (after enrolment).
+    starts (after enrolment). `enrol_concurrency` enrolments are in flight at once
+    (`concurrency`, the check-ins in flight, when None).
     """
     rng = random.Random(seed)
     base = url.rstrip("/")
@@ -171,7 +173,8 @@ async def simulate_agents(
 
         ticker = asyncio.create_task(enrol_progress())
         try:
-            await asyncio.gather(*(enrol_worker() for _ in range(min(concurrency, agents) or 1)))
+            enrolling = min(enrol_concurrency or concurrency, agents) or 1
+            await asyncio.gather(*(enrol_worker() for _ in range(enrolling)))
         finally:
             ticker.cancel()
         report.enrol_seconds = loop.time() - started

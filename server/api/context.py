@@ -1,4 +1,4 @@
-"""The request context: settings, the event bus, the viewer and its scope, the loaders.
+"""The request context: settings, the event bus and hub, the viewer and its scope, the loaders.
 
 One context serves one HTTP request, or one operation on a websocket: the socket's own
 context (made at the handshake) only holds what its operations share, and each operation runs
@@ -19,6 +19,7 @@ from server.api.loaders import Loaders
 from server.domain.access import NO_SCOPE, Scope
 from server.domain.accounts import SessionInfo
 from server.events import EventBus
+from server.hub import Hub
 from server.settings import Settings
 
 
@@ -39,14 +40,20 @@ class Context:
     response: Response | WebSocket | None = None
     session: SessionInfo | None = None
     scope: Scope | None = None
-    loaders: Loaders = field(init=False)
+    _loaders: Loaders | None = field(init=False, default=None, repr=False)
     connection_params: dict[str, Any] | None = None
     client_address: str | None = None
     token: str | None = None  # the bearer token sent; once signed in, the session's
     socket: Socket | None = None  # set on a websocket's contexts
+    hub: Hub | None = None  # the worker's subscription hub (server/api/subscriptions.py)
 
-    def __post_init__(self) -> None:
-        self.loaders = Loaders(self.scope or NO_SCOPE, self.settings)
+    @property
+    def loaders(self) -> Loaders:
+        """Built at first use, for the scope signed in: an event whose fields read nothing
+        more (most subscriptions) never builds one, which matters for a thousand of them."""
+        if self._loaders is None:
+            self._loaders = Loaders(self.scope or NO_SCOPE, self.settings)
+        return self._loaders
 
     def for_operation(self) -> Context:
         """A context of its own for one operation on a websocket: nobody until signed in."""
@@ -55,7 +62,7 @@ class Context:
     def sign_in(self, session: SessionInfo | None, scope: Scope | None, token: str | None) -> None:
         """Act as this session from now on (fresh loaders: what is visible changed)."""
         self.session, self.scope, self.token = session, scope, token
-        self.loaders = Loaders(scope or NO_SCOPE, self.settings)
+        self._loaders = None
 
     def require_session(self) -> SessionInfo:
         if self.session is None:

@@ -69,6 +69,12 @@ class TooManySubscriptions(CodedError):
     code = "TOO_MANY_SUBSCRIPTIONS"
 
 
+class SubscriberTooSlow(CodedError):
+    """A subscription fell too far behind its events: ended rather than skipping any."""
+
+    code = "SUBSCRIBER_TOO_SLOW"
+
+
 class WebsocketRequired(CodedError):
     code = "WEBSOCKET_REQUIRED"
 

@@ -26,6 +26,7 @@ from server import events
 from server.api.authentication import sign_in
 from server.api.context import Context, Socket
 from server.api.persisted import PersistedQueries, PersistedQueryMismatch, PersistedQueryNotFound
+from server.api.subscriptions import make_hub
 from server.client_address import client_address
 from server.domain.accounts import resolve_session
 from server.events import EventBus
@@ -62,6 +63,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
         self.settings = settings
         self.bus = bus
+        self.hub = make_hub(bus, settings.session_ttl)  # one per worker: one app per worker
         self.persisted = PersistedQueries(settings.persisted_query_bytes)
 
     def encode_json(self, data: object) -> str:
@@ -81,6 +83,7 @@ class GraphQLView(GraphQL[Context, None]):
             client_address=client_address(request, self.settings),
             token=None if websocket else bearer(request.headers.get("authorization")),
             socket=Socket() if websocket else None,
+            hub=self.hub,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

@@ -1,62 +1,178 @@
-"""Live updates over graphql-transport-ws: each event carries ids; every subscriber reloads
-them through its own scope with fresh loaders, so nobody receives what it may not see."""
+"""Live updates over graphql-transport-ws, served by the worker's hub (`server/hub.py`).
+
+Each event is fetched once per worker, whatever the number of subscribers: the rows with their
+paths, read for the whole instance (`access.whole_instance`). Each subscriber then receives a
+row only when its own scope `allows` the row's path: the one access mechanism, applied in
+memory. Rights change while a socket stays open: the hub re-reads the scopes of all its
+subscribers once a second, together in one statement, and before a fetch those read over a
+second ago; a subscriber whose session ended stops at its next event. A subscriber that falls
+`events.QUEUE_LIMIT` batches of events behind is ended with `SUBSCRIBER_TOO_SLOW` rather than
+silently losing events.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import strawberry
 from strawberry.types import Info
 
 from server import events
-from server.api.authentication import Authenticated, refresh
+from server.api.authentication import Authenticated
 from server.api.companies import Company
 from server.api.computers import Computer
 from server.api.context import Context
 from server.api.enums import SyncState
-from server.api.errors import TooManySubscriptions
+from server.api.errors import SubscriberTooSlow, TooManySubscriptions
 from server.api.node import decode_id
 from server.api.sync import SyncRun
 from server.domain import companies, computers, sync_runs
-from server.domain.access import Scope
+from server.domain.access import Scope, scope_of, whole_instance
+from server.domain.accounts import resolve_sessions
+from server.events import EventBus, Mailbox
+from server.hub import Hub
+from server.models.enums import Area
 from server.observability import SUBSCRIPTIONS_OPEN
 
 FINISHED = {SyncState.SUCCEEDED, SyncState.FAILED}
 RIGHTS_RECHECK_SECONDS = 1.0
 
 
-async def _events(
-    info: Info[Context, None], topic: str
-) -> AsyncGenerator[tuple[dict[str, Any], Scope], None]:
-    """Events of the viewer's instance, each with the viewer's scope as it is now (rights
-    change while a socket stays open: re-read at most once a second, so a burst of events
-    costs one session read); ends when the session does."""
+@dataclass(eq=False)
+class Viewer:
+    """A subscriber's context, and when its rights were last read."""
+
+    context: Context
+    refreshed: float
+
+    @property
+    def scope(self) -> Scope | None:
+        """The viewer's scope, or None once its session has ended."""
+        return self.context.scope if self.context.session is not None else None
+
+
+def make_hub(bus: EventBus, session_ttl: int) -> Hub:
+    """The hub of one worker, with every subscription topic and how to fetch its events."""
+
+    async def refresh(viewers: Sequence[Viewer], age: float) -> None:
+        """Re-read the rights of the viewers last read over `age` seconds ago, in one
+        statement."""
+        now = time.monotonic()
+        due = [v for v in viewers if now - v.refreshed > age]
+        if not due:
+            return
+        sessions = await resolve_sessions([v.context.token or "" for v in due], session_ttl)
+        for viewer in due:
+            token = viewer.context.token or ""
+            session = sessions.get(token)
+            scope = None
+            if session is not None:
+                scope = await scope_of(  # no statement: the grants came with the session
+                    session.instance_id,
+                    session.user_id,
+                    session.owner,
+                    session.home_group_path,
+                    session.grants,
+                )
+            viewer.context.sign_in(session, scope, token if session else None)
+            viewer.refreshed = now
+
+    hub = Hub(bus, refresh, refresh_every=RIGHTS_RECHECK_SECONDS)
+    hub.register(events.SYNC_RUN, _load_runs)
+    hub.register(events.CUSTOMER_STATUS, _load_companies)
+    hub.register(events.COMPUTER_CONNECTION, _load_computers)
+    return hub
+
+
+def _ids(payloads: Sequence[dict[str, Any]], key: str) -> set[int]:
+    return {i for p in payloads for i in (p.get(key) or ()) if isinstance(i, int)}
+
+
+async def _load_runs(instance_id: int, payloads: Sequence[dict[str, Any]]) -> Mapping[Any, Any]:
+    ids = {p["run_id"] for p in payloads if isinstance(p.get("run_id"), int)}
+    return await sync_runs.by_ids(whole_instance(instance_id), ids)
+
+
+async def _load_companies(
+    instance_id: int, payloads: Sequence[dict[str, Any]]
+) -> Mapping[Any, Any]:
+    return await companies.by_ids(whole_instance(instance_id), _ids(payloads, "company_ids"))
+
+
+async def _load_computers(
+    instance_id: int, payloads: Sequence[dict[str, Any]]
+) -> Mapping[Any, Any]:
+    found = _ids(payloads, "computer_ids")
+    return await computers.by_ids_with_paths(whole_instance(instance_id), found)
+
+
+def _subscription(
+    info: Info[Context, None],
+    topic: str,
+    pick: Callable[[Scope, dict[str, Any], Mapping[Any, Any]], list[Any]],
+) -> AbstractAsyncContextManager[Mailbox]:
+    """The viewer's subscription to `topic` at its hub: `pick` chooses, in memory, what of
+    each event the viewer's scope lets it receive."""
     context = info.context
     instance_id = context.require_scope().instance_id
+    assert context.hub is not None, "the GraphQL view gives every context its worker's hub"
+    viewer = Viewer(context, time.monotonic())
+
+    def select(payload: dict[str, Any], found: Mapping[Any, Any]) -> list[Any] | None:
+        scope = viewer.scope
+        return None if scope is None else pick(scope, payload, found)
+
+    return context.hub.subscribe(topic, instance_id, select, viewer)
+
+
+async def _receive(
+    info: Info[Context, None],
+    topic: str,
+    pick: Callable[[Scope, dict[str, Any], Mapping[Any, Any]], list[Any]],
+) -> AsyncGenerator[Any, None]:
+    """Every row `pick` lets through, until the session ends; SUBSCRIBER_TOO_SLOW when this
+    subscriber falls too far behind."""
+    context = info.context
     socket = context.socket
     assert socket is not None, "subscriptions run over graphql-transport-ws only"
     limit = context.settings.max_subscriptions_per_socket
-    if socket.open_subscriptions >= limit:  # each one holds a task and a bus subscription
+    if socket.open_subscriptions >= limit:  # each one holds a mailbox at the hub
         raise TooManySubscriptions(f"at most {limit} subscriptions on one connection")
     socket.open_subscriptions += 1
-    refreshed = time.monotonic()
     SUBSCRIPTIONS_OPEN.inc()
     try:
-        async with context.bus.subscribe(topic) as stream:
-            async for payload in stream:
-                if payload.get("instance_id") != instance_id:
-                    continue
-                if time.monotonic() - refreshed > RIGHTS_RECHECK_SECONDS:
-                    await refresh(context)
-                    refreshed = time.monotonic()
-                if context.session is None or context.scope is None:
-                    return
-                yield payload, context.scope
+        async with _subscription(info, topic, pick) as mailbox:
+            try:
+                async for rows in mailbox:
+                    for row in rows:
+                        yield row
+            except events.SubscriberTooSlow:
+                raise SubscriberTooSlow(
+                    f"this subscription fell more than {mailbox.limit} events behind and "
+                    "was ended; subscribe again (and read what changed meanwhile)"
+                ) from None
     finally:
         SUBSCRIPTIONS_OPEN.dec()
         socket.open_subscriptions -= 1
+
+
+def _pick_runs(scope: Scope, payload: dict[str, Any], found: Mapping[Any, Any]) -> list[Any]:
+    run = found.get(payload.get("run_id"))
+    return [run] if run is not None and scope.paths(Area.SYNC) else []
+
+
+def _pick_companies(scope: Scope, payload: dict[str, Any], found: Mapping[Any, Any]) -> list[Any]:
+    rows = (found.get(i) for i in payload.get("company_ids") or ())
+    return [c for c in rows if c is not None and scope.allows(c.path)]
+
+
+def _pick_computers(scope: Scope, payload: dict[str, Any], found: Mapping[Any, Any]) -> list[Any]:
+    rows = (found.get(i) for i in payload.get("computer_ids") or ())
+    return [c for c, path in filter(None, rows) if scope.allows(path, Area.COMPUTERS)]
 
 
 @strawberry.type
@@ -78,12 +194,13 @@ class Subscription:
             yield SyncRun.of(current)
             if current.state in FINISHED:
                 return
-        async for payload, scope in _events(info, events.SYNC_RUN):
-            if wanted is not None and payload["run_id"] != wanted:
-                continue
-            run = (await sync_runs.by_ids(scope, [payload["run_id"]])).get(payload["run_id"])
-            if run is None:
-                continue
+
+        def pick(scope: Scope, payload: dict[str, Any], found: Mapping[Any, Any]) -> list[Any]:
+            if wanted is not None and payload.get("run_id") != wanted:
+                return []
+            return _pick_runs(scope, payload, found)
+
+        async for run in _receive(info, events.SYNC_RUN, pick):
             yield SyncRun.of(run)
             if wanted is not None and run.state in FINISHED:
                 return
@@ -95,11 +212,8 @@ class Subscription:
     async def customer_status_changed(
         self, info: Info[Context, None]
     ) -> AsyncGenerator[Company, None]:
-        async for payload, scope in _events(info, events.CUSTOMER_STATUS):
-            found = await companies.by_ids(scope, payload["company_ids"])
-            for company_id in payload["company_ids"]:
-                if company_id in found:
-                    yield Company.of(found[company_id])
+        async for company in _receive(info, events.CUSTOMER_STATUS, _pick_companies):
+            yield Company.of(company)
 
     @strawberry.subscription(
         permission_classes=[Authenticated],
@@ -108,8 +222,5 @@ class Subscription:
     async def computer_connection_changed(
         self, info: Info[Context, None]
     ) -> AsyncGenerator[Computer, None]:
-        async for payload, scope in _events(info, events.COMPUTER_CONNECTION):
-            found = await computers.by_ids(scope, payload["computer_ids"])
-            for computer_id in payload["computer_ids"]:
-                if computer_id in found:
-                    yield Computer.of(found[computer_id])
+        async for computer in _receive(info, events.COMPUTER_CONNECTION, _pick_computers):
+            yield Computer.of(computer)

@@ -17,6 +17,8 @@ from server.domain.errors import PermissionDenied
 from server.models import db
 from server.models.enums import Area, Level
 
+ANYWHERE = "/"  # the prefix of every path: what `whole_instance` grants
+
 
 def minimal_prefixes(paths: Iterable[str]) -> tuple[str, ...]:
     """Drop every path that lies under another one of the set."""
@@ -48,6 +50,8 @@ class Scope:
         )
 
     def allows(self, path: str, area: Area | None = None, level: Level = Level.READ) -> bool:
+        """Whether this scope covers `path`: pure, in memory. Mutations check it; a
+        subscription checks each row of an event fetched once for all subscribers with it."""
         return any(path.startswith(prefix) for prefix in self.paths(area, level))
 
     def covers_instance(self, area: Area | None = None, level: Level = Level.READ) -> bool:
@@ -66,7 +70,7 @@ class Scope:
         prefixes = self.paths(area, level)
         if not prefixes:
             return "1=0", []
-        if any(tree.is_top(prefix) for prefix in prefixes):
+        if any(prefix == ANYWHERE or tree.is_top(prefix) for prefix in prefixes):
             # the whole instance (the All group): the instance filter every query has says it
             # all, and the planner keeps its better indexes
             return "1=1", []
@@ -75,6 +79,14 @@ class Scope:
 
 
 NO_SCOPE = Scope(instance_id=-1, user_id=-1, owner=False)  # sees nothing: no instance yet
+
+
+def whole_instance(instance_id: int) -> Scope:
+    """Every row of one instance, read on behalf of nobody in particular: what the subscription
+    hub fetches once per event for all its subscribers (server/api/subscriptions.py), each of
+    which receives a row only when its own scope `allows` the row's path."""
+    grants = {area: ((ANYWHERE, Level.READ),) for area in Area}
+    return Scope(instance_id, user_id=-1, owner=False, grants=grants)
 
 
 async def load_scope(

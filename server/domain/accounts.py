@@ -18,7 +18,7 @@ from server.domain import secrets, validation
 from server.domain.errors import AlreadyExists, InvalidCredentials, InvalidInput
 from server.events import EventBus
 from server.models import Account, Session, User, db
-from server.models.bulk import encode_ids, ids_source
+from server.models.bulk import encode_ids, encode_rows, ids_source, rows_source
 from server.models.enums import Service
 
 TOKEN_PREFIX = "msp"  # noqa: S105 - a label, not a secret
@@ -103,7 +103,7 @@ async def login(email: str, password: str, via: Service | None, ttl: int) -> tup
 
 
 _SESSION_SQL = """
-SELECT s.id AS session_id, s.account_id, s.via, s.expires_at, s.last_seen_at,
+SELECT s.id AS session_id, s.token_hash, s.account_id, s.via, s.expires_at, s.last_seen_at,
        u.id AS user_id, u.instance_id, u.enabled, u.session_timeout, u.account_id AS owner_account,
        g.path AS home_group_path, ps.levels AS grant_levels, pg.path AS grant_path
 FROM session s
@@ -113,7 +113,7 @@ LEFT JOIN user_permission_set ups ON ups.console_user_id = u.id AND u.account_id
 LEFT JOIN permission_set ps ON ps.id = ups.permissionset_id AND ps.instance_id = u.instance_id
 LEFT JOIN permission_set_group psg ON psg.permission_set_id = ps.id
 LEFT JOIN static_group pg ON pg.id = psg.staticgroup_id AND pg.instance_id = u.instance_id
-WHERE s.token_hash = ?
+WHERE {where}
 """
 
 
@@ -127,35 +127,67 @@ async def resolve_session(token: str, default_ttl: int) -> SessionInfo | None:
     """The live session of a bearer token, or None (unknown, expired, idle, user disabled)."""
     if not token or len(token) > 256:
         return None
-    rows = await db.fetch(_SESSION_SQL, [secrets.token_hash(token)])
-    if not rows:
-        return None
-    row = rows[0]
-    now = utcnow()
-    last_seen = _as_datetime(row["last_seen_at"])
-    idle_limit = dt.timedelta(seconds=row["session_timeout"] or default_ttl)
-    if _as_datetime(row["expires_at"]) <= now or now - last_seen > idle_limit:
-        return None
-    if row["user_id"] is not None and not row["enabled"]:
-        return None
-    if now - last_seen > LAST_SEEN_RESOLUTION:
-        await db.execute(
-            "UPDATE session SET last_seen_at = ? WHERE id = ?", [now, row["session_id"]]
-        )
-    return SessionInfo(
-        session_id=row["session_id"],
-        account_id=row["account_id"],
-        via=Service(row["via"]) if row["via"] else None,
-        user_id=row["user_id"],
-        instance_id=row["instance_id"],
-        owner=row["owner_account"] is not None,
-        home_group_path=row["home_group_path"],
-        grants=tuple(
-            (r["grant_levels"], r["grant_path"])
-            for r in rows
-            if r["grant_path"] is not None and r["grant_levels"] is not None
-        ),
+    rows = await db.fetch(
+        _SESSION_SQL.format(where="s.token_hash = ?"), [secrets.token_hash(token)]
     )
+    found = await _live_sessions(rows, default_ttl)
+    return next(iter(found.values()), None)
+
+
+async def resolve_sessions(tokens: Sequence[str], default_ttl: int) -> dict[str, SessionInfo]:
+    """The live sessions of many bearer tokens (the missing ones are not live) in one
+    statement, and one more to note those seen: what open subscriptions re-read together."""
+    by_hash = {secrets.token_hash(t): t for t in set(tokens) if t and len(t) <= 256}
+    if not by_hash:
+        return {}
+    source = rows_source({"h": "text"})
+    rows = await db.fetch(
+        _SESSION_SQL.format(where=f"s.token_hash IN (SELECT x.h FROM {source})"),
+        [encode_rows({"h": h} for h in by_hash)],
+    )
+    found = await _live_sessions(rows, default_ttl)
+    return {by_hash[h]: session for h, session in found.items()}
+
+
+async def _live_sessions(rows: Sequence[dict], default_ttl: int) -> dict[str, SessionInfo]:
+    """Sessions by token hash from the rows of `_SESSION_SQL` (a row per grant), the dead
+    ones left out; notes the live ones as seen (at most once a minute, one statement)."""
+    grouped: dict[str, list[dict]] = {}
+    for row in rows:
+        grouped.setdefault(row["token_hash"], []).append(row)
+    now = utcnow()
+    live: dict[str, SessionInfo] = {}
+    seen: list[int] = []
+    for token_hash, group in grouped.items():
+        row = group[0]
+        last_seen = _as_datetime(row["last_seen_at"])
+        idle_limit = dt.timedelta(seconds=row["session_timeout"] or default_ttl)
+        if _as_datetime(row["expires_at"]) <= now or now - last_seen > idle_limit:
+            continue
+        if row["user_id"] is not None and not row["enabled"]:
+            continue
+        if now - last_seen > LAST_SEEN_RESOLUTION:
+            seen.append(row["session_id"])
+        live[token_hash] = SessionInfo(
+            session_id=row["session_id"],
+            account_id=row["account_id"],
+            via=Service(row["via"]) if row["via"] else None,
+            user_id=row["user_id"],
+            instance_id=row["instance_id"],
+            owner=row["owner_account"] is not None,
+            home_group_path=row["home_group_path"],
+            grants=tuple(
+                (r["grant_levels"], r["grant_path"])
+                for r in group
+                if r["grant_path"] is not None and r["grant_levels"] is not None
+            ),
+        )
+    if seen:
+        await db.execute(
+            f"UPDATE session SET last_seen_at = ? WHERE id IN ({ids_source()})",
+            [now, encode_ids(seen)],
+        )
+    return live
 
 
 async def logout(session_id: int) -> None:

@@ -1,6 +1,7 @@
 """Agents: enrolment with an installer token, check-ins with an agent token.
 
-Requests are validated whole before anything is written; enrolment is one transaction. An
+Requests are validated whole before anything is written. Enrolment (`server.domain.enrolment`,
+re-exported here) writes the enrolments that arrived together in one transaction. An
 installer token is treated as public: re-enrolling the hardware of an enrolled computer continues
 that computer only for the agent that holds its current agent token; anyone else gets a new
 computer marked as its duplicate, for a console user to settle. Check-ins are written in batches
@@ -13,23 +14,29 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from server import events
-from server.domain import audit, global_ids
-from server.domain.errors import DomainError, InvalidInput
-from server.domain.secrets import hashes_match, new_token, token_hash, well_formed_token
+from server.domain import enrolment
+from server.domain.enrolment import (  # noqa: F401 - enrolment is part of the agents' API
+    AGENT_TOKEN_PREFIX,
+    DUPLICATE_ENROLMENT,
+    AgentUnauthorized,
+    Enrolment,
+    EnrolmentRequest,
+    Pending,
+    enroll_batch,
+)
+from server.domain.errors import InvalidInput
+from server.domain.secrets import token_hash, well_formed_token
 from server.domain.tree import sort_name
 from server.events import EventBus
 from server.models import db
-from server.models.computers import Computer
 from server.models.enums import ProtectionStatus
 from server.settings import Settings
 
-AGENT_TOKEN_PREFIX = "agt"  # noqa: S105 - a prefix, not a secret
 TEXT_MAX = 255
 # JSON field -> (column, longest accepted value)
 ENROL_FIELDS = {
@@ -47,12 +54,6 @@ REPORT_FIELDS = {
 }
 SQLITE_ROWS_PER_STATEMENT = 2000  # 7 parameters a row, well under SQLite's 32766
 POSTGRES_ROWS_PER_STATEMENT = 20000
-
-
-class AgentUnauthorized(DomainError):
-    """The bearer token does not (or no longer) authorise this request (HTTP 401)."""
-
-    code = "UNAUTHENTICATED"
 
 
 def _text(data: Mapping[str, Any], key: str, limit: int, *, required: bool) -> str | None:
@@ -77,15 +78,6 @@ def _object(data: object, allowed: Mapping[str, Any]) -> Mapping[str, Any]:
         if key not in allowed:
             raise InvalidInput(f"unknown field {str(key)[:64]!r}", str(key)[:64])
     return data
-
-
-@dataclass(frozen=True, slots=True)
-class EnrolmentRequest:
-    hardware_id: str
-    hostname: str
-    os: str
-    agent_version: str
-    agent_token: str | None = field(default=None, repr=False)  # the agent's current token
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,79 +307,6 @@ async def checkin(
     return settings.checkin_interval
 
 
-class Enrolment(NamedTuple):
-    computer: Computer
-    agent_token: str  # shown once; only its hash is stored
-    interval: int  # seconds until the first check-in
-    superseded_token_hash: str | None = None  # the agent token a re-enrolment replaced
-
-
-DUPLICATE_ENROLMENT = "enrollDuplicate"  # the audit action of a conflict
-# The installer, with the hardware's original computer (if any) and the computer holding the
-# agent token the request carries (if any, and only of this hardware in this company).
-_ENROLMENT_QUERY = (
-    "SELECT i.id, i.instance_id, i.company_id, i.group_id, i.expires_at, i.revoked_at, "
-    "i.max_enrolments, i.enrolments, co.unlinked_at, "
-    "o.id AS original_id, og.path AS original_group_path, "
-    "t.id AS holder_id, t.agent_token_hash AS holder_token_hash "
-    "FROM installer i JOIN company co ON co.id = i.company_id "
-    "LEFT JOIN computer o ON o.instance_id = i.instance_id AND o.company_id = i.company_id "
-    "AND o.hardware_id = ? AND o.duplicate_of_id IS NULL "
-    "LEFT JOIN static_group og ON og.id = o.group_id "
-    "LEFT JOIN computer t ON t.agent_token_hash = ? AND t.instance_id = i.instance_id "
-    "AND t.company_id = i.company_id AND t.hardware_id = ? "
-    "WHERE i.token_hash = ?"
-)
-_COUNT_ENROLMENT = (
-    "UPDATE installer SET enrolments = enrolments + 1 WHERE id = ? AND revoked_at IS NULL "
-    "AND (max_enrolments IS NULL OR enrolments < max_enrolments)"
-)
-_INSTALLER_STATE = (
-    "SELECT i.expires_at, i.revoked_at, i.max_enrolments, i.enrolments, co.unlinked_at "
-    "FROM installer i JOIN company co ON co.id = i.company_id WHERE i.id = ?"
-)
-_CONTINUE = (
-    "UPDATE computer SET name = ?, sort_name = ?, os = ?, agent_version = ?, "
-    "agent_token_hash = ?, last_connected_at = ?, installer_id = ? "
-    "WHERE id = ? AND agent_token_hash = ? RETURNING *"
-)
-
-
-class _RaceLost(Exception):
-    """The agent token changed between reading and writing: decide again."""
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    parsed = datetime.fromisoformat(str(value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _refuse_unusable(installer: Mapping[str, Any], now: datetime) -> None:
-    """401 for a revoked, expired, exhausted installer, or one of an unlinked customer."""
-    expires_at = _as_datetime(installer["expires_at"])
-    if installer["revoked_at"] is not None:
-        raise AgentUnauthorized("the installer is revoked")
-    if expires_at is not None and expires_at <= now:
-        raise AgentUnauthorized("the installer has expired")
-    if installer["unlinked_at"] is not None:
-        raise AgentUnauthorized("the installer's customer is unlinked")
-    cap = installer["max_enrolments"]
-    if cap is not None and installer["enrolments"] >= cap:
-        raise AgentUnauthorized("the installer has made all the enrolments it may")
-
-
-async def _count_enrolment(installer_id: int, now: datetime) -> None:
-    """Count the enrolment against the installer, unless it was revoked or used up meanwhile:
-    one conditional statement, so concurrent enrolments never pass the cap."""
-    if await db.execute(_COUNT_ENROLMENT, [installer_id]) == 1:
-        return
-    rows = await db.fetch(_INSTALLER_STATE, [installer_id])
-    _refuse_unusable(rows[0], now)
-    raise AgentUnauthorized("the installer is no longer usable")
-
-
 async def enroll(
     installer_token: str,
     body: object,
@@ -396,105 +315,10 @@ async def enroll(
     now: datetime | None = None,
     client_address: str | None = None,
 ) -> Enrolment:
-    """Enrol a computer with an installer token. The same hardwareId in the same company is the
-    same computer (a new agent token, refreshed details) only when the request carries that
-    computer's current agent token; otherwise it is a new computer marked as a duplicate of the
-    enrolled one, which keeps its token, and the conflict is audited. Enrolment counts as a
-    check-in, and as one of the installer's enrolments. Everything is validated, then written
-    in one transaction."""
+    """Enrol one computer, its body validated whole first (`server.domain.enrolment`)."""
     request = body if isinstance(body, EnrolmentRequest) else parse_enrolment(body)
-    now = (now or datetime.now(UTC)).astimezone(UTC)
-    agent_token = new_token(AGENT_TOKEN_PREFIX)
-    details = {
-        "name": request.hostname,
-        "sort_name": sort_name(request.hostname),
-        "os": request.os,
-        "agent_version": request.agent_version,
-        "agent_token_hash": token_hash(agent_token),
-        "last_connected_at": now,
-    }
-    presented = token_hash(request.agent_token) if request.agent_token else None
-    query = [request.hardware_id, presented, request.hardware_id, token_hash(installer_token)]
-    # A concurrent first enrolment of the same hardware wins the insert (this one then makes a
-    # duplicate of it); a concurrent re-enrolment may take the token first.
-    for attempt in (1, 2, 3):
-        try:
-            async with in_transaction():
-                rows = await db.fetch(_ENROLMENT_QUERY, query)
-                if not rows:
-                    raise AgentUnauthorized("unknown installer token")
-                found = rows[0]
-                _refuse_unusable(found, now)
-                holder = found["holder_token_hash"]
-                superseded = None
-                if request.agent_token and holder and hashes_match(holder, request.agent_token):
-                    computer = await _continue(found, details, holder)
-                    superseded = holder
-                else:
-                    computer = await Computer.create(
-                        instance_id=found["instance_id"],
-                        company_id=found["company_id"],
-                        group_id=found["group_id"],
-                        installer_id=found["id"],
-                        hardware_id=request.hardware_id,
-                        duplicate_of_id=found["original_id"],
-                        **details,
-                    )
-                    if found["original_id"] is not None:
-                        await _audit_duplicate(found, computer, request, client_address)
-                await _count_enrolment(found["id"], now)
-            return Enrolment(computer, agent_token, settings.checkin_interval, superseded)
-        except (IntegrityError, _RaceLost):
-            if attempt == 3:
-                raise
-    raise AssertionError("unreachable")
-
-
-async def _continue(found: Mapping[str, Any], details: Mapping[str, Any], holder: str) -> Computer:
-    """The same computer for the agent holding its token: a new token, refreshed details."""
-    rows = await db.fetch(
-        _CONTINUE,
-        [
-            details["name"],
-            details["sort_name"],
-            details["os"],
-            details["agent_version"],
-            details["agent_token_hash"],
-            details["last_connected_at"],
-            found["id"],
-            found["holder_id"],
-            holder,
-        ],
-    )
-    if not rows:
-        raise _RaceLost
-    return db.from_row(Computer, rows[0])
-
-
-async def _audit_duplicate(
-    found: Mapping[str, Any],
-    computer: Computer,
-    request: EnrolmentRequest,
-    client_address: str | None,
-) -> None:
-    """File the conflict where the enrolled computer lives, for whoever may read its group."""
-    await audit.record(
-        None,
-        None,
-        DUPLICATE_ENROLMENT,
-        "Computer",
-        computer.id,
-        found["original_group_path"],
-        detail={
-            "duplicateOf": global_ids.encode("Computer", found["original_id"]),
-            "hardwareId": request.hardware_id,
-            "hostname": request.hostname,
-            "installerId": global_ids.encode("Installer", found["id"]),
-            "agentTokenPresented": request.agent_token is not None,
-            "clientAddress": client_address,
-        },
-        instance_id=found["instance_id"],
-        actor_email="",
+    return await enrolment.enroll(
+        installer_token, request, settings=settings, now=now, client_address=client_address
     )
 
 

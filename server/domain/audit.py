@@ -102,6 +102,37 @@ async def record(
     )
 
 
+def entry(
+    instance_id: int,
+    action: str,
+    object_type: str,
+    object_id: int | str | None,
+    group_path: str,
+    detail: dict[str, Any] | None = None,
+    *,
+    actor_email: str = "",
+    outcome: str = SUCCESS,
+) -> AuditEntry:
+    """An entry by no console user (an agent, say), not yet written: for `record_all`."""
+    return AuditEntry(
+        instance_id=instance_id,
+        actor_id=None,
+        actor_email=printable(actor_email)[:254],
+        action=action[:64],
+        object_type=object_type[:32],
+        object_id=_object_id(object_type, object_id),
+        group_path=group_path,
+        outcome=outcome[:32],
+        detail=_clean(detail),
+    )
+
+
+async def record_all(entries: list[AuditEntry]) -> None:
+    """Write entries made by `entry` in one statement (in the caller's transaction)."""
+    if entries:
+        await AuditEntry.bulk_create(entries)
+
+
 @dataclass
 class Pending:
     """An entry being recorded: the change fills in what it learns (object, group, detail)."""

@@ -51,7 +51,11 @@ def typed_param(kind: str) -> str:
     """A `?` in a SELECT list, typed for PostgreSQL (which cannot infer it there)."""
     if not db.is_postgres():
         return "?"
-    return {"int": "CAST(? AS integer)", "timestamp": "CAST(? AS timestamptz)"}[kind]
+    return {
+        "int": "CAST(? AS integer)",
+        "text": "CAST(? AS text)",
+        "timestamp": "CAST(? AS timestamptz)",
+    }[kind]
 
 
 async def reserve_ids(counts: Mapping[str, int]) -> dict[str, list[int]]:

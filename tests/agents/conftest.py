@@ -1,41 +1,34 @@
-"""Fixtures for the agent API and its domain: a database, a company tree per test, a live server.
+"""Fixtures for the agent API and its domain: a company tree per test, a live agent server.
 
-The database is a new SQLite file (or a new PostgreSQL database when `MSP_TEST_DATABASE_URL` is
-PostgreSQL) in a Tortoise context of its own; every test builds its own instance, so tests never
-see each other's rows.
+The database is the suite's own (tests/conftest.py: a SQLite file, or a new PostgreSQL database
+when `MSP_TEST_DATABASE_URL` is PostgreSQL), built by the migrations and opened by the `app`
+fixture; the tree is built by the domain functions that build every instance. Every test
+builds its own instance, so tests never see each other's rows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import os
-import shutil
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import asyncpg
 import pytest
 import uvicorn
 from starlette.applications import Starlette
-from tortoise import Tortoise
-from tortoise.context import TortoiseContext, _current_context
-from tortoise.migrations.api import migrate
 
 from server.agents import AgentRuntime, agent_routes
+from server.domain import hierarchy
 from server.domain.access import Scope
 from server.domain.installers import create_installer
-from server.domain.tree import child_path, child_sort_key, sort_name
+from server.domain.instances import create_group, create_instance
 from server.events import InProcessEventBus
 from server.models import Account, Company, Computer, Installer, Instance, StaticGroup, User
-from server.models.db import fetch, normalize_url, tortoise_config
+from server.models.db import fetch
 from server.models.enums import CompanyType, GroupKind, Service
 from server.settings import Settings
 
@@ -48,75 +41,11 @@ SETTINGS = Settings(
     checkin_flush_interval=0.2,
     agent_requests_per_minute=20,
 )
-_counter = itertools.count(1)
-_run = uuid.uuid4().hex[:8]  # rows of earlier runs may remain in a shared test database
-
-
-async def _create_database() -> tuple[str, Callable[[], Awaitable[None]]]:
-    """A new database: a SQLite file, or one on the PostgreSQL server of
-    `MSP_TEST_DATABASE_URL`; with the coroutine function that drops it."""
-    base = os.environ.get("MSP_TEST_DATABASE_URL", "sqlite")
-    if base == "sqlite":
-        folder = tempfile.mkdtemp(prefix="msp-agents-")
-
-        async def remove() -> None:
-            shutil.rmtree(folder, ignore_errors=True)
-
-        return f"sqlite://{folder}/test.db", remove
-    parts = urlsplit(normalize_url(base))
-    admin = urlunsplit(("postgresql", parts.netloc, parts.path, "", ""))
-    name = f"msp_agents_test_{uuid.uuid4().hex[:12]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    await run(f'CREATE DATABASE "{name}"')
-
-    async def drop() -> None:
-        await run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return urlunsplit(("postgres", parts.netloc, f"/{name}", "", "")), drop
-
-
-@contextlib.contextmanager
-def current(context: TortoiseContext) -> Iterator[None]:
-    """Make `context` the current Tortoise context (tasks created inside inherit it)."""
-    token = _current_context.set(context)
-    try:
-        yield
-    finally:
-        _current_context.reset(token)
-
-
-@pytest.fixture(scope="session")
-async def agent_database() -> AsyncIterator[TortoiseContext]:
-    """The agents' own database, in a Tortoise context of its own (never the global fallback,
-    so it coexists with the app fixtures of the rest of the suite)."""
-    url, drop = await _create_database()
-    with current(TortoiseContext()):  # built by the migrations, as every database is
-        await migrate(config=tortoise_config(url))
-        await Tortoise.close_connections()
-    context = TortoiseContext()
-    with current(context):
-        await context.init(config=tortoise_config(url))
-    try:
-        yield context
-    finally:
-        with current(context):
-            await context.close_connections()
-        await drop()
 
 
 @pytest.fixture
-async def database(agent_database: TortoiseContext) -> AsyncIterator[TortoiseContext]:
-    """The agents' database, current for the test."""
-    token = _current_context.set(agent_database)
-    yield agent_database
-    _current_context.reset(token)
+async def database(app: object) -> None:
+    """The suite's database, migrated and open (the `app` fixture of tests/conftest.py)."""
 
 
 @dataclass
@@ -141,76 +70,33 @@ class Tree:
 
 
 async def make_group(
-    instance: Instance,
-    name: str,
-    kind: GroupKind,
-    parent: StaticGroup | None,
-    company: Company | None = None,
+    instance: Instance, name: str, kind: GroupKind, parent: StaticGroup | None
 ) -> StaticGroup:
-    group = await StaticGroup.create(
-        instance=instance,
-        name=name,
-        kind=kind,
-        parent=parent,
-        company=company,
-        path="/",
-        sort_key="",
-        depth=0 if parent is None else parent.depth + 1,
-    )
-    group.path = child_path(parent.path if parent else None, group.id)
-    group.sort_key = child_sort_key(parent.sort_key if parent else None, name, group.id)
-    await group.save(update_fields=["path", "sort_key"])
-    return group
+    return await create_group(instance.id, name, kind, parent)
 
 
 async def make_company(
-    instance: Instance,
-    name: str,
-    kind: CompanyType,
-    parent: Company | None,
-    parent_group: StaticGroup,
+    instance: Instance, name: str, kind: CompanyType, parent: Company | None
 ) -> tuple[Company, StaticGroup]:
-    company = await Company.create(
-        instance=instance,
-        public_id=f"pub-{next(_counter)}",
-        name=name,
-        sort_name=sort_name(name),
-        type=kind,
-        parent=parent,
-        path="/",
-        sort_key="",
-        depth=parent_group.depth + 1,
-    )
-    group = await make_group(instance, name, GroupKind.COMPANY, parent_group, company)
-    company.path, company.sort_key = group.path, group.sort_key
-    await company.save(update_fields=["path", "sort_key"])
-    return company, group
+    """A company with its group (and Shared Objects group, for the types that have one)."""
+    company = await hierarchy.add_company(instance.id, uuid.uuid4().hex, name, kind, parent)
+    return company, await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
 
 
 async def build_tree() -> Tree:
-    n = next(_counter)
-    account = await Account.create(
-        email=f"owner{n}-{_run}@msp.example", password_hash="x", services=Service.EMA2.value
-    )
-    instance = await Instance.create(name=f"Console {n}", owner=account, created_via=Service.EMA2)
-    all_group = await make_group(instance, "All", GroupKind.ALL, None)
-    companies_group = await make_group(instance, "Companies", GroupKind.COMPANIES, all_group)
-    owner = await User.create(
-        instance=instance,
-        account=account,
-        email=f"owner{n}-{_run}@msp.example",
-        home_group=all_group,
-    )
-    msp, msp_group = await make_company(
-        instance, "Acme MSP", CompanyType.MSP, None, companies_group
-    )
-    customer, customer_group = await make_company(
-        instance, "Globex", CompanyType.CUSTOMER, msp, msp_group
-    )
+    """An instance as `create_instance` makes one (All, Companies, the owner), an MSP with two
+    customers, and a custom group in the first customer's group."""
+    email = f"owner-{uuid.uuid4().hex[:12]}@msp.example"
+    # the account row itself: `accounts.create_account` would spend an argon2 hash per test
+    account = await Account.create(email=email, password_hash="x", services=Service.EMA2.value)
+    instance = await create_instance(account.id, Service.EMA2, f"Console of {email}")
+    owner = await User.get(instance_id=instance.id, account_id=account.id)
+    all_group = await StaticGroup.get(instance_id=instance.id, kind=GroupKind.ALL)
+    companies_group = await StaticGroup.get(instance_id=instance.id, kind=GroupKind.COMPANIES)
+    msp, msp_group = await make_company(instance, "Acme MSP", CompanyType.MSP, None)
+    customer, customer_group = await make_company(instance, "Globex", CompanyType.CUSTOMER, msp)
     custom_group = await make_group(instance, "Laptops", GroupKind.CUSTOM, customer_group)
-    other, other_group = await make_company(
-        instance, "Initech", CompanyType.CUSTOMER, msp, msp_group
-    )
+    other, other_group = await make_company(instance, "Initech", CompanyType.CUSTOMER, msp)
     return Tree(
         instance, owner, all_group, companies_group, msp, msp_group, customer, customer_group,
         custom_group, other, other_group,
@@ -218,7 +104,7 @@ async def build_tree() -> Tree:
 
 
 @pytest.fixture
-async def tree(database: TortoiseContext) -> Tree:
+async def tree(database: None) -> Tree:
     return await build_tree()
 
 
@@ -297,12 +183,10 @@ async def start_agent_server(
 
 
 @pytest.fixture(scope="module")
-async def agent_server(agent_database: TortoiseContext) -> AsyncIterator[AgentServer]:
-    with current(agent_database):
-        server = await start_agent_server()
+async def agent_server(app: object) -> AsyncIterator[AgentServer]:
+    server = await start_agent_server()
     yield server
-    with current(agent_database):
-        await server.stop()
+    await server.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from tortoise.context import TortoiseContext
 
 from server import events
 from server.agents import CheckinBuffer, TokenBuckets
@@ -148,7 +147,7 @@ async def test_concurrent_cache_misses_are_loaded_in_one_statement(
 
 
 async def test_a_round_of_checkins_is_written_in_one_statement(
-    database: TortoiseContext, http: aiohttp.ClientSession, tree: Tree, installer: Any
+    database: None, http: aiohttp.ClientSession, tree: Tree, installer: Any
 ) -> None:
     server = await start_agent_server(checkin_flush_interval=60.0)
     try:
@@ -170,7 +169,7 @@ async def test_a_round_of_checkins_is_written_in_one_statement(
 
 
 async def test_stopping_the_runtime_writes_every_buffered_checkin(
-    database: TortoiseContext, http: aiohttp.ClientSession, tree: Tree, installer: Any
+    database: None, http: aiohttp.ClientSession, tree: Tree, installer: Any
 ) -> None:
     server = await start_agent_server(checkin_flush_interval=60.0)
     try:
@@ -193,7 +192,7 @@ async def test_stopping_the_runtime_writes_every_buffered_checkin(
 
 
 async def test_a_failed_write_is_retried_with_nothing_lost(
-    database: TortoiseContext, monkeypatch: pytest.MonkeyPatch, tree: Tree, installer: Any
+    database: None, monkeypatch: pytest.MonkeyPatch, tree: Tree, installer: Any
 ) -> None:
     enrolment = await agent_domain.enroll(
         installer[1], {"hardwareId": "hw-retry", "hostname": "a", "os": "", "agentVersion": ""},

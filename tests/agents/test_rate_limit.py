@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from tortoise.context import TortoiseContext
 
 from server.agents import TokenBuckets
 from server.agents.routes import address_key
@@ -22,9 +21,7 @@ BURST = 3
 
 
 @pytest.fixture
-async def limited(
-    database: TortoiseContext, request: pytest.FixtureRequest
-) -> AsyncIterator[AgentServer]:
+async def limited(database: None, request: pytest.FixtureRequest) -> AsyncIterator[AgentServer]:
     """A server allowing BURST enrolments per installer and per address, refilling at one a
     minute; `trusted` (the parameter) makes 127.0.0.1 a trusted proxy."""
     proxies = ("127.0.0.1",) if getattr(request, "param", False) else ()

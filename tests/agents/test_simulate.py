@@ -7,8 +7,6 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from tortoise.context import TortoiseContext
-
 from server.agents.simulate import (
     add_arguments,
     load_tokens,
@@ -22,7 +20,7 @@ from .conftest import Tree, start_agent_server
 
 
 async def test_simulated_agents_enrol_check_in_and_are_reported(
-    database: TortoiseContext, tree: Tree, installer: Any
+    database: None, tree: Tree, installer: Any
 ) -> None:
     server = await start_agent_server(agent_requests_per_minute=1000)
     lines: list[str] = []
@@ -41,7 +39,7 @@ async def test_simulated_agents_enrol_check_in_and_are_reported(
     assert await Computer.filter(instance_id=tree.instance.id).count() == 20
 
 
-async def test_errors_are_reported_by_kind(database: TortoiseContext) -> None:
+async def test_errors_are_reported_by_kind(database: None) -> None:
     server = await start_agent_server()
     try:
         report = await simulate_agents(
@@ -53,7 +51,7 @@ async def test_errors_are_reported_by_kind(database: TortoiseContext) -> None:
 
 
 async def test_simulated_agents_run_again_continue_the_same_computers(
-    database: TortoiseContext, tree: Tree, installer: Any, tmp_path: Path
+    database: None, tree: Tree, installer: Any, tmp_path: Path
 ) -> None:
     server = await start_agent_server(agent_requests_per_minute=1000)
     state = tmp_path / "tokens.json"

@@ -8,7 +8,6 @@ import asyncio
 from typing import Any
 
 import aiohttp
-from tortoise.context import TortoiseContext
 
 from server.agents import AgentTokenCache
 from server.domain import agents as agent_domain
@@ -35,7 +34,7 @@ async def two_workers() -> tuple[AgentServer, AgentServer]:
 
 
 async def test_a_token_superseded_on_one_worker_is_refused_at_once_on_another(
-    database: TortoiseContext, http: aiohttp.ClientSession, tree: Tree, installer: Any
+    database: None, http: aiohttp.ClientSession, tree: Tree, installer: Any
 ) -> None:
     a, b = await two_workers()
     try:
@@ -51,7 +50,7 @@ async def test_a_token_superseded_on_one_worker_is_refused_at_once_on_another(
 
 
 async def test_a_removed_computers_token_is_refused_at_once_and_its_checkins_dropped(
-    database: TortoiseContext, http: aiohttp.ClientSession, tree: Tree, installer: Any
+    database: None, http: aiohttp.ClientSession, tree: Tree, installer: Any
 ) -> None:
     a, b = await two_workers()
     try:
@@ -74,7 +73,7 @@ async def test_a_removed_computers_token_is_refused_at_once_and_its_checkins_dro
 
 
 async def test_a_token_revoked_while_its_load_is_in_flight_is_refused(
-    database: TortoiseContext, tree: Tree, installer: Any
+    database: None, tree: Tree, installer: Any
 ) -> None:
     enrolment = await agent_domain.enroll(
         installer[1], {"hardwareId": "hw-inflight", "hostname": "a", "os": "", "agentVersion": ""},

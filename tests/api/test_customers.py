@@ -619,11 +619,11 @@ async def test_a_status_change_reaches_the_subscribers_who_see_the_customer_only
     async with contextlib.AsyncExitStack() as stack:
         sockets = []
         for viewer in (admin_a, admin_b):
-            before = app.state.bus.subscriber_count
+            before = app.state.hub.subscriber_count
             sockets.append(
                 await stack.enter_async_context(subscribed(server_url, viewer.token, query))
             )
-            await settled(app.state.bus, before)
+            await settled(app.state.hub, before)
         assert (await act(client, "skip", mine, owner.token))["errors"] == []
         assert (await act(client, "unlink", theirs, owner.token))["errors"] == []
         got_a, got_b = [await received(s) for s in sockets]

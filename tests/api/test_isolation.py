@@ -446,17 +446,17 @@ async def received(socket, quiet: float = 0.5) -> list[dict[str, Any]]:
         messages.append(message["payload"]["data"])
 
 
-async def settled(bus, before: int) -> None:
-    """Wait until a new socket's subscriptions are all on the bus (its count stops growing)."""
-    last, stable = bus.subscriber_count, 0
+async def settled(hub, before: int) -> None:
+    """Wait until a new socket's subscriptions are all at the hub (its count stops growing)."""
+    last, stable = hub.subscriber_count, 0
     for _ in range(200):
         await asyncio.sleep(0.01)
-        count = bus.subscriber_count
+        count = hub.subscriber_count
         stable = stable + 1 if count == last and count > before else 0
         if stable >= 5:
             return
         last = count
-    raise AssertionError("the subscription did not reach the bus")
+    raise AssertionError("the subscription did not reach the hub")
 
 
 SUBSCRIPTIONS = {
@@ -470,15 +470,15 @@ SUBSCRIPTIONS = {
 async def test_every_subscription_delivers_only_the_viewers_side(
     client, world, app, server_url, subscription
 ):
-    bus = app.state.bus
+    bus, hub = app.state.bus, app.state.hub
     async with contextlib.AsyncExitStack() as stack:
         sockets = []
         for viewer in world.viewers:
-            before = bus.subscriber_count
+            before = hub.subscriber_count
             socket = await stack.enter_async_context(
                 subscribed(server_url, viewer.token, SUBSCRIPTIONS[subscription])
             )
-            await settled(bus, before)
+            await settled(hub, before)
             sockets.append(socket)
         kinds = {
             "customerStatusChanged": ("Company", events.CUSTOMER_STATUS, "company_ids"),

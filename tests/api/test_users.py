@@ -536,10 +536,10 @@ async def test_disabling_a_user_closes_its_open_subscriptions_with_4403(
 
     owner, _, msp_a, _, admin_a = world
     target = await scoped_user(client, owner.instance_id, [msp_a], {Area.COMPANIES: Level.READ})
-    before = app.state.bus.subscriber_count
+    before = app.state.hub.subscriber_count
     query = "subscription { customerStatusChanged { id } }"
     async with subscribed(server_url, target.token, query) as socket:
-        await settled(app.state.bus, before)
+        await settled(app.state.hub, before)
         payload = await client.query(
             UPDATE_USER,
             {"input": {"userId": gid("User", target.user.id), "enabled": False}},

@@ -275,3 +275,77 @@ async def test_a_second_connection_init_closes_the_socket_with_4429_and_starts_n
     finally:
         await socket.close()
     await until(lambda: session_watches() == before)  # the closed socket's watch ended too
+
+
+async def test_a_subscriber_that_falls_behind_is_ended_with_subscriber_too_slow(
+    client, server_url, app
+):
+    from server import events
+
+    owner = await factories.owner(client)
+    hub = app.state.hub
+    before = hub.subscriber_count
+    socket = await connect(server_url, owner.token)
+    try:
+        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+        message = {"query": "subscription { customerStatusChanged { id } }"}
+        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": message}))
+        for _ in range(200):
+            if hub.subscriber_count > before:
+                break
+            await asyncio.sleep(0.01)
+        # its mailbox overflowed (the hub closes it so): what it held, then the error
+        (subscriber,) = hub._topics[events.CUSTOMER_STATUS].subscribers[owner.instance_id]
+        subscriber.mailbox.close(events.SubscriberTooSlow("more than 1000 events waiting"))
+        ended = json.loads(await asyncio.wait_for(socket.recv(), 5))
+        assert ended["type"] == "next", ended
+        assert ended["payload"]["errors"][0]["extensions"]["code"] == "SUBSCRIBER_TOO_SLOW"
+        assert json.loads(await asyncio.wait_for(socket.recv(), 5)) == {
+            "id": "1",
+            "type": "complete",
+        }
+    finally:
+        await socket.close()
+
+
+async def test_an_event_is_fetched_once_per_worker_whatever_the_number_of_subscribers(
+    client, server_url, app
+):
+    import contextlib
+
+    from server import events
+    from tests.api.test_isolation import received, settled, subscribed
+
+    owner = await factories.owner(client)
+    tree = await factories.company_tree(
+        owner.instance_id, msps=1, customers_per_msp=2, computers_per_customer=0
+    )
+    hub = app.state.hub
+    query = "subscription { customerStatusChanged { id customerStatus } }"
+    for subscribers, customer in zip((1, 25), tree.all_customers, strict=True):
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = []
+            for _ in range(subscribers):
+                before = hub.subscriber_count
+                sockets.append(
+                    await stack.enter_async_context(subscribed(server_url, owner.token, query))
+                )
+                await settled(hub, before)
+            fetched = hub.fetches(events.CUSTOMER_STATUS)
+            await client.query(SKIP, {"id": factories.global_id(customer)}, owner.token)
+            got = await asyncio.gather(*(received(s) for s in sockets))
+            assert hub.fetches(events.CUSTOMER_STATUS) == fetched + 1
+        assert (
+            got
+            == [
+                [
+                    {
+                        "customerStatusChanged": {
+                            "id": factories.global_id(customer),
+                            "customerStatus": "NORMAL",
+                        }
+                    }
+                ]
+            ]
+            * subscribers
+        )

@@ -22,9 +22,9 @@ from server.events import InProcessEventBus
 from server.models import Computer
 from server.models.db import count_statements, fetch
 from server.models.enums import ConnectionStatus
-from tests.agents.conftest import SETTINGS, Tree, agent_database, database, tree
+from tests.agents.conftest import SETTINGS, Tree, database, tree
 
-__all__ = ["agent_database", "database", "tree"]  # fixtures
+__all__ = ["database", "tree"]  # fixtures
 
 S = ConnectionStatus
 CONNECTED_FOR = SETTINGS.checkin_interval + SETTINGS.connection_grace  # 120 s

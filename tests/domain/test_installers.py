@@ -26,21 +26,12 @@ from server.domain.installers import (
     revoke_installer,
 )
 from server.domain.secrets import token_hash
-from server.models import Company, Installer
+from server.models import Company, Installer, StaticGroup
 from server.models.db import fetch_value
 from server.models.enums import Area, GroupKind, Level
-from tests.agents.conftest import (
-    SETTINGS,
-    Tree,
-    agent_database,
-    build_tree,
-    database,
-    make_company,
-    make_group,
-    tree,
-)
+from tests.agents.conftest import SETTINGS, Tree, build_tree, database, make_company, tree
 
-__all__ = ["agent_database", "database", "tree"]  # fixtures
+__all__ = ["database", "tree"]  # fixtures
 
 
 async def installer_count(tree: Tree) -> int:
@@ -141,9 +132,7 @@ async def test_a_custom_group_inside_a_child_companys_group_is_refused(tree: Tre
 
 
 async def test_shared_objects_and_top_groups_are_refused(tree: Tree) -> None:
-    shared = await make_group(
-        tree.instance, "Shared Objects", GroupKind.SHARED_OBJECTS, tree.msp_group
-    )
+    shared = await StaticGroup.get(company_id=tree.msp.id, kind=GroupKind.SHARED_OBJECTS)
     for group in (shared, tree.all_group, tree.companies_group):
         with pytest.raises(InvalidInput):
             await create_installer(tree.scope, company_id=tree.msp.id, group_id=group.id)
@@ -216,9 +205,7 @@ async def test_an_unlinked_or_read_only_company_gets_no_installer(tree: Tree) ->
     await Company.filter(id=tree.customer.id).update(unlinked_at=datetime.now(UTC))
     with pytest.raises(InvalidTransition):
         await create_installer(tree.scope, company_id=tree.customer.id)
-    distributor, _ = await make_company(
-        tree.instance, "Dist", tree.msp.type, None, tree.companies_group
-    )
+    distributor, _ = await make_company(tree.instance, "Dist", tree.msp.type, None)
     await Company.filter(id=distributor.id).update(read_only=True)
     with pytest.raises(InvalidInput):
         await create_installer(tree.scope, company_id=distributor.id)
