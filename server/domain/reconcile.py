@@ -11,8 +11,10 @@ and signed out); those that come back are relinked unless a user unlinked them.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
-from typing import Any
+import gc
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from tortoise.transactions import in_transaction
 
@@ -32,15 +34,17 @@ from server.models.bulk import (
     encode_ids,
     encode_rows,
     ids_source,
+    insert_rows,
     reserve_ids,
     rows_source,
-    typed_param,
+    update_rows,
 )
 from server.models.enums import GroupKind, UnlinkReason
 from server.upstream.records import UpstreamSnapshot
 
 __all__ = ["Changes", "Hook", "apply_snapshot"]
 
+T = TypeVar("T")
 Hook = Callable[[], Awaitable[None]]
 """Called once, inside the transaction, right after an apply's first write (tests use it to
 fail or stop an apply half way)."""
@@ -72,6 +76,20 @@ _NEW_GROUP = {**_GROUP_ROW, "kind": "text", "company_id": "int"}
 _USER_UNLINK = {"id": "int", "company_id": "int"}
 
 
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """No cyclic garbage collection during a stretch of plain Python that builds a few hundred
+    thousand objects and no cycles: collections triggered by the allocations would walk the
+    growing heap again and again (a quarter of a 100,000-company plan). Never across an await."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class _Writer:
     """Writes one plan; statements run on the transaction's connection."""
 
@@ -81,61 +99,63 @@ class _Writer:
         self.after_first_write = after_first_write
 
     async def write(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-        rows = await db.fetch(sql, params)
+        return await self.written(db.fetch(sql, params))
+
+    async def written(self, statement: Awaitable[T]) -> T:
+        """Await a writing statement (the first one calls the hook)."""
+        result = await statement
         if self.after_first_write is not None:
             hook, self.after_first_write = self.after_first_write, None
             await hook()
-        return rows
+        return result
 
     async def load(self) -> tuple[list[CompanyRow], list[GroupRow]]:
-        companies = await db.fetch(
-            f"SELECT {COMPANY_COLUMNS} FROM company WHERE instance_id = ?", [self.instance_id]
+        """The rows the plan starts from (see `reconcile_plan`: not their layout)."""
+        companies = await db.fetch_tuples(
+            f"SELECT {COMPANY_COLUMNS} FROM company c JOIN static_group g "
+            "ON g.company_id = c.id AND g.kind = ? WHERE c.instance_id = ?",
+            [GroupKind.COMPANY.value, self.instance_id],
         )
-        groups = await db.fetch(
+        groups = await db.fetch_tuples(
             f"SELECT {GROUP_COLUMNS} FROM static_group WHERE instance_id = ? AND kind <> ?",
             [self.instance_id, GroupKind.COMPANY.value],
         )
-        return [CompanyRow.of(row) for row in companies], [GroupRow.of(row) for row in groups]
+        with _no_collection():
+            return [CompanyRow.of(r) for r in companies], [GroupRow.of(r) for r in groups]
 
     async def rows(self, plan: Plan) -> None:
         """Insert the new companies and groups, rewrite the changed ones: a statement each."""
         if plan.new_companies:
-            await self.write(
-                "INSERT INTO company (id, instance_id, public_id, name, sort_name, type, "
-                "parent_id, path, sort_key, depth, upstream_status, email, custom_identifier, "
-                "read_only, setup_state, created_at, updated_at) "
-                f"SELECT x.id, {typed_param('int')}, x.public_id, x.name, x.sort_name, x.type, "
-                "x.parent_id, x.path, x.sort_key, x.depth, x.upstream_status, x.email, "
-                "x.custom_identifier, x.read_only, 'pending', "
-                f"{typed_param('timestamp')}, {typed_param('timestamp')} "
-                f"FROM {rows_source(_NEW_COMPANY)}",
-                [self.instance_id, self.now, self.now, encode_rows(plan.new_companies)],
+            await self.written(
+                insert_rows(
+                    "company",
+                    _NEW_COMPANY,
+                    plan.new_companies,
+                    {
+                        "instance_id": self.instance_id,
+                        "setup_state": "pending",
+                        "created_at": self.now,
+                        "updated_at": self.now,
+                    },
+                )
             )
         if plan.changed_companies:
-            await self.write(
-                "UPDATE company SET name = x.name, sort_name = x.sort_name, type = x.type, "
-                "parent_id = x.parent_id, path = x.path, sort_key = x.sort_key, depth = x.depth, "
-                "upstream_status = x.upstream_status, email = x.email, "
-                "custom_identifier = x.custom_identifier, read_only = x.read_only, "
-                f"updated_at = ? FROM {rows_source(_COMPANY_ROW)} WHERE company.id = x.id",
-                [self.now, encode_rows(plan.changed_companies)],
+            await self.written(
+                update_rows(
+                    "company", _COMPANY_ROW, plan.changed_companies, {"updated_at": self.now}
+                )
             )
         if plan.new_groups:
-            await self.write(
-                "INSERT INTO static_group (id, instance_id, name, kind, parent_id, company_id, "
-                "path, sort_key, depth, description, created_at) "
-                f"SELECT x.id, {typed_param('int')}, x.name, x.kind, x.parent_id, x.company_id, "
-                f"x.path, x.sort_key, x.depth, '', {typed_param('timestamp')} "
-                f"FROM {rows_source(_NEW_GROUP)}",
-                [self.instance_id, self.now, encode_rows(plan.new_groups)],
+            await self.written(
+                insert_rows(
+                    "static_group",
+                    _NEW_GROUP,
+                    plan.new_groups,
+                    {"instance_id": self.instance_id, "description": "", "created_at": self.now},
+                )
             )
         if plan.changed_groups:
-            await self.write(
-                "UPDATE static_group SET name = x.name, parent_id = x.parent_id, path = x.path, "
-                "sort_key = x.sort_key, depth = x.depth "
-                f"FROM {rows_source(_GROUP_ROW)} WHERE static_group.id = x.id",
-                [encode_rows(plan.changed_groups)],
-            )
+            await self.written(update_rows("static_group", _GROUP_ROW, plan.changed_groups, {}))
 
     async def unlink(self, gone: list[CompanyRow], changes: Changes) -> None:
         """Companies gone upstream: unlinked (kept with their groups and computers), their
@@ -198,13 +218,17 @@ async def apply_snapshot(
     after_first_write: Hook | None = None,
 ) -> Changes:
     """Make the instance's trees match the snapshot, all or nothing."""
-    wanted = wanted_companies(snapshot)
+    with _no_collection():
+        wanted = wanted_companies(snapshot)
     writer = _Writer(instance_id, now or dt.datetime.now(dt.UTC), after_first_write)
     async with in_transaction():
-        planner = Planner(wanted, *await writer.load())
-        needed = planner.ids_needed()
+        companies, groups = await writer.load()
+        with _no_collection():
+            planner = Planner(wanted, companies, groups)
+            needed = planner.ids_needed()
         ids = await reserve_ids(needed) if any(needed.values()) else {}
-        plan = planner.plan(ids)
+        with _no_collection():
+            plan = planner.plan(ids)
         await writer.rows(plan)
         await writer.unlink(plan.unlink, plan.changes)
         await writer.relink(plan.relink)

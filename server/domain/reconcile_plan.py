@@ -1,16 +1,24 @@
 """What a sync must change, computed without a database: the plan of an apply.
 
 Input: the companies an upstream snapshot asks for (`wanted_companies`) and the instance's
-current company and group rows (`Current`); output: a `Plan` of rows to insert and rewrite,
-companies to unlink and relink, and the `Changes` to report. The layout of both trees (parent,
-path, sort key, depth, name) is recomputed from the top, and a row is in the plan only when its
-layout or details differ, which covers renames and moves of whole subtrees, custom groups and
-unlinked companies inside them included. `reconcile.apply_snapshot` writes a plan.
+current rows as loaded (`CompanyRow`, `GroupRow`: the values the upstream decides, not the
+layout); output: a `Plan` of rows to insert and rewrite, companies to unlink and relink, and the
+`Changes` to report. Cost is linear in the tree and, when little changed, little more than one
+comparison per company:
+
+- A group's layout (path, sort key, depth) follows from its parent's and its own id and name
+  (`server.domain.tree`), an invariant every writer of both trees keeps. So a row is rewritten
+  only when it is new, its parent or name changed, or an ancestor's layout did, and only those
+  rows' layouts are computed (each from its parent's, once): a rename or move rewrites the
+  subtree it heads, nothing else. The stored layouts are never read.
+- New rows are handed over in sort-key order, so that the databases append to their indexes.
+
+`reconcile.apply_snapshot` loads the rows and writes the plan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,46 +64,43 @@ class Wanted:
     details: bool = False
 
 
+_TYPES = {kind.value: kind for kind in CompanyType}
+
+
 @dataclass(slots=True)
 class CompanyRow:
-    """A company as stored (or, `new`, as it will be inserted)."""
+    """A company as stored (or, `new`, as it will be inserted), without its layout."""
 
     id: int
     public_id: str
     name: str
     type: CompanyType
     parent_id: int | None
-    path: str
-    sort_key: str
-    depth: int
     status: int
     email: str | None
     custom_identifier: str | None
     read_only: bool
     unlinked: bool
     unlink_reason: str | None
-    group_id: int = 0
+    group_id: int
     new: bool = False
 
     @classmethod
-    def of(cls, row: Mapping[str, Any]) -> CompanyRow:
-        path = row["path"]
+    def of(cls, row: Sequence[Any]) -> CompanyRow:
+        """From a row of `COMPANY_COLUMNS`."""
         return cls(
-            id=row["id"],
-            public_id=row["public_id"],
-            name=row["name"],
-            type=CompanyType(row["type"]),
-            parent_id=row["parent_id"],
-            path=path,
-            sort_key=row["sort_key"],
-            depth=row["depth"],
-            status=row["upstream_status"],
-            email=row["email"],
-            custom_identifier=row["custom_identifier"],
-            read_only=bool(row["read_only"]),
-            unlinked=row["unlinked_at"] is not None,
-            unlink_reason=row["unlink_reason"],
-            group_id=_last_id(path),
+            row[0],
+            row[1],
+            row[2],
+            _TYPES[row[3]],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            bool(row[8]),
+            bool(row[9]),
+            row[10],
+            row[11],
         )
 
 
@@ -107,31 +112,20 @@ class GroupRow:
     name: str
     kind: str
     parent_id: int | None
-    path: str = ""
-    sort_key: str = ""
-    depth: int = 0
     company_id: int | None = None
 
     @classmethod
-    def of(cls, row: Mapping[str, Any]) -> GroupRow:
-        return cls(
-            row["id"],
-            row["name"],
-            row["kind"],
-            row["parent_id"],
-            row["path"],
-            row["sort_key"],
-            row["depth"],
-            row["company_id"],
-        )
+    def of(cls, row: Sequence[Any]) -> GroupRow:
+        """From a row of `GROUP_COLUMNS`."""
+        return cls(row[0], row[1], row[2], row[3], row[4])
 
 
 COMPANY_COLUMNS = (
-    "id, public_id, name, type, parent_id, path, sort_key, depth, upstream_status, email, "
-    "custom_identifier, read_only, unlinked_at, unlink_reason"
+    "c.id, c.public_id, c.name, c.type, c.parent_id, c.upstream_status, c.email, "
+    "c.custom_identifier, c.read_only, c.unlinked_at IS NOT NULL, c.unlink_reason, g.id"
 )
-"""What `CompanyRow.of` reads of a company row."""
-GROUP_COLUMNS = "id, name, kind, parent_id, company_id, path, sort_key, depth"
+"""What `CompanyRow.of` reads, from `company c` joined to its own group `g`."""
+GROUP_COLUMNS = "id, name, kind, parent_id, company_id"
 """What `GroupRow.of` reads of a group row (every group but the companies' own)."""
 
 _STORED_TEXT = {
@@ -147,16 +141,17 @@ def check_fits(snapshot: UpstreamSnapshot) -> None:
     """Refuse, before any write, a company with a value longer than its column holds (SQLite
     would keep it whole, PostgreSQL would fail mid-apply)."""
     fields = Company._meta.fields_map
-    longest = {name: int(fields[name].max_length) for name in _STORED_TEXT}  # type: ignore[attr-defined]
-    for company in (*snapshot.ancestors, *snapshot.companies):
-        for name, limit in longest.items():
-            value = getattr(company, name, None)
-            if value is not None and len(value) > limit:
-                raise UpstreamProtocolError(
-                    f"MSP Administrator company {company.public_id[:64]} has a "
-                    f"{_STORED_TEXT[name]} of {len(value)} characters; the console holds at "
-                    f"most {limit}"
-                )
+    companies = (*snapshot.ancestors, *snapshot.companies)
+    for name, label in _STORED_TEXT.items():
+        limit = int(fields[name].max_length)  # type: ignore[attr-defined]
+        values = [getattr(company, name, None) or "" for company in companies]
+        if max(map(len, values), default=0) <= limit:
+            continue
+        company = next(c for c, v in zip(companies, values, strict=True) if len(v) > limit)
+        raise UpstreamProtocolError(
+            f"MSP Administrator company {company.public_id[:64]} has a {label} of "
+            f"{len(getattr(company, name))} characters; the console holds at most {limit}"
+        )
 
 
 def wanted_companies(snapshot: UpstreamSnapshot) -> dict[str, Wanted]:
@@ -183,10 +178,6 @@ def wanted_companies(snapshot: UpstreamSnapshot) -> dict[str, Wanted]:
             True,
         )
     return wanted
-
-
-def _last_id(path: str) -> int:
-    return int(path[path.rindex("/", 0, len(path) - 1) + 1 : -1]) if path else 0
 
 
 @dataclass(slots=True)
@@ -225,23 +216,32 @@ class Planner:
         }
         self.new_groups: dict[int, int] = {}  # new Shared Objects group id -> its company id
         self.result = Plan()
+        self._new_companies: list[Wanted] | None = None
+        self._sharing_companies: list[str] | None = None
 
     # -- creates ------------------------------------------------------------------------------
 
     def _new(self) -> list[Wanted]:
-        return [w for w in self.wanted.values() if w.public_id not in self.companies]
+        """The companies to create (before `_add_new` adds them)."""
+        if self._new_companies is None:
+            self._new_companies = [
+                w for w in self.wanted.values() if w.public_id not in self.companies
+            ]
+        return self._new_companies
 
     def _sharing(self) -> list[str]:
         """Companies of a type that shares objects and have no Shared Objects group yet."""
-        return [
-            w.public_id
-            for w in self.wanted.values()
-            if w.type in SHARES_OBJECTS
-            and (
-                w.public_id not in self.companies
-                or self.companies[w.public_id].id not in self.shares
-            )
-        ]
+        if self._sharing_companies is None:
+            self._sharing_companies = [
+                w.public_id
+                for w in self.wanted.values()
+                if w.type in SHARES_OBJECTS
+                and (
+                    w.public_id not in self.companies
+                    or self.companies[w.public_id].id not in self.shares
+                )
+            ]
+        return self._sharing_companies
 
     def ids_needed(self) -> dict[str, int]:
         """Fresh primary keys per table the plan will use."""
@@ -268,9 +268,6 @@ class Planner:
                 name=w.name,
                 type=w.type,
                 parent_id=None,
-                path="",
-                sort_key="",
-                depth=0,
                 status=w.status or 1,
                 email=w.email,
                 custom_identifier=w.custom_identifier,
@@ -287,146 +284,163 @@ class Planner:
                 changes.status_changed.append(company.id)
         for public_id in sharing:
             company = self.companies[public_id]
-            group = GroupRow(
-                next(group_ids), SHARED_OBJECTS_GROUP, "new", company.group_id, depth=-1
-            )
+            group = GroupRow(next(group_ids), SHARED_OBJECTS_GROUP, "new", company.group_id)
             self.groups[group.id] = group
             self.new_groups[group.id] = company.id
             self.shares.add(company.id)
 
     # -- layout -------------------------------------------------------------------------------
 
-    def final_parent(self, company: CompanyRow) -> int | None:
-        wanted = self.wanted.get(company.public_id)
-        if wanted is None:  # missing upstream: stays where it is
-            return company.parent_id
-        return self.companies[wanted.parent].id if wanted.parent else None
-
     def _layout(self) -> None:
-        """Recompute both trees from the top: the new rows with their final layout, and every
-        existing row whose layout or details differ."""
-        plan = self.result
+        """Walk both trees from the top as they must be; rewrite what moved, was renamed or
+        lies below something that was, insert what is new. One pass over the companies; the
+        rest only over what changed."""
+        plan, changes = self.result, self.result.changes
         companies_group = next(
             g.id for g in self.groups.values() if g.kind == GroupKind.COMPANIES.value
         )
-        # The group forest as it must be: company groups follow their companies.
-        parent_of: dict[int, int | None] = {g.id: g.parent_id for g in self.groups.values()}
-        name_of: dict[int, str] = {g.id: g.name for g in self.groups.values()}
+        # The group forest as it must be (company groups follow their companies), the groups
+        # whose own place or name changes, and the companies whose details change.
+        parent_of: dict[int, int | None] = {}
+        name_of: dict[int, str] = {}
+        moved_here: set[int] = set()
+        for g in self.groups.values():
+            parent_of[g.id], name_of[g.id] = g.parent_id, g.name
+            if g.id in self.new_groups:
+                moved_here.add(g.id)
         company_of_group: dict[int, CompanyRow] = {}
+        final: dict[int, tuple[int | None, tuple[Any, ...]]] = {}  # company id -> parent, details
+        touched: dict[int, CompanyRow] = {}  # by id: what to insert or rewrite
+        wanted_of, by_id = self.wanted.get, self.by_id
         for company in self.companies.values():
-            parent = self.final_parent(company)
-            wanted = self.wanted.get(company.public_id)
-            parent_of[company.group_id] = (
-                self.by_id[parent].group_id if parent is not None else companies_group
+            wanted = wanted_of(company.public_id)
+            current = (
+                company.name,
+                company.type,
+                company.read_only,
+                company.status,
+                company.email,
+                company.custom_identifier,
             )
-            name_of[company.group_id] = wanted.name if wanted else company.name
-            company_of_group[company.group_id] = company
-        children: dict[int | None, list[int]] = {}
-        for group_id, parent in parent_of.items():
-            children.setdefault(parent, []).append(group_id)
-
-        stack: list[tuple[int, str, str, int]] = [
-            (group_id, "/", "", 0) for group_id in children.get(None, ())
-        ]
-        while stack:
-            group_id, parent_path, parent_key, depth = stack.pop()
-            name = name_of[group_id]
-            parent = parent_of[group_id]
-            path = f"{parent_path}{group_id}/"
-            company = company_of_group.get(group_id)
-            if company is not None:
-                same_segment = not company.new and company.name == name
-                segment = company.sort_key[-_SEGMENT:] if same_segment else None
-                sort_key = parent_key + (segment or tree.sort_segment(name, group_id))
-                row = self._company_row(company, path, sort_key, depth - 2)
-                if company.new:
-                    plan.new_companies.append({**row, "public_id": company.public_id})  # type: ignore[dict-item]
-                elif row is not None:
-                    plan.changed_companies.append(row)
-                current_parent = (
-                    self.by_id[company.parent_id].group_id
-                    if company.parent_id is not None
-                    else companies_group
-                )
-                before = (company.name, current_parent, company.path, company.sort_key)
-                stale = company.new or before != (name, parent, path, sort_key)
-                stale = stale or company.depth + 2 != depth
-                kind, owner = GroupKind.COMPANY.value, company.id
+            if wanted is None:  # missing upstream: stays where and as it is
+                parent, details = company.parent_id, current
             else:
-                group = self.groups[group_id]
-                same_segment = group.name == name and bool(group.sort_key)
-                segment = group.sort_key[-_SEGMENT:] if same_segment else None
-                sort_key = parent_key + (segment or tree.sort_segment(name, group_id))
-                before = (group.name, group.parent_id, group.path, group.sort_key)
-                stale = before != (name, parent, path, sort_key) or group.depth != depth
-                kind, owner = GroupKind.SHARED_OBJECTS.value, self.new_groups.get(group_id)
-            if stale:
-                row = {
-                    "id": group_id,
-                    "name": name,
-                    "parent_id": parent,
-                    "path": path,
-                    "sort_key": sort_key,
-                    "depth": depth,
-                }
-                if (company is not None and company.new) or group_id in self.new_groups:
-                    plan.new_groups.append({**row, "kind": kind, "company_id": owner})
+                parent = self.companies[wanted.parent].id if wanted.parent else None
+                if wanted.details:
+                    details = (
+                        wanted.name,
+                        wanted.type,
+                        wanted.read_only,
+                        wanted.status or company.status,
+                        wanted.email,
+                        wanted.custom_identifier,
+                    )
+                else:
+                    details = (wanted.name, wanted.type, wanted.read_only, *current[3:])
+            group = company.group_id
+            parent_of[group] = by_id[parent].group_id if parent is not None else companies_group
+            name_of[group] = details[0]
+            company_of_group[group] = company
+            final[company.id] = (parent, details)
+            if company.new or parent != company.parent_id or details[0] != company.name:
+                moved_here.add(group)
+            elif details != current:
+                touched[company.id] = company
+
+        # Groups whose layout changes: those that moved or were renamed, and their subtrees.
+        stale: set[int] = set()
+        if moved_here:
+            children: dict[int | None, list[int]] = {}
+            for group_id, parent in parent_of.items():
+                children.setdefault(parent, []).append(group_id)
+            stack = list(moved_here)
+            while stack:
+                group_id = stack.pop()
+                if group_id not in stale:
+                    stale.add(group_id)
+                    stack.extend(children.get(group_id, ()))
+
+        layout: dict[int, tuple[str, str, int]] = {}
+
+        def layout_of(group_id: int) -> tuple[str, str, int]:
+            """(path, sort key, depth) of a group as it must be, from its parent's."""
+            known = layout.get(group_id)
+            if known is not None:
+                return known
+            parent = parent_of[group_id]
+            segment = tree.sort_segment(name_of[group_id], group_id)
+            if parent is None:
+                known = (f"/{group_id}/", segment, 0)
+            else:
+                path, key, depth = layout_of(parent)
+                known = (f"{path}{group_id}/", key + segment, depth + 1)
+            layout[group_id] = known
+            return known
+
+        for group_id in stale:
+            path, sort_key, depth = layout_of(group_id)
+            company = company_of_group.get(group_id)
+            row = {
+                "id": group_id,
+                "name": name_of[group_id],
+                "parent_id": parent_of[group_id],
+                "path": path,
+                "sort_key": sort_key,
+                "depth": depth,
+            }
+            if company is not None:
+                touched[company.id] = company
+                if company.new:
+                    plan.new_groups.append(
+                        {**row, "kind": GroupKind.COMPANY.value, "company_id": company.id}
+                    )
                 else:
                     plan.changed_groups.append(row)
-            stack.extend((child, path, sort_key, depth + 1) for child in children.get(group_id, ()))
+            elif group_id in self.new_groups:
+                owner = self.new_groups[group_id]
+                plan.new_groups.append(
+                    {**row, "kind": GroupKind.SHARED_OBJECTS.value, "company_id": owner}
+                )
+            else:
+                plan.changed_groups.append(row)
 
-    def _company_row(
-        self, company: CompanyRow, path: str, sort_key: str, depth: int
-    ) -> dict[str, Any] | None:
-        """The company's row as it must be; None when it already is."""
-        changes = self.result.changes
-        wanted = self.wanted.get(company.public_id)
-        parent_id = self.final_parent(company)
-        name, type_, read_only = company.name, company.type, company.read_only
-        status, email, custom = company.status, company.email, company.custom_identifier
-        if wanted is not None:
-            name, type_, read_only = wanted.name, wanted.type, wanted.read_only
-            if wanted.details:
-                status, email = wanted.status or company.status, wanted.email
-                custom = wanted.custom_identifier
+        for company in touched.values():
+            parent_id, details = final[company.id]
+            name, type_, read_only, status, email, custom = details
             if not company.new:
-                before = (company.name, company.type, company.read_only, company.status)
-                details_before = (company.email, company.custom_identifier)
-                if before != (name, type_, read_only, status) or details_before != (email, custom):
-                    changes.updated += 1
-                if company.parent_id != parent_id:
-                    changes.moved += 1
+                changes.updated += details != (
+                    company.name,
+                    company.type,
+                    company.read_only,
+                    company.status,
+                    company.email,
+                    company.custom_identifier,
+                )
+                changes.moved += company.parent_id != parent_id
                 if (company.type == CompanyType.CUSTOMER) != (type_ == CompanyType.CUSTOMER):
                     changes.status_changed.append(company.id)
-        current = (
-            company.name,
-            company.type,
-            company.parent_id,
-            company.path,
-            company.sort_key,
-            company.depth,
-            company.status,
-            company.email,
-            company.custom_identifier,
-            company.read_only,
-        )
-        final = (name, type_, parent_id, path, sort_key, depth, status, email, custom, read_only)
-        if not company.new and current == final:
-            return None
-        return {
-            "id": company.id,
-            "name": name,
-            "sort_name": tree.sort_name(name),
-            "type": type_.value,
-            "parent_id": parent_id,
-            "path": path,
-            "sort_key": sort_key,
-            "depth": depth,
-            "upstream_status": status,
-            "email": email,
-            "custom_identifier": custom,
-            "read_only": read_only,
-        }
+            path, sort_key, depth = layout_of(company.group_id)
+            row = {
+                "id": company.id,
+                "name": name,
+                "sort_name": tree.sort_name(name),
+                "type": type_.value,
+                "parent_id": parent_id,
+                "path": path,
+                "sort_key": sort_key,
+                "depth": depth - 2,
+                "upstream_status": status,
+                "email": email,
+                "custom_identifier": custom,
+                "read_only": read_only,
+            }
+            if company.new:
+                plan.new_companies.append({**row, "public_id": company.public_id})
+            else:
+                plan.changed_companies.append(row)
+        # In tree order: the databases append to their sort-key indexes.
+        plan.new_companies.sort(key=_by_sort_key)
+        plan.new_groups.sort(key=_by_sort_key)
 
     # -- unlink and relink --------------------------------------------------------------------
 
@@ -454,6 +468,10 @@ class Planner:
         self.result.changes.status_changed += [
             c.id for c in back if self.wanted[c.public_id].type == CompanyType.CUSTOMER
         ]
+
+
+def _by_sort_key(row: dict[str, Any]) -> str:
+    return str(row["sort_key"])
 
 
 def users_to_disable(

@@ -66,9 +66,9 @@ class Stored:
     def plan(self, shot: UpstreamSnapshot) -> Plan:
         planner = Planner(
             wanted_companies(shot),
-            [CompanyRow.of(row) for row in self.companies.values()],
+            [loaded(row) for row in self.companies.values()],
             [
-                GroupRow.of(row)
+                GroupRow.of([row[c] for c in ("id", "name", "kind", "parent_id", "company_id")])
                 for row in self.groups.values()
                 if row["kind"] != GroupKind.COMPANY.value
             ],
@@ -99,6 +99,20 @@ class Stored:
 
     def by_public_id(self, public_id: str) -> dict[str, Any]:
         return next(c for c in self.companies.values() if c["public_id"] == public_id)
+
+
+def loaded(row: dict[str, Any]) -> CompanyRow:
+    """A stored company as the writer loads it."""
+    columns = ("id", "public_id", "name", "type", "parent_id", "upstream_status", "email")
+    more = ("custom_identifier", "read_only")
+    return CompanyRow.of(
+        [
+            *(row[c] for c in (*columns, *more)),
+            row["unlinked_at"] is not None,
+            row["unlink_reason"],
+            tree.path_ids(row["path"])[-1],
+        ]
+    )
 
 
 def writes(plan: Plan) -> int:
@@ -213,13 +227,14 @@ def test_missing_companies_are_unlinked_and_relinked_only_when_the_sync_unlinked
 def test_users_are_disabled_by_the_deepest_unlinked_company_they_live_in() -> None:
     stored = Stored()
     stored.sync(snapshot(*TREE))
-    rows = {row["public_id"]: CompanyRow.of(row) for row in stored.companies.values()}
+    rows = {row["public_id"]: loaded(row) for row in stored.companies.values()}
     msp1, c1 = rows["msp1"], rows["c1"]
+    path = {key: stored.by_public_id(key)["path"] for key in ("msp1", "c1", "msp2")}
     users = [
-        {"id": 1, "path": c1.path},
-        {"id": 2, "path": msp1.path},
-        {"id": 3, "path": rows["msp2"].path},
-        {"id": 4, "path": f"{c1.path}999/"},  # a custom group inside the customer
+        {"id": 1, "path": path["c1"]},
+        {"id": 2, "path": path["msp1"]},
+        {"id": 3, "path": path["msp2"]},
+        {"id": 4, "path": f"{path['c1']}999/"},  # a custom group inside the customer
     ]
     assert users_to_disable(users, [msp1, c1]) == [
         {"id": 1, "company_id": c1.id},
