@@ -18,17 +18,14 @@ from typing import Any, TypeVar
 
 from tortoise.transactions import in_transaction
 
-from server.domain.reconcile_plan import (
+from server.domain.reconcile_input import (
     COMPANY_COLUMNS,
     GROUP_COLUMNS,
-    Changes,
     CompanyRow,
     GroupRow,
-    Plan,
-    Planner,
-    users_to_disable,
     wanted_companies,
 )
+from server.domain.reconcile_plan import Changes, Plan, Planner, users_to_disable
 from server.models import db
 from server.models.bulk import (
     encode_ids,

@@ -11,14 +11,8 @@ import pytest
 
 from server.domain import tree
 from server.domain.hierarchy import SHARED_OBJECTS_GROUP
-from server.domain.reconcile_plan import (
-    CompanyRow,
-    GroupRow,
-    Plan,
-    Planner,
-    users_to_disable,
-    wanted_companies,
-)
+from server.domain.reconcile_input import CompanyRow, GroupRow, wanted_companies
+from server.domain.reconcile_plan import Plan, Planner, users_to_disable
 from server.models.enums import CompanyType, GroupKind, UnlinkReason
 from server.upstream.codes import CUSTOMER, DISTRIBUTOR, MSP, MSP_MANAGER, SUSPENDED
 from server.upstream.errors import UpstreamProtocolError
