@@ -240,3 +240,35 @@ def test_users_are_disabled_by_the_deepest_unlinked_company_they_live_in() -> No
 def test_a_value_longer_than_its_column_is_refused_before_any_plan() -> None:
     with pytest.raises(UpstreamProtocolError, match="name of 1000 characters"):
         wanted_companies(snapshot(company("long", CUSTOMER, "acct", "x" * 1000)))
+
+
+def test_a_new_customer_is_inserted_without_rewriting_anything_else() -> None:
+    stored = Stored()
+    stored.sync(snapshot(*TREE))
+    plan = stored.sync(snapshot(*TREE, company("c4", CUSTOMER, "msp2", "Aaa First")))
+    assert [row["public_id"] for row in plan.new_companies] == ["c4"]
+    assert [row["kind"] for row in plan.new_groups] == [GroupKind.COMPANY.value]
+    assert (plan.changed_companies, plan.changed_groups) == ([], [])
+    c4, msp2 = stored.by_public_id("c4"), stored.by_public_id("msp2")
+    assert c4["sort_key"].startswith(msp2["sort_key"]) and c4["depth"] == msp2["depth"] + 1
+
+
+def test_a_status_change_rewrites_that_row_alone_and_a_type_change_adds_shared_objects() -> None:
+    stored = Stored()
+    stored.sync(snapshot(*TREE))
+    suspended = (*TREE[:2], company("c1", CUSTOMER, "msp1", "Bakery", SUSPENDED), *TREE[3:])
+    plan = stored.sync(snapshot(*suspended))
+    assert [row["id"] for row in plan.changed_companies] == [stored.by_public_id("c1")["id"]]
+    assert (plan.changes.updated, plan.new_groups, plan.changed_groups) == (1, [], [])
+    promoted = (*TREE[:2], company("c1", MSP, "msp1", "Bakery"), *TREE[3:])
+    plan = stored.sync(snapshot(*promoted))
+    assert [row["kind"] for row in plan.new_groups] == [GroupKind.SHARED_OBJECTS.value]
+    assert plan.changes.status_changed == [stored.by_public_id("c1")["id"]]
+    assert [row["id"] for row in plan.changed_companies] == [stored.by_public_id("c1")["id"]]
+
+
+def test_the_new_rows_of_a_plan_come_in_sort_key_order() -> None:
+    plan = Stored().plan(snapshot(*TREE))
+    for rows in (plan.new_companies, plan.new_groups):
+        keys = [row["sort_key"] for row in rows]
+        assert keys == sorted(keys)
