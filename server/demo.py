@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from starlette.applications import Starlette
 
 from server.app import create_app
-from server.domain import agents, customers, secrets, sync
+from server.domain import agents, customers, secrets, sync_runs, upstream_connection
 from server.domain.access import Scope, load_scope
 from server.domain.instances import create_instance
 from server.models import Account, Company, Computer, Instance, User
@@ -83,12 +83,12 @@ async def prepare_demo(settings: Settings, upstream_url: str) -> int:
         instance = await create_instance(account.id, Service.EBA, "Demo MSP console")
     owner = await User.get(account_id=account.id).prefetch_related("home_group")
     scope = await load_scope(instance.id, owner.id, True, owner.home_group.path)
-    await sync.connect_msp_administrator(
+    await upstream_connection.connect_msp_administrator(
         scope, instance.id, upstream_url, DEMO_EMAIL, DEMO_PASSWORD, settings
     )
     if not await Company.filter(instance_id=instance.id).exists():
         print("demo: syncing from the built-in MSP Administrator simulator...", flush=True)
-        await sync.sync_now(instance.id, settings, trigger="demo")
+        await sync_runs.sync_now(instance.id, settings, trigger="demo")
         await _seed_customers(scope, owner.id, settings)
     print(
         f"\n  msp-console demo: sign in as {DEMO_EMAIL} / {DEMO_PASSWORD} "

@@ -7,11 +7,10 @@ from dataclasses import replace
 import pytest
 
 from server.demo import SIMULATOR_HOST, demo_settings
-from server.domain import sync
+from server.domain import upstream_connection
 from server.domain.errors import InvalidInput
 from server.settings import Settings
-from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
-from server.upstream.tree import UpstreamTree
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
 from tests.sync_support import tenant
 
 
@@ -26,6 +25,10 @@ async def test_the_demo_connects_to_its_own_simulator_which_plain_settings_refus
     async with Simulator(UpstreamTree.generate(10, seed=1), host=SIMULATOR_HOST) as simulator:
         credentials = (simulator.url, DEFAULT_USERNAME, DEFAULT_PASSWORD)
         with pytest.raises(InvalidInput, match="not allowed"):
-            await sync.connect_msp_administrator(None, instance_id, *credentials, plain)
-        instance = await sync.connect_msp_administrator(None, instance_id, *credentials, demo)
+            await upstream_connection.connect_msp_administrator(
+                None, instance_id, *credentials, plain
+            )
+        instance = await upstream_connection.connect_msp_administrator(
+            None, instance_id, *credentials, demo
+        )
         assert instance.upstream_url == simulator.url

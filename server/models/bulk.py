@@ -10,7 +10,8 @@ Column names come from code, never from data; every value is inside the bound JS
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -94,3 +95,68 @@ async def reserve_ids(counts: Mapping[str, int]) -> dict[str, list[int]]:
         top = int(row["seq"])
         reserved[row["name"]] = list(range(top - wanted[row["name"]] + 1, top + 1))
     return reserved
+
+
+def _pg_typed(value: Any) -> str:
+    """A `?` typed for PostgreSQL after the value it stands for."""
+    if isinstance(value, bool):
+        return "CAST(? AS boolean)"
+    if isinstance(value, int):
+        return "CAST(? AS integer)"
+    if isinstance(value, dt.datetime):
+        return "CAST(? AS timestamptz)"
+    return "CAST(? AS text)"
+
+
+async def insert_rows(
+    table: str,
+    columns: Mapping[str, str],
+    rows: Sequence[Mapping[str, Any]],
+    fixed: Mapping[str, Any],
+) -> None:
+    """INSERT `rows` in one statement: `columns` (name: kind) from each row, `fixed` the same
+    value in every row. SQLite runs the INSERT once per row in one call (`executemany`: reading
+    rows out of one JSON text costs a parse per column per row there); PostgreSQL reads them
+    from one JSON parameter (no limit on the number of rows)."""
+    names = ", ".join([*columns, *fixed])
+    if db.is_postgres():
+        select = ", ".join(
+            [f"x.{name}" for name in columns] + [_pg_typed(v) for v in fixed.values()]
+        )
+        await db.fetch(
+            f"INSERT INTO {table} ({names}) SELECT {select} FROM {rows_source(columns)}",
+            [*fixed.values(), encode_rows(rows)],
+        )
+        return
+    marks = ", ".join("?" for _ in range(len(columns) + len(fixed)))
+    constants = tuple(fixed.values())
+    await db.execute_many(
+        f"INSERT INTO {table} ({names}) VALUES ({marks})",
+        [(*(row[name] for name in columns), *constants) for row in rows],
+    )
+
+
+async def update_rows(
+    table: str,
+    columns: Mapping[str, str],
+    rows: Sequence[Mapping[str, Any]],
+    fixed: Mapping[str, Any],
+    key: str = "id",
+) -> None:
+    """UPDATE the rows whose `key` is each row's, in one statement (see `insert_rows`):
+    `columns` (name: kind, the key included) from each row, `fixed` the same for every row."""
+    changed = [name for name in columns if name != key]
+    if db.is_postgres():
+        sets = [f"{name} = x.{name}" for name in changed] + [f"{name} = ?" for name in fixed]
+        await db.fetch(
+            f"UPDATE {table} SET {', '.join(sets)} FROM {rows_source(columns)} "
+            f"WHERE {table}.{key} = x.{key}",
+            [*fixed.values(), encode_rows(rows)],
+        )
+        return
+    sets = [f"{name} = ?" for name in [*changed, *fixed]]
+    constants = tuple(fixed.values())
+    await db.execute_many(
+        f"UPDATE {table} SET {', '.join(sets)} WHERE {key} = ?",
+        [(*(row[name] for name in changed), *constants, row[key]) for row in rows],
+    )

@@ -110,6 +110,19 @@ async def execute(sql: str, params: Sequence[Any] = ()) -> int:
     return changed
 
 
+async def fetch_tuples(sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
+    """Rows read by position, without building a dict per row (for reads of very many rows)."""
+    conn = connection()
+    _, rows = await conn.execute_query(_placeholders(sql, is_postgres(conn)), list(params))
+    return rows
+
+
+async def execute_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """One statement run once per row of parameters, in one call (and counted once)."""
+    conn = connection()
+    await conn.execute_many(_placeholders(sql, is_postgres(conn)), [list(row) for row in rows])
+
+
 async def refresh_statistics() -> None:
     """Let the query planner know the tables' sizes and spreads (after a large change): without
     statistics SQLite scans a whole table where an index would serve."""

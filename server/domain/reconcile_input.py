@@ -1,0 +1,145 @@
+"""What a reconcile plan starts from: the companies an upstream snapshot asks for (`Wanted`,
+checked to fit the columns) and the instance's rows as loaded (`CompanyRow`, `GroupRow`: what
+the upstream decides, not the layout, which follows from it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from server.models import Company
+from server.models.enums import CompanyType
+from server.upstream.codes import COMPANY_TYPE
+from server.upstream.errors import UpstreamProtocolError
+from server.upstream.records import UpstreamSnapshot
+
+
+@dataclass(slots=True)
+class Wanted:
+    """A company as the snapshot wants it; ancestors carry no status or details (kept)."""
+
+    public_id: str
+    name: str
+    type: CompanyType
+    parent: str | None
+    read_only: bool
+    status: int | None = None
+    email: str | None = None
+    custom_identifier: str | None = None
+    details: bool = False
+
+
+_TYPES = {kind.value: kind for kind in CompanyType}
+
+
+@dataclass(slots=True)
+class CompanyRow:
+    """A company as stored (or, `new`, as it will be inserted), without its layout."""
+
+    id: int
+    public_id: str
+    name: str
+    type: CompanyType
+    parent_id: int | None
+    status: int
+    email: str | None
+    custom_identifier: str | None
+    read_only: bool
+    unlinked: bool
+    unlink_reason: str | None
+    group_id: int
+    new: bool = False
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> CompanyRow:
+        """From a row of `COMPANY_COLUMNS`."""
+        return cls(
+            row[0],
+            row[1],
+            row[2],
+            _TYPES[row[3]],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            bool(row[8]),
+            bool(row[9]),
+            row[10],
+            row[11],
+        )
+
+
+@dataclass(slots=True)
+class GroupRow:
+    """A static group that is not a company's own group (those follow their companies)."""
+
+    id: int
+    name: str
+    kind: str
+    parent_id: int | None
+    company_id: int | None = None
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> GroupRow:
+        """From a row of `GROUP_COLUMNS`."""
+        return cls(row[0], row[1], row[2], row[3], row[4])
+
+
+COMPANY_COLUMNS = (
+    "c.id, c.public_id, c.name, c.type, c.parent_id, c.upstream_status, c.email, "
+    "c.custom_identifier, c.read_only, c.unlinked_at IS NOT NULL, c.unlink_reason, g.id"
+)
+"""What `CompanyRow.of` reads, from `company c` joined to its own group `g`."""
+GROUP_COLUMNS = "id, name, kind, parent_id, company_id"
+"""What `GroupRow.of` reads of a group row (every group but the companies' own)."""
+
+_STORED_TEXT = {
+    "public_id": "publicId",
+    "name": "name",
+    "email": "email",
+    "custom_identifier": "customIdentifier",
+}
+
+
+def check_fits(snapshot: UpstreamSnapshot) -> None:
+    """Refuse, before any write, a company with a value longer than its column holds (SQLite
+    would keep it whole, PostgreSQL would fail mid-apply)."""
+    fields = Company._meta.fields_map
+    companies = (*snapshot.ancestors, *snapshot.companies)
+    for name, label in _STORED_TEXT.items():
+        limit = int(fields[name].max_length)  # type: ignore[attr-defined]
+        values = [getattr(company, name, None) or "" for company in companies]
+        if max(map(len, values), default=0) <= limit:
+            continue
+        company = next(c for c, v in zip(companies, values, strict=True) if len(v) > limit)
+        raise UpstreamProtocolError(
+            f"MSP Administrator company {company.public_id[:64]} has a {label} of "
+            f"{len(getattr(company, name))} characters; the console holds at most {limit}"
+        )
+
+
+def wanted_companies(snapshot: UpstreamSnapshot) -> dict[str, Wanted]:
+    """The companies a snapshot asks for, top first: ancestors (read-only), the account's own
+    company, then its descendants, each parent before its children."""
+    check_fits(snapshot)
+    wanted: dict[str, Wanted] = {}
+    parent: str | None = None
+    for ref in snapshot.ancestors:
+        wanted[ref.public_id] = Wanted(
+            ref.public_id, ref.name, COMPANY_TYPE[ref.type], parent, True
+        )
+        parent = ref.public_id
+    for company in snapshot.companies:
+        wanted[company.public_id] = Wanted(
+            company.public_id,
+            company.name,
+            COMPANY_TYPE[company.type],
+            parent if company is snapshot.root else company.parent_id,
+            False,
+            company.status,
+            company.email,
+            company.custom_identifier,
+            True,
+        )
+    return wanted
