@@ -405,7 +405,7 @@ async def enroll(
     request = body if isinstance(body, EnrolmentRequest) else parse_enrolment(body)
     now = (now or datetime.now(UTC)).astimezone(UTC)
     agent_token = new_token(AGENT_TOKEN_PREFIX)
-    details = {
+    details: dict[str, Any] = {
         "name": request.hostname,
         "sort_name": sort_name(request.hostname),
         "os": request.os,

@@ -30,7 +30,12 @@ from server.models.bulk import (
     typed_param,
 )
 from server.models.enums import CompanyType, GroupKind, UnlinkReason
-from server.upstream.client import UpstreamProtocolError, UpstreamSnapshot
+from server.upstream.client import (
+    UpstreamCompany,
+    UpstreamCompanyRef,
+    UpstreamProtocolError,
+    UpstreamSnapshot,
+)
 
 COMPANY_TYPES = {
     1002: CompanyType.DISTRIBUTOR,
@@ -142,8 +147,12 @@ def check_fits(snapshot: UpstreamSnapshot) -> None:
     """Refuse, before any write, a company with a value longer than its column holds (SQLite
     would keep it whole, PostgreSQL would fail mid-apply)."""
     fields = Company._meta.fields_map
-    longest = {name: int(fields[name].max_length) for name in _STORED_TEXT}  # type: ignore[attr-defined]
-    for company in (*snapshot.ancestors, *snapshot.companies):
+    longest = {name: int(fields[name].constraints["max_length"]) for name in _STORED_TEXT}
+    named: tuple[UpstreamCompanyRef | UpstreamCompany, ...] = (
+        *snapshot.ancestors,
+        *snapshot.companies,
+    )
+    for company in named:
         for name, limit in longest.items():
             value = getattr(company, name, None)
             if value is not None and len(value) > limit:
@@ -340,6 +349,7 @@ class _Apply:
         parent_of: dict[int, int | None] = {g.id: g.parent_id for g in self.groups.values()}
         name_of: dict[int, str] = {g.id: g.name for g in self.groups.values()}
         company_of_group: dict[int, _Company] = {}
+        company: _Company | None  # each company here, then the company of each group below
         for company in self.companies.values():
             parent = self.final_parent(company)
             wanted = self.wanted.get(company.public_id)
@@ -359,6 +369,7 @@ class _Apply:
         stack: list[tuple[int, str, str, int]] = [
             (group_id, "/", "", 0) for group_id in children.get(None, ())
         ]
+        owner: int | None  # a company group's company; a shared-objects group's owner, if any
         while stack:
             group_id, parent_path, parent_key, depth = stack.pop()
             name = name_of[group_id]
@@ -370,7 +381,7 @@ class _Apply:
                 segment = company.sort_key[-_SEGMENT:] if same_segment else None
                 sort_key = parent_key + (segment or tree.sort_segment(name, group_id))
                 row = self.company_row(company, path, sort_key, depth - 2)
-                if company.new:
+                if row is not None and company.new:  # a new company always has a row
                     new_companies.append({**row, "public_id": company.public_id})
                 elif row is not None:
                     changed_companies.append(row)
@@ -379,13 +390,18 @@ class _Apply:
                     if company.parent_id is not None
                     else companies_group
                 )
-                before = (company.name, current_parent, company.path, company.sort_key)
+                before: tuple[str, int | None, str, str] = (
+                    company.name,
+                    current_parent,
+                    company.path,
+                    company.sort_key,
+                )
                 stale = company.new or before != (name, parent, path, sort_key)
                 stale = stale or company.depth + 2 != depth
                 kind, owner = GroupKind.COMPANY.value, company.id
             else:
                 group = self.groups[group_id]
-                same_segment = group.name == name and group.sort_key
+                same_segment = group.name == name and bool(group.sort_key)
                 segment = group.sort_key[-_SEGMENT:] if same_segment else None
                 sort_key = parent_key + (segment or tree.sort_segment(name, group_id))
                 before = (group.name, group.parent_id, group.path, group.sort_key)

@@ -114,7 +114,7 @@ def allowed_url(url: str, settings: Settings) -> tuple[str, str]:
 
 def _longest(field: str) -> int:
     """How many characters an instance's column holds."""
-    return int(Instance._meta.fields_map[field].max_length)  # type: ignore[attr-defined]
+    return int(Instance._meta.fields_map[field].constraints["max_length"])
 
 
 _LIMIT_SETTINGS = {
@@ -280,7 +280,11 @@ async def start_sync(
                 _execute(run, lock, settings, bus, None), name=f"sync-run-{run.id}"
             )
             _tasks[run.id] = (task, lock)
-            task.add_done_callback(lambda _, key=run.id: _tasks.pop(key, None))
+
+            def forget(_: asyncio.Task[None], key: int = run.id) -> None:
+                _tasks.pop(key, None)
+
+            task.add_done_callback(forget)
             return run
         running = await running_run(instance_id)
         if running is not None:
@@ -359,8 +363,7 @@ async def recover_interrupted(bus: EventBus) -> int:
     """Mark FAILED the active runs nobody runs any more (their process died); returns how many."""
     failed = 0
     for instance_id in {
-        r.instance_id  # type: ignore[attr-defined]
-        for r in await SyncRun.filter(state__in=ACTIVE).only("id", "instance_id")
+        r.instance_id for r in await SyncRun.filter(state__in=ACTIVE).only("id", "instance_id")
     }:
         lock = await locks.try_lock(locks.SYNC_RUN, instance_id)
         if lock is None:
@@ -386,7 +389,7 @@ async def _call(callback: ProgressCallback | None, run: SyncRun) -> None:
 
 
 async def _publish(run: SyncRun, bus: EventBus, on_progress: ProgressCallback | None) -> None:
-    await bus.publish(events.SYNC_RUN, {"instance_id": run.instance_id, "run_id": run.id})  # type: ignore[attr-defined]
+    await bus.publish(events.SYNC_RUN, {"instance_id": run.instance_id, "run_id": run.id})
     await _call(on_progress, run)
 
 
@@ -414,7 +417,7 @@ async def _finish(
         run.instance_id,
         run.trigger,
         state.value,
-        run.companies_seen,  # type: ignore[attr-defined]
+        run.companies_seen,
         run.created,
         run.updated,
         run.moved,
@@ -453,7 +456,7 @@ async def _execute(
 ) -> None:
     """Fetch, then apply; the run ends SUCCEEDED or FAILED with an error naming the problem."""
     try:
-        instance = await _connected(run.instance_id)  # type: ignore[attr-defined]
+        instance = await _connected(run.instance_id)
         await _update(
             run,
             bus,
@@ -519,7 +522,7 @@ async def _execute(
         raise
     except (UpstreamError, DomainError) as exc:
         message = exc.message if isinstance(exc, DomainError) else _explain(exc)
-        log.warning("sync run %s of instance %s failed: %s", run.id, run.instance_id, message)  # type: ignore[attr-defined]
+        log.warning("sync run %s of instance %s failed: %s", run.id, run.instance_id, message)
         await _finish(run, bus, on_progress, SyncState.FAILED, error=message)
     except Exception as exc:
         log.exception("sync run %s failed unexpectedly", run.id)
