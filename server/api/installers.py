@@ -61,7 +61,7 @@ class Installer(Node):
     ) -> Annotated[Company, strawberry.lazy("server.api.companies")]:
         from server.api.companies import Company
 
-        found = await info.context.loaders.company_by_id.load(self.model.company_id)  # type: ignore[attr-defined]
+        found = await info.context.loaders.company_by_id.load(self.model.company_id)
         if found is None:  # an installer is visible only with its company
             raise RuntimeError(f"installer {self.model.id} has no visible company")
         return Company.of(found)
@@ -72,7 +72,7 @@ class Installer(Node):
     ) -> Annotated[StaticGroup, strawberry.lazy("server.api.groups")]:
         from server.api.groups import StaticGroup
 
-        found = await info.context.loaders.group_by_id.load(self.model.group_id)  # type: ignore[attr-defined]
+        found = await info.context.loaders.group_by_id.load(self.model.group_id)
         if found is None:  # INSTALLERS on the group is what makes the installer visible
             raise RuntimeError(f"installer {self.model.id} has no visible group")
         return StaticGroup.of(found)

@@ -49,7 +49,7 @@ class User(Node):
     @strawberry.field
     async def home_group(self, info: Info[Context, None]) -> StaticGroup:
         scope = info.context.require_scope()
-        group = await info.context.loaders.group_by_id.load(self.model.home_group_id)  # type: ignore[attr-defined]
+        group = await info.context.loaders.group_by_id.load(self.model.home_group_id)
         if group is None and self.model.id == scope.user_id:
             group = await groups.own_home_group(scope)
         if group is None:  # USERS on its home group is what makes another user visible
