@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeGuard
 
 from aiohttp import web
 
@@ -507,7 +507,7 @@ def _ref(company: Company) -> dict[str, Any]:
     return {"publicId": company["publicId"], "name": company["name"], "type": company["type"]}
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -727,7 +727,7 @@ def _dispatcher(
                 location = f"{rule.location}{request.path_qs}"
                 return web.Response(status=rule.status, headers={"Location": location})
             await asyncio.sleep(rule.seconds)  # slow: then answer normally
-        answer: _Answer = await handler(request, body)
+        answer = await handler(request, body)
         if answer.status == 200:
             malformed = state._take_rule(call, _AFTER)
             if malformed is not None:
