@@ -17,6 +17,7 @@ from server.models import Computer, Installer
 from server.models.enums import Area, GroupKind, Level
 from tests import factories
 from tests.api.scoped_users import group_of, scoped_user
+from tests.waiting import eventually
 
 CREATE = """mutation($input: CreateInstallerInput!) { createInstaller(input: $input) {
   token config installCommand errors { code field message }
@@ -91,14 +92,18 @@ async def test_agents_enrol_and_check_in_through_the_console(client, tenant, ser
             headers={"authorization": f"Bearer {agent['agentToken']}"},
         )
         assert checked.status_code == 200 and checked.json()["nextCheckInSeconds"] > 0
-    await asyncio.sleep(1.5)  # check-ins are written within the flush interval (1 s)
-    data = await client.query(
-        "query($id: ID!) { node(id: $id) { ... on Computer { name os connectionStatus "
-        "group { name } company { name } } } }",
-        {"id": agent["computerId"]},
-        owner.token,
-    )
-    assert data["node"] == {
+
+    async def checked_in() -> dict | None:  # check-ins are written in batches, once a second
+        data = await client.query(
+            "query($id: ID!) { node(id: $id) { ... on Computer { name os connectionStatus "
+            "group { name } company { name } } } }",
+            {"id": agent["computerId"]},
+            owner.token,
+        )
+        return data["node"] if data["node"]["os"] == "Windows 11 Pro" else None
+
+    computer = await eventually(checked_in, what="the check-in's details stored")
+    assert computer == {
         "name": "desk-1",
         "os": "Windows 11 Pro",
         "connectionStatus": "CONNECTED",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from server.upstream.tree import CUSTOMER, UpstreamTree
 from tests import factories
 from tests.graphql_client import GraphQLClient, error_codes
 from tests.sync_support import connected_tenant, fast_client
+from tests.waiting import eventually, subscriptions_open
 
 CONNECT = """mutation($input: ConnectMspAdministratorInput!) {
   connectMspAdministrator(input: $input) {
@@ -64,14 +64,13 @@ def credentials(sim: Simulator, **changes: str) -> dict[str, Any]:
 
 async def finished(client: GraphQLClient, token: str) -> dict[str, Any]:
     """The instance once its last sync has ended."""
-    deadline = time.monotonic() + 20
-    while True:
-        data = await client.query(STATUS, token=token)
-        last = data["instance"]["lastSync"]
-        if last and last["state"] in ("SUCCEEDED", "FAILED"):
-            return data["instance"]
-        assert time.monotonic() < deadline, data
-        await asyncio.sleep(0.05)
+
+    async def ended() -> dict[str, Any] | None:
+        instance = (await client.query(STATUS, token=token))["instance"]
+        last = instance["lastSync"]
+        return instance if last and last["state"] in ("SUCCEEDED", "FAILED") else None
+
+    return await eventually(ended, within=20, what="the last sync ended")
 
 
 async def test_connecting_checks_the_account_and_starts_the_first_sync(
@@ -220,8 +219,9 @@ async def test_a_subscriber_sees_the_progress_and_end_of_a_run_started_by_anothe
                 ack = json.loads(await asyncio.wait_for(socket.recv(), 5))
                 assert ack["type"] == "connection_ack"
                 subscribe = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}
+                before = subscriptions_open()
                 await socket.send(json.dumps(subscribe))
-                await asyncio.sleep(0.1)  # the subscription is listening
+                await eventually(lambda: subscriptions_open() > before, what="it listens")
 
                 started = (await client.query(START, {}, token=owner.token))["startSync"]["run"]
                 seen: list[dict[str, Any]] = []

@@ -2,14 +2,17 @@
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import websockets
 
+from server.api.subscriptions import RIGHTS_RECHECK_SECONDS
 from server.models import Session
 from tests import factories
 from tests.api import scoped_users
+from tests.waiting import eventually, subscriptions_open
 
 PROTOCOL = "graphql-transport-ws"
 
@@ -76,6 +79,7 @@ async def test_an_open_subscription_follows_the_viewers_rights_as_they_change(cl
     socket = await connect(server_url, user.token)
     try:
         assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+        before = subscriptions_open()
         await socket.send(
             json.dumps(
                 {
@@ -87,11 +91,16 @@ async def test_an_open_subscription_follows_the_viewers_rights_as_they_change(cl
                 }
             )
         )
-        await asyncio.sleep(0.3)
+        await eventually(lambda: subscriptions_open() > before, what="the subscription listening")
+        rights_read = time.monotonic()  # the server read them before it listened
         # the user loses the first MSP and gains the second, while the socket stays open
         await rights.groups.clear()
         await rights.groups.add(await scoped_users.group_of(second))
-        await asyncio.sleep(1.1)  # rights are re-read at most once a second
+        # the server re-reads rights with an event once they are older than its interval
+        await eventually(
+            lambda: time.monotonic() - rights_read > RIGHTS_RECHECK_SECONDS,
+            what="the rights the server holds due for a re-read",
+        )
         for msp in (first, second):
             await client.query(
                 "mutation($i: SkipCustomerSetupInput!) { skipCustomerSetup(input: $i) "
@@ -138,12 +147,22 @@ async def test_a_socket_holds_a_bounded_number_of_subscriptions(client, server_u
         assert refused["payload"]["errors"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
         assert await next_message(5) == {"id": refused["id"], "type": "complete"}
         assert await next_message(1) is None  # the others run, waiting for events
-        # ending one makes room for another
+        # ending one makes room for another, once the server has ended it (it does not say when)
         running = next(operation_id for operation_id in sent if operation_id != refused["id"])
         await socket.send(json.dumps({"id": running, "type": "complete"}))
-        await asyncio.sleep(0.2)
-        await subscribe("room again")
-        assert await next_message(1) is None  # no error: it runs, waiting for events
+        attempts = iter(range(100))
+
+        async def room_again() -> bool:
+            operation_id = f"room again {next(attempts)}"
+            await subscribe(operation_id)
+            answer = await next_message(0.5)
+            if answer is None:
+                return True  # no error: it runs, waiting for events
+            assert answer["payload"]["errors"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+            assert await next_message(5) == {"id": operation_id, "type": "complete"}
+            return False
+
+        await eventually(room_again, what="room for a subscription after one ended")
     finally:
         await socket.close()
 
@@ -250,14 +269,6 @@ def session_watches() -> int:
     return sum(t.get_name() == "websocket-session-watch" for t in asyncio.all_tasks())
 
 
-async def until(predicate, within: float = 5.0) -> None:
-    """Wait for a condition the server reaches on its own (same event loop as the test)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
-
-
 async def test_a_second_connection_init_closes_the_socket_with_4429_and_starts_nothing(
     client, server_url
 ):
@@ -274,4 +285,4 @@ async def test_a_second_connection_init_closes_the_socket_with_4429_and_starts_n
         assert closed.value.rcvd.code == 4429
     finally:
         await socket.close()
-    await until(lambda: session_watches() == before)  # the closed socket's watch ended too
+    await eventually(lambda: session_watches() == before, what="the closed socket's watch ended")
