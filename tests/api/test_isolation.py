@@ -5,15 +5,12 @@ nothing of the other side is returned, counted or changed."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import websockets
 
 from graphql import get_named_type
 from server import events
@@ -33,9 +30,9 @@ from server.models import (
 from server.models.enums import CompanyType
 from tests import factories
 from tests.api.scoped_users import all_group, group_of, ids_in, owner_scope, scoped_user
+from tests.api.sockets import received, settled, subscribed
 from tests.graphql_client import error_codes
 
-PROTOCOL = "graphql-transport-ws"
 COMPANY = """fragment C on Company { id parent { id } ancestors { id } computerCount
   staticGroup { id computerCount } children(first: 10) { totalCount edges { node { id } } } }"""
 GROUP = """fragment G on StaticGroup { id parent { id } ancestors { id } company { id }
@@ -428,47 +425,6 @@ async def test_every_mutation_on_the_other_side_is_refused_and_changes_nothing(c
 
 
 # Subscriptions ----------------------------------------------------------------------------
-
-
-def ws_url(server_url: str) -> str:
-    return server_url.replace("http://", "ws://") + "/graphql"
-
-
-@contextlib.asynccontextmanager
-async def subscribed(server_url: str, token: str, query: str):
-    async with websockets.connect(ws_url(server_url), subprotocols=[PROTOCOL]) as socket:
-        await socket.send(
-            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
-        )
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
-        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
-        yield socket
-
-
-async def received(socket, quiet: float = 0.5) -> list[dict[str, Any]]:
-    """Every `next` message until the socket stays quiet for `quiet` seconds."""
-    messages = []
-    while True:
-        try:
-            message = json.loads(await asyncio.wait_for(socket.recv(), quiet))
-        except TimeoutError:
-            return messages
-        assert message["type"] == "next", message
-        assert "errors" not in message["payload"], message
-        messages.append(message["payload"]["data"])
-
-
-async def settled(bus, before: int) -> None:
-    """Wait until a new socket's subscriptions are all on the bus (its count stops growing)."""
-    last, stable = bus.subscriber_count, 0
-    for _ in range(200):
-        await asyncio.sleep(0.01)
-        count = bus.subscriber_count
-        stable = stable + 1 if count == last and count > before else 0
-        if stable >= 5:
-            return
-        last = count
-    raise AssertionError("the subscription did not reach the bus")
 
 
 SUBSCRIPTIONS = {

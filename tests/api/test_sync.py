@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import websockets
 
 from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
 from server.upstream.tree import CUSTOMER, UpstreamTree
 from tests import factories
+from tests.api.sockets import subscribed
 from tests.graphql_client import GraphQLClient, error_codes
 from tests.sync_support import connected_tenant, fast_client
 from tests.waiting import eventually, subscriptions_open
@@ -207,20 +207,13 @@ async def test_start_sync_twice_returns_the_running_run(
 async def test_a_subscriber_sees_the_progress_and_end_of_a_run_started_by_another_client(
     client: GraphQLClient, server_url: str
 ) -> None:
-    url = server_url.replace("http://", "ws://") + "/graphql"
     slow_walk = fast_client(concurrency=2, progress_interval=0.02)
     async with Simulator(UpstreamTree.generate(400, seed=3)) as sim:
         owner = await connected_tenant(client, sim)
         sim.faults.delay = 0.05
         with slow_walk:
-            async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
-                init = {"authorization": f"Bearer {owner.token}"}
-                await socket.send(json.dumps({"type": "connection_init", "payload": init}))
-                ack = json.loads(await asyncio.wait_for(socket.recv(), 5))
-                assert ack["type"] == "connection_ack"
-                subscribe = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}
-                before = subscriptions_open()
-                await socket.send(json.dumps(subscribe))
+            before = subscriptions_open()
+            async with subscribed(server_url, owner.token, SUBSCRIBE) as socket:
                 await eventually(lambda: subscriptions_open() > before, what="it listens")
 
                 started = (await client.query(START, {}, token=owner.token))["startSync"]["run"]

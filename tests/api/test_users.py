@@ -532,7 +532,7 @@ async def test_disabling_a_user_closes_its_open_subscriptions_with_4403(
 ):
     import websockets
 
-    from tests.api.test_isolation import settled, subscribed
+    from tests.api.sockets import settled, subscribed
 
     owner, _, msp_a, _, admin_a = world
     target = await scoped_user(client, owner.instance_id, [msp_a], {Area.COMPANIES: Level.READ})

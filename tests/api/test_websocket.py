@@ -12,21 +12,18 @@ from server.api.subscriptions import RIGHTS_RECHECK_SECONDS
 from server.models import Session
 from tests import factories
 from tests.api import scoped_users
+from tests.api.sockets import PROTOCOL, acknowledged, operation, subscribe, subscribed, ws_url
 from tests.waiting import eventually, subscriptions_open
 
-PROTOCOL = "graphql-transport-ws"
 
-
-def ws_url(server_url: str) -> str:
-    return server_url.replace("http://", "ws://") + "/graphql"
-
-
-async def connect(server_url, token):
-    socket = await websockets.connect(ws_url(server_url), subprotocols=[PROTOCOL])
-    await socket.send(
-        json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+async def user_with_rights_on(client, owner, company):
+    """A native user at the top of the tree with one permission set, on `company`'s group."""
+    rights = await scoped_users.permission_set(
+        owner.instance_id, [await scoped_users.group_of(company)]
     )
-    return socket
+    home = await scoped_users.all_group(owner.instance_id)
+    user = await scoped_users.scoped_user(client, owner.instance_id, [], home=home, sets=[rights])
+    return rights, user
 
 
 @pytest.mark.parametrize("payload", [{}, {"authorization": "Bearer nope"}, {"authorization": 5}])
@@ -40,24 +37,12 @@ async def test_a_socket_without_a_valid_token_is_closed_with_4403(server_url, pa
 
 async def test_logout_closes_the_sessions_open_sockets_with_4403(client, server_url):
     owner = await factories.owner(client)
-    socket = await connect(server_url, owner.token)
-    try:
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
-        await socket.send(
-            json.dumps(
-                {
-                    "id": "1",
-                    "type": "subscribe",
-                    "payload": {"query": "subscription { customerStatusChanged { id } }"},
-                }
-            )
-        )
+    query = "subscription { customerStatusChanged { id } }"
+    async with subscribed(server_url, owner.token, query) as socket:
         await client.query("mutation { logout { errors { code } } }", token=owner.token)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 5)
         assert closed.value.rcvd.code == 4403
-    finally:
-        await socket.close()
 
 
 async def test_an_open_subscription_follows_the_viewers_rights_as_they_change(client, server_url):
@@ -66,31 +51,10 @@ async def test_an_open_subscription_follows_the_viewers_rights_as_they_change(cl
         owner.instance_id, msps=2, customers_per_msp=1, computers_per_customer=0
     )
     first, second = tree.msps
-    rights = await scoped_users.permission_set(
-        owner.instance_id, [await scoped_users.group_of(first)]
-    )
-    user = await scoped_users.scoped_user(
-        client,
-        owner.instance_id,
-        [],
-        home=await scoped_users.all_group(owner.instance_id),
-        sets=[rights],
-    )
-    socket = await connect(server_url, user.token)
-    try:
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
-        before = subscriptions_open()
-        await socket.send(
-            json.dumps(
-                {
-                    "id": "1",
-                    "type": "subscribe",
-                    "payload": {
-                        "query": "subscription { customerStatusChanged { name customerStatus } }"
-                    },
-                }
-            )
-        )
+    rights, user = await user_with_rights_on(client, owner, first)
+    query = "subscription { customerStatusChanged { name customerStatus } }"
+    before = subscriptions_open()
+    async with subscribed(server_url, user.token, query) as socket:
         await eventually(lambda: subscriptions_open() > before, what="the subscription listening")
         rights_read = time.monotonic()  # the server read them before it listened
         # the user loses the first MSP and gains the second, while the socket stays open
@@ -115,31 +79,23 @@ async def test_an_open_subscription_follows_the_viewers_rights_as_they_change(cl
         }
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(socket.recv(), 1)
-    finally:
-        await socket.close()
 
 
 async def test_a_socket_holds_a_bounded_number_of_subscriptions(client, server_url, settings):
     owner = await factories.owner(client)
     limit = settings.max_subscriptions_per_socket
     query = "subscription { customerStatusChanged { id } }"
-    socket = await connect(server_url, owner.token)
+    async with acknowledged(server_url, owner.token) as socket:
 
-    async def subscribe(operation_id: str) -> None:
-        message = {"id": operation_id, "type": "subscribe", "payload": {"query": query}}
-        await socket.send(json.dumps(message))
+        async def next_message(within: float) -> dict | None:
+            try:
+                return json.loads(await asyncio.wait_for(socket.recv(), within))
+            except TimeoutError:
+                return None
 
-    async def next_message(within: float) -> dict | None:
-        try:
-            return json.loads(await asyncio.wait_for(socket.recv(), within))
-        except TimeoutError:
-            return None
-
-    try:
-        assert (await next_message(5) or {}).get("type") == "connection_ack"
         sent = [str(n) for n in range(limit + 1)]
         for operation_id in sent:
-            await subscribe(operation_id)
+            await subscribe(socket, operation_id, query)
         # the operations sign in concurrently: any one of them is the one too many
         refused = await next_message(5)
         assert refused is not None and refused["id"] in sent, refused
@@ -154,7 +110,7 @@ async def test_a_socket_holds_a_bounded_number_of_subscriptions(client, server_u
 
         async def room_again() -> bool:
             operation_id = f"room again {next(attempts)}"
-            await subscribe(operation_id)
+            await subscribe(socket, operation_id, query)
             answer = await next_message(0.5)
             if answer is None:
                 return True  # no error: it runs, waiting for events
@@ -163,19 +119,6 @@ async def test_a_socket_holds_a_bounded_number_of_subscriptions(client, server_u
             return False
 
         await eventually(room_again, what="room for a subscription after one ended")
-    finally:
-        await socket.close()
-
-
-async def operation(socket, operation_id: str, query: str, variables: dict | None = None) -> dict:
-    """Run a query or mutation over the socket: its `next` payload (then `complete`)."""
-    payload = {"query": query, "variables": variables or {}}
-    await socket.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
-    message = json.loads(await asyncio.wait_for(socket.recv(), 5))
-    assert message["id"] == operation_id and message["type"] == "next", message
-    done = json.loads(await asyncio.wait_for(socket.recv(), 5))
-    assert done == {"id": operation_id, "type": "complete"}, done
-    return message["payload"]
 
 
 CUSTOMER = "query($id: ID!) { node(id: $id) { ... on Company { name customerStatus } } }"
@@ -190,19 +133,8 @@ async def test_operations_on_an_open_socket_see_the_rights_as_they_are_now(clien
     )
     [msp] = tree.msps
     first, second = (factories.global_id(c) for c in tree.customers[msp.id])
-    rights = await scoped_users.permission_set(
-        owner.instance_id, [await scoped_users.group_of(msp)]
-    )
-    user = await scoped_users.scoped_user(
-        client,
-        owner.instance_id,
-        [],
-        home=await scoped_users.all_group(owner.instance_id),
-        sets=[rights],
-    )
-    socket = await connect(server_url, user.token)
-    try:
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+    rights, user = await user_with_rights_on(client, owner, msp)
+    async with acknowledged(server_url, user.token) as socket:
         seen = await operation(socket, "1", CUSTOMER, {"id": first})
         assert seen["data"]["node"]["customerStatus"] == "NOT_SET_UP"
         skipped = await operation(socket, "2", SKIP, {"id": first})
@@ -222,17 +154,13 @@ async def test_operations_on_an_open_socket_see_the_rights_as_they_are_now(clien
         assert refused["data"]["skipCustomerSetup"]["errors"] == [{"code": "NOT_FOUND"}]
         still = await client.query(CUSTOMER, {"id": second}, owner.token)
         assert still["node"]["customerStatus"] == "NOT_SET_UP"
-    finally:
-        await socket.close()
 
 
 async def test_an_operation_after_the_session_ended_is_refused_and_the_socket_closes(
     client, server_url
 ):
     owner = await factories.owner(client)
-    socket = await connect(server_url, owner.token)
-    try:
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+    async with acknowledged(server_url, owner.token) as socket:
         assert (await operation(socket, "1", "{ viewer { via } }"))["data"] == {
             "viewer": {"via": "EBA"}
         }
@@ -240,9 +168,7 @@ async def test_an_operation_after_the_session_ended_is_refused_and_the_socket_cl
         await Session.filter(account_id=owner.account_id).update(
             expires_at=datetime.now(UTC) - timedelta(seconds=1)
         )
-        await socket.send(
-            json.dumps({"id": "2", "type": "subscribe", "payload": {"query": "{ viewer { via } }"}})
-        )
+        await subscribe(socket, "2", "{ viewer { via } }")
         answer = json.loads(await asyncio.wait_for(socket.recv(), 5))
         assert answer["payload"]["data"] == {"viewer": None}
         assert [e["extensions"]["code"] for e in answer["payload"]["errors"]] == ["UNAUTHENTICATED"]
@@ -250,8 +176,6 @@ async def test_an_operation_after_the_session_ended_is_refused_and_the_socket_cl
             while True:  # then `complete`, and the socket is closed long before its recheck
                 await asyncio.wait_for(socket.recv(), 5)
         assert closed.value.rcvd.code == 4403
-    finally:
-        await socket.close()
 
 
 async def test_a_client_asking_for_the_legacy_graphql_ws_protocol_is_refused(server_url):
@@ -274,15 +198,11 @@ async def test_a_second_connection_init_closes_the_socket_with_4429_and_starts_n
 ):
     owner = await factories.owner(client)
     before = session_watches()
-    socket = await connect(server_url, owner.token)
-    try:
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+    async with acknowledged(server_url, owner.token) as socket:
         assert session_watches() == before + 1
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {owner.token}"}}
         await socket.send(json.dumps(init))
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 5)
         assert closed.value.rcvd.code == 4429
-    finally:
-        await socket.close()
     await eventually(lambda: session_watches() == before, what="the closed socket's watch ended")
