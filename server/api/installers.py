@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from server.api.context import Context
 from server.api.mutations import audited, mutation, mutation_input, payload
-from server.api.node import Node, decode_id, refetchable
+from server.api.node import Node, decode_id, decode_optional_id, refetchable
 from server.api.pagination import Connection, page_request, paginate
 from server.domain import global_ids, installers
 from server.domain.installers import agent_endpoint
@@ -140,7 +140,7 @@ class InstallerMutations:
     ) -> CreateInstallerPayload:
         context = info.context
         company_id = decode_id(input.company_id, "Company", "companyId")
-        group_id = decode_id(input.group_id, "StaticGroup", "groupId") if input.group_id else None
+        group_id = decode_optional_id(input.group_id, "StaticGroup", "groupId")
         settings = context.settings
         async with audited(context, "createInstaller", "Company", company_id) as entry:
             installer, token = await installers.create_installer(

@@ -12,7 +12,7 @@ from server.api.authentication import query
 from server.api.context import Context
 from server.api.groups import StaticGroup
 from server.api.mutations import audited, mutation, mutation_input, payload
-from server.api.node import Node, decode_id, decode_ids, refetchable
+from server.api.node import Node, decode_id, decode_ids, decode_optional_id, refetchable
 from server.api.pagination import Connection, page_request, paginate
 from server.domain import global_ids, groups, users
 from server.domain.accounts import publish_sessions_ended
@@ -175,11 +175,7 @@ class UserMutations:
     ) -> UpdateUserPayload:
         context = info.context
         key = decode_id(input.user_id, "User", "userId")
-        group_key = (
-            decode_id(input.home_group_id, "StaticGroup", "homeGroupId")
-            if input.home_group_id is not None
-            else None
-        )
+        group_key = decode_optional_id(input.home_group_id, "StaticGroup", "homeGroupId")
         timeout_given = input.session_timeout is not strawberry.UNSET
         scope, session = context.require_scope(), context.require_session()
         detail = {

@@ -17,6 +17,7 @@ from server.models import Computer, Installer
 from server.models.enums import Area, GroupKind, Level
 from tests import factories
 from tests.api.scoped_users import group_of, scoped_user
+from tests.graphql_client import error_codes
 from tests.waiting import eventually
 
 CREATE = """mutation($input: CreateInstallerInput!) { createInstaller(input: $input) {
@@ -151,6 +152,20 @@ async def test_bad_installer_input_is_refused_and_creates_nothing(
     )
     assert [(e["code"], e["field"]) for e in payload["errors"]] == [(code, field)]
     assert payload["token"] is None
+    assert await Installer.filter(instance_id=owner.instance_id).count() == before
+
+
+@pytest.mark.parametrize("group_id", ["", "not an id", global_ids.encode("Company", 1)])
+async def test_a_group_id_that_is_no_group_id_is_bad_input_not_the_default_group(
+    client, tenant, group_id
+):
+    """An empty groupId once meant "the company's group"; every malformed id is refused."""
+    owner, tree = tenant
+    before = await Installer.filter(instance_id=owner.instance_id).count()
+    variables = {"input": {"companyId": company_id(tree.all_customers[0]), "groupId": group_id}}
+    body = await client.execute(CREATE, variables, owner.token)
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["field"] == "groupId"
     assert await Installer.filter(instance_id=owner.instance_id).count() == before
 
 
