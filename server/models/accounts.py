@@ -7,9 +7,8 @@ from tortoise.models import Model
 
 from server.models.enums import Service
 
-if TYPE_CHECKING:  # for the relations' annotations only: the modules import one another
-    from server.models.instances import Instance
-    from server.models.tree import Company, StaticGroup
+if TYPE_CHECKING:  # the relations' targets (the package, whichever module holds them)
+    from server.models import Company, Instance, StaticGroup
 
 
 class Account(Model):

@@ -7,10 +7,8 @@ from tortoise.models import Model
 
 from server.models.enums import ConnectionStatus, ProtectionStatus, SyncState
 
-if TYPE_CHECKING:  # for the relations' annotations only: the modules import one another
-    from server.models.accounts import User
-    from server.models.instances import Instance
-    from server.models.tree import Company, StaticGroup
+if TYPE_CHECKING:  # the relations' targets (the package, whichever module holds them)
+    from server.models import Company, Instance, StaticGroup, User
 
 
 class Installer(Model):

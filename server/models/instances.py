@@ -7,8 +7,8 @@ from tortoise.models import Model
 
 from server.models.enums import Service
 
-if TYPE_CHECKING:  # for the relations' annotations only: the modules import one another
-    from server.models.accounts import Account, User
+if TYPE_CHECKING:  # the relations' targets (the package, whichever module holds them)
+    from server.models import Account, User
 
 
 class Instance(Model):

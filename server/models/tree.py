@@ -11,8 +11,8 @@ from tortoise.models import Model
 
 from server.models.enums import CompanyType, GroupKind, SetupState, UnlinkReason
 
-if TYPE_CHECKING:  # for the relations' annotations only: the modules import one another
-    from server.models.instances import Instance
+if TYPE_CHECKING:  # the relations' targets (the package, whichever module holds them)
+    from server.models import Instance
 
 PATH_LENGTH = 400
 SORT_KEY_LENGTH = 2000
