@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # whole value: `$` would let a "\n" end it
 
 REGISTRY = CollectorRegistry()
 GRAPHQL_REQUESTS = Counter(
@@ -83,7 +83,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        value = given if _SANE_ID.match(given) else uuid.uuid4().hex
+        value = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
         token = request_id.set(value)
 
         async def send_with_id(message: Message) -> None:

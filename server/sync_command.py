@@ -97,6 +97,6 @@ def _summary(run: SyncRun) -> str:
     counters = ", ".join(f"{getattr(run, c):,} {c.replace('companies_', '')}" for c in COUNTERS)
     colour = "green" if run.state == SyncState.SUCCEEDED else "red"
     return (
-        f"instance {run.instance_id} run {run.id}: "  # type: ignore[attr-defined]
+        f"instance {run.instance_id} run {run.id}: "
         f"[{colour}]{run.state.value}[/]{seconds}: {counters}"
     )

@@ -61,7 +61,7 @@ def postgres_server() -> str:
     return DEFAULT_POSTGRES
 
 
-def _postgres_database(base: str):  # type: ignore[no-untyped-def]
+def _postgres_database(base: str):
     """A new database on the server of `base`, dropped at the end of the session."""
     name = f"msp_test_{uuid.uuid4().hex[:12]}"
     parts = urlsplit(base)

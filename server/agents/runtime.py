@@ -92,12 +92,12 @@ class AgentRuntime:
         if enrolment.superseded_token_hash is not None:  # here at once, then everywhere
             superseded = [enrolment.superseded_token_hash]
             self._tokens_revoked({"token_hashes": superseded})
-            await agents.publish_revoked_tokens(self.bus, computer.instance_id, superseded)  # type: ignore[attr-defined]
+            await agents.publish_revoked_tokens(self.bus, computer.instance_id, superseded)
         self.tokens.put(
             AgentIdentity(
                 token_hash=token_hash(enrolment.agent_token),
                 computer_id=computer.id,
-                instance_id=computer.instance_id,  # type: ignore[attr-defined]
+                instance_id=computer.instance_id,
                 hostname=computer.name,
                 os=computer.os,
                 agent_version=computer.agent_version,

@@ -51,7 +51,7 @@ class AuditEntry(Node):
     ) -> Annotated[User, strawberry.lazy("server.api.users")] | None:
         from server.api.users import User
 
-        actor_id = self.model.actor_id  # type: ignore[attr-defined]
+        actor_id = self.model.actor_id
         found = await info.context.loaders.user_by_id.load(actor_id) if actor_id else None
         return User.of(found) if found else None
 

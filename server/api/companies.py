@@ -61,17 +61,19 @@ class Company(Node):
             model=model,
         )
 
-    @strawberry.field(description="Null at the top of what the viewer may see.")
+    @strawberry.field(
+        description="Null at the top of what the viewer may see.",
+        graphql_type=Annotated["Company", strawberry.lazy("server.api.companies")] | None,
+    )  # the schema type; graphql-core awaits an awaitable
     @direct
-    def parent(self, info: Info[Context, None]) -> Company | None:
-        parent_id = self.model.parent_id  # type: ignore[attr-defined]
+    def parent(self, info: Info[Context, None]) -> Company | Awaitable[Company | None] | None:
+        parent_id = self.model.parent_id
         if parent_id is None:
             return None
         loader = info.context.loaders.company_by_id
         found = cached(loader, parent_id)
         if found is MISSING:
-            # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
-            return _company_of(loader.load(parent_id))  # type: ignore[return-value]
+            return _company_of(loader.load(parent_id))
         return Company.of(found) if found else None
 
     @strawberry.field(description="Top first, only what the viewer may see.")
@@ -117,33 +119,33 @@ class Company(Node):
         )
         return await company_page(info, listing, request)
 
-    @strawberry.field
+    @strawberry.field(
+        graphql_type=Annotated["StaticGroup", strawberry.lazy("server.api.groups")]
+    )  # the schema type; graphql-core awaits an awaitable
     @direct
-    def static_group(
-        self, info: Info[Context, None]
-    ) -> Annotated[StaticGroup, strawberry.lazy("server.api.groups")]:
+    def static_group(self, info: Info[Context, None]) -> StaticGroup | Awaitable[StaticGroup]:
         from server.api.groups import StaticGroup
 
         loader = info.context.loaders.group_by_company_id
         group = cached(loader, self.model.id)
         if group is MISSING:
-            # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
-            return _group_of(loader.load(self.model.id), self.model.id)  # type: ignore[return-value]
+            return _group_of(loader.load(self.model.id), self.model.id)
         if group is None:  # the company is visible, so is its group: only a broken tree
             raise RuntimeError(f"company {self.model.id} has no static group")
         return StaticGroup.of(group)
 
-    @strawberry.field
+    @strawberry.field(graphql_type=int)  # the schema type; graphql-core awaits an awaitable
     @direct
-    def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
+    def computer_count(
+        self, info: Info[Context, None], recursive: bool = True
+    ) -> int | Awaitable[int]:
         loaders = info.context.loaders
         group = cached(loaders.group_by_company_id, self.model.id)
         if group is not MISSING and group is not None:
             count = cached(loaders.computer_count, (group.id, recursive))
             if count is not MISSING:
                 return int(count)
-        # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
-        return self._computer_count(loaders, recursive)  # type: ignore[return-value]
+        return self._computer_count(loaders, recursive)
 
     async def _computer_count(self, loaders: Loaders, recursive: bool) -> int:
         group = await loaders.group_by_company_id.load(self.model.id)
@@ -186,7 +188,7 @@ async def _company_of(pending: Awaitable[CompanyModel | None]) -> Company | None
     return Company.of(found) if found else None
 
 
-async def _group_of(pending: Awaitable[Any], company_id: int) -> Any:
+async def _group_of(pending: Awaitable[Any], company_id: int) -> StaticGroup:
     from server.api.groups import StaticGroup
 
     group = await pending

@@ -68,7 +68,7 @@ class Computer(Node):
     ) -> Annotated[StaticGroup, strawberry.lazy("server.api.groups")]:
         from server.api.groups import StaticGroup
 
-        group = await info.context.loaders.group_by_id.load(self.model.group_id)  # type: ignore[attr-defined]
+        group = await info.context.loaders.group_by_id.load(self.model.group_id)
         if group is None:
             raise RuntimeError(f"computer {self.model.id} has no visible group")
         return StaticGroup.of(group)
@@ -79,7 +79,7 @@ class Computer(Node):
     ) -> Annotated[Company, strawberry.lazy("server.api.companies")] | None:
         from server.api.companies import Company
 
-        company_id = self.model.company_id  # type: ignore[attr-defined]
+        company_id = self.model.company_id
         found = await info.context.loaders.company_by_id.load(company_id) if company_id else None
         return Company.of(found) if found else None
 
@@ -89,7 +89,7 @@ class Computer(Node):
         "duplicate, or that computer is out of sight."
     )
     async def duplicate_of(self, info: Info[Context, None]) -> Computer | None:
-        key = self.model.duplicate_of_id  # type: ignore[attr-defined]
+        key = self.model.duplicate_of_id
         found = await info.context.loaders.computer_by_id.load(key) if key else None
         return Computer.of(found) if found else None
 

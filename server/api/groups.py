@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -43,7 +44,7 @@ class StaticGroup(Node):
 
     @strawberry.field
     async def parent(self, info: Info[Context, None]) -> StaticGroup | None:
-        parent_id = self.model.parent_id  # type: ignore[attr-defined]
+        parent_id = self.model.parent_id
         if parent_id is None:
             return None
         found = await info.context.loaders.group_by_id.load(parent_id)
@@ -76,20 +77,21 @@ class StaticGroup(Node):
     ) -> Annotated[Company, strawberry.lazy("server.api.companies")] | None:
         from server.api.companies import Company
 
-        company_id = self.model.company_id  # type: ignore[attr-defined]
+        company_id = self.model.company_id
         if company_id is None or self.model.kind.value != "company":
             return None
         found = await info.context.loaders.company_by_id.load(company_id)
         return Company.of(found) if found else None
 
-    @strawberry.field
+    @strawberry.field(graphql_type=int)  # the schema type; graphql-core awaits an awaitable
     @direct
-    def computer_count(self, info: Info[Context, None], recursive: bool = True) -> int:
+    def computer_count(
+        self, info: Info[Context, None], recursive: bool = True
+    ) -> int | Awaitable[int]:
         loader = info.context.loaders.computer_count
         count = cached(loader, (self.model.id, recursive))
         if count is MISSING:
-            # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
-            return loader.load((self.model.id, recursive))  # type: ignore[return-value]
+            return loader.load((self.model.id, recursive))
         return count
 
     computers = computers_field(lambda group, _: group.model)

@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from server.api.context import Context
 from server.api.mutations import audited, mutation, mutation_input, payload
-from server.api.node import Node, decode_id, refetchable
+from server.api.node import Node, decode_id, decode_optional_id, refetchable
 from server.api.pagination import Connection, page_request, paginate
 from server.domain import global_ids, installers
 from server.domain.installers import agent_endpoint
@@ -61,7 +61,7 @@ class Installer(Node):
     ) -> Annotated[Company, strawberry.lazy("server.api.companies")]:
         from server.api.companies import Company
 
-        found = await info.context.loaders.company_by_id.load(self.model.company_id)  # type: ignore[attr-defined]
+        found = await info.context.loaders.company_by_id.load(self.model.company_id)
         if found is None:  # an installer is visible only with its company
             raise RuntimeError(f"installer {self.model.id} has no visible company")
         return Company.of(found)
@@ -72,7 +72,7 @@ class Installer(Node):
     ) -> Annotated[StaticGroup, strawberry.lazy("server.api.groups")]:
         from server.api.groups import StaticGroup
 
-        found = await info.context.loaders.group_by_id.load(self.model.group_id)  # type: ignore[attr-defined]
+        found = await info.context.loaders.group_by_id.load(self.model.group_id)
         if found is None:  # INSTALLERS on the group is what makes the installer visible
             raise RuntimeError(f"installer {self.model.id} has no visible group")
         return StaticGroup.of(found)
@@ -140,7 +140,7 @@ class InstallerMutations:
     ) -> CreateInstallerPayload:
         context = info.context
         company_id = decode_id(input.company_id, "Company", "companyId")
-        group_id = decode_id(input.group_id, "StaticGroup", "groupId") if input.group_id else None
+        group_id = decode_optional_id(input.group_id, "StaticGroup", "groupId")
         settings = context.settings
         async with audited(context, "createInstaller", "Company", company_id) as entry:
             installer, token = await installers.create_installer(

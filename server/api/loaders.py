@@ -119,7 +119,7 @@ class Loaders:
         fields then answer from the cache, without a future and a batch per row."""
         self.prime_companies(items)
         if "parent" in fields:
-            wanted = {c.parent_id for c in items} - {None}  # type: ignore[attr-defined]
+            wanted = {c.parent_id for c in items if c.parent_id is not None}
             missing = [i for i in wanted if cached(self.company_by_id, i) is MISSING]
             found = await companies.by_ids(self.scope, missing)
             self.company_by_id.prime_many({i: found.get(i) for i in missing})

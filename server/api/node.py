@@ -44,6 +44,18 @@ def decode_ids(values: Sequence[str], expected: str, field: str) -> list[int]:
     return [decode_id(value, expected, field) for value in values]
 
 
+def decode_optional_id(value: str | None, expected: str, field: str) -> int | None:
+    """An optional id argument: None when not given; anything given must be an id."""
+    return None if value is None else decode_id(value, expected, field)
+
+
+def decode_optional_ids(
+    values: Sequence[str] | None, expected: str, field: str
+) -> list[int] | None:
+    """An optional id list argument: None when not given (an empty list is a value)."""
+    return None if values is None else decode_ids(values, expected, field)
+
+
 # type name -> async (info, key) -> Node | None; filled by the modules that define the types
 Resolver = Callable[[Info[Context, None], int], Awaitable[Any]]
 NODE_RESOLVERS: dict[str, Resolver] = {}

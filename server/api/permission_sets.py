@@ -13,7 +13,7 @@ from server.api.context import Context
 from server.api.enums import Area, Level
 from server.api.groups import StaticGroup
 from server.api.mutations import audited, mutation, mutation_input, payload
-from server.api.node import Node, decode_id, decode_ids, refetchable
+from server.api.node import Node, decode_id, decode_ids, decode_optional_ids, refetchable
 from server.api.pagination import Connection, connection_query
 from server.domain import global_ids, permission_sets
 from server.domain.access import parse_levels
@@ -148,11 +148,7 @@ class PermissionSetMutations:
     ) -> UpdatePermissionSetPayload:
         context = info.context
         key = decode_id(input.permission_set_id, "PermissionSet", "permissionSetId")
-        group_keys = (
-            decode_ids(input.group_ids, "StaticGroup", "groupIds")
-            if input.group_ids is not None
-            else None
-        )
+        group_keys = decode_optional_ids(input.group_ids, "StaticGroup", "groupIds")
         scope = context.require_scope()
         async with audited(context, "updatePermissionSet", "PermissionSet", key) as entry:
             updated = await permission_sets.update_permission_set(

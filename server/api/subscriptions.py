@@ -143,9 +143,9 @@ async def _receive(
     if socket.open_subscriptions >= limit:  # each one holds a mailbox at the hub
         raise TooManySubscriptions(f"at most {limit} subscriptions on one connection")
     socket.open_subscriptions += 1
-    SUBSCRIPTIONS_OPEN.inc()
     try:
         async with _subscription(info, topic, pick) as mailbox:
+            SUBSCRIPTIONS_OPEN.inc()  # counted once the hub holds it: from now on it hears events
             try:
                 async for rows in mailbox:
                     for row in rows:
@@ -155,8 +155,9 @@ async def _receive(
                     f"this subscription fell more than {mailbox.limit} events behind and "
                     "was ended; subscribe again (and read what changed meanwhile)"
                 ) from None
+            finally:
+                SUBSCRIPTIONS_OPEN.dec()
     finally:
-        SUBSCRIPTIONS_OPEN.dec()
         socket.open_subscriptions -= 1
 
 

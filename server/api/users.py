@@ -12,7 +12,7 @@ from server.api.authentication import query
 from server.api.context import Context
 from server.api.groups import StaticGroup
 from server.api.mutations import audited, mutation, mutation_input, payload
-from server.api.node import Node, decode_id, decode_ids, refetchable
+from server.api.node import Node, decode_id, decode_ids, decode_optional_id, refetchable
 from server.api.pagination import Connection, page_request, paginate
 from server.domain import global_ids, groups, users
 from server.domain.accounts import publish_sessions_ended
@@ -49,7 +49,7 @@ class User(Node):
     @strawberry.field
     async def home_group(self, info: Info[Context, None]) -> StaticGroup:
         scope = info.context.require_scope()
-        group = await info.context.loaders.group_by_id.load(self.model.home_group_id)  # type: ignore[attr-defined]
+        group = await info.context.loaders.group_by_id.load(self.model.home_group_id)
         if group is None and self.model.id == scope.user_id:
             group = await groups.own_home_group(scope)
         if group is None:  # USERS on its home group is what makes another user visible
@@ -175,11 +175,7 @@ class UserMutations:
     ) -> UpdateUserPayload:
         context = info.context
         key = decode_id(input.user_id, "User", "userId")
-        group_key = (
-            decode_id(input.home_group_id, "StaticGroup", "homeGroupId")
-            if input.home_group_id is not None
-            else None
-        )
+        group_key = decode_optional_id(input.home_group_id, "StaticGroup", "homeGroupId")
         timeout_given = input.session_timeout is not strawberry.UNSET
         scope, session = context.require_scope(), context.require_session()
         detail = {

@@ -196,14 +196,14 @@ async def resolve_duplicate(scope: Scope, duplicate_id: int, keep: DuplicateReso
     puts the duplicate in its place (its group, no longer a duplicate; the enrolled computer's
     other duplicates become the kept one's). Runs in the caller's transaction."""
     seen = await _writable(scope, duplicate_id, lock=False)
-    existing_id = seen.computer.duplicate_of_id  # type: ignore[attr-defined]
+    existing_id = seen.computer.duplicate_of_id
     if existing_id is None:
         raise InvalidTransition("the computer is not a duplicate", "computerId")
     # Lock the enrolled computer first, then the duplicate: every resolution of its duplicates
     # takes the locks in that order.
     existing = await _located(None, existing_id)
     duplicate = await _writable(scope, duplicate_id)
-    if existing is None or duplicate.computer.duplicate_of_id != existing_id:  # type: ignore[attr-defined]
+    if existing is None or duplicate.computer.duplicate_of_id != existing_id:
         raise InvalidTransition("the duplicate was settled meanwhile", "computerId")
     if keep is DuplicateResolution.KEEP_EXISTING:
         await _delete(duplicate_id)
@@ -214,12 +214,12 @@ async def resolve_duplicate(scope: Scope, duplicate_id: int, keep: DuplicateReso
         "UPDATE computer SET duplicate_of_id = ? WHERE (duplicate_of_id = ? OR id = ?) AND id <> ?",
         [duplicate_id, existing_id, existing_id, duplicate_id],
     )
-    group_id = existing.computer.group_id  # type: ignore[attr-defined]
+    group_id = existing.computer.group_id
     await db.execute(
         "UPDATE computer SET duplicate_of_id = NULL, group_id = ? WHERE id = ?",
         [group_id, duplicate_id],
     )
     await _delete(existing_id)
     kept = duplicate.computer
-    kept.duplicate_of_id, kept.group_id = None, group_id  # type: ignore[attr-defined]
+    kept.duplicate_of_id, kept.group_id = None, group_id
     return Removal(Located(kept, existing.group_path), [existing])

@@ -355,7 +355,7 @@ async def disable_users_of(company: Company) -> list[int]:
             company.id,
             company.instance_id,
             True,
-            company.instance_id,  # type: ignore[attr-defined]
+            company.instance_id,
             *tree.subtree_bounds(company.path),
         ],
     )

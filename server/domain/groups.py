@@ -52,7 +52,7 @@ async def by_company_ids(scope: Scope, company_ids: Iterable[int]) -> dict[int, 
     listing = visible(scope).filter("g.kind = ?", GroupKind.COMPANY.value)
     ids = list(set(company_ids))
     groups = await listing.filter(*sql_in("g.company_id", ids)).rows() if ids else []
-    return {g.company_id: g for g in groups}  # type: ignore[attr-defined]
+    return {g.company_id: g for g in groups if g.company_id is not None}  # always, by kind
 
 
 async def _where_in(scope: Scope, column: str, values: Iterable[Any]) -> list[StaticGroup]:

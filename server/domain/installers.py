@@ -40,7 +40,7 @@ async def _target_group(scope: Scope, company: Company, group_id: int | None) ->
     group = await StaticGroup.get_or_none(id=group_id, instance_id=scope.instance_id)
     if group is None or not scope.allows(group.path):
         raise NotFound("no such group", "groupId")
-    if group.kind is GroupKind.COMPANY and group.company_id == company.id:  # type: ignore[attr-defined]
+    if group.kind is GroupKind.COMPANY and group.company_id == company.id:
         return group
     if group.kind is not GroupKind.CUSTOM or not group.path.startswith(company.path):
         raise InvalidInput(
@@ -154,8 +154,8 @@ def installer_config(installer: Installer, token: str, settings: Settings) -> di
         "checkinUrl": f"{endpoint}/checkin",
         "installerToken": token,
         "installerId": global_ids.encode("Installer", installer.id),
-        "companyId": global_ids.encode("Company", installer.company_id),  # type: ignore[attr-defined]
-        "groupId": global_ids.encode("StaticGroup", installer.group_id),  # type: ignore[attr-defined]
+        "companyId": global_ids.encode("Company", installer.company_id),
+        "groupId": global_ids.encode("StaticGroup", installer.group_id),
         "expiresAt": installer.expires_at.isoformat() if installer.expires_at else None,
     }
 
@@ -248,6 +248,6 @@ async def group_path_of(installer: Installer) -> str:
     return str(
         await db.fetch_value(
             "SELECT path FROM static_group WHERE id = ?",
-            [installer.group_id],  # type: ignore[attr-defined]
+            [installer.group_id],
         )
     )

@@ -274,7 +274,7 @@ async def create_unchecked(
 async def free_name_like(instance_id: int, base: str) -> str:
     """`base`, or `base (2)`, `base (3)`... : the first name no set of the instance has."""
     base = base[:240]
-    taken = set(
+    taken: set[Any] = set(  # names: Tortoise types values_list(flat=True) as tuples
         await PermissionSet.filter(instance_id=instance_id, name__startswith=base).values_list(
             "name", flat=True
         )

@@ -117,7 +117,7 @@ async def editable(scope: Scope, actor_id: int | None, user_id: int) -> User:
     user = (await by_ids(scope, [user_id])).get(user_id)
     if user is None:
         raise NotFound("no such user", "userId")
-    home = await StaticGroup.get(id=user.home_group_id)  # type: ignore[attr-defined]
+    home = await StaticGroup.get(id=user.home_group_id)
     scope.require(home.path, Area.USERS, Level.WRITE)
     if user.is_owner:
         raise PermissionDenied("the account owner is managed through the portal", "userId")
@@ -165,7 +165,7 @@ async def update_user(
         user.enabled = enabled
         fields.append("enabled")
         if enabled:
-            user.disabled_by_unlink_id = None  # type: ignore[attr-defined]
+            user.disabled_by_unlink_id = None
             fields.append("disabled_by_unlink_id")
         end_sessions = not enabled
     if password is not None:
@@ -184,7 +184,7 @@ async def update_user(
         user.session_timeout = timeout
         fields.append("session_timeout")
     if group is not None:
-        user.home_group_id = group.id  # type: ignore[attr-defined]
+        user.home_group_id = group.id
         fields.append("home_group_id")
     ended: list[int] = []
     async with in_transaction():

@@ -1,9 +1,14 @@
 """Portal accounts, console users and their sessions."""
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
 from server.models.enums import Service
+
+if TYPE_CHECKING:  # the relations' targets (the package, whichever module holds them)
+    from server.models import Company, Instance, StaticGroup
 
 
 class Account(Model):
@@ -27,27 +32,34 @@ class User(Model):
     """A console user of one instance: the account owner (`account` set) or a native user."""
 
     id = fields.IntField(primary_key=True)
-    instance = fields.ForeignKeyField("models.Instance", related_name="users", on_delete="CASCADE")
-    account = fields.OneToOneField(
-        "models.Account", related_name="console_user", null=True, on_delete="CASCADE"
+    instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
+        "models.Instance", related_name="users", on_delete=fields.CASCADE
     )
+    instance_id: int
+    account: fields.OneToOneNullableRelation["Account"] = fields.OneToOneField(
+        "models.Account", related_name="console_user", null=True, on_delete=fields.CASCADE
+    )
+    account_id: int | None
     email = fields.CharField(max_length=254, unique=True)
     password_hash = fields.CharField(max_length=255, null=True)  # owners sign in with the account's
     enabled = fields.BooleanField(default=True)
-    home_group = fields.ForeignKeyField(
-        "models.StaticGroup", related_name="home_users", on_delete="RESTRICT"
+    home_group: fields.ForeignKeyRelation["StaticGroup"] = fields.ForeignKeyField(
+        "models.StaticGroup", related_name="home_users", on_delete=fields.RESTRICT
     )
+    home_group_id: int
     session_timeout = fields.IntField(null=True)  # seconds of idleness; null: the default
     description = fields.CharField(max_length=500, default="")
     tag = fields.CharField(max_length=255, default="")
-    disabled_by_unlink = fields.ForeignKeyField(
-        "models.Company", related_name="disabled_users", null=True, on_delete="SET NULL"
+    disabled_by_unlink: fields.ForeignKeyNullableRelation["Company"] = fields.ForeignKeyField(
+        "models.Company", related_name="disabled_users", null=True, on_delete=fields.SET_NULL
     )
-    created_by = fields.ForeignKeyField(
-        "models.User", related_name="created_users", null=True, on_delete="SET NULL"
+    disabled_by_unlink_id: int | None
+    created_by: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
+        "models.User", related_name="created_users", null=True, on_delete=fields.SET_NULL
     )
+    created_by_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
-    permission_sets = fields.ManyToManyField(
+    permission_sets: fields.ManyToManyRelation["PermissionSet"] = fields.ManyToManyField(
         "models.PermissionSet", related_name="users", through="user_permission_set"
     )
 
@@ -56,7 +68,7 @@ class User(Model):
 
     @property
     def is_owner(self) -> bool:
-        return self.account_id is not None  # type: ignore[attr-defined]
+        return self.account_id is not None
 
 
 class Session(Model):
@@ -64,12 +76,14 @@ class Session(Model):
 
     id = fields.IntField(primary_key=True)
     token_hash = fields.CharField(max_length=64, unique=True)
-    account = fields.ForeignKeyField(
-        "models.Account", related_name="sessions", null=True, on_delete="CASCADE"
+    account: fields.ForeignKeyNullableRelation["Account"] = fields.ForeignKeyField(
+        "models.Account", related_name="sessions", null=True, on_delete=fields.CASCADE
     )
-    user = fields.ForeignKeyField(
-        "models.User", related_name="sessions", null=True, on_delete="CASCADE"
+    account_id: int | None
+    user: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
+        "models.User", related_name="sessions", null=True, on_delete=fields.CASCADE
     )
+    user_id: int | None
     via = fields.CharEnumField(Service, max_length=8, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()
@@ -83,13 +97,16 @@ class PermissionSet(Model):
     """Grants a level per area on a set of static groups and their subtrees."""
 
     id = fields.IntField(primary_key=True)
-    instance = fields.ForeignKeyField(
-        "models.Instance", related_name="permission_sets", on_delete="CASCADE"
+    instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
+        "models.Instance", related_name="permission_sets", on_delete=fields.CASCADE
     )
+    instance_id: int
     name = fields.CharField(max_length=255)
     description = fields.CharField(max_length=500, default="")
-    levels = fields.JSONField(default=dict)  # {"COMPANIES": "WRITE", ...}
-    groups = fields.ManyToManyField(
+    levels: fields.JSONField[dict[str, str]] = fields.JSONField(
+        default=dict
+    )  # {"COMPANIES": "WRITE", ...}
+    groups: fields.ManyToManyRelation["StaticGroup"] = fields.ManyToManyField(
         "models.StaticGroup", related_name="permission_sets", through="permission_set_group"
     )
     created_at = fields.DatetimeField(auto_now_add=True)

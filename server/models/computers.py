@@ -1,29 +1,38 @@
 """Computers, the installers that enrol them, and sync runs."""
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
 from server.models.enums import ConnectionStatus, ProtectionStatus, SyncState
+
+if TYPE_CHECKING:  # the relations' targets (the package, whichever module holds them)
+    from server.models import Company, Instance, StaticGroup, User
 
 
 class Installer(Model):
     """An enrolment token for a company group, stored as its SHA-256 only."""
 
     id = fields.IntField(primary_key=True)
-    instance = fields.ForeignKeyField(
-        "models.Instance", related_name="installers", on_delete="CASCADE"
+    instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
+        "models.Instance", related_name="installers", on_delete=fields.CASCADE
     )
-    company = fields.ForeignKeyField(
-        "models.Company", related_name="installers", on_delete="RESTRICT"
+    instance_id: int
+    company: fields.ForeignKeyRelation["Company"] = fields.ForeignKeyField(
+        "models.Company", related_name="installers", on_delete=fields.RESTRICT
     )
-    group = fields.ForeignKeyField(
-        "models.StaticGroup", related_name="installers", on_delete="RESTRICT"
+    company_id: int
+    group: fields.ForeignKeyRelation["StaticGroup"] = fields.ForeignKeyField(
+        "models.StaticGroup", related_name="installers", on_delete=fields.RESTRICT
     )
+    group_id: int
     name = fields.CharField(max_length=255)
     token_hash = fields.CharField(max_length=64, unique=True)
-    created_by = fields.ForeignKeyField(
-        "models.User", related_name="installers", null=True, on_delete="SET NULL"
+    created_by: fields.ForeignKeyNullableRelation["User"] = fields.ForeignKeyField(
+        "models.User", related_name="installers", null=True, on_delete=fields.SET_NULL
     )
+    created_by_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField(null=True)
     revoked_at = fields.DatetimeField(null=True)
@@ -36,23 +45,28 @@ class Installer(Model):
 
 class Computer(Model):
     id = fields.IntField(primary_key=True)
-    instance = fields.ForeignKeyField(
-        "models.Instance", related_name="computers", on_delete="CASCADE"
+    instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
+        "models.Instance", related_name="computers", on_delete=fields.CASCADE
     )
-    group = fields.ForeignKeyField(
-        "models.StaticGroup", related_name="computers", on_delete="RESTRICT"
+    instance_id: int
+    group: fields.ForeignKeyRelation["StaticGroup"] = fields.ForeignKeyField(
+        "models.StaticGroup", related_name="computers", on_delete=fields.RESTRICT
     )
-    company = fields.ForeignKeyField(
-        "models.Company", related_name="computers", null=True, on_delete="RESTRICT"
+    group_id: int
+    company: fields.ForeignKeyNullableRelation["Company"] = fields.ForeignKeyField(
+        "models.Company", related_name="computers", null=True, on_delete=fields.RESTRICT
     )
-    installer = fields.ForeignKeyField(
-        "models.Installer", related_name="computers", null=True, on_delete="SET NULL"
+    company_id: int | None
+    installer: fields.ForeignKeyNullableRelation["Installer"] = fields.ForeignKeyField(
+        "models.Installer", related_name="computers", null=True, on_delete=fields.SET_NULL
     )
+    installer_id: int | None
     # Set when an enrolment named the hardware of an enrolled computer without its agent
     # token: a conflict for a console user to settle (resolveDuplicateComputer).
-    duplicate_of = fields.ForeignKeyField(
-        "models.Computer", related_name="duplicates", null=True, on_delete="NO ACTION"
+    duplicate_of: fields.ForeignKeyNullableRelation["Computer"] = fields.ForeignKeyField(
+        "models.Computer", related_name="duplicates", null=True, on_delete=fields.NO_ACTION
     )
+    duplicate_of_id: int | None
     name = fields.CharField(max_length=255)
     sort_name = fields.CharField(max_length=255)
     hardware_id = fields.CharField(max_length=255)
@@ -82,9 +96,10 @@ class Computer(Model):
 
 class SyncRun(Model):
     id = fields.IntField(primary_key=True)
-    instance = fields.ForeignKeyField(
-        "models.Instance", related_name="sync_runs", on_delete="CASCADE"
+    instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
+        "models.Instance", related_name="sync_runs", on_delete=fields.CASCADE
     )
+    instance_id: int
     state = fields.CharEnumField(SyncState, max_length=16, default=SyncState.QUEUED)
     trigger = fields.CharField(max_length=32)
     phase = fields.CharField(max_length=32, null=True)

@@ -174,8 +174,9 @@ class StatementCounter(logging.Handler):
         self.statements: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "%s: %s" and record.args and _counting.get() is self:
-            self.statements.append(str(record.args[0]))
+        args = record.args
+        if record.msg == "%s: %s" and isinstance(args, tuple) and args and _counting.get() is self:
+            self.statements.append(str(args[0]))
 
     @property
     def count(self) -> int:

@@ -15,6 +15,7 @@ import os
 from typing import Protocol
 
 import asyncpg
+from tortoise.backends.base_postgres.client import BasePostgresClient
 
 from server.models import db
 
@@ -89,13 +90,13 @@ async def try_lock(space: int, key: int) -> Lock | None:
 async def _acquire(space: int, key: int) -> Lock | None:
     client = db.connection()
     client = getattr(client, "_parent", client)  # a transaction's client knows less
-    if db.is_postgres(client):
+    if isinstance(client, BasePostgresClient):  # asyncpg's or psycopg's: db.is_postgres()
         connection = await asyncpg.connect(
-            host=client.host,  # type: ignore[attr-defined]
-            port=client.port,  # type: ignore[attr-defined]
-            user=client.user,  # type: ignore[attr-defined]
-            password=client.password or None,  # type: ignore[attr-defined]
-            database=client.database,  # type: ignore[attr-defined]
+            host=client.host,
+            port=client.port,
+            user=client.user,
+            password=client.password or None,
+            database=client.database,
             timeout=10,
         )
         try:

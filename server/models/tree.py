@@ -4,10 +4,15 @@ A company's `path` and `sort_key` are those of its static group, so one scope fi
 serves both trees, and `sort_key` orders either in tree order (depth first, siblings by name).
 """
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
 from server.models.enums import CompanyType, GroupKind, SetupState, UnlinkReason
+
+if TYPE_CHECKING:  # the relations' targets (the package, whichever module holds them)
+    from server.models import Instance
 
 PATH_LENGTH = 400
 SORT_KEY_LENGTH = 2000
@@ -15,15 +20,20 @@ SORT_KEY_LENGTH = 2000
 
 class StaticGroup(Model):
     id = fields.IntField(primary_key=True)
-    instance = fields.ForeignKeyField("models.Instance", related_name="groups", on_delete="CASCADE")
+    instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
+        "models.Instance", related_name="groups", on_delete=fields.CASCADE
+    )
+    instance_id: int
     name = fields.CharField(max_length=255)
     kind = fields.CharEnumField(GroupKind, max_length=16)
-    parent = fields.ForeignKeyField(
-        "models.StaticGroup", related_name="children", null=True, on_delete="RESTRICT"
+    parent: fields.ForeignKeyNullableRelation["StaticGroup"] = fields.ForeignKeyField(
+        "models.StaticGroup", related_name="children", null=True, on_delete=fields.RESTRICT
     )
-    company = fields.ForeignKeyField(
-        "models.Company", related_name="groups", null=True, on_delete="RESTRICT"
+    parent_id: int | None
+    company: fields.ForeignKeyNullableRelation["Company"] = fields.ForeignKeyField(
+        "models.Company", related_name="groups", null=True, on_delete=fields.RESTRICT
     )
+    company_id: int | None
     path = fields.CharField(max_length=PATH_LENGTH)  # "/1/2/9/": ids from the top, this one last
     sort_key = fields.CharField(max_length=SORT_KEY_LENGTH)
     depth = fields.IntField()
@@ -38,16 +48,18 @@ class StaticGroup(Model):
 
 class Company(Model):
     id = fields.IntField(primary_key=True)
-    instance = fields.ForeignKeyField(
-        "models.Instance", related_name="companies", on_delete="CASCADE"
+    instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
+        "models.Instance", related_name="companies", on_delete=fields.CASCADE
     )
+    instance_id: int
     public_id = fields.CharField(max_length=64)
     name = fields.CharField(max_length=255)
     sort_name = fields.CharField(max_length=255)  # casefolded name, for flat lists by name
     type = fields.CharEnumField(CompanyType, max_length=16)
-    parent = fields.ForeignKeyField(
-        "models.Company", related_name="children", null=True, on_delete="RESTRICT"
+    parent: fields.ForeignKeyNullableRelation["Company"] = fields.ForeignKeyField(
+        "models.Company", related_name="children", null=True, on_delete=fields.RESTRICT
     )
+    parent_id: int | None
     path = fields.CharField(max_length=PATH_LENGTH)  # its static group's path
     sort_key = fields.CharField(max_length=SORT_KEY_LENGTH)  # its static group's sort key
     depth = fields.IntField()

@@ -18,7 +18,7 @@ LIMIT = 10_000
 @pytest.fixture
 async def http(app, settings):
     bounded = create_app(replace(settings, max_request_bytes=LIMIT))
-    transport = httpx.ASGITransport(app=bounded)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=bounded)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         yield client
 

@@ -12,6 +12,7 @@ import pytest
 from server.events import SYNC_RUN
 from server.models import SyncRun
 from tests import factories
+from tests.waiting import eventually, subscriptions_open
 
 pytestmark = [pytest.mark.needs_node]
 CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance"
@@ -44,11 +45,16 @@ async def test_the_graphql_ws_client_receives_a_subscription(app, client, server
     owner = await factories.owner(client)
     url = server_url.replace("http://", "ws://") + "/graphql"
     query = "subscription { syncStatus { id state } }"
-    process = asyncio.create_task(node("subscribe.mjs", url, owner.token, query, "1", seconds=20))
     run = await SyncRun.create(instance_id=owner.instance_id, trigger="manual")
-    while not process.done():  # until the client (however slow to start) has subscribed
-        await app.state.bus.publish(SYNC_RUN, {"instance_id": owner.instance_id, "run_id": run.id})
-        await asyncio.wait({process}, timeout=0.2)
+    before = subscriptions_open()
+    process = asyncio.create_task(node("subscribe.mjs", url, owner.token, query, "1", seconds=20))
+    listening = await eventually(
+        lambda: process.done() or subscriptions_open() > before,
+        within=20,  # node, however slow to start
+        what="the graphql-ws client subscribed",
+    )
+    assert listening and not process.done(), process.result() if process.done() else None
+    await app.state.bus.publish(SYNC_RUN, {"instance_id": owner.instance_id, "run_id": run.id})
     code, out, err = await process
     assert code == 0, err
     event = json.loads(out.splitlines()[0])

@@ -609,7 +609,7 @@ async def test_the_managed_customers_page_costs_a_user_with_50_sets_what_it_cost
 async def test_a_status_change_reaches_the_subscribers_who_see_the_customer_only(
     client, world, app, server_url
 ):
-    from tests.api.test_isolation import received, settled, subscribed
+    from tests.api.sockets import received, settled, subscribed
 
     owner, tree = world
     mine, theirs = (tree.customers[m.id][0] for m in tree.msps)

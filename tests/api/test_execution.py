@@ -101,7 +101,7 @@ class Row:
 class Shout(SchemaExtension):
     """Field middleware: upper-cases every string it sees."""
 
-    def resolve(self, _next, root, info, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def resolve(self, _next, root, info, *args, **kwargs):
         result = _next(root, info, *args, **kwargs)
         return result.upper() if isinstance(result, str) else result
 
@@ -384,7 +384,7 @@ async def ten_customers(client: GraphQLClient) -> factories.Owner:
 
 
 def client_of(settings: Settings) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=create_app(settings))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=create_app(settings))
     return httpx.AsyncClient(transport=transport, base_url="http://console.test")
 
 

@@ -1,5 +1,7 @@
 """GraphQL over HTTP: media types, status codes, GET for queries only, health probes."""
 
+import re
+
 from tests import factories
 from tests.conftest import METRICS_TOKEN
 
@@ -106,13 +108,27 @@ async def test_health_and_readiness(client):
     assert ready.status_code == 200 and ready.json() == {"ready": True}
 
 
+FRESH_ID = re.compile(r"[0-9a-f]{32}")
+
+
 async def test_responses_carry_a_request_id_and_keep_a_sane_given_one(client):
     fresh = await client.http.get("/healthz")
-    assert len(fresh.headers["x-request-id"]) == 32
-    given = await client.http.get("/healthz", headers={"x-request-id": "trace-42"})
-    assert given.headers["x-request-id"] == "trace-42"
-    hostile = await client.http.get("/healthz", headers={"x-request-id": "bad id\x7f" * 50})
-    assert hostile.headers["x-request-id"] != "bad id"
+    assert FRESH_ID.fullmatch(fresh.headers["x-request-id"])
+    for sane in ("trace-42", "a.b:c_d-E", "x" * 128):
+        given = await client.http.get("/healthz", headers={"x-request-id": sane})
+        assert given.headers.get_list("x-request-id") == [sane]
+
+
+async def test_a_hostile_request_id_is_replaced_by_a_fresh_one_never_echoed(client):
+    """Anything but 1 to 128 of [A-Za-z0-9._:-] would reach logs and answers verbatim: the
+    console answers with an id of its own instead, and only that one."""
+    seen = set()
+    for hostile in ("bad id\x7f" * 50, "x" * 129, "a b", "id;drop", "<script>", "ünï".encode(), ""):
+        response = await client.http.get("/healthz", headers={"x-request-id": hostile})
+        [answered] = response.headers.get_list("x-request-id")
+        assert FRESH_ID.fullmatch(answered), (hostile, answered)
+        seen.add(answered)
+    assert len(seen) == 7  # a new one each time, not a constant stand-in
 
 
 async def test_metrics_count_operations_by_name(client):

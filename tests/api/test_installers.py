@@ -17,6 +17,8 @@ from server.models import Computer, Installer
 from server.models.enums import Area, GroupKind, Level
 from tests import factories
 from tests.api.scoped_users import group_of, scoped_user
+from tests.graphql_client import error_codes
+from tests.waiting import eventually
 
 CREATE = """mutation($input: CreateInstallerInput!) { createInstaller(input: $input) {
   token config installCommand errors { code field message }
@@ -91,14 +93,18 @@ async def test_agents_enrol_and_check_in_through_the_console(client, tenant, ser
             headers={"authorization": f"Bearer {agent['agentToken']}"},
         )
         assert checked.status_code == 200 and checked.json()["nextCheckInSeconds"] > 0
-    await asyncio.sleep(1.5)  # check-ins are written within the flush interval (1 s)
-    data = await client.query(
-        "query($id: ID!) { node(id: $id) { ... on Computer { name os connectionStatus "
-        "group { name } company { name } } } }",
-        {"id": agent["computerId"]},
-        owner.token,
-    )
-    assert data["node"] == {
+
+    async def checked_in() -> dict | None:  # check-ins are written in batches, once a second
+        data = await client.query(
+            "query($id: ID!) { node(id: $id) { ... on Computer { name os connectionStatus "
+            "group { name } company { name } } } }",
+            {"id": agent["computerId"]},
+            owner.token,
+        )
+        return data["node"] if data["node"]["os"] == "Windows 11 Pro" else None
+
+    computer = await eventually(checked_in, what="the check-in's details stored")
+    assert computer == {
         "name": "desk-1",
         "os": "Windows 11 Pro",
         "connectionStatus": "CONNECTED",
@@ -146,6 +152,20 @@ async def test_bad_installer_input_is_refused_and_creates_nothing(
     )
     assert [(e["code"], e["field"]) for e in payload["errors"]] == [(code, field)]
     assert payload["token"] is None
+    assert await Installer.filter(instance_id=owner.instance_id).count() == before
+
+
+@pytest.mark.parametrize("group_id", ["", "not an id", global_ids.encode("Company", 1)])
+async def test_a_group_id_that_is_no_group_id_is_bad_input_not_the_default_group(
+    client, tenant, group_id
+):
+    """An empty groupId once meant "the company's group"; every malformed id is refused."""
+    owner, tree = tenant
+    before = await Installer.filter(instance_id=owner.instance_id).count()
+    variables = {"input": {"companyId": company_id(tree.all_customers[0]), "groupId": group_id}}
+    body = await client.execute(CREATE, variables, owner.token)
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    assert body["errors"][0]["extensions"]["field"] == "groupId"
     assert await Installer.filter(instance_id=owner.instance_id).count() == before
 
 

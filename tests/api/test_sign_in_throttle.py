@@ -33,7 +33,7 @@ def worker(settings: Settings, address: str, **changes: object) -> httpx.AsyncCl
         "login_attempts_per_address_per_minute": defaults.login_attempts_per_address_per_minute,
     }
     app = create_app(replace(settings, **{**limits, **changes}))  # type: ignore[arg-type]
-    transport = httpx.ASGITransport(app=app, client=(address, 40000))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://t")
 
 

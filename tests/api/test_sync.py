@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
-import websockets
 
 from server.upstream.codes import CUSTOMER
 from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
 from tests import factories
+from tests.api.sockets import subscribed
 from tests.graphql_client import GraphQLClient, error_codes
 from tests.sync_support import connected_tenant
+from tests.waiting import eventually, subscriptions_open
 
 CONNECT = """mutation($input: ConnectMspAdministratorInput!) {
   connectMspAdministrator(input: $input) {
@@ -54,14 +54,13 @@ def credentials(sim: Simulator, **changes: str) -> dict[str, Any]:
 
 async def finished(client: GraphQLClient, token: str) -> dict[str, Any]:
     """The instance once its last sync has ended."""
-    deadline = time.monotonic() + 20
-    while True:
-        data = await client.query(STATUS, token=token)
-        last = data["instance"]["lastSync"]
-        if last and last["state"] in ("SUCCEEDED", "FAILED"):
-            return data["instance"]
-        assert time.monotonic() < deadline, data
-        await asyncio.sleep(0.05)
+
+    async def ended() -> dict[str, Any] | None:
+        instance = (await client.query(STATUS, token=token))["instance"]
+        last = instance["lastSync"]
+        return instance if last and last["state"] in ("SUCCEEDED", "FAILED") else None
+
+    return await eventually(ended, within=20, what="the last sync ended")
 
 
 async def test_connecting_checks_the_account_and_starts_the_first_sync(
@@ -198,18 +197,12 @@ async def test_start_sync_twice_returns_the_running_run(
 async def test_a_subscriber_sees_the_progress_and_end_of_a_run_started_by_another_client(
     client: GraphQLClient, server_url: str
 ) -> None:
-    url = server_url.replace("http://", "ws://") + "/graphql"
     async with Simulator(UpstreamTree.generate(400, seed=3)) as sim:
         owner = await connected_tenant(client, sim)
         sim.faults.delay = 0.05
-        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
-            init = {"authorization": f"Bearer {owner.token}"}
-            await socket.send(json.dumps({"type": "connection_init", "payload": init}))
-            ack = json.loads(await asyncio.wait_for(socket.recv(), 5))
-            assert ack["type"] == "connection_ack"
-            subscribe = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}
-            await socket.send(json.dumps(subscribe))
-            await asyncio.sleep(0.1)  # the subscription is listening
+        before = subscriptions_open()
+        async with subscribed(server_url, owner.token, SUBSCRIBE) as socket:
+            await eventually(lambda: subscriptions_open() > before, what="it listens")
 
             started = (await client.query(START, {}, token=owner.token))["startSync"]["run"]
             seen: list[dict[str, Any]] = []

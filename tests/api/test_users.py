@@ -426,6 +426,12 @@ async def test_updating_and_deleting_a_set_stays_within_the_editors_rights(clien
     assert roots["rootCompanies"] == []  # its only set is gone: it sees nothing now
 
 
+async def assign(client, token: str, user_id: int, set_ids: list[int]) -> dict:
+    ids = [gid("PermissionSet", key) for key in set_ids]
+    variables = {"input": {"userId": gid("User", user_id), "permissionSetIds": ids}}
+    return (await client.query(ASSIGN, variables, token=token))["assignPermissionSets"]
+
+
 async def test_assigning_sets_replaces_the_visible_ones_and_keeps_the_others(client, world):
     owner, tree, msp_a, msp_b, admin_a = world
     customer_group = await group_of(tree.customers[tree.msps[0].id][0])
@@ -439,18 +445,7 @@ async def test_assigning_sets_replaces_the_visible_ones_and_keeps_the_others(cli
     )
     hidden_holder = await User.get(id=target.user.id).prefetch_related("permission_sets")
     assert len(hidden_holder.permission_sets) == 2
-    payload = (
-        await client.query(
-            ASSIGN,
-            {
-                "input": {
-                    "userId": gid("User", target.user.id),
-                    "permissionSetIds": [gid("PermissionSet", a_customer.id)],
-                }
-            },
-            token=admin_a.token,
-        )
-    )["assignPermissionSets"]
+    payload = await assign(client, admin_a.token, target.user.id, [a_customer.id])
     assert payload["errors"] == []
     assert {s["id"] for s in payload["user"]["permissionSets"]} >= {
         gid("PermissionSet", a_customer.id)
@@ -458,18 +453,7 @@ async def test_assigning_sets_replaces_the_visible_ones_and_keeps_the_others(cli
     held = await User.get(id=target.user.id).prefetch_related("permission_sets")
     assert a_read.id not in {s.id for s in held.permission_sets}
     assert a_customer.id in {s.id for s in held.permission_sets}
-    refused = (
-        await client.query(
-            ASSIGN,
-            {
-                "input": {
-                    "userId": gid("User", target.user.id),
-                    "permissionSetIds": [gid("PermissionSet", b_read.id)],
-                }
-            },
-            token=admin_a.token,
-        )
-    )["assignPermissionSets"]
+    refused = await assign(client, admin_a.token, target.user.id, [b_read.id])
     assert codes(refused) == ["NOT_FOUND"]
 
 
@@ -532,7 +516,7 @@ async def test_disabling_a_user_closes_its_open_subscriptions_with_4403(
 ):
     import websockets
 
-    from tests.api.test_isolation import settled, subscribed
+    from tests.api.sockets import settled, subscribed
 
     owner, _, msp_a, _, admin_a = world
     target = await scoped_user(client, owner.instance_id, [msp_a], {Area.COMPANIES: Level.READ})

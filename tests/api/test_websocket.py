@@ -1,29 +1,39 @@
 """Subscriptions over a real uvicorn with a real websocket client (graphql-transport-ws)."""
 
 import asyncio
+import contextlib
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import websockets
 
+from server.api.subscriptions import RIGHTS_RECHECK_SECONDS
 from server.models import Session
 from tests import factories
 from tests.api import scoped_users
+from tests.api.sockets import (
+    PROTOCOL,
+    acknowledged,
+    operation,
+    received,
+    settled,
+    subscribe,
+    subscribed,
+    ws_url,
+)
+from tests.waiting import eventually, subscriptions_open
 
-PROTOCOL = "graphql-transport-ws"
 
-
-def ws_url(server_url: str) -> str:
-    return server_url.replace("http://", "ws://") + "/graphql"
-
-
-async def connect(server_url, token):
-    socket = await websockets.connect(ws_url(server_url), subprotocols=[PROTOCOL])
-    await socket.send(
-        json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+async def user_with_rights_on(client, owner, company):
+    """A native user at the top of the tree with one permission set, on `company`'s group."""
+    rights = await scoped_users.permission_set(
+        owner.instance_id, [await scoped_users.group_of(company)]
     )
-    return socket
+    home = await scoped_users.all_group(owner.instance_id)
+    user = await scoped_users.scoped_user(client, owner.instance_id, [], home=home, sets=[rights])
+    return rights, user
 
 
 @pytest.mark.parametrize("payload", [{}, {"authorization": "Bearer nope"}, {"authorization": 5}])
@@ -37,24 +47,12 @@ async def test_a_socket_without_a_valid_token_is_closed_with_4403(server_url, pa
 
 async def test_logout_closes_the_sessions_open_sockets_with_4403(client, server_url):
     owner = await factories.owner(client)
-    socket = await connect(server_url, owner.token)
-    try:
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
-        await socket.send(
-            json.dumps(
-                {
-                    "id": "1",
-                    "type": "subscribe",
-                    "payload": {"query": "subscription { customerStatusChanged { id } }"},
-                }
-            )
-        )
+    query = "subscription { customerStatusChanged { id } }"
+    async with subscribed(server_url, owner.token, query) as socket:
         await client.query("mutation { logout { errors { code } } }", token=owner.token)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 5)
         assert closed.value.rcvd.code == 4403
-    finally:
-        await socket.close()
 
 
 async def test_an_open_subscription_follows_the_viewers_rights_as_they_change(client, server_url):
@@ -63,35 +61,20 @@ async def test_an_open_subscription_follows_the_viewers_rights_as_they_change(cl
         owner.instance_id, msps=2, customers_per_msp=1, computers_per_customer=0
     )
     first, second = tree.msps
-    rights = await scoped_users.permission_set(
-        owner.instance_id, [await scoped_users.group_of(first)]
-    )
-    user = await scoped_users.scoped_user(
-        client,
-        owner.instance_id,
-        [],
-        home=await scoped_users.all_group(owner.instance_id),
-        sets=[rights],
-    )
-    socket = await connect(server_url, user.token)
-    try:
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
-        await socket.send(
-            json.dumps(
-                {
-                    "id": "1",
-                    "type": "subscribe",
-                    "payload": {
-                        "query": "subscription { customerStatusChanged { name customerStatus } }"
-                    },
-                }
-            )
-        )
-        await asyncio.sleep(0.3)
+    rights, user = await user_with_rights_on(client, owner, first)
+    query = "subscription { customerStatusChanged { name customerStatus } }"
+    before = subscriptions_open()
+    async with subscribed(server_url, user.token, query) as socket:
+        await eventually(lambda: subscriptions_open() > before, what="the subscription listening")
+        rights_read = time.monotonic()  # the server read them before it listened
         # the user loses the first MSP and gains the second, while the socket stays open
         await rights.groups.clear()
         await rights.groups.add(await scoped_users.group_of(second))
-        await asyncio.sleep(1.1)  # rights are re-read at most once a second
+        # the server re-reads rights with an event once they are older than its interval
+        await eventually(
+            lambda: time.monotonic() - rights_read > RIGHTS_RECHECK_SECONDS,
+            what="the rights the server holds due for a re-read",
+        )
         for msp in (first, second):
             await client.query(
                 "mutation($i: SkipCustomerSetupInput!) { skipCustomerSetup(input: $i) "
@@ -106,31 +89,23 @@ async def test_an_open_subscription_follows_the_viewers_rights_as_they_change(cl
         }
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(socket.recv(), 1)
-    finally:
-        await socket.close()
 
 
 async def test_a_socket_holds_a_bounded_number_of_subscriptions(client, server_url, settings):
     owner = await factories.owner(client)
     limit = settings.max_subscriptions_per_socket
     query = "subscription { customerStatusChanged { id } }"
-    socket = await connect(server_url, owner.token)
+    async with acknowledged(server_url, owner.token) as socket:
 
-    async def subscribe(operation_id: str) -> None:
-        message = {"id": operation_id, "type": "subscribe", "payload": {"query": query}}
-        await socket.send(json.dumps(message))
+        async def next_message(within: float) -> dict | None:
+            try:
+                return json.loads(await asyncio.wait_for(socket.recv(), within))
+            except TimeoutError:
+                return None
 
-    async def next_message(within: float) -> dict | None:
-        try:
-            return json.loads(await asyncio.wait_for(socket.recv(), within))
-        except TimeoutError:
-            return None
-
-    try:
-        assert (await next_message(5) or {}).get("type") == "connection_ack"
         sent = [str(n) for n in range(limit + 1)]
         for operation_id in sent:
-            await subscribe(operation_id)
+            await subscribe(socket, operation_id, query)
         # the operations sign in concurrently: any one of them is the one too many
         refused = await next_message(5)
         assert refused is not None and refused["id"] in sent, refused
@@ -138,25 +113,22 @@ async def test_a_socket_holds_a_bounded_number_of_subscriptions(client, server_u
         assert refused["payload"]["errors"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
         assert await next_message(5) == {"id": refused["id"], "type": "complete"}
         assert await next_message(1) is None  # the others run, waiting for events
-        # ending one makes room for another
+        # ending one makes room for another, once the server has ended it (it does not say when)
         running = next(operation_id for operation_id in sent if operation_id != refused["id"])
         await socket.send(json.dumps({"id": running, "type": "complete"}))
-        await asyncio.sleep(0.2)
-        await subscribe("room again")
-        assert await next_message(1) is None  # no error: it runs, waiting for events
-    finally:
-        await socket.close()
+        attempts = iter(range(100))
 
+        async def room_again() -> bool:
+            operation_id = f"room again {next(attempts)}"
+            await subscribe(socket, operation_id, query)
+            answer = await next_message(0.5)
+            if answer is None:
+                return True  # no error: it runs, waiting for events
+            assert answer["payload"]["errors"][0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+            assert await next_message(5) == {"id": operation_id, "type": "complete"}
+            return False
 
-async def operation(socket, operation_id: str, query: str, variables: dict | None = None) -> dict:
-    """Run a query or mutation over the socket: its `next` payload (then `complete`)."""
-    payload = {"query": query, "variables": variables or {}}
-    await socket.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": payload}))
-    message = json.loads(await asyncio.wait_for(socket.recv(), 5))
-    assert message["id"] == operation_id and message["type"] == "next", message
-    done = json.loads(await asyncio.wait_for(socket.recv(), 5))
-    assert done == {"id": operation_id, "type": "complete"}, done
-    return message["payload"]
+        await eventually(room_again, what="room for a subscription after one ended")
 
 
 CUSTOMER = "query($id: ID!) { node(id: $id) { ... on Company { name customerStatus } } }"
@@ -171,19 +143,8 @@ async def test_operations_on_an_open_socket_see_the_rights_as_they_are_now(clien
     )
     [msp] = tree.msps
     first, second = (factories.global_id(c) for c in tree.customers[msp.id])
-    rights = await scoped_users.permission_set(
-        owner.instance_id, [await scoped_users.group_of(msp)]
-    )
-    user = await scoped_users.scoped_user(
-        client,
-        owner.instance_id,
-        [],
-        home=await scoped_users.all_group(owner.instance_id),
-        sets=[rights],
-    )
-    socket = await connect(server_url, user.token)
-    try:
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+    rights, user = await user_with_rights_on(client, owner, msp)
+    async with acknowledged(server_url, user.token) as socket:
         seen = await operation(socket, "1", CUSTOMER, {"id": first})
         assert seen["data"]["node"]["customerStatus"] == "NOT_SET_UP"
         skipped = await operation(socket, "2", SKIP, {"id": first})
@@ -203,17 +164,13 @@ async def test_operations_on_an_open_socket_see_the_rights_as_they_are_now(clien
         assert refused["data"]["skipCustomerSetup"]["errors"] == [{"code": "NOT_FOUND"}]
         still = await client.query(CUSTOMER, {"id": second}, owner.token)
         assert still["node"]["customerStatus"] == "NOT_SET_UP"
-    finally:
-        await socket.close()
 
 
 async def test_an_operation_after_the_session_ended_is_refused_and_the_socket_closes(
     client, server_url
 ):
     owner = await factories.owner(client)
-    socket = await connect(server_url, owner.token)
-    try:
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+    async with acknowledged(server_url, owner.token) as socket:
         assert (await operation(socket, "1", "{ viewer { via } }"))["data"] == {
             "viewer": {"via": "EBA"}
         }
@@ -221,9 +178,7 @@ async def test_an_operation_after_the_session_ended_is_refused_and_the_socket_cl
         await Session.filter(account_id=owner.account_id).update(
             expires_at=datetime.now(UTC) - timedelta(seconds=1)
         )
-        await socket.send(
-            json.dumps({"id": "2", "type": "subscribe", "payload": {"query": "{ viewer { via } }"}})
-        )
+        await subscribe(socket, "2", "{ viewer { via } }")
         answer = json.loads(await asyncio.wait_for(socket.recv(), 5))
         assert answer["payload"]["data"] == {"viewer": None}
         assert [e["extensions"]["code"] for e in answer["payload"]["errors"]] == ["UNAUTHENTICATED"]
@@ -231,8 +186,6 @@ async def test_an_operation_after_the_session_ended_is_refused_and_the_socket_cl
             while True:  # then `complete`, and the socket is closed long before its recheck
                 await asyncio.wait_for(socket.recv(), 5)
         assert closed.value.rcvd.code == 4403
-    finally:
-        await socket.close()
 
 
 async def test_a_client_asking_for_the_legacy_graphql_ws_protocol_is_refused(server_url):
@@ -250,31 +203,19 @@ def session_watches() -> int:
     return sum(t.get_name() == "websocket-session-watch" for t in asyncio.all_tasks())
 
 
-async def until(predicate, within: float = 5.0) -> None:
-    """Wait for a condition the server reaches on its own (same event loop as the test)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
-
-
 async def test_a_second_connection_init_closes_the_socket_with_4429_and_starts_nothing(
     client, server_url
 ):
     owner = await factories.owner(client)
     before = session_watches()
-    socket = await connect(server_url, owner.token)
-    try:
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+    async with acknowledged(server_url, owner.token) as socket:
         assert session_watches() == before + 1
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {owner.token}"}}
         await socket.send(json.dumps(init))
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 5)
         assert closed.value.rcvd.code == 4429
-    finally:
-        await socket.close()
-    await until(lambda: session_watches() == before)  # the closed socket's watch ended too
+    await eventually(lambda: session_watches() == before, what="the closed socket's watch ended")
 
 
 async def test_a_subscriber_that_falls_behind_is_ended_with_subscriber_too_slow(
@@ -285,15 +226,9 @@ async def test_a_subscriber_that_falls_behind_is_ended_with_subscriber_too_slow(
     owner = await factories.owner(client)
     hub = app.state.hub
     before = hub.subscriber_count
-    socket = await connect(server_url, owner.token)
-    try:
-        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
-        message = {"query": "subscription { customerStatusChanged { id } }"}
-        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": message}))
-        for _ in range(200):
-            if hub.subscriber_count > before:
-                break
-            await asyncio.sleep(0.01)
+    query = "subscription { customerStatusChanged { id } }"
+    async with subscribed(server_url, owner.token, query) as socket:
+        await eventually(lambda: hub.subscriber_count > before, what="the subscriber at the hub")
         # its mailbox overflowed (the hub closes it so): what it held, then the error
         (subscriber,) = hub._topics[events.CUSTOMER_STATUS].subscribers[owner.instance_id]
         subscriber.mailbox.close(events.SubscriberTooSlow("more than 1000 events waiting"))
@@ -304,17 +239,12 @@ async def test_a_subscriber_that_falls_behind_is_ended_with_subscriber_too_slow(
             "id": "1",
             "type": "complete",
         }
-    finally:
-        await socket.close()
 
 
 async def test_an_event_is_fetched_once_per_worker_whatever_the_number_of_subscribers(
     client, server_url, app
 ):
-    import contextlib
-
     from server import events
-    from tests.api.test_isolation import received, settled, subscribed
 
     owner = await factories.owner(client)
     tree = await factories.company_tree(

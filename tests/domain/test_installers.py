@@ -51,10 +51,10 @@ async def test_an_installer_defaults_to_the_companys_group_and_name(tree: Tree) 
     installer, _ = await create_installer(
         tree.scope, company_id=tree.customer.id, created_by_id=tree.owner.id
     )
-    assert installer.group_id == tree.customer_group.id  # type: ignore[attr-defined]
-    assert installer.company_id == tree.customer.id  # type: ignore[attr-defined]
+    assert installer.group_id == tree.customer_group.id
+    assert installer.company_id == tree.customer.id
     assert installer.name == "Agent installer for Globex"
-    assert installer.created_by_id == tree.owner.id  # type: ignore[attr-defined]
+    assert installer.created_by_id == tree.owner.id
     assert installer.revoked_at is None and installer.max_enrolments is None
     assert installer.enrolments == 0
     assert is_usable(installer)
@@ -110,7 +110,7 @@ async def test_a_custom_group_under_the_company_can_be_the_target(tree: Tree) ->
     installer, _ = await create_installer(
         tree.scope, company_id=tree.customer.id, group_id=tree.custom_group.id, name="  Laptops "
     )
-    assert installer.group_id == tree.custom_group.id  # type: ignore[attr-defined]
+    assert installer.group_id == tree.custom_group.id
     assert installer.name == "Laptops"
 
 
