@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from server.domain import tree
+from server.domain import tree_paths
 from server.domain.errors import PermissionDenied
 from server.models import db
 from server.models.enums import Area, Level
@@ -52,7 +52,7 @@ class Scope:
 
     def covers_instance(self, area: Area | None = None, level: Level = Level.READ) -> bool:
         """Whether `level` in `area` is granted on the whole instance (the All group)."""
-        return any(tree.is_top(prefix) for prefix in self.paths(area, level))
+        return any(tree_paths.is_top(prefix) for prefix in self.paths(area, level))
 
     def require(self, path: str, area: Area | None, level: Level) -> None:
         if not self.allows(path, area, level):
@@ -66,11 +66,11 @@ class Scope:
         prefixes = self.paths(area, level)
         if not prefixes:
             return "1=0", []
-        if any(tree.is_top(prefix) for prefix in prefixes):
+        if any(tree_paths.is_top(prefix) for prefix in prefixes):
             # the whole instance (the All group): the instance filter every query has says it
             # all, and the planner keeps its better indexes
             return "1=1", []
-        parts = [tree.subtree_sql(column, prefix) for prefix in prefixes]
+        parts = [tree_paths.subtree_sql(column, prefix) for prefix in prefixes]
         return "(" + " OR ".join(sql for sql, _ in parts) + ")", [v for _, vs in parts for v in vs]
 
 

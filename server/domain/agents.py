@@ -22,7 +22,7 @@ from server import events
 from server.domain import audit, global_ids
 from server.domain.errors import DomainError, InvalidInput
 from server.domain.secrets import hashes_match, new_token, token_hash, well_formed_token
-from server.domain.tree import sort_name
+from server.domain.tree_paths import sort_name
 from server.events import EventBus
 from server.models import db
 from server.models.computers import Computer

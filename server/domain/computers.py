@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.domain import search as name_search
-from server.domain import tree
+from server.domain import tree_paths
 from server.domain.access import Scope, minimal_prefixes
 from server.domain.connections import connection_status_filter_sql
 from server.domain.errors import InvalidTransition, NotFound
@@ -39,7 +39,7 @@ def visible(scope: Scope) -> Listing[Computer]:
 
 def in_group(listing: Listing[Computer], group: StaticGroup, recursive: bool) -> Listing[Computer]:
     if recursive:
-        sql, bounds = tree.subtree_sql("g.path", group.path)
+        sql, bounds = tree_paths.subtree_sql("g.path", group.path)
         return listing.filter(sql, *bounds)
     return listing.filter("m.group_id = ?", group.id)
 
@@ -81,7 +81,7 @@ async def counts_in_groups(
     # Count per group within the subtrees asked for, then add each subtree up: one
     # statement driven by the groups' path index, and sums by bisecting the sorted paths.
     subtrees = [
-        tree.subtree_sql("g.path", path) for path in minimal_prefixes(g.path for g in groups)
+        tree_paths.subtree_sql("g.path", path) for path in minimal_prefixes(g.path for g in groups)
     ]
     scope_sql, scope_params = scope.sql("g.path", Area.COMPUTERS)
     rows = await db.fetch(
@@ -101,7 +101,7 @@ async def counts_in_groups(
     running = list(itertools.accumulate((int(row["n"]) for row in rows), initial=0))
     counts = {}
     for group in groups:
-        low, high = tree.subtree_bounds(group.path)
+        low, high = tree_paths.subtree_bounds(group.path)
         counts[group.id] = (
             running[bisect.bisect_left(paths, high)] - running[bisect.bisect_left(paths, low)]
         )

@@ -175,6 +175,16 @@ class Listing(Generic[M]):
         )
         return int(value or 0)
 
+    async def count_capped(self, cap: int) -> tuple[int, bool]:
+        """The count up to `cap`, and whether it is exact: reads at most cap + 1 rows."""
+        value = await db.fetch_value(
+            f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM {self.source} "
+            f"WHERE {self._where_sql()} LIMIT {int(cap) + 1}) t",
+            self.params,
+        )
+        n = int(value or 0)
+        return min(n, cap), n <= cap
+
     async def pages_by(
         self, column: str, values: Sequence[Any], request: PageRequest
     ) -> dict[Any, Page[M]]:

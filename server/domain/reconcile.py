@@ -18,7 +18,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from server.domain import tree
+from server.domain import counters, tree_paths
 from server.domain.hierarchy import SHARED_OBJECTS_GROUP, SHARES_OBJECTS
 from server.models import Company, db
 from server.models.bulk import (
@@ -209,7 +209,7 @@ _GROUP_ROW = {
 }
 _NEW_GROUP = {**_GROUP_ROW, "kind": "text", "company_id": "int"}
 _USER_UNLINK = {"id": "int", "company_id": "int"}
-_SEGMENT = tree.SEGMENT_LENGTH
+_SEGMENT = tree_paths.SEGMENT_LENGTH
 
 
 def _last_id(path: str) -> int:
@@ -368,7 +368,7 @@ class _Apply:
             if company is not None:
                 same_segment = not company.new and company.name == name
                 segment = company.sort_key[-_SEGMENT:] if same_segment else None
-                sort_key = parent_key + (segment or tree.sort_segment(name, group_id))
+                sort_key = parent_key + (segment or tree_paths.sort_segment(name, group_id))
                 row = self.company_row(company, path, sort_key, depth - 2)
                 if company.new:
                     new_companies.append({**row, "public_id": company.public_id})
@@ -387,7 +387,7 @@ class _Apply:
                 group = self.groups[group_id]
                 same_segment = group.name == name and group.sort_key
                 segment = group.sort_key[-_SEGMENT:] if same_segment else None
-                sort_key = parent_key + (segment or tree.sort_segment(name, group_id))
+                sort_key = parent_key + (segment or tree_paths.sort_segment(name, group_id))
                 before = (group.name, group.parent_id, group.path, group.sort_key)
                 stale = before != (name, parent, path, sort_key) or group.depth != depth
                 kind, owner = GroupKind.SHARED_OBJECTS.value, self.new_groups.get(group_id)
@@ -484,7 +484,7 @@ class _Apply:
         return {
             "id": company.id,
             "name": name,
-            "sort_name": tree.sort_name(name),
+            "sort_name": tree_paths.sort_name(name),
             "type": type_.value,
             "parent_id": parent_id,
             "path": path,
@@ -532,7 +532,7 @@ class _Apply:
         by_group = {c.group_id: c.id for c in gone}
         rows = []
         for user in users:
-            for group_id in reversed(tree.path_ids(user["path"])):
+            for group_id in reversed(tree_paths.path_ids(user["path"])):
                 if group_id in by_group:
                     rows.append({"id": user["id"], "company_id": by_group[group_id]})
                     break
@@ -589,4 +589,7 @@ async def apply_snapshot(
     apply = _Apply(instance_id, wanted_companies(snapshot), now or dt.datetime.now(dt.UTC))
     apply.after_first_write = after_first_write
     async with in_transaction():
-        return await apply.run()
+        changes = await apply.run()
+        if changes.any:  # the one call that keeps the subtree counters right
+            await counters.recount(instance_id)
+        return changes

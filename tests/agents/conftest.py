@@ -32,7 +32,7 @@ from tortoise.migrations.api import migrate
 from server.agents import AgentRuntime, agent_routes
 from server.domain.access import Scope
 from server.domain.installers import create_installer
-from server.domain.tree import child_path, child_sort_key, sort_name
+from server.domain.tree_paths import child_path, child_sort_key, sort_name
 from server.events import InProcessEventBus
 from server.models import Account, Company, Computer, Installer, Instance, StaticGroup, User
 from server.models.db import fetch, normalize_url, tortoise_config

@@ -29,7 +29,7 @@ from tortoise import Tortoise
 
 from server.app import create_app
 from server.cli import apply_migrations
-from server.domain import accounts, global_ids, secrets, sync, tree
+from server.domain import accounts, global_ids, secrets, sync, tree_paths
 from server.domain.access import load_scope
 from server.domain.connections import connection_status
 from server.domain.instances import create_instance
@@ -117,7 +117,7 @@ async def _computers(
                 groups[company],
                 company,
                 name,
-                tree.sort_name(name),
+                tree_paths.sort_name(name),
                 f"hw-{n}",
                 "Windows 11 Pro",
                 "11.1",

@@ -70,3 +70,25 @@ class Company(Model):
             ("instance_id", "sort_key"),
             ("instance_id", "type", "sort_name"),
         )
+
+
+class SubtreeCount(Model):
+    """Companies in one static group's subtree (its own company included), by type and, for
+    customers, by status: kept right by every write that changes them (`domain.counters`), so
+    a count over a subtree reads one row whatever its size. No row: nothing below."""
+
+    group_id = fields.IntField(primary_key=True, generated=False)
+    instance = fields.ForeignKeyField(
+        "models.Instance", related_name="subtree_counts", on_delete="CASCADE"
+    )
+    distributors = fields.IntField(default=0)
+    divisions = fields.IntField(default=0)
+    msp_managers = fields.IntField(default=0)
+    msps = fields.IntField(default=0)
+    managed_msps = fields.IntField(default=0)
+    customers_not_set_up = fields.IntField(default=0)
+    customers_normal = fields.IntField(default=0)
+    customers_unlinked = fields.IntField(default=0)
+
+    class Meta:
+        table = "subtree_count"
