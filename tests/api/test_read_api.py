@@ -367,3 +367,27 @@ async def test_a_search_with_control_characters_or_too_long_is_refused(client, t
     owner, _ = tenant
     body = await client.execute(CUSTOMERS, {"search": term}, owner.token)
     assert error_codes(body) == ["BAD_USER_INPUT"]
+
+
+COMPANY_COMPUTERS = """query($id: ID!) { node(id: $id) { ... on Company {
+  computers(first: 50) { totalCount edges { node { name } } } } } }"""
+
+
+async def test_a_company_whose_group_is_out_of_sight_lists_no_computers(client, tenant):
+    """Company.computers used to fall back to every computer the viewer may see when the
+    company's own group did not load; it lists nothing of a group it cannot see."""
+    from server.models import StaticGroup
+    from server.models.enums import GroupKind
+
+    owner, tree = tenant
+    customer = tree.all_customers[0]
+    query = COMPANY_COMPUTERS
+    variables = {"id": global_ids.encode("Company", customer.id)}
+    seen = (await client.query(query, variables, owner.token))["node"]["computers"]
+    assert seen["totalCount"] == len(tree.computers[customer.id]) > 0
+    # its group no longer loads as the company's own (kind COMPANY): out of the viewer's sight
+    await StaticGroup.filter(company_id=customer.id, kind=GroupKind.COMPANY).update(
+        kind=GroupKind.CUSTOM
+    )
+    seen = (await client.query(query, variables, owner.token))["node"]["computers"]
+    assert seen == {"totalCount": 0, "edges": []}
