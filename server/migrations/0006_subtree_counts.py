@@ -1,6 +1,6 @@
 """Maintained subtree counters (`subtree_count`), filled from the companies already there, so a
 count over a subtree costs one row; and the indexes that let a page of the company tree stop
-after its rows (a `parent_id` range in tree order, for children pages)."""
+after its rows: children in tree order (`parent_id`, `sort_key`), computers by name."""
 
 from tortoise import fields, migrations
 from tortoise.indexes import Index
@@ -39,5 +39,8 @@ class Migration(migrations.Migration):
             options={"table": "subtree_count", "app": "models", "pk_attr": "group_id", "table_description": "Companies in one static group's subtree, by type and customer status."},
             bases=["Model"],
         ),
+        ops.AddIndex(model_name="Company", index=Index(fields=["parent_id", "sort_key"])),
+        ops.AddIndex(model_name="StaticGroup", index=Index(fields=["parent_id", "sort_key"])),
+        ops.AddIndex(model_name="Computer", index=Index(fields=["instance_id", "sort_name"])),
         ops.RunPython(fill, reverse_code=ops.RunPython.noop),
     ]

@@ -33,7 +33,7 @@ class StaticGroup(Model):
     class Meta:
         table = "static_group"
         unique_together = (("company", "kind"),)
-        indexes = (("instance_id", "path"), ("instance_id", "sort_key"))
+        indexes = (("instance_id", "path"), ("instance_id", "sort_key"), ("parent_id", "sort_key"))
 
 
 class Company(Model):
@@ -69,6 +69,7 @@ class Company(Model):
             ("instance_id", "path"),
             ("instance_id", "sort_key"),
             ("instance_id", "type", "sort_name"),
+            ("parent_id", "sort_key"),  # a page of children in tree order: a range that stops
         )
 
 

@@ -75,6 +75,7 @@ class Computer(Model):
         indexes = (
             ("duplicate_of_id",),
             ("instance_id", "group_id", "sort_name"),
+            ("instance_id", "sort_name"),  # every computer by name, a page at a time
             ("instance_id", "last_connected_at"),
             ("announced_status", "last_connected_at"),  # the transition detector
         )
