@@ -47,6 +47,19 @@ class Scope:
             path for a in areas for path, granted in self.grants.get(a, ()) if granted >= level
         )
 
+    def within(
+        self, path: str | None, area: Area | None = None, level: Level = Level.READ
+    ) -> tuple[str, ...]:
+        """The minimal prefixes of what the viewer may reach of the subtree at `path` (of
+        everything when None): the subtree itself when a grant covers it, else the grants
+        inside it. For reads that let the subtree drive and intersect it with the scope."""
+        prefixes = self.paths(area, level)
+        if path is None:
+            return prefixes
+        if any(path.startswith(prefix) for prefix in prefixes):
+            return (path,)
+        return tuple(prefix for prefix in prefixes if prefix.startswith(path))
+
     def allows(self, path: str, area: Area | None = None, level: Level = Level.READ) -> bool:
         return any(path.startswith(prefix) for prefix in self.paths(area, level))
 

@@ -78,22 +78,26 @@ async def counts_in_groups(
         return {}
     if not recursive:
         return await visible(scope).counts_by("m.group_id", [g.id for g in groups])
-    # Count per group within the subtrees asked for, then add each subtree up: one
-    # statement driven by the groups' path index, and sums by bisecting the sorted paths.
-    subtrees = [
-        tree_paths.subtree_sql("g.path", path) for path in minimal_prefixes(g.path for g in groups)
-    ]
-    scope_sql, scope_params = scope.sql("g.path", Area.COMPUTERS)
+    # Count per group within the subtrees asked for, then add each subtree up: one statement
+    # driven by the page's subtrees, each intersected with the viewer's COMPUTERS scope here
+    # (so 50 permission sets cost 50 more ranges only where they lie inside the page), and
+    # sums by bisecting the sorted paths.
+    ranges = minimal_prefixes(
+        prefix
+        for path in minimal_prefixes(g.path for g in groups)
+        for prefix in scope.within(path, Area.COMPUTERS)
+    )
+    if not ranges:
+        return dict.fromkeys((g.id for g in groups), 0)
+    subtrees = [tree_paths.subtree_sql("g.path", path) for path in ranges]
     rows = await db.fetch(
         "SELECT g.path AS path, x.n AS n FROM (SELECT m.group_id, COUNT(*) AS n FROM computer m "
         "WHERE m.instance_id = ? AND m.group_id IN (SELECT g.id FROM static_group g "
-        f"WHERE g.instance_id = ? AND {scope_sql} AND "
-        f"({' OR '.join(sql for sql, _ in subtrees)})) GROUP BY m.group_id) x "
-        "JOIN static_group g ON g.id = x.group_id ORDER BY g.path",
+        f"WHERE g.instance_id = ? AND ({' OR '.join(sql for sql, _ in subtrees)})) "
+        "GROUP BY m.group_id) x JOIN static_group g ON g.id = x.group_id ORDER BY g.path",
         [
             scope.instance_id,
             scope.instance_id,
-            *scope_params,
             *[value for _, values in subtrees for value in values],
         ],
     )

@@ -180,21 +180,10 @@ async def recount(instance_id: int) -> int:
     return len(changed) + len(gone)
 
 
-def _visible_within(scope: Scope, path: str | None) -> tuple[str, ...]:
-    """The minimal prefixes of what the viewer sees of the subtree at `path` (everything when
-    None): the subtree itself when a grant covers it, else the grants inside it."""
-    prefixes = scope.paths()
-    if path is None:
-        return prefixes
-    if any(path.startswith(prefix) for prefix in prefixes):
-        return (path,)
-    return tuple(prefix for prefix in prefixes if prefix.startswith(path))
-
-
 async def visible_counts(scope: Scope, path: str | None = None) -> Counts:
     """What the viewer sees of the subtree at `path` (the whole instance when None), counted
     from one row per minimal scope prefix, in one statement."""
-    ids = [tree_paths.path_ids(prefix)[-1] for prefix in _visible_within(scope, path)]
+    ids = [tree_paths.path_ids(prefix)[-1] for prefix in scope.within(path)]
     counts = Counts()
     if not ids:
         return counts
