@@ -48,6 +48,7 @@ MANAGED_CUSTOMERS = (OPERATIONS / "ManagedCustomers.graphql").read_text()
 DESCENDANTS = (OPERATIONS / "Descendants.graphql").read_text()
 PASSWORD = "bench password 1"
 SCOPED_SETS = 50
+IN_PROCESS_RUNS = 40
 
 
 async def build(settings: Settings, companies: int, computers: int) -> dict:
@@ -195,10 +196,14 @@ async def _scoped_user(instance_id: int, owner_id: int) -> tuple[str, int]:
     return email, group.company_id  # type: ignore[attr-defined]
 
 
-async def count_statements(settings: Settings, prepared: dict) -> dict[str, int]:
-    """SQL statements per request of each scenario, through the app in-process."""
+async def count_statements(
+    settings: Settings, prepared: dict
+) -> tuple[dict[str, int], dict[str, tuple[float, float]]]:
+    """SQL statements per request of each scenario, and its median and 90th percentile time
+    one request at a time, through the app in-process."""
     app = create_app(settings)
     counts: dict[str, int] = {}
+    latencies: dict[str, tuple[float, float]] = {}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
@@ -219,7 +224,21 @@ async def count_statements(settings: Settings, prepared: dict) -> dict[str, int]
                         headers={"authorization": f"Bearer {token}"},
                     )
                 counts[name] = counter.count
-    return counts
+                # one request at a time, in-process: the page's own cost, without the queueing
+                # a closed loop on a shared machine adds
+                timings = []
+                for _ in range(IN_PROCESS_RUNS):
+                    started = time.perf_counter()
+                    response = await http.post(
+                        "/graphql",
+                        json={"query": query, "variables": variables},
+                        headers={"authorization": f"Bearer {token}"},
+                    )
+                    timings.append(time.perf_counter() - started)
+                    assert "errors" not in response.json(), response.text[:500]
+                timings.sort()
+                latencies[name] = (timings[len(timings) // 2], timings[int(len(timings) * 0.9)])
+    return counts, latencies
 
 
 def scenarios(prepared: dict, tokens: dict) -> list[tuple[str, str, str, dict]]:
@@ -340,10 +359,11 @@ def prepared_instance(
 def main() -> None:
     summary = __doc__.split("\n\n")[0]
     with prepared_instance(summary, 10_000, 100_000) as (args, url, settings, prepared):
-        counts = asyncio.run(count_statements(settings, prepared))
-        print("SQL statements per request:")
+        counts, latencies = asyncio.run(count_statements(settings, prepared))
+        print(f"SQL statements per request; in-process time, one at a time ({IN_PROCESS_RUNS}):")
         for name, count in counts.items():
-            print(f"  {name:<46} {count}")
+            p50, p90 = latencies[name]
+            print(f"  {name:<46} {count:3d}   p50 {p50 * 1000:6.1f} ms   p90 {p90 * 1000:6.1f} ms")
         with console(url) as base:
             asyncio.run(measure(base, prepared, args.seconds, args.concurrency))
 
