@@ -139,3 +139,26 @@ async def test_recount_repairs_counters_written_wrong(app: object, settings: Set
         )
         assert await counters.recount(instance_id) == len(right) + 1
         assert await stored(instance_id) == right == await full_recount(instance_id)
+
+
+async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, settings: Settings):
+    """Migration 0006 fills the counters of a database that has companies already."""
+    import importlib
+
+    migration = importlib.import_module("server.migrations.0006_subtree_counts")
+    async with Simulator(UpstreamTree.generate(12, 4)) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        await sync.sync_now(instance_id, settings)
+        await customers.skip_setup_for_all_new_customers(
+            Scope.for_owner(
+                instance_id,
+                (await User.get(instance_id=instance_id, account_id__not_isnull=True)).id,
+                (await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)).path,
+            ),
+            None,
+        )
+        right = await stored(instance_id)
+        await db.execute("DELETE FROM subtree_count")
+        await db.connection().execute_script(migration.fill_sql())
+        assert await stored(instance_id) == right == await full_recount(instance_id)
