@@ -39,6 +39,8 @@ def visible(scope: Scope) -> Listing[Computer]:
 
 def in_group(listing: Listing[Computer], group: StaticGroup, recursive: bool) -> Listing[Computer]:
     if recursive:
+        if tree_paths.is_top(group.path):  # the whole instance: a page by name off its index
+            return listing
         sql, bounds = tree_paths.subtree_sql("g.path", group.path)
         return listing.filter(sql, *bounds)
     return listing.filter("m.group_id = ?", group.id)
