@@ -91,12 +91,14 @@ async def counts_in_groups(
     )
     if not ranges:
         return dict.fromkeys((g.id for g in groups), 0)
+    # Each range an index range on the groups' paths, and each group's computers a count on
+    # the (instance, group) index, per group: no join strategy that reads every computer.
     subtrees = [tree_paths.subtree_sql("g.path", path) for path in ranges]
     rows = await db.fetch(
-        "SELECT g.path AS path, x.n AS n FROM (SELECT m.group_id, COUNT(*) AS n FROM computer m "
-        "WHERE m.instance_id = ? AND m.group_id IN (SELECT g.id FROM static_group g "
-        f"WHERE g.instance_id = ? AND ({' OR '.join(sql for sql, _ in subtrees)})) "
-        "GROUP BY m.group_id) x JOIN static_group g ON g.id = x.group_id ORDER BY g.path",
+        "SELECT g.path AS path, (SELECT COUNT(*) FROM computer m "
+        "WHERE m.instance_id = ? AND m.group_id = g.id) AS n FROM static_group g "
+        f"WHERE g.instance_id = ? AND ({' OR '.join(sql for sql, _ in subtrees)}) "
+        "ORDER BY g.path",
         [
             scope.instance_id,
             scope.instance_id,
