@@ -60,6 +60,20 @@ class Scope:
             return (path,)
         return tuple(prefix for prefix in prefixes if prefix.startswith(path))
 
+    def sql_within(
+        self, column: str, path: str, area: Area | None = None, level: Level = Level.READ
+    ) -> tuple[str, list[str]]:
+        """`sql` for rows already known to lie in the subtree at `path`: nothing to filter when
+        a grant covers it (and the planner, not misled by a filter it cannot estimate, keeps
+        the page's index range), else only the grants inside it."""
+        inside = self.within(path, area, level)
+        if inside == (path,):
+            return "1=1", []
+        if not inside:
+            return "1=0", []
+        parts = [tree_paths.subtree_sql(column, prefix) for prefix in inside]
+        return "(" + " OR ".join(sql for sql, _ in parts) + ")", [v for _, vs in parts for v in vs]
+
     def allows(self, path: str, area: Area | None = None, level: Level = Level.READ) -> bool:
         return any(path.startswith(prefix) for prefix in self.paths(area, level))
 

@@ -53,9 +53,12 @@ def descendants(
 ) -> Listing[Company]:
     """Below `company` in tree order: a `sort_key` range (a subtree is a prefix of it, itself
     the range's low end), so the page reads its rows off the sort-key index in order and stops;
-    the scope stays a filter on `path`."""
+    the scope, intersected with the subtree, stays a filter on `path` (none when it covers it)."""
     low, high = tree_paths.sort_key_bounds(company.sort_key)
-    listing = visible(scope).filter("c.sort_key > ? AND c.sort_key < ?", low, high)
+    listing = Listing(Company, "company c", "c", ("c.sort_key", "c.id"), ("sort_key", "id"))
+    condition, params = scope.sql_within("c.path", company.path)
+    listing.filter("c.instance_id = ?", scope.instance_id).filter(condition, *params)
+    listing.filter("c.sort_key > ? AND c.sort_key < ?", low, high)
     return narrow(listing, types, statuses, search)
 
 

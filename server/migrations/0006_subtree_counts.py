@@ -65,8 +65,15 @@ class Migration(migrations.Migration):
             options={"table": "subtree_count", "app": "models", "pk_attr": "group_id", "table_description": "Companies in one static group's subtree, by type and customer status."},
             bases=["Model"],
         ),
-        ops.AddIndex(model_name="Company", index=Index(fields=["parent_id", "sort_key"])),
-        ops.AddIndex(model_name="StaticGroup", index=Index(fields=["parent_id", "sort_key"])),
-        ops.AddIndex(model_name="Computer", index=Index(fields=["instance_id", "sort_name"])),
+        # pages order by (sort key, id): an index ending with id reads them in order and stops
+        ops.RemoveIndex(model_name="Company", fields=["instance_id", "sort_key"]),
+        ops.AddIndex(model_name="Company", index=Index(fields=["instance_id", "sort_key", "id"])),
+        ops.RemoveIndex(model_name="Company", fields=["instance_id", "type", "sort_name"]),
+        ops.AddIndex(model_name="Company", index=Index(fields=["instance_id", "type", "sort_name", "id"])),
+        ops.AddIndex(model_name="Company", index=Index(fields=["parent_id", "sort_key", "id"])),
+        ops.AddIndex(model_name="StaticGroup", index=Index(fields=["parent_id", "sort_key", "id"])),
+        ops.AddIndex(model_name="Computer", index=Index(fields=["instance_id", "sort_name", "id"])),
+        ops.RemoveIndex(model_name="Computer", fields=["instance_id", "group_id", "sort_name"]),
+        ops.AddIndex(model_name="Computer", index=Index(fields=["instance_id", "group_id", "sort_name", "id"])),
         ops.RunPython(fill, reverse_code=ops.RunPython.noop),
     ]

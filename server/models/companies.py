@@ -33,7 +33,11 @@ class StaticGroup(Model):
     class Meta:
         table = "static_group"
         unique_together = (("company", "kind"),)
-        indexes = (("instance_id", "path"), ("instance_id", "sort_key"), ("parent_id", "sort_key"))
+        indexes = (
+            ("instance_id", "path"),
+            ("instance_id", "sort_key"),
+            ("parent_id", "sort_key", "id"),  # a page of children in tree order
+        )
 
 
 class Company(Model):
@@ -65,11 +69,13 @@ class Company(Model):
     class Meta:
         table = "company"
         unique_together = (("instance", "public_id"),)
+        # Pages order by (sort key, id): each index ends with `id`, so a page is read in order
+        # and stops, whatever the planner guesses of the range (no sort over a subtree)
         indexes = (
             ("instance_id", "path"),
-            ("instance_id", "sort_key"),
-            ("instance_id", "type", "sort_name"),
-            ("parent_id", "sort_key"),  # a page of children in tree order: a range that stops
+            ("instance_id", "sort_key", "id"),
+            ("instance_id", "type", "sort_name", "id"),
+            ("parent_id", "sort_key", "id"),
         )
 
 
