@@ -53,7 +53,8 @@ async def _counted(root: Connection[Any]) -> tuple[int, bool]:
     """Counted only when asked for (most pages never show it), once for both count fields."""
     if root._counting is None:
         root._counting = asyncio.ensure_future(root._count())
-    value = await root._counting
+    counting = root._counting
+    value = await counting
     return value if isinstance(value, tuple) else (value, True)
 
 

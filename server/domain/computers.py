@@ -18,6 +18,7 @@ from server.domain.connections import connection_status_filter_sql
 from server.domain.errors import InvalidTransition, NotFound
 from server.domain.listing import Listing, sql_in
 from server.models import Computer, StaticGroup, db
+from server.models.bulk import encode_rows, rows_source
 from server.models.enums import Area, ConnectionStatus, DuplicateResolution, Level
 from server.settings import Settings
 
@@ -92,19 +93,29 @@ async def counts_in_groups(
     if not ranges:
         return dict.fromkeys((g.id for g in groups), 0)
     # Each range an index range on the groups' paths, and each group's computers a count on
-    # the (instance, group) index, per group: no join strategy that reads every computer.
-    subtrees = [tree_paths.subtree_sql("g.path", path) for path in ranges]
-    rows = await db.fetch(
-        "SELECT g.path AS path, (SELECT COUNT(*) FROM computer m "
-        "WHERE m.instance_id = ? AND m.group_id = g.id) AS n FROM static_group g "
-        f"WHERE g.instance_id = ? AND ({' OR '.join(sql for sql, _ in subtrees)}) "
-        "ORDER BY g.path",
-        [
-            scope.instance_id,
-            scope.instance_id,
-            *[value for _, values in subtrees for value in values],
-        ],
-    )
+    # the (instance, group) index, per group: no join strategy that reads every computer. On
+    # PostgreSQL the ranges are ORed (a BitmapOr of index ranges; a table of ranges it would
+    # misjudge); on SQLite they are a JSON table driving the index (an OR it would test
+    # against every group of the instance).
+    count = "(SELECT COUNT(*) FROM computer m WHERE m.instance_id = ? AND m.group_id = g.id)"
+    if db.is_postgres():
+        subtrees = [tree_paths.subtree_sql("g.path", path) for path in ranges]
+        sql = (
+            f"SELECT g.path AS path, {count} AS n FROM static_group g WHERE g.instance_id = ? "
+            f"AND ({' OR '.join(sql for sql, _ in subtrees)}) ORDER BY g.path"
+        )
+        params = [v for _, values in subtrees for v in values]
+        rows = await db.fetch(sql, [scope.instance_id, scope.instance_id, *params])
+    else:
+        bounds = [
+            dict(zip(("low", "high"), tree_paths.subtree_bounds(p), strict=True)) for p in ranges
+        ]
+        rows = await db.fetch(
+            f"SELECT g.path AS path, {count} AS n "
+            f"FROM {rows_source({'low': 'text', 'high': 'text'}, 'r')} JOIN static_group g "
+            "ON g.instance_id = ? AND g.path >= r.low AND g.path < r.high ORDER BY g.path",
+            [scope.instance_id, encode_rows(bounds), scope.instance_id],
+        )
     paths = [row["path"] for row in rows]
     running = list(itertools.accumulate((int(row["n"]) for row in rows), initial=0))
     counts = {}
