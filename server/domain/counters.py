@@ -150,23 +150,44 @@ async def recount(instance_id: int) -> int:
         "WHERE instance_id = ?",
         [instance_id],
     )
-    wanted: dict[int, dict[str, int]] = {}
+    # each company counted in its own group, then every group's counts added to its parent's,
+    # deepest first: N + groups additions, not one per company and level
+    column_at = {name: n for n, name in enumerate(COLUMNS)}
+    index_of: dict[tuple[str, str, bool], int] = {}
+    totals: dict[str, list[int]] = {}
     for company in companies:
-        column = column_of(company["type"], company["setup_state"], bool(company["unlinked"]))
-        for group_id in tree_paths.path_ids(company["path"]):
-            row = wanted.get(group_id)
-            if row is None:
-                row = wanted[group_id] = dict.fromkeys(COLUMNS, 0)
-            row[column] += 1
+        key = (company["type"], company["setup_state"], bool(company["unlinked"]))
+        at = index_of.get(key)
+        if at is None:
+            at = index_of[key] = column_at[column_of(*key)]
+        row = totals.get(company["path"])
+        if row is None:
+            row = totals[company["path"]] = [0] * len(COLUMNS)
+        row[at] += 1
+    by_depth: dict[int, list[str]] = {}
+    for path in totals:
+        by_depth.setdefault(path.count("/"), []).append(path)
+    for depth in range(max(by_depth, default=0), 2, -1):
+        for path in by_depth.get(depth, ()):
+            parent = path[: path.rindex("/", 0, len(path) - 1) + 1]
+            above = totals.get(parent)
+            if above is None:
+                above = totals[parent] = [0] * len(COLUMNS)
+                by_depth.setdefault(depth - 1, []).append(parent)
+            for n, value in enumerate(totals[path]):
+                above[n] += value
+    wanted = {
+        int(path[path.rindex("/", 0, len(path) - 1) + 1 : -1]): row for path, row in totals.items()
+    }
     stored = {
-        row.pop("group_id"): row
+        row["group_id"]: [int(row[name]) for name in COLUMNS]
         for row in await db.fetch(
             f"SELECT group_id, {', '.join(COLUMNS)} FROM subtree_count WHERE instance_id = ?",
             [instance_id],
         )
     }
     changed = [
-        _row(group_id, instance_id, row)
+        _row(group_id, instance_id, dict(zip(COLUMNS, row, strict=True)))
         for group_id, row in wanted.items()
         if stored.get(group_id) != row
     ]
