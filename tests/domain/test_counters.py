@@ -162,3 +162,24 @@ async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, set
         await db.execute("DELETE FROM subtree_count")
         await db.connection().execute_script(migration.fill_sql())
         assert await stored(instance_id) == right == await full_recount(instance_id)
+
+
+async def test_the_recount_command_repairs_an_instance(app: object, settings: Settings) -> None:
+    """`msp-console recount --instance ID`, run as the command it is: prints what it corrected."""
+    from tests.test_sync_command import msp_console
+
+    async with Simulator(UpstreamTree.generate(10, 6)) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        await sync.sync_now(instance_id, settings)
+    right = await stored(instance_id)
+    await db.execute(
+        "UPDATE subtree_count SET customers_normal = customers_normal + 2 WHERE instance_id = ?",
+        [instance_id],
+    )
+    code, output = await msp_console(settings, "recount", "--instance", str(instance_id))
+    assert code == 0, output
+    assert f"instance {instance_id}: {len(right)} counter rows corrected" in output, output
+    assert await stored(instance_id) == right
+    code, output = await msp_console(settings, "recount", "--instance", "999999999")
+    assert code == 1 and "no instance 999999999" in output, output
