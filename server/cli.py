@@ -91,6 +91,37 @@ def cmd_create_account(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(create())
 
 
+def cmd_recount(args: argparse.Namespace, settings: Settings) -> int:
+    """Repair the subtree counters (after a restore or a hand edit of the companies): each
+    instance recounted in its own transaction; prints how many rows were wrong."""
+    from tortoise import Tortoise
+    from tortoise.transactions import in_transaction
+
+    from server.domain import counters
+    from server.models import Instance, db
+
+    async def recount() -> int:
+        await Tortoise.init(config=db.tortoise_config(settings.database_url))
+        try:
+            query = Instance.all().order_by("id")
+            if args.instance is not None:
+                query = query.filter(id=args.instance)
+            ids = await query.values_list("id", flat=True)
+            if args.instance is not None and not ids:
+                print(f"no instance {args.instance}", file=sys.stderr)
+                return 1
+            for instance_id in ids:
+                async with in_transaction():
+                    fixed = await counters.recount(int(instance_id))  # type: ignore[call-overload]
+                print(f"instance {instance_id}: {fixed} counter rows corrected")
+            return 0
+        finally:
+            await Tortoise.close_connections()
+
+    asyncio.run(apply_migrations(settings))
+    return asyncio.run(recount())
+
+
 def cmd_simulate_upstream(args: argparse.Namespace, settings: Settings) -> int:
     from server.upstream.simulator import serve_simulator
 
@@ -178,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - the sync command arrives with the sync issue
         sync.add_argument("--instance", type=int)
     sync.set_defaults(handler=cmd_sync)
+
+    recount = commands.add_parser("recount", help="recount the subtree counters (repair)")
+    recount.add_argument("--instance", type=int, help="only this instance (default: all)")
+    recount.set_defaults(handler=cmd_recount)
 
     upstream = commands.add_parser("simulate-upstream", help="the MSP Administrator simulator")
     upstream.add_argument("--host", default="127.0.0.1")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from server.domain.tree import COMPANY_LEVELS_THAT_FIT
+from server.domain.tree_paths import COMPANY_LEVELS_THAT_FIT
 
 DEFAULT_SECRET_KEY = "insecure-demo-secret-change-me"  # noqa: S105 - refused outside --demo
 DEFAULT_INSTALLER_TTL_DAYS = 30

@@ -7,7 +7,7 @@ import itertools
 import uuid
 from dataclasses import dataclass, field
 
-from server.domain import accounts, hierarchy, tree
+from server.domain import accounts, counters, hierarchy, tree_paths
 from server.domain.instances import create_instance
 from server.models import Company, Computer, StaticGroup
 from server.models.enums import CompanyType, GroupKind, Service, SetupState
@@ -114,7 +114,7 @@ async def computer(
         group=group,
         company=company,
         name=name,
-        sort_name=tree.sort_name(name),
+        sort_name=tree_paths.sort_name(name),
         hardware_id=uuid.uuid4().hex,
         last_connected_at=last_connected_at,
     )
@@ -124,6 +124,7 @@ async def set_status(company: Company, setup: SetupState, unlinked: bool = False
     company.setup_state = setup
     company.unlinked_at = dt.datetime.now(dt.UTC) if unlinked else None
     await company.save(update_fields=["setup_state", "unlinked_at"])
+    await counters.recount(company.instance_id)  # type: ignore[attr-defined]  # written directly
 
 
 def global_id(model: object) -> str:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from typing import Any
 
-from server.domain import tree
+from server.domain import tree_paths
 from server.domain.hierarchy import SHARES_OBJECTS
 from server.domain.instances import create_instance
 from server.domain.upstream_connection import ClientFactory, connect_msp_administrator
@@ -129,10 +129,10 @@ async def check_trees(instance_id: int) -> None:
         if parent is None:
             assert group["kind"] == GroupKind.ALL.value
             assert group["path"] == f"/{group['id']}/" and group["depth"] == 0
-            assert group["sort_key"] == tree.sort_segment(group["name"], group["id"])
+            assert group["sort_key"] == tree_paths.sort_segment(group["name"], group["id"])
         else:
-            assert group["path"] == tree.child_path(parent["path"], group["id"]), group
-            assert group["sort_key"] == tree.child_sort_key(
+            assert group["path"] == tree_paths.child_path(parent["path"], group["id"]), group
+            assert group["sort_key"] == tree_paths.child_sort_key(
                 parent["sort_key"], group["name"], group["id"]
             ), group
             assert group["depth"] == parent["depth"] + 1, group
@@ -144,7 +144,7 @@ async def check_trees(instance_id: int) -> None:
         assert group["name"] == company["name"]
         assert (group["path"], group["sort_key"]) == (company["path"], company["sort_key"])
         assert group["depth"] == company["depth"] + 2
-        assert company["sort_name"] == tree.sort_name(company["name"])
+        assert company["sort_name"] == tree_paths.sort_name(company["name"])
         if company["parent_id"] is None:
             assert group["parent_id"] == companies_group["id"]
         else:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from server.app import create_app
-from server.domain.tree import COMPANY_LEVELS_THAT_FIT
+from server.domain.tree_paths import COMPANY_LEVELS_THAT_FIT
 from server.settings import DEFAULT_SECRET_KEY, Settings, SettingsError
 
 

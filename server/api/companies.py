@@ -17,8 +17,15 @@ from server.api.enums import CompanyType, CustomerStatus
 from server.api.execution import direct
 from server.api.loaders import MISSING, Loaders, cached
 from server.api.node import Node, refetchable
-from server.api.pagination import Connection, distinct, node_fields, page_request, paginate
-from server.domain import companies, global_ids, tree
+from server.api.pagination import (
+    Connection,
+    Counter,
+    distinct,
+    node_fields,
+    page_request,
+    paginate,
+)
+from server.domain import companies, customers, global_ids, tree_paths
 from server.domain.listing import Listing, PageRequest
 from server.models import Company as CompanyModel
 
@@ -52,7 +59,7 @@ class Company(Node):
             name=model.name,
             type=model.type,
             depth=model.depth,
-            customer_status=companies.customer_status(model),
+            customer_status=customers.customer_status(model),
             unlinked_at=model.unlinked_at,
             read_only=model.read_only,
             suspended=model.upstream_status == 2,
@@ -78,7 +85,7 @@ class Company(Node):
 
     @strawberry.field(description="Top first, only what the viewer may see.")
     async def ancestors(self, info: Info[Context, None]) -> list[Company]:
-        paths = tree.ancestor_paths(self.model.path)
+        paths = tree_paths.ancestor_paths(self.model.path)
         found = await info.context.loaders.company_by_path.load_many(paths)
         return [Company.of(c) for c in found if c is not None]
 
@@ -114,10 +121,15 @@ class Company(Node):
         before: str | None = None,
     ) -> Connection[Company]:
         request = page_request(first, after, last, before)
-        listing = companies.descendants(
-            info.context.require_scope(), self.model, distinct(types), distinct(status), search
+        scope = info.context.require_scope()
+        kinds, statuses = distinct(types), distinct(status)
+        listing = companies.descendants(scope, self.model, kinds, statuses, search)
+        return await company_page(
+            info,
+            listing,
+            request,
+            lambda: companies.descendant_count(scope, self.model, kinds, statuses, search),
         )
-        return await company_page(info, listing, request)
 
     @strawberry.field(
         graphql_type=Annotated["StaticGroup", strawberry.lazy("server.api.groups")]
@@ -172,7 +184,10 @@ refetchable("Company", lambda loaders: loaders.company_by_id, Company.of)
 
 
 async def company_page(
-    info: Info[Context, None], listing: Listing[CompanyModel], request: PageRequest
+    info: Info[Context, None],
+    listing: Listing[CompanyModel],
+    request: PageRequest,
+    count: Counter | None = None,
 ) -> Connection[Company]:
     """A page of companies, with what the selection asks of each loaded in one batch."""
     return await paginate(
@@ -180,6 +195,7 @@ async def company_page(
         request,
         Company.of,
         prime=lambda items: info.context.loaders.prefetch_for_companies(items, node_fields(info)),
+        count=count,
     )
 
 

@@ -132,6 +132,8 @@ def computers_field(
     ) -> Connection[Computer]:
         found = group_of(root, info.context.loaders)
         group = await found if inspect.isawaitable(found) else found
+        if group is None:  # a group out of the viewer's sight holds nothing it may list
+            return await computers_in_group(info, None, 0, None, recursive, [], None)
         return await computers_in_group(info, group, first, after, recursive, status, search)
 
     return strawberry.field(resolver=computers)

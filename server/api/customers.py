@@ -18,13 +18,13 @@ from server.api.mutations import audited, mutation, mutation_input, payload
 from server.api.node import decode_id
 from server.api.pagination import Connection, distinct, page_request
 from server.api.users import User
-from server.domain import accounts, companies, customers
+from server.domain import accounts, customers
 from server.models.enums import CustomerStatus as Status
 
 if TYPE_CHECKING:
     from server.api.installers import Installer
 
-StatusCounter = Callable[[], Awaitable[dict[Status, int]]]
+StatusCounter = Callable[[], Awaitable[tuple[dict[Status, int], bool]]]
 
 
 @strawberry.type
@@ -32,6 +32,9 @@ class CustomerStatusCounts:
     not_set_up: int
     normal: int
     unlinked: int
+    exact: bool = strawberry.field(
+        description="False when a search stopped counting a status at 1,000 (a lower bound)."
+    )
 
 
 @strawberry.type
@@ -44,11 +47,12 @@ class ManagedCustomerConnection(Connection[Company]):
         description="What the viewer may see matching `search`, whatever `status` and paging."
     )
     async def status_counts(self) -> CustomerStatusCounts:
-        counts = await self._status_counts()
+        counts, exact = await self._status_counts()
         return CustomerStatusCounts(
             not_set_up=counts[Status.NOT_SET_UP],
             normal=counts[Status.NORMAL],
             unlinked=counts[Status.UNLINKED],
+            exact=exact,
         )
 
 
@@ -67,13 +71,16 @@ class CustomerQueries:
     ) -> ManagedCustomerConnection:
         request = page_request(first, after, last, before)
         scope = info.context.require_scope()
-        listing = companies.managed_customers(scope, distinct(status), search)
-        page = await company_page(info, listing, request)
+        statuses = distinct(status)
+        listing = customers.managed_customers(scope, statuses, search)
+        page = await company_page(
+            info, listing, request, lambda: customers.count(scope, listing, statuses, search)
+        )
         return ManagedCustomerConnection(
             edges=page.edges,
             page_info=page.page_info,
             _count=page._count,
-            _status_counts=lambda: companies.status_counts(scope, search),
+            _status_counts=lambda: customers.status_counts(scope, search),
         )
 
 

@@ -15,7 +15,7 @@ from server.api.execution import direct
 from server.api.loaders import MISSING, cached
 from server.api.node import Node, refetchable
 from server.api.pagination import Connection, page_request
-from server.domain import global_ids, groups, tree
+from server.domain import global_ids, groups, tree_paths
 from server.models import StaticGroup as GroupModel
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class StaticGroup(Node):
     @strawberry.field(description="Top first, only what the viewer may see.")
     async def ancestors(self, info: Info[Context, None]) -> list[StaticGroup]:
         found = await info.context.loaders.group_by_path.load_many(
-            tree.ancestor_paths(self.model.path)
+            tree_paths.ancestor_paths(self.model.path)
         )
         return [StaticGroup.of(g) for g in found if g is not None]
 

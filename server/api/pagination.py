@@ -4,6 +4,7 @@ and a lazy `totalCount`."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -22,7 +23,7 @@ from server.domain.listing import Listing, Page, PageRequest
 T = TypeVar("T")
 V = TypeVar("V")
 
-Counter = Callable[[], Awaitable[int]]
+Counter = Callable[[], Awaitable["int | tuple[int, bool]"]]
 
 
 @strawberry.type
@@ -48,9 +49,21 @@ class Edge(Generic[T]):
     node: T
 
 
+async def _counted(root: Connection[Any]) -> tuple[int, bool]:
+    """Counted only when asked for (most pages never show it), once for both count fields."""
+    if root._counting is None:
+        root._counting = asyncio.ensure_future(root._count())
+    counting = root._counting
+    value = await counting
+    return value if isinstance(value, tuple) else (value, True)
+
+
 async def _total_count(root: Connection[Any]) -> int:
-    """Counted only when asked for: most pages never show it."""
-    return await root._count()
+    return (await _counted(root))[0]
+
+
+async def _total_count_is_exact(root: Connection[Any]) -> bool:
+    return (await _counted(root))[1]
 
 
 @strawberry.type
@@ -59,8 +72,14 @@ class Connection(Generic[T]):
 
     _count: strawberry.Private[Counter]
     total_count: int = strawberry.field(resolver=_total_count)
+    total_count_is_exact: bool = strawberry.field(
+        resolver=_total_count_is_exact,
+        description="False when a search stopped counting at 1,000: totalCount is then a "
+        "lower bound. Counts without a search are exact.",
+    )
     edges: list[Edge[T]]
     page_info: PageInfo
+    _counting: strawberry.Private[asyncio.Future[Any] | None] = None
 
     @staticmethod
     def of(page: Page[Any], wrap: Callable[[Any], V], count: Counter) -> Connection[V]:
@@ -90,12 +109,14 @@ async def paginate(
     request: PageRequest,
     wrap: Callable[[Any], T],
     prime: Callable[[list[Any]], object] | None = None,
+    count: Counter | None = None,
 ) -> Connection[T]:
-    """One page of a listing as a connection; `prime` hands its rows to the loaders first."""
+    """One page of a listing as a connection; `prime` hands its rows to the loaders first;
+    `count` counts otherwise than the listing (from counters, or capped)."""
     page = await listing.page(request)
     if prime is not None and inspect.isawaitable(primed := prime(page.items)):
         await primed
-    return Connection.of(page, wrap, listing.count)
+    return Connection.of(page, wrap, count or listing.count)
 
 
 def connection_query(

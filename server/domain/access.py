@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from server.domain import tree
+from server.domain import tree_paths
 from server.domain.errors import PermissionDenied
 from server.models import db
 from server.models.enums import Area, Level
@@ -49,6 +49,33 @@ class Scope:
             path for a in areas for path, granted in self.grants.get(a, ()) if granted >= level
         )
 
+    def within(
+        self, path: str | None, area: Area | None = None, level: Level = Level.READ
+    ) -> tuple[str, ...]:
+        """The minimal prefixes of what the viewer may reach of the subtree at `path` (of
+        everything when None): the subtree itself when a grant covers it, else the grants
+        inside it. For reads that let the subtree drive and intersect it with the scope."""
+        prefixes = self.paths(area, level)
+        if path is None:
+            return prefixes
+        if any(path.startswith(prefix) for prefix in prefixes):
+            return (path,)
+        return tuple(prefix for prefix in prefixes if prefix.startswith(path))
+
+    def sql_within(
+        self, column: str, path: str, area: Area | None = None, level: Level = Level.READ
+    ) -> tuple[str, list[str]]:
+        """`sql` for rows already known to lie in the subtree at `path`: nothing to filter when
+        a grant covers it (and the planner, not misled by a filter it cannot estimate, keeps
+        the page's index range), else only the grants inside it."""
+        inside = self.within(path, area, level)
+        if inside == (path,):
+            return "1=1", []
+        if not inside:
+            return "1=0", []
+        parts = [tree_paths.subtree_sql(column, prefix) for prefix in inside]
+        return "(" + " OR ".join(sql for sql, _ in parts) + ")", [v for _, vs in parts for v in vs]
+
     def allows(self, path: str, area: Area | None = None, level: Level = Level.READ) -> bool:
         """Whether this scope covers `path`: pure, in memory. Mutations check it; a
         subscription checks each row of an event fetched once for all subscribers with it."""
@@ -56,7 +83,7 @@ class Scope:
 
     def covers_instance(self, area: Area | None = None, level: Level = Level.READ) -> bool:
         """Whether `level` in `area` is granted on the whole instance (the All group)."""
-        return any(tree.is_top(prefix) for prefix in self.paths(area, level))
+        return any(tree_paths.is_top(prefix) for prefix in self.paths(area, level))
 
     def require(self, path: str, area: Area | None, level: Level) -> None:
         if not self.allows(path, area, level):
@@ -70,11 +97,11 @@ class Scope:
         prefixes = self.paths(area, level)
         if not prefixes:
             return "1=0", []
-        if any(prefix == ANYWHERE or tree.is_top(prefix) for prefix in prefixes):
+        if any(prefix == ANYWHERE or tree_paths.is_top(prefix) for prefix in prefixes):
             # the whole instance (the All group): the instance filter every query has says it
             # all, and the planner keeps its better indexes
             return "1=1", []
-        parts = [tree.subtree_sql(column, prefix) for prefix in prefixes]
+        parts = [tree_paths.subtree_sql(column, prefix) for prefix in prefixes]
         return "(" + " OR ".join(sql for sql, _ in parts) + ")", [v for _, vs in parts for v in vs]
 
 

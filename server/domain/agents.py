@@ -31,7 +31,7 @@ from server.domain.enrolment import (  # noqa: F401 - enrolment is part of the a
 )
 from server.domain.errors import InvalidInput
 from server.domain.secrets import token_hash, well_formed_token
-from server.domain.tree import sort_name
+from server.domain.tree_paths import sort_name
 from server.events import EventBus
 from server.models import db
 from server.models.enums import ProtectionStatus

@@ -1,37 +1,16 @@
-"""Reading the company tree through a viewer's scope, and the derived customer status."""
+"""Reading the company tree through a viewer's scope (customer status: `customers`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from server.domain import counters, customers, tree_paths
 from server.domain import search as name_search
-from server.domain import tree
 from server.domain.access import Scope
 from server.domain.listing import Listing, Page, PageRequest, sql_in
 from server.models import Company, db
-from server.models.enums import CompanyType, CustomerStatus, SetupState
-
-STATUS_SQL = {
-    CustomerStatus.UNLINKED: "c.unlinked_at IS NOT NULL",
-    CustomerStatus.NOT_SET_UP: "(c.unlinked_at IS NULL AND c.setup_state = 'pending')",
-    CustomerStatus.NORMAL: "(c.unlinked_at IS NULL AND c.setup_state <> 'pending')",
-}
-
-
-def _subtree(column: str, path: str) -> tuple[Any, ...]:
-    sql, params = tree.subtree_sql(column, path)
-    return (sql, *params)
-
-
-def customer_status(company: Company) -> CustomerStatus | None:
-    if company.type != CompanyType.CUSTOMER:
-        return None
-    if company.unlinked_at is not None:
-        return CustomerStatus.UNLINKED
-    if company.setup_state == SetupState.PENDING:
-        return CustomerStatus.NOT_SET_UP
-    return CustomerStatus.NORMAL
+from server.models.enums import CompanyType, CustomerStatus
 
 
 def visible(scope: Scope, *, by_name: bool = False) -> Listing[Company]:
@@ -49,7 +28,7 @@ def visible(scope: Scope, *, by_name: bool = False) -> Listing[Company]:
     return listing.filter("c.instance_id = ?", scope.instance_id).filter(condition, *params)
 
 
-def _narrow(
+def narrow(
     listing: Listing[Company],
     types: Sequence[CompanyType] | None = None,
     statuses: Sequence[CustomerStatus] | None = None,
@@ -58,37 +37,11 @@ def _narrow(
     if types is not None:
         listing.filter(*sql_in("c.type", [t.value for t in types]) if types else ("1=0",))
     if statuses is not None:
-        if not statuses:
-            listing.filter("1=0")
-        else:
-            listing.filter("c.type = ?", CompanyType.CUSTOMER.value)
-            listing.filter("(" + " OR ".join(STATUS_SQL[s] for s in set(statuses)) + ")")
+        listing.filter(customers.status_sql(statuses))
     match = name_search.contains("c.sort_name", search)
     if match:
         listing.filter(match[0], *match[1])
     return listing
-
-
-def managed_customers(
-    scope: Scope, statuses: Sequence[CustomerStatus] | None, search: str | None
-) -> Listing[Company]:
-    listing = visible(scope, by_name=True).filter("c.type = ?", CompanyType.CUSTOMER.value)
-    return _narrow(listing, statuses=statuses, search=search)
-
-
-async def status_counts(scope: Scope, search: str | None) -> dict[CustomerStatus, int]:
-    """Customers the viewer may see matching `search`, per status, in one statement."""
-    listing = visible(scope).filter("c.type = ?", CompanyType.CUSTOMER.value)
-    _narrow(listing, search=search)
-    sums = ", ".join(
-        f"SUM(CASE WHEN {sql} THEN 1 ELSE 0 END) AS {status.value.lower()}"
-        for status, sql in STATUS_SQL.items()
-    )
-    rows = await db.fetch(
-        f"SELECT {sums} FROM {listing.source} WHERE {listing._where_sql()}", listing.params
-    )
-    row = rows[0] if rows else {}
-    return {status: int(row.get(status.value.lower()) or 0) for status in CustomerStatus}
 
 
 def descendants(
@@ -98,16 +51,38 @@ def descendants(
     statuses: Sequence[CustomerStatus] | None = None,
     search: str | None = None,
 ) -> Listing[Company]:
-    listing = (
-        visible(scope).filter(*_subtree("c.path", company.path)).filter("c.id <> ?", company.id)
+    """Below `company` in tree order: a `sort_key` range (a subtree is a prefix of it, itself
+    the range's low end), so the page reads its rows off the sort-key index in order and stops;
+    the scope, intersected with the subtree, stays a filter on `path` (none when it covers it)."""
+    low, high = tree_paths.sort_key_bounds(company.sort_key)
+    listing = Listing(Company, "company c", "c", ("c.sort_key", "c.id"), ("sort_key", "id"))
+    condition, params = scope.sql_within("c.path", company.path)
+    listing.filter("c.instance_id = ?", scope.instance_id).filter(condition, *params)
+    listing.filter("c.sort_key > ? AND c.sort_key < ?", low, high)
+    return narrow(listing, types, statuses, search)
+
+
+async def descendant_count(
+    scope: Scope,
+    company: Company,
+    types: Sequence[CompanyType] | None = None,
+    statuses: Sequence[CustomerStatus] | None = None,
+    search: str | None = None,
+) -> tuple[int, bool]:
+    """How many `descendants` lists, and whether exactly: from the counters, or under a search
+    counted up to COUNT_CAP."""
+    if name_search.contains("c.sort_name", search) is None:
+        counts = await counters.descendant_counts(scope, company)
+        return counts.matching(types, statuses), True
+    return await descendants(scope, company, types, statuses, search).count_capped(
+        customers.COUNT_CAP
     )
-    return _narrow(listing, types, statuses, search)
 
 
 def children(
     scope: Scope, parent_id: int, types: Sequence[CompanyType] | None = None
 ) -> Listing[Company]:
-    return _narrow(visible(scope).filter("c.parent_id = ?", parent_id), types)
+    return narrow(visible(scope).filter("c.parent_id = ?", parent_id), types)
 
 
 async def children_pages(
@@ -116,13 +91,13 @@ async def children_pages(
     types: Sequence[CompanyType] | None,
     request: PageRequest,
 ) -> dict[int, Page[Company]]:
-    return await _narrow(visible(scope), types).pages_by("c.parent_id", parent_ids, request)
+    return await narrow(visible(scope), types).pages_by("c.parent_id", parent_ids, request)
 
 
 async def children_counts(
     scope: Scope, parent_ids: Sequence[int], types: Sequence[CompanyType] | None
 ) -> dict[int, int]:
-    return await _narrow(visible(scope), types).counts_by("c.parent_id", parent_ids)
+    return await narrow(visible(scope), types).counts_by("c.parent_id", parent_ids)
 
 
 async def by_ids(scope: Scope, ids: Iterable[int]) -> dict[int, Company]:
@@ -152,4 +127,4 @@ async def roots(scope: Scope) -> list[Company]:
 
 
 def ancestor_paths(company: Company) -> list[str]:
-    return tree.ancestor_paths(company.path)
+    return tree_paths.ancestor_paths(company.path)

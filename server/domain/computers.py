@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.domain import search as name_search
-from server.domain import tree
+from server.domain import tree_paths
 from server.domain.access import Scope, minimal_prefixes
 from server.domain.connections import connection_status_filter_sql
 from server.domain.errors import InvalidTransition, NotFound
 from server.domain.listing import Listing, sql_in
 from server.models import Computer, StaticGroup, db
+from server.models.bulk import encode_rows, rows_source
 from server.models.enums import Area, ConnectionStatus, DuplicateResolution, Level
 from server.settings import Settings
 
@@ -39,7 +40,9 @@ def visible(scope: Scope) -> Listing[Computer]:
 
 def in_group(listing: Listing[Computer], group: StaticGroup, recursive: bool) -> Listing[Computer]:
     if recursive:
-        sql, bounds = tree.subtree_sql("g.path", group.path)
+        if tree_paths.is_top(group.path):  # the whole instance: a page by name off its index
+            return listing
+        sql, bounds = tree_paths.subtree_sql("g.path", group.path)
         return listing.filter(sql, *bounds)
     return listing.filter("m.group_id = ?", group.id)
 
@@ -96,30 +99,46 @@ async def counts_in_groups(
         return {}
     if not recursive:
         return await visible(scope).counts_by("m.group_id", [g.id for g in groups])
-    # Count per group within the subtrees asked for, then add each subtree up: one
-    # statement driven by the groups' path index, and sums by bisecting the sorted paths.
-    subtrees = [
-        tree.subtree_sql("g.path", path) for path in minimal_prefixes(g.path for g in groups)
-    ]
-    scope_sql, scope_params = scope.sql("g.path", Area.COMPUTERS)
-    rows = await db.fetch(
-        "SELECT g.path AS path, x.n AS n FROM (SELECT m.group_id, COUNT(*) AS n FROM computer m "
-        "WHERE m.instance_id = ? AND m.group_id IN (SELECT g.id FROM static_group g "
-        f"WHERE g.instance_id = ? AND {scope_sql} AND "
-        f"({' OR '.join(sql for sql, _ in subtrees)})) GROUP BY m.group_id) x "
-        "JOIN static_group g ON g.id = x.group_id ORDER BY g.path",
-        [
-            scope.instance_id,
-            scope.instance_id,
-            *scope_params,
-            *[value for _, values in subtrees for value in values],
-        ],
+    # Count per group within the subtrees asked for, then add each subtree up: one statement
+    # driven by the page's subtrees, each intersected with the viewer's COMPUTERS scope here
+    # (so 50 permission sets cost 50 more ranges only where they lie inside the page), and
+    # sums by bisecting the sorted paths.
+    ranges = minimal_prefixes(
+        prefix
+        for path in minimal_prefixes(g.path for g in groups)
+        for prefix in scope.within(path, Area.COMPUTERS)
     )
+    if not ranges:
+        return dict.fromkeys((g.id for g in groups), 0)
+    # Each range an index range on the groups' paths, and each group's computers a count on
+    # the (instance, group) index, per group: no join strategy that reads every computer. On
+    # PostgreSQL the ranges are ORed (a BitmapOr of index ranges; a table of ranges it would
+    # misjudge); on SQLite they are a JSON table driving the index (an OR it would test
+    # against every group of the instance).
+    count = "(SELECT COUNT(*) FROM computer m WHERE m.instance_id = ? AND m.group_id = g.id)"
+    if db.is_postgres():
+        subtrees = [tree_paths.subtree_sql("g.path", path) for path in ranges]
+        sql = (
+            f"SELECT g.path AS path, {count} AS n FROM static_group g WHERE g.instance_id = ? "
+            f"AND ({' OR '.join(sql for sql, _ in subtrees)}) ORDER BY g.path"
+        )
+        params = [v for _, values in subtrees for v in values]
+        rows = await db.fetch(sql, [scope.instance_id, scope.instance_id, *params])
+    else:
+        bounds = [
+            dict(zip(("low", "high"), tree_paths.subtree_bounds(p), strict=True)) for p in ranges
+        ]
+        rows = await db.fetch(
+            f"SELECT g.path AS path, {count} AS n "
+            f"FROM {rows_source({'low': 'text', 'high': 'text'}, 'r')} JOIN static_group g "
+            "ON g.instance_id = ? AND g.path >= r.low AND g.path < r.high ORDER BY g.path",
+            [scope.instance_id, encode_rows(bounds), scope.instance_id],
+        )
     paths = [row["path"] for row in rows]
     running = list(itertools.accumulate((int(row["n"]) for row in rows), initial=0))
     counts = {}
     for group in groups:
-        low, high = tree.subtree_bounds(group.path)
+        low, high = tree_paths.subtree_bounds(group.path)
         counts[group.id] = (
             running[bisect.bisect_left(paths, high)] - running[bisect.bisect_left(paths, low)]
         )

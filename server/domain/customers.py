@@ -1,6 +1,8 @@
-"""The customer lifecycle: setup (ESET's wizard), skip, unlink and relink.
+"""Customers: their status, the Managed Customers list with the counts of its status tabs, and
+the lifecycle: setup (ESET's wizard), skip, unlink and relink. One module for the one concept;
+longer than most because the setup creates a user, permission sets and an installer at once.
 
-Status is derived (see `companies.customer_status`): NOT_SET_UP while `setup_state` is pending,
+Status is derived (`customer_status`): NOT_SET_UP while `setup_state` is pending,
 NORMAL once set up or skipped, UNLINKED while `unlinked_at` is set. Every transition is a
 conditional UPDATE whose row count is checked inside the transaction, so of two concurrent
 requests (setup and skip, unlink and unlink...) exactly one wins and the other changes nothing.
@@ -17,9 +19,19 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from server import events
-from server.domain import installers, permission_sets, secrets, tree, validation
+from server.domain import (
+    companies,
+    counters,
+    installers,
+    permission_sets,
+    secrets,
+    tree_paths,
+    validation,
+)
+from server.domain import search as name_search
 from server.domain.access import Scope
 from server.domain.accounts import email_taken, end_user_sessions
+from server.domain.counters import STATUS_COLUMNS
 from server.domain.errors import (
     AlreadyExists,
     InvalidTransition,
@@ -27,10 +39,12 @@ from server.domain.errors import (
     NotFound,
     PermissionDenied,
 )
-from server.domain.tree import path_ids
+from server.domain.listing import Listing
+from server.domain.tree_paths import path_ids
 from server.events import EventBus
 from server.models import Company, Installer, PermissionSet, StaticGroup, User, db
 from server.models.enums import Area, CompanyType, GroupKind, Level, SetupState, UnlinkReason
+from server.models.enums import CustomerStatus as Status
 from server.settings import DEFAULT_INSTALLER_TTL_DAYS
 
 SETUP_USER_DESCRIPTION = "created by customer setup"
@@ -49,8 +63,70 @@ CUSTOMER_LEVELS = {
 SHARED_OBJECTS_LEVELS = {Area.GROUPS: Level.USE, Area.INSTALLERS: Level.USE}
 
 
+STATUS_SQL = {
+    Status.UNLINKED: "c.unlinked_at IS NOT NULL",
+    Status.NOT_SET_UP: "(c.unlinked_at IS NULL AND c.setup_state = 'pending')",
+    Status.NORMAL: "(c.unlinked_at IS NULL AND c.setup_state <> 'pending')",
+}
+COUNT_CAP = 1000  # counted under a search (no counter answers one): then at least this many
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def customer_status(company: Company) -> Status | None:
+    if company.type != CompanyType.CUSTOMER:
+        return None
+    return counters.status_of(company.setup_state, company.unlinked_at is not None)
+
+
+def status_sql(statuses: Sequence[Status]) -> str:
+    """A condition on `company c`: a customer in one of `statuses` (none: nothing)."""
+    if not statuses:
+        return "1=0"
+    either = " OR ".join(STATUS_SQL[s] for s in dict.fromkeys(statuses))
+    return f"(c.type = '{CompanyType.CUSTOMER.value}' AND ({either}))"
+
+
+def managed_customers(
+    scope: Scope, statuses: Sequence[Status] | None, search: str | None
+) -> Listing[Company]:
+    """The Managed Customers list: the customers the viewer may see, by name."""
+    listing = companies.visible(scope, by_name=True).filter(
+        "c.type = ?", CompanyType.CUSTOMER.value
+    )
+    return companies.narrow(listing, statuses=statuses, search=search)
+
+
+async def count(
+    scope: Scope, listing: Listing[Company], statuses: Sequence[Status] | None, search: str | None
+) -> tuple[int, bool]:
+    """How many the Managed Customers `listing` holds, and whether exactly."""
+    if name_search.contains("c.sort_name", search) is None:
+        counts = await counters.visible_counts(scope)
+        return counts.matching([CompanyType.CUSTOMER], statuses), True
+    return await listing.count_capped(COUNT_CAP)
+
+
+async def status_counts(scope: Scope, search: str | None) -> tuple[dict[Status, int], bool]:
+    """Customers the viewer may see matching `search`, per status, and whether the counts are
+    exact: from the counters without a search; under one, each status counted up to COUNT_CAP
+    (then reported as not exact), in one statement."""
+    if name_search.contains("c.sort_name", search) is None:
+        return (await counters.visible_counts(scope)).statuses(), True
+    listing = managed_customers(scope, None, search)
+    parts, params = [], []
+    for status, sql in STATUS_SQL.items():
+        parts.append(
+            f"(SELECT COUNT(*) FROM (SELECT 1 FROM {listing.source} WHERE {listing._where_sql()} "
+            f"AND {sql} LIMIT {COUNT_CAP + 1}) t) AS {status.value.lower()}"
+        )
+        params += listing.params
+    row = (await db.fetch(f"SELECT {', '.join(parts)}", params))[0]
+    found = {status: int(row[status.value.lower()] or 0) for status in Status}
+    exact = all(n <= COUNT_CAP for n in found.values())
+    return {status: min(n, COUNT_CAP) for status, n in found.items()}, exact
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,13 +238,14 @@ async def setup_customer(
     shared_levels = capped_levels(scope, SHARED_OBJECTS_LEVELS, [g.path for g in shared])
     result = SetupResult(company)
     async with in_transaction():
-        changed = await db.execute(
+        rows = await db.fetch(
             "UPDATE company SET setup_state = ?, setup_at = ?, updated_at = ? "
-            "WHERE id = ? AND setup_state = ? AND unlinked_at IS NULL",
+            "WHERE id = ? AND setup_state = ? AND unlinked_at IS NULL RETURNING path",
             [SetupState.DONE.value, now, now, company.id, SetupState.PENDING.value],
         )
-        if changed != 1:
+        if len(rows) != 1:
             raise InvalidTransition("the customer was set up, skipped or unlinked meanwhile")
+        await _handled(scope.instance_id, [rows[0]["path"]])
         if email is not None and password_hash is not None:
             result.user, result.permission_sets = await _create_customer_user(
                 scope,
@@ -245,13 +322,21 @@ async def _create_customer_user(
 
 
 async def _mark_handled(scope: Scope, company_id: int, state: SetupState, now: dt.datetime) -> None:
-    changed = await db.execute(
+    rows = await db.fetch(
         "UPDATE company SET setup_state = ?, setup_at = ?, updated_at = ? "
-        "WHERE id = ? AND instance_id = ? AND setup_state = ? AND unlinked_at IS NULL",
+        "WHERE id = ? AND instance_id = ? AND setup_state = ? AND unlinked_at IS NULL "
+        "RETURNING path",
         [state.value, now, now, company_id, scope.instance_id, SetupState.PENDING.value],
     )
-    if changed != 1:
+    if len(rows) != 1:
         raise InvalidTransition("only a customer that is not set up can skip its setup")
+    await _handled(scope.instance_id, [rows[0]["path"]])
+
+
+async def _handled(instance_id: int, paths: list[str]) -> None:
+    """NOT_SET_UP to NORMAL in the counters of these customers' paths."""
+    left, entered = STATUS_COLUMNS[Status.NOT_SET_UP], STATUS_COLUMNS[Status.NORMAL]
+    await counters.shift(instance_id, [(path, left, entered) for path in paths])
 
 
 async def skip_customer_setup(
@@ -276,7 +361,7 @@ async def skip_setup_for_all_new_customers(
         rows = await db.fetch(
             "UPDATE company SET setup_state = ?, setup_at = ?, updated_at = ? "
             "WHERE instance_id = ? AND type = ? AND setup_state = ? AND unlinked_at IS NULL "
-            f"AND {writable} RETURNING id",
+            f"AND {writable} RETURNING id, path",
             [
                 SetupState.SKIPPED.value,
                 now,
@@ -290,6 +375,7 @@ async def skip_setup_for_all_new_customers(
         ids = [row["id"] for row in rows]
         if not ids:
             return []
+        await _handled(scope.instance_id, [row["path"] for row in rows])
         return await Company.filter(id__in=ids).order_by("sort_name", "id")
 
 
@@ -303,13 +389,18 @@ async def unlink_customer(
     if company.unlinked_at is not None:
         raise InvalidTransition("the customer is already unlinked", "customerId")
     async with in_transaction():
-        changed = await db.execute(
+        rows = await db.fetch(
             "UPDATE company SET unlinked_at = ?, unlink_reason = ?, updated_at = ? "
-            "WHERE id = ? AND unlinked_at IS NULL",
+            "WHERE id = ? AND unlinked_at IS NULL RETURNING path, setup_state",
             [now, UnlinkReason.USER.value, now, company.id],
         )
-        if changed != 1:
+        if len(rows) != 1:
             raise InvalidTransition("the customer was unlinked meanwhile", "customerId")
+        row = rows[0]
+        before = STATUS_COLUMNS[counters.status_of(row["setup_state"], unlinked=False)]
+        await counters.shift(
+            scope.instance_id, [(row["path"], before, STATUS_COLUMNS[Status.UNLINKED])]
+        )
         revoked = await installers.revoke_company_installers(company.id, now)
         disabled = await disable_users_of(company)
         return UnlinkResult(await Company.get(id=company.id), disabled, revoked)
@@ -330,13 +421,19 @@ async def relink_customer(
             "customerId",
         )
     async with in_transaction():
-        changed = await db.execute(
+        rows = await db.fetch(
             "UPDATE company SET unlinked_at = NULL, unlink_reason = NULL, updated_at = ? "
-            "WHERE id = ? AND unlinked_at IS NOT NULL AND unlink_reason = ?",
+            "WHERE id = ? AND unlinked_at IS NOT NULL AND unlink_reason = ? "
+            "RETURNING path, setup_state",
             [now, company.id, UnlinkReason.USER.value],
         )
-        if changed != 1:
+        if len(rows) != 1:
             raise InvalidTransition("the customer was relinked meanwhile", "customerId")
+        row = rows[0]
+        after = STATUS_COLUMNS[counters.status_of(row["setup_state"], unlinked=False)]
+        await counters.shift(
+            scope.instance_id, [(row["path"], STATUS_COLUMNS[Status.UNLINKED], after)]
+        )
         enabled = await enable_users_of(company.id)
         return RelinkResult(await Company.get(id=company.id), enabled)
 
@@ -356,7 +453,7 @@ async def disable_users_of(company: Company) -> list[int]:
             company.instance_id,
             True,
             company.instance_id,
-            *tree.subtree_bounds(company.path),
+            *tree_paths.subtree_bounds(company.path),
         ],
     )
     ids = [row["id"] for row in rows]

@@ -31,7 +31,7 @@ from tortoise.transactions import in_transaction
 from server.domain import audit, global_ids
 from server.domain.errors import DomainError
 from server.domain.secrets import hashes_match, new_token, token_hash
-from server.domain.tree import sort_name
+from server.domain.tree_paths import sort_name
 from server.models import db
 from server.models.bulk import encode_rows, rows_source, typed_param
 from server.models.computers import Computer

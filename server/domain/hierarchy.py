@@ -3,7 +3,7 @@ Managers a Shared Objects group), under its parent's group or under `Companies` 
 
 from __future__ import annotations
 
-from server.domain import tree
+from server.domain import counters, tree_paths
 from server.domain.instances import COMPANIES_GROUP, create_group
 from server.models import Company, StaticGroup
 from server.models.enums import CompanyType, GroupKind, SetupState
@@ -36,7 +36,7 @@ async def add_company(
         instance_id=instance_id,
         public_id=public_id,
         name=name,
-        sort_name=tree.sort_name(name),
+        sort_name=tree_paths.sort_name(name),
         type=type,
         parent=parent,
         path="",
@@ -49,6 +49,7 @@ async def add_company(
     group = await create_group(instance_id, name, GroupKind.COMPANY, parent_group, company.id)
     company.path, company.sort_key = group.path, group.sort_key
     await company.save(update_fields=["path", "sort_key"])
+    await counters.shift(instance_id, [(company.path, None, counters.company_column(company))])
     if type in SHARES_OBJECTS:
         await create_group(
             instance_id, SHARED_OBJECTS_GROUP, GroupKind.SHARED_OBJECTS, group, company.id

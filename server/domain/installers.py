@@ -12,11 +12,11 @@ from server.domain.access import Scope
 from server.domain.errors import InvalidInput, InvalidTransition, NotFound
 from server.domain.listing import Listing, sql_in
 from server.domain.secrets import hashes_match, new_token, token_hash
-from server.domain.tree import path_ids
+from server.domain.tree_paths import path_ids
 from server.models import db
+from server.models.companies import Company, StaticGroup
 from server.models.computers import Installer
 from server.models.enums import Area, GroupKind, Level
-from server.models.tree import Company, StaticGroup
 from server.settings import DEFAULT_INSTALLER_TTL_DAYS, Settings
 
 TOKEN_PREFIX = "inst"  # noqa: S105 - a prefix, not a secret

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
-from server.domain import tree, validation
+from server.domain import tree_paths, validation
 from server.domain.access import Scope
 from server.domain.errors import (
     AlreadyExists,
@@ -38,8 +38,8 @@ async def create_group(
         sort_key="",
         depth=0 if parent is None else parent.depth + 1,
     )
-    group.path = tree.child_path(parent.path if parent else None, group.id)
-    group.sort_key = tree.child_sort_key(parent.sort_key if parent else None, name, group.id)
+    group.path = tree_paths.child_path(parent.path if parent else None, group.id)
+    group.sort_key = tree_paths.child_sort_key(parent.sort_key if parent else None, name, group.id)
     await group.save(update_fields=["path", "sort_key"])
     return group
 

@@ -135,10 +135,14 @@ class Listing(Generic[M]):
         marks = ", ".join("?" for _ in values)
         return f"({columns}) {op} ({marks})", list(values)
 
+    def _key_of(self, item: M) -> tuple[Any, ...]:
+        return tuple(getattr(item, name) for name in self.key)
+
     def cursor_of(self, item: M) -> str:
         return encode_cursor([getattr(item, name) for name in self.key])
 
-    async def page(self, request: PageRequest) -> Page[M]:
+    def page_sql(self, request: PageRequest) -> tuple[str, list[Any]]:
+        """The one statement of a page (for `page`, and for the query-plan tests)."""
         extra: list[str] = []
         params = list(self.params)
         later, earlier = ("<", ">") if self.descending else (">", "<")
@@ -152,11 +156,14 @@ class Listing(Generic[M]):
             params += values
         direction = "DESC" if request.backwards != self.descending else "ASC"
         order_sql = ", ".join(f"{expr} {direction}" for expr in self._ordered())
-        rows = await db.fetch(
+        sql = (
             f"SELECT {self.alias}.* FROM {self.source} WHERE {self._where_sql(extra)} "
-            f"ORDER BY {order_sql} LIMIT ?",
-            [*params, request.size + 1],
+            f"ORDER BY {order_sql} LIMIT ?"
         )
+        return sql, [*params, request.size + 1]
+
+    async def page(self, request: PageRequest) -> Page[M]:
+        rows = await db.fetch(*self.page_sql(request))
         more = len(rows) > request.size
         rows = rows[: request.size]
         if request.backwards:
@@ -175,40 +182,61 @@ class Listing(Generic[M]):
         )
         return int(value or 0)
 
+    async def count_capped(self, cap: int) -> tuple[int, bool]:
+        """The count up to `cap`, and whether it is exact: reads at most cap + 1 rows."""
+        value = await db.fetch_value(
+            f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM {self.source} "
+            f"WHERE {self._where_sql()} LIMIT {int(cap) + 1}) t",
+            self.params,
+        )
+        n = int(value or 0)
+        return min(n, cap), n <= cap
+
+    def pages_by_sql(
+        self, column: str, values: Sequence[Any], request: PageRequest
+    ) -> tuple[str, list[Any]]:
+        """One statement for `pages_by`: for each value (a JSON parameter read as a table), a
+        limited, ordered subquery, so each page reads its rows off an index and stops (a
+        LATERAL join on PostgreSQL; on SQLite, a correlated `IN` driving key lookups)."""
+        size = request.first or 0
+        direction = "DESC" if self.descending else "ASC"
+        order = ", ".join(f"{expr} {direction}" for expr in self._ordered())
+        conditions, params = [f"{column} = v.value"], list(self.params)
+        if request.after is not None:
+            condition, after = self._after(request.after, "<" if self.descending else ">")
+            conditions.append(condition)
+            params += after
+        where = self._where_sql(conditions)
+        values_json = orjson.dumps(list(values)).decode()
+        if db.is_postgres():
+            where = where.replace(f"{column} = v.value", f"{column} = CAST(v.value AS integer)")
+            return (
+                "SELECT x.* FROM jsonb_array_elements_text(CAST(CAST(? AS text) AS jsonb)) v "
+                f"CROSS JOIN LATERAL (SELECT {self.alias}.*, {column} AS partition_value "
+                f"FROM {self.source} WHERE {where} ORDER BY {order} LIMIT ?) x",
+                [values_json, *params, size + 1],
+            )
+        table = self.model._meta.db_table
+        return (
+            f"SELECT o.*, v.value AS partition_value FROM json_each(?) v, {table} o "
+            f"WHERE o.id IN (SELECT {self.alias}.id FROM {self.source} WHERE {where} "
+            f"ORDER BY {order} LIMIT ?)",
+            [values_json, *params, size + 1],
+        )
+
     async def pages_by(
         self, column: str, values: Sequence[Any], request: PageRequest
     ) -> dict[Any, Page[M]]:
         """The same page of this listing for many values of `column` (children of many
-        parents), in one statement: a window numbering rows per value."""
-        listing = Listing(
-            self.model,
-            self.source,
-            self.alias,
-            self.order,
-            self.key,
-            [*self.where],
-            [*self.params],
-            self.text_keys,
-            self.descending,
-        ).filter(*sql_in(column, values))
-        if request.after is not None:
-            condition, after = listing._after(request.after, "<" if self.descending else ">")
-            listing.filter(condition, *after)
+        parents), in one statement."""
         size = request.first or 0
-        direction = "DESC" if self.descending else "ASC"
-        order = ", ".join(f"{expr} {direction}" for expr in listing._ordered())
-        rows = await db.fetch(
-            f"SELECT * FROM (SELECT {self.alias}.*, {column} AS partition_value, "
-            f"ROW_NUMBER() OVER (PARTITION BY {column} ORDER BY {order}) AS row_number "
-            f"FROM {listing.source} WHERE {listing._where_sql()}) ranked "
-            "WHERE row_number <= ? ORDER BY partition_value, row_number",
-            [*listing.params, size + 1],
-        )
         grouped: dict[Any, list[M]] = {value: [] for value in values}
-        for row in rows:
-            value = row.pop("partition_value")
-            row.pop("row_number")
-            grouped[value].append(db.from_row(self.model, row))
+        if values:
+            for row in await db.fetch(*self.pages_by_sql(column, values, request)):
+                value = row.pop("partition_value")
+                grouped[value].append(db.from_row(self.model, row))
+            for items in grouped.values():  # code-point order is UTF-8 byte order
+                items.sort(key=self._key_of, reverse=self.descending)
         return {
             value: Page(
                 items[:size],

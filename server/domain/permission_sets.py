@@ -13,7 +13,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from server.domain import tree, validation
+from server.domain import tree_paths, validation
 from server.domain.access import Scope, parse_levels
 from server.domain.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
 from server.domain.listing import Listing, sql_in
@@ -144,7 +144,7 @@ async def grants_of_user(instance_id: int, user_id: int) -> Grants:
 async def filing_path(scope: Scope, permission_set: PermissionSet) -> str:
     """Where a set is filed in the audit log: the deepest group above all of its groups."""
     grants = (await grants_of_sets(scope.instance_id, [permission_set.id]))[permission_set.id]
-    paths = [tree.path_ids(path) for path, _ in grants]
+    paths = [tree_paths.path_ids(path) for path, _ in grants]
     if not paths:
         return ""
     common = paths[0]

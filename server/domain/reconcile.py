@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from tortoise.transactions import in_transaction
 
+from server.domain import counters
 from server.domain.reconcile_input import (
     COMPANY_COLUMNS,
     GROUP_COLUMNS,
@@ -229,4 +230,6 @@ async def apply_snapshot(
         await writer.rows(plan)
         await writer.unlink(plan.unlink, plan.changes)
         await writer.relink(plan.relink)
+        if plan.changes.any:  # the one call that keeps the subtree counters right
+            await counters.recount(instance_id)
         return plan.changes

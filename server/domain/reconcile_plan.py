@@ -1,12 +1,12 @@
 """What a sync must change, computed without a database: the plan of an apply.
 
 Input (`reconcile_input`): the companies an upstream snapshot asks for and the instance's
-current rows as loaded (the values the upstream decides, not the layout); output: a `Plan` of rows to insert and rewrite, companies to unlink and relink, and the
-`Changes` to report. Cost is linear in the tree and, when little changed, little more than one
-comparison per company:
+current rows as loaded (the values the upstream decides, not the layout); output: a `Plan` of
+rows to insert and rewrite, companies to unlink and relink, and the `Changes` to report. Cost is
+linear in the tree and, when little changed, little more than one comparison per company:
 
 - A group's layout (path, sort key, depth) follows from its parent's and its own id and name
-  (`server.domain.tree`), an invariant every writer of both trees keeps. So a row is rewritten
+  (`server.domain.tree_paths`), an invariant every writer of both trees keeps. So a row is rewritten
   only when it is new, its parent or name changed, or an ancestor's layout did, and only those
   rows' layouts are computed (each from its parent's, once): a rename or move rewrites the
   subtree it heads, nothing else. The stored layouts are never read.
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.domain import tree
+from server.domain import tree_paths
 from server.domain.hierarchy import SHARED_OBJECTS_GROUP, SHARES_OBJECTS
 from server.domain.reconcile_input import CompanyRow, GroupRow, Wanted
 from server.models.enums import CompanyType, GroupKind, UnlinkReason
@@ -233,7 +233,7 @@ class Planner:
             if known is not None:
                 return known
             parent = parent_of[group_id]
-            segment = tree.sort_segment(name_of[group_id], group_id)
+            segment = tree_paths.sort_segment(name_of[group_id], group_id)
             if parent is None:
                 known = (f"/{group_id}/", segment, 0)
             else:
@@ -288,7 +288,7 @@ class Planner:
             row = {
                 "id": company.id,
                 "name": name,
-                "sort_name": tree.sort_name(name),
+                "sort_name": tree_paths.sort_name(name),
                 "type": type_.value,
                 "parent_id": parent_id,
                 "path": path,
@@ -347,7 +347,7 @@ def users_to_disable(
     by_group = {c.group_id: c.id for c in gone}
     rows = []
     for user in users:
-        for group_id in reversed(tree.path_ids(user["path"])):
+        for group_id in reversed(tree_paths.path_ids(user["path"])):
             if group_id in by_group:
                 rows.append({"id": user["id"], "company_id": by_group[group_id]})
                 break

@@ -1,14 +1,14 @@
 """Tortoise models, one module per aggregate; `MODELS_MODULES` is what Tortoise loads."""
 
 from server.models.accounts import Account, PermissionSet, Session, SignInWindow, User
+from server.models.companies import Company, StaticGroup, SubtreeCount
 from server.models.computers import Computer, Installer, SyncRun
 from server.models.instances import AuditEntry, Instance
-from server.models.tree import Company, StaticGroup
 
 MODELS_MODULES = [
     "server.models.accounts",
     "server.models.instances",
-    "server.models.tree",
+    "server.models.companies",
     "server.models.computers",
 ]
 
@@ -24,6 +24,7 @@ __all__ = [
     "Session",
     "SignInWindow",
     "StaticGroup",
+    "SubtreeCount",
     "SyncRun",
     "User",
 ]

@@ -88,7 +88,8 @@ class Computer(Model):
         # migration 0004 (Tortoise cannot declare one that SQLite accepts).
         indexes = (
             ("duplicate_of_id",),
-            ("instance_id", "group_id", "sort_name"),
+            ("instance_id", "group_id", "sort_name", "id"),  # a group's computers by name
+            ("instance_id", "sort_name", "id"),  # every computer by name, a page at a time
             ("instance_id", "last_connected_at"),
             ("announced_status", "last_connected_at"),  # the transition detector
         )

@@ -11,7 +11,7 @@ import pytest
 
 from server import events
 from server.api.schema import build_schema
-from server.domain import global_ids, installers
+from server.domain import counters, global_ids, installers
 from server.domain.customers import SETUP_SESSION_TIMEOUT, SETUP_USER_DESCRIPTION
 from server.models import Company, Installer, PermissionSet, Session, User
 from server.models.db import count_statements
@@ -332,6 +332,7 @@ async def put_in(company: Company, state: str) -> None:
     company.unlinked_at = dt.datetime.now(dt.UTC) if reason else None
     company.unlink_reason = reason
     await company.save(update_fields=["setup_state", "unlinked_at", "unlink_reason"])
+    await counters.recount(company.instance_id)  # type: ignore[attr-defined]  # written directly
 
 
 @pytest.fixture(scope="module")

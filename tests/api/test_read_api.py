@@ -367,3 +367,82 @@ async def test_a_search_with_control_characters_or_too_long_is_refused(client, t
     owner, _ = tenant
     body = await client.execute(CUSTOMERS, {"search": term}, owner.token)
     assert error_codes(body) == ["BAD_USER_INPUT"]
+
+
+COMPANY_COMPUTERS = """query($id: ID!) { node(id: $id) { ... on Company {
+  computers(first: 50) { totalCount edges { node { name } } } } } }"""
+
+
+async def test_a_company_whose_group_is_out_of_sight_lists_no_computers(client, tenant):
+    """Company.computers used to fall back to every computer the viewer may see when the
+    company's own group did not load; it lists nothing of a group it cannot see."""
+    from server.models import StaticGroup
+    from server.models.enums import GroupKind
+
+    owner, tree = tenant
+    customer = tree.all_customers[0]
+    query = COMPANY_COMPUTERS
+    variables = {"id": global_ids.encode("Company", customer.id)}
+    seen = (await client.query(query, variables, owner.token))["node"]["computers"]
+    assert seen["totalCount"] == len(tree.computers[customer.id]) > 0
+    # its group no longer loads as the company's own (kind COMPANY): out of the viewer's sight
+    await StaticGroup.filter(company_id=customer.id, kind=GroupKind.COMPANY).update(
+        kind=GroupKind.CUSTOM
+    )
+    seen = (await client.query(query, variables, owner.token))["node"]["computers"]
+    assert seen == {"totalCount": 0, "edges": []}
+
+
+CAPPED = """query($id: ID!, $search: String) {
+  managedCustomers(first: 1, search: $search) {
+    totalCount totalCountIsExact statusCounts { notSetUp normal unlinked exact } }
+  node(id: $id) { ... on Company { descendants(first: 1, search: $search) {
+    totalCount totalCountIsExact } } } }"""
+
+
+async def test_counts_under_a_search_stop_at_a_thousand_and_say_so(client, tenant):
+    """A search cannot use the counters: its counts read at most 1,001 rows and report
+    whether they are exact; without a search the counters answer exactly, however many."""
+    from server.domain import counters, tree_paths
+
+    owner, tree = tenant
+    msp = tree.msps[0]
+    rows = [
+        Company(
+            instance_id=owner.instance_id,
+            public_id=f"bulk-{n}",
+            name=f"Bulk {n:04d}",
+            sort_name=f"bulk {n:04d}",
+            type=CompanyType.CUSTOMER,
+            parent_id=msp.id,
+            path=f"{msp.path}{10**8 + n}/",
+            sort_key=msp.sort_key + tree_paths.sort_segment(f"bulk {n:04d}", 10**8 + n),
+            depth=msp.depth + 1,
+        )
+        for n in range(1001)
+    ]
+    await Company.bulk_create(rows, batch_size=250)
+    await counters.recount(owner.instance_id)  # written directly, as a restore would
+    variables = {"id": global_ids.encode("Company", tree.manager.id)}
+    data = await client.query(CAPPED, {**variables, "search": "bulk"}, owner.token)
+    assert data["managedCustomers"]["totalCount"] == 1000
+    assert data["managedCustomers"]["totalCountIsExact"] is False
+    assert data["managedCustomers"]["statusCounts"] == {
+        "notSetUp": 1000,
+        "normal": 0,
+        "unlinked": 0,
+        "exact": False,
+    }
+    assert data["node"]["descendants"] == {"totalCount": 1000, "totalCountIsExact": False}
+    data = await client.query(CAPPED, {**variables, "search": "bulk 000"}, owner.token)
+    assert data["managedCustomers"]["totalCount"] == 10
+    assert data["managedCustomers"]["totalCountIsExact"] is True
+    assert data["managedCustomers"]["statusCounts"]["exact"] is True
+    assert data["node"]["descendants"] == {"totalCount": 10, "totalCountIsExact": True}
+    customers = 1001 + len(tree.all_customers)
+    data = await client.query(CAPPED, variables, owner.token)
+    assert data["managedCustomers"]["totalCount"] == customers
+    assert data["managedCustomers"]["totalCountIsExact"] is True
+    assert data["managedCustomers"]["statusCounts"]["notSetUp"] == customers
+    descendants = customers + len(tree.msps)
+    assert data["node"]["descendants"] == {"totalCount": descendants, "totalCountIsExact": True}

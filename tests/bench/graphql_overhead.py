@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.app import app_from_env
-from server.domain import accounts, companies, computers, global_ids, groups
+from server.domain import accounts, companies, computers, customers, global_ids, groups
 from server.domain.access import scope_of
 from server.domain.listing import PageRequest
 from server.models.enums import CustomerStatus
@@ -47,10 +47,10 @@ async def hand_written_page(request: Request) -> Response:
         session.instance_id, session.user_id, session.owner, session.home_group_path
     )
     assert scope is not None
-    listing = companies.managed_customers(scope, None, None)
+    listing = customers.managed_customers(scope, None, None)
     page = await listing.page(PageRequest(first=50))
-    total = await listing.count()
-    counts = await companies.status_counts(scope, None)
+    total, _ = await customers.count(scope, listing, None, None)
+    counts, _ = await customers.status_counts(scope, None)
     parents = await companies.by_ids(scope, [c.parent_id for c in page.items if c.parent_id])  # type: ignore[attr-defined]
     own_groups = await groups.by_company_ids(scope, [c.id for c in page.items])
     computer_counts = await computers.counts_in_groups(scope, list(own_groups.values()), True)
@@ -65,7 +65,7 @@ async def hand_written_page(request: Request) -> Response:
                     "id": global_ids.encode("Company", company.id),
                     "publicId": company.public_id,
                     "name": company.name,
-                    "customerStatus": companies.customer_status(company),
+                    "customerStatus": customers.customer_status(company),
                     "unlinkedAt": company.unlinked_at.isoformat() if company.unlinked_at else None,
                     "parent": parent
                     and {

@@ -171,5 +171,7 @@ async def test_skip_for_all_is_one_update_whatever_the_number_of_customers(app):
             skipped = await customers.skip_setup_for_all_new_customers(scope, owner.id)
         assert len(skipped) == 2 * per_msp
         counts.append(counter.count)
-        assert sum("UPDATE" in s for s in counter.statements) == 1
+        assert sum(s.startswith("UPDATE company") for s in counter.statements) == 1
+        # and the subtree counters of every path, in one upsert
+        assert sum(s.startswith("INSERT INTO subtree_count") for s in counter.statements) == 1
     assert counts[0] == counts[1]

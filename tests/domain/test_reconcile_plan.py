@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.domain import tree
+from server.domain import tree_paths
 from server.domain.hierarchy import SHARED_OBJECTS_GROUP
 from server.domain.reconcile_input import CompanyRow, GroupRow, wanted_companies
 from server.domain.reconcile_plan import Plan, Planner, users_to_disable
@@ -39,8 +39,8 @@ class Stored:
 
     def __init__(self) -> None:
         self.companies: dict[int, dict[str, Any]] = {}
-        all_key = tree.sort_segment("All", ALL)
-        companies_key = all_key + tree.sort_segment("Companies", COMPANIES)
+        all_key = tree_paths.sort_segment("All", ALL)
+        companies_key = all_key + tree_paths.sort_segment("Companies", COMPANIES)
         top = {"company_id": None, "kind": GroupKind.ALL.value, "parent_id": None, "depth": 0}
         self.groups: dict[int, dict[str, Any]] = {
             ALL: {**top, "id": ALL, "name": "All", "path": "/1/", "sort_key": all_key},
@@ -104,7 +104,7 @@ def loaded(row: dict[str, Any]) -> CompanyRow:
             *(row[c] for c in (*columns, *more)),
             row["unlinked_at"] is not None,
             row["unlink_reason"],
-            tree.path_ids(row["path"])[-1],
+            tree_paths.path_ids(row["path"])[-1],
         ]
     )
 
@@ -151,7 +151,7 @@ def test_a_first_plan_inserts_every_company_with_its_group_and_shared_objects_gr
     shared = [g for g in groups.values() if g["kind"] == GroupKind.SHARED_OBJECTS.value]
     assert len(shared) == 3 and {g["name"] for g in shared} == {SHARED_OBJECTS_GROUP}
     for row in plan.new_companies:
-        group = groups[tree.path_ids(row["path"])[-1]]
+        group = groups[tree_paths.path_ids(row["path"])[-1]]
         assert (group["path"], group["sort_key"], group["name"]) == (
             row["path"],
             row["sort_key"],
@@ -160,7 +160,7 @@ def test_a_first_plan_inserts_every_company_with_its_group_and_shared_objects_gr
         assert group["depth"] == row["depth"] + 2
         parent = stored.companies.get(row["parent_id"])
         parent_path = parent["path"] if parent else "/1/2/"
-        assert row["path"] == tree.child_path(parent_path, group["id"])
+        assert row["path"] == tree_paths.child_path(parent_path, group["id"])
     distributor = stored.by_public_id("dist")
     assert (distributor["read_only"], distributor["parent_id"], distributor["depth"]) == (
         True,

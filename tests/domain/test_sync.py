@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from server import events
-from server.domain import reconcile, sync, sync_runs, tree, upstream_connection
+from server.domain import reconcile, sync, sync_runs, tree_paths, upstream_connection
 from server.domain.access import Scope
 from server.domain.errors import (
     ImportNotAllowed,
@@ -30,7 +30,7 @@ from server.domain.errors import (
     UpstreamNotConnected,
 )
 from server.domain.sync_scheduler import SyncScheduler, due_instances
-from server.domain.tree import COMPANY_LEVELS_THAT_FIT, SEGMENT_LENGTH
+from server.domain.tree_paths import COMPANY_LEVELS_THAT_FIT, SEGMENT_LENGTH
 from server.events import InProcessEventBus
 from server.models import Company, Instance, StaticGroup, SyncRun, db, locks
 from server.models.enums import CompanyType, GroupKind, SyncState, UnlinkReason
@@ -218,7 +218,7 @@ async def test_renames_moves_and_removals_follow_with_groups_computers_and_custo
         depth=group.depth + 1,
     )
     custom.path = f"{group.path}{custom.id}/"
-    custom.sort_key = group.sort_key + tree.sort_segment("Laptops", custom.id)
+    custom.sort_key = group.sort_key + tree_paths.sort_segment("Laptops", custom.id)
     await custom.save()
 
     upstream.rename(moving, 'Zeta, "the" MSP')
@@ -918,7 +918,7 @@ async def test_an_upstream_beyond_a_limit_fails_the_run_naming_it_and_changes_no
 async def test_a_tree_as_deep_as_the_limit_fits_every_column(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    from server.models.tree import PATH_LENGTH, SORT_KEY_LENGTH
+    from server.models.companies import PATH_LENGTH, SORT_KEY_LENGTH
 
     owner = await connected_tenant(None, sim)
     _chain_to(sim, COMPANY_LEVELS_THAT_FIT)

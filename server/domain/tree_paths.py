@@ -7,7 +7,7 @@ by name) on any database and collation, and a subtree is a prefix of either.
 
 from __future__ import annotations
 
-from server.models.tree import PATH_LENGTH, SORT_KEY_LENGTH
+from server.models.companies import PATH_LENGTH, SORT_KEY_LENGTH
 
 NAME_BYTES = 48  # of the casefolded name that orders siblings; the id breaks ties beyond
 SEGMENT_LENGTH = NAME_BYTES * 2 + 8
@@ -66,6 +66,12 @@ def subtree_bounds(path: str) -> tuple[str, str]:
     "/1/5/" spans up to "/1/50" (exclusive): '0' follows '/', so "/1/5/..." fits and the
     sibling "/1/50/" does not."""
     return path, path[:-1] + "0"
+
+
+def sort_key_bounds(sort_key: str) -> tuple[str, str]:
+    """[low, high) of the sort keys of a node (low) and its subtree: a sort key is hex, so
+    every key below it starts with it and sorts before it followed by 'g'."""
+    return sort_key, sort_key + "g"
 
 
 def subtree_sql(column: str, path: str) -> tuple[str, list[str]]:

@@ -43,7 +43,11 @@ class StaticGroup(Model):
     class Meta:
         table = "static_group"
         unique_together = (("company", "kind"),)
-        indexes = (("instance_id", "path"), ("instance_id", "sort_key"))
+        indexes = (
+            ("instance_id", "path"),
+            ("instance_id", "sort_key"),
+            ("parent_id", "sort_key", "id"),  # a page of children in tree order
+        )
 
 
 class Company(Model):
@@ -77,8 +81,33 @@ class Company(Model):
     class Meta:
         table = "company"
         unique_together = (("instance", "public_id"),)
+        # Pages order by (sort key, id): each index ends with `id`, so a page is read in order
+        # and stops, whatever the planner guesses of the range (no sort over a subtree)
         indexes = (
             ("instance_id", "path"),
-            ("instance_id", "sort_key"),
-            ("instance_id", "type", "sort_name"),
+            ("instance_id", "sort_key", "id"),
+            ("instance_id", "type", "sort_name", "id"),
+            ("parent_id", "sort_key", "id"),
         )
+
+
+class SubtreeCount(Model):
+    """Companies in one static group's subtree (its own company included), by type and, for
+    customers, by status: kept right by every write that changes them (`domain.counters`), so
+    a count over a subtree reads one row whatever its size. No row: nothing below."""
+
+    group_id = fields.IntField(primary_key=True, generated=False)
+    instance = fields.ForeignKeyField(
+        "models.Instance", related_name="subtree_counts", on_delete="CASCADE"
+    )
+    distributors = fields.IntField(default=0)
+    divisions = fields.IntField(default=0)
+    msp_managers = fields.IntField(default=0)
+    msps = fields.IntField(default=0)
+    managed_msps = fields.IntField(default=0)
+    customers_not_set_up = fields.IntField(default=0)
+    customers_normal = fields.IntField(default=0)
+    customers_unlinked = fields.IntField(default=0)
+
+    class Meta:
+        table = "subtree_count"

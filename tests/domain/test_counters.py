@@ -1,0 +1,184 @@
+"""The subtree counters stay equal to a full recount through any sequence of writes: syncs of a
+randomly edited upstream (adds, moves, removals, re-adds, renames) and every customer action
+(setup, skip, skip for all, unlink, relink), on whichever database the suite runs. The recount
+here is the slow, independent one: a GROUP BY per group over its subtree's path range."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from server.domain import counters, customers, sync
+from server.domain.access import Scope
+from server.domain.errors import DomainError
+from server.models import Company, StaticGroup, User, db
+from server.models.enums import CompanyType, GroupKind, SyncState
+from server.settings import Settings
+from server.upstream.simulator import Simulator, UpstreamTree
+from tests.domain.test_sync import EDIT, apply_edit
+from tests.sync_support import connected_tenant
+
+ACTION = st.tuples(
+    st.sampled_from(["setup", "skip", "unlink", "relink", "skip_all"]), st.integers(0, 10**6)
+)
+STEP = st.one_of(st.tuples(st.just("sync"), st.lists(EDIT, min_size=1, max_size=4)), ACTION)
+
+
+async def full_recount(instance_id: int) -> dict[int, dict[str, int]]:
+    """Counts per group recomputed from the companies, without the counters' code."""
+    rows = await db.fetch(
+        "SELECT g.id AS group_id, c.type AS type, c.setup_state AS setup_state, "
+        "c.unlinked_at IS NOT NULL AS unlinked, COUNT(*) AS n FROM static_group g "
+        "JOIN company c ON c.instance_id = g.instance_id AND c.path >= g.path "
+        "AND c.path < substr(g.path, 1, length(g.path) - 1) || '0' "
+        "WHERE g.instance_id = ? GROUP BY g.id, c.type, c.setup_state, c.unlinked_at IS NOT NULL",
+        [instance_id],
+    )
+    expected: dict[int, dict[str, int]] = {}
+    for row in rows:
+        if row["type"] == CompanyType.CUSTOMER.value:
+            if row["unlinked"]:
+                column = "customers_unlinked"
+            elif row["setup_state"] == "pending":
+                column = "customers_not_set_up"
+            else:
+                column = "customers_normal"
+        else:
+            column = counters.TYPE_COLUMNS[CompanyType(row["type"])]
+        counts = expected.setdefault(row["group_id"], dict.fromkeys(counters.COLUMNS, 0))
+        counts[column] += int(row["n"])
+    return expected
+
+
+async def stored(instance_id: int) -> dict[int, dict[str, int]]:
+    rows = await db.fetch(
+        f"SELECT group_id, {', '.join(counters.COLUMNS)} FROM subtree_count WHERE instance_id = ?",
+        [instance_id],
+    )
+    found = {row.pop("group_id"): {k: int(v) for k, v in row.items()} for row in rows}
+    return {key: counts for key, counts in found.items() if any(counts.values())}
+
+
+async def act(scope: Scope, owner_id: int, kind: str, pick: int) -> None:
+    choices = await Company.filter(
+        instance_id=scope.instance_id, type=CompanyType.CUSTOMER
+    ).order_by("id")
+    if kind == "skip_all":
+        await customers.skip_setup_for_all_new_customers(scope, owner_id)
+        return
+    if not choices:
+        return
+    target = choices[pick % len(choices)].id
+    try:
+        if kind == "setup":
+            await customers.setup_customer(scope, owner_id, target, None, False)
+        elif kind == "skip":
+            await customers.skip_customer_setup(scope, owner_id, target)
+        elif kind == "unlink":
+            await customers.unlink_customer(scope, owner_id, target)
+        else:
+            await customers.relink_customer(scope, owner_id, target)
+    except DomainError:
+        pass  # a transition that does not apply changes nothing
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    size=st.integers(5, 14),
+    steps=st.lists(STEP, min_size=1, max_size=8),
+)
+@hypothesis_settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+async def test_counters_equal_a_full_recount_after_any_writes(
+    app: object, settings: Settings, seed: int, size: int, steps: list[Any]
+) -> None:
+    upstream = UpstreamTree.generate(size, seed)
+    async with Simulator(upstream) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        run = await sync.sync_now(instance_id, settings)
+        assert run.state == SyncState.SUCCEEDED, run.error
+        assert await stored(instance_id) == await full_recount(instance_id)
+        user = await User.get(instance_id=instance_id, account_id__not_isnull=True)
+        top = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
+        scope = Scope.for_owner(instance_id, user.id, top.path)
+        removed: list[str] = []
+        for step in steps:
+            if step[0] == "sync":
+                for edit in step[1]:
+                    apply_edit(upstream, removed, edit)
+                run = await sync.sync_now(instance_id, settings)
+                assert run.state == SyncState.SUCCEEDED, run.error
+            else:
+                await act(scope, user.id, *step)
+            assert await stored(instance_id) == await full_recount(instance_id), step
+        # the repair finds nothing to repair
+        assert await counters.recount(instance_id) == 0
+
+
+async def test_recount_repairs_counters_written_wrong(app: object, settings: Settings) -> None:
+    async with Simulator(UpstreamTree.generate(12, 3)) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        await sync.sync_now(instance_id, settings)
+        right = await stored(instance_id)
+        await db.execute(
+            "UPDATE subtree_count SET customers_normal = customers_normal + 7 "
+            "WHERE instance_id = ?",
+            [instance_id],
+        )
+        await db.execute(
+            f"INSERT INTO subtree_count (group_id, instance_id, {', '.join(counters.COLUMNS)}) "
+            f"VALUES (?, ?, {', '.join('3' for _ in counters.COLUMNS)})",
+            [10**9, instance_id],
+        )
+        assert await counters.recount(instance_id) == len(right) + 1
+        assert await stored(instance_id) == right == await full_recount(instance_id)
+
+
+async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, settings: Settings):
+    """Migration 0006 fills the counters of a database that has companies already."""
+    import importlib
+
+    migration = importlib.import_module("server.migrations.0006_subtree_counts")
+    async with Simulator(UpstreamTree.generate(12, 4)) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        await sync.sync_now(instance_id, settings)
+        await customers.skip_setup_for_all_new_customers(
+            Scope.for_owner(
+                instance_id,
+                (await User.get(instance_id=instance_id, account_id__not_isnull=True)).id,
+                (await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)).path,
+            ),
+            None,
+        )
+        right = await stored(instance_id)
+        await db.execute("DELETE FROM subtree_count")
+        await db.connection().execute_script(migration.fill_sql())
+        assert await stored(instance_id) == right == await full_recount(instance_id)
+
+
+async def test_the_recount_command_repairs_an_instance(app: object, settings: Settings) -> None:
+    """`msp-console recount --instance ID`, run as the command it is: prints what it corrected."""
+    from tests.test_sync_command import msp_console
+
+    async with Simulator(UpstreamTree.generate(10, 6)) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        await sync.sync_now(instance_id, settings)
+    right = await stored(instance_id)
+    await db.execute(
+        "UPDATE subtree_count SET customers_normal = customers_normal + 2 WHERE instance_id = ?",
+        [instance_id],
+    )
+    code, output = await msp_console(settings, "recount", "--instance", str(instance_id))
+    assert code == 0, output
+    assert f"instance {instance_id}: {len(right)} counter rows corrected" in output, output
+    assert await stored(instance_id) == right
+    code, output = await msp_console(settings, "recount", "--instance", "999999999")
+    assert code == 1 and "no instance 999999999" in output, output

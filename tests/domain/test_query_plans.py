@@ -1,0 +1,149 @@
+"""Every page of a tree listing is an index range that stops after its rows, on whichever
+database the suite runs: SQLite's `EXPLAIN QUERY PLAN` shows a search on the right index and no
+temporary B-tree for the order; PostgreSQL's `EXPLAIN (ANALYZE, FORMAT JSON)` shows no Sort and
+scans that read no more rows than the page returns (plus the one that tells a next page
+exists); every page index ends with `id`, the last sort key, so not even an Incremental Sort.
+PostgreSQL runs with `enable_seqscan = off`: the test tree is small, and at this size a
+sequential scan is cheaper and says nothing of a large instance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tortoise.transactions import in_transaction
+
+from server.domain import companies, computers, customers, groups
+from server.domain.access import Scope
+from server.domain.listing import PageRequest
+from server.models import StaticGroup, User, db
+from server.models.enums import GroupKind, Service
+from tests import factories
+
+PAGE = 10
+
+
+@pytest.fixture(scope="module")
+async def instance(app: object) -> dict[str, Any]:
+    from server.domain.accounts import create_account
+    from server.domain.instances import create_instance
+
+    account = await create_account(factories.unique_email(), "long enough password", [Service.EBA])
+    instance = await create_instance(account.id, Service.EBA, None)
+    tree = await factories.company_tree(
+        instance.id, msps=4, customers_per_msp=30, computers_per_customer=2
+    )
+    crowded = tree.all_customers[0]
+    for n in range(60):
+        await factories.computer(instance.id, crowded, f"crowded-{n:02d}")
+    await db.refresh_statistics()
+    top = await StaticGroup.get(instance_id=instance.id, kind=GroupKind.ALL)
+    owner = await User.get(instance_id=instance.id)
+    scope = Scope.for_owner(instance.id, owner.id, top.path)
+    return {"scope": scope, "tree": tree}
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _nodes(child)
+
+
+async def _plan(sql: str, params: list[Any]) -> list[str] | list[dict[str, Any]]:
+    if not db.is_postgres():
+        rows = await db.fetch(f"EXPLAIN QUERY PLAN {sql}", params)
+        return [str(row["detail"]) for row in rows]
+    async with in_transaction():
+        await db.execute("SET LOCAL enable_seqscan = off")
+        rows = await db.fetch(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+    raw = next(iter(rows[0].values()))
+    import orjson
+
+    document = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    return list(_nodes(document[0]["Plan"]))
+
+
+async def assert_stops_early(
+    sql: str,
+    params: list[Any],
+    returned: int,
+    sqlite_search: str,
+    pages: int = 1,
+    after: bool = False,
+) -> None:
+    """`pages` pages of `returned` rows each (children of several parents) read no more; after
+    a cursor, the cursor's own row too (the index range starts at its sort key, the row
+    comparison on (sort key, id) then leaves it out)."""
+    plan = await _plan(sql, params)
+    if not db.is_postgres():
+        details = "\n".join(plan)  # type: ignore[arg-type]
+        assert "TEMP B-TREE" not in details, details
+        assert sqlite_search in details, details
+        return
+    nodes: list[dict[str, Any]] = plan  # type: ignore[assignment]
+    assert not [n for n in nodes if "Sort" in n["Node Type"]], nodes
+    read = sum(
+        n.get("Actual Rows", 0) * n.get("Actual Loops", 1) + n.get("Rows Removed by Filter", 0)
+        for n in nodes
+        if "Scan" in n["Node Type"] and n.get("Relation Name") in {"company", "computer"}
+    )
+    keys = ("Node Type", "Index Name", "Actual Rows", "Actual Loops", "Rows Removed by Filter")
+    summary = [tuple(n.get(k) for k in (*keys, "Index Cond", "Filter")) for n in nodes]
+    assert read <= (returned + 1 + after) * pages, f"{read} rows read: {summary}"
+
+
+async def test_a_descendants_page_reads_its_rows_off_the_sort_key_index(instance):
+    tree = instance["tree"]
+    listing = companies.descendants(instance["scope"], tree.manager)
+    await assert_stops_early(
+        *listing.page_sql(PageRequest(first=PAGE)), PAGE, "sort_key>? AND sort_key<?"
+    )
+    first = await listing.page(PageRequest(first=PAGE))
+    after = PageRequest(first=PAGE, after=(first.items[-1].sort_key, first.items[-1].id))
+    await assert_stops_early(
+        *listing.page_sql(after), PAGE, "sort_key>? AND sort_key<?", after=True
+    )
+
+
+async def test_a_managed_customers_page_reads_its_rows_off_the_name_index(instance):
+    listing = customers.managed_customers(instance["scope"], None, None)
+    await assert_stops_early(*listing.page_sql(PageRequest(first=PAGE)), PAGE, "type=?")
+
+
+async def test_children_pages_read_each_page_off_the_parent_index(instance):
+    tree = instance["tree"]
+    listing = companies.narrow(companies.visible(instance["scope"]))
+    parents = [msp.id for msp in tree.msps[:2]]
+    sql, params = listing.pages_by_sql("c.parent_id", parents, PageRequest(first=PAGE))
+    await assert_stops_early(sql, params, PAGE, "parent_id=?", pages=len(parents))
+    found = await companies.children_pages(
+        instance["scope"], parents, None, PageRequest(first=PAGE)
+    )
+    expected = [c.name for c in tree.customers[parents[0]][:PAGE]]
+    assert [c.name for c in found[parents[0]].items] == expected
+    assert found[parents[0]].has_next
+
+
+async def test_group_children_pages_read_each_page_off_the_parent_index(instance):
+    tree = instance["tree"]
+    group = await StaticGroup.get(company_id=tree.msps[0].id, kind=GroupKind.COMPANY)
+    listing = groups.visible(instance["scope"]).filter(groups._IN_TREE)
+    sql, params = listing.pages_by_sql("g.parent_id", [group.id], PageRequest(first=PAGE))
+    plan = await _plan(sql, params)
+    if not db.is_postgres():
+        assert "TEMP B-TREE" not in "\n".join(plan), plan  # type: ignore[arg-type]
+
+
+async def test_a_page_of_every_computer_reads_its_rows_off_the_name_index(instance):
+    listing = computers.visible(instance["scope"])
+    await assert_stops_early(*listing.page_sql(PageRequest(first=PAGE)), PAGE, "instance_id=?")
+
+
+async def test_a_page_of_one_groups_computers_reads_its_rows_off_the_group_index(instance):
+    tree = instance["tree"]
+    group = await StaticGroup.get(company_id=tree.all_customers[0].id, kind=GroupKind.COMPANY)
+    listing = computers.in_group(computers.visible(instance["scope"]), group, recursive=False)
+    await assert_stops_early(
+        *listing.page_sql(PageRequest(first=PAGE)), PAGE, "instance_id=? AND group_id=?"
+    )
