@@ -3,6 +3,7 @@
 from server.models.accounts import Account, PermissionSet, Session, SignInWindow, User
 from server.models.computers import Computer, Installer, SyncRun
 from server.models.instances import AuditEntry, Instance
+from server.models.licenses import License, UsageDay, UsageLine
 from server.models.tree import Company, StaticGroup
 
 MODELS_MODULES = [
@@ -10,6 +11,7 @@ MODELS_MODULES = [
     "server.models.instances",
     "server.models.tree",
     "server.models.computers",
+    "server.models.licenses",
 ]
 
 __all__ = [
@@ -20,10 +22,13 @@ __all__ = [
     "Computer",
     "Installer",
     "Instance",
+    "License",
     "PermissionSet",
     "Session",
     "SignInWindow",
     "StaticGroup",
     "SyncRun",
+    "UsageDay",
+    "UsageLine",
     "User",
 ]

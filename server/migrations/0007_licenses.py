@@ -1,0 +1,35 @@
+"""Licenses per company, synced from the MSP Administrator with the company tree (issue 13)."""
+
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+from server.models.enums import LicenseState
+from tortoise import fields
+from tortoise.indexes import Index
+
+class Migration(migrations.Migration):
+    dependencies = [('models', '0005_audit_byte_order')]
+
+    initial = False
+
+    operations = [
+        ops.CreateModel(
+            name='License',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('instance', fields.ForeignKeyField('models.Instance', source_field='instance_id', db_constraint=True, to_field='id', related_name='licenses', on_delete='CASCADE')),
+                ('company', fields.ForeignKeyField('models.Company', source_field='company_id', db_constraint=True, to_field='id', related_name='licenses', on_delete='RESTRICT')),
+                ('public_license_key', fields.CharField(max_length=64)),
+                ('product_code', fields.IntField()),
+                ('product_name', fields.CharField(max_length=255)),
+                ('seats', fields.IntField()),
+                ('activated', fields.IntField()),
+                ('state', fields.CharEnumField(description='ACTIVE: ACTIVE\nSUSPENDED: SUSPENDED\nEXPIRED: EXPIRED\nCANCELED: CANCELED', enum_type=LicenseState, max_length=16)),
+                ('trial', fields.BooleanField(default=False)),
+                ('expires_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'license', 'app': 'models', 'unique_together': (('instance', 'public_license_key'),), 'indexes': [Index(fields=['instance_id', 'company_id']), Index(fields=['instance_id', 'expires_at'])], 'pk_attr': 'id'},
+            bases=['Model'],
+        ),
+    ]
