@@ -19,6 +19,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 from server.agents import AgentRuntime, agent_routes, create_agent_app
 from server.api.downloads import installer_config
 from server.api.http import GraphQLView
+from server.api.reports import usage_csv
 from server.api.schema import build_schema
 from server.body_limit import BodyLimitMiddleware
 from server.domain.secrets import bound_password_hashing
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint(settings.metrics_token, settings.metrics_public)),
         Route("/installers/config", installer_config, methods=["POST"]),
+        Route("/reports/usage.csv", usage_csv, methods=["GET"]),
         *agent_routes(agent_runtime),
     ]
     middleware = [

@@ -17,9 +17,10 @@ from server.api.computers import Computer
 from server.api.context import Context
 from server.api.enums import SyncState
 from server.api.errors import TooManySubscriptions
+from server.api.licenses import License
 from server.api.node import decode_id
 from server.api.sync import SyncRun
-from server.domain import companies, computers, sync_runs
+from server.domain import companies, computers, licenses, sync_runs
 from server.domain.access import Scope
 from server.observability import SUBSCRIPTIONS_OPEN
 
@@ -113,3 +114,14 @@ class Subscription:
             for computer_id in payload["computer_ids"]:
                 if computer_id in found:
                     yield Computer.of(found[computer_id])
+
+    @strawberry.subscription(
+        permission_classes=[Authenticated],
+        description="A license the viewer may see (LICENSES READ) changed in a sync.",
+    )
+    async def license_changed(self, info: Info[Context, None]) -> AsyncGenerator[License, None]:
+        async for payload, scope in _events(info, events.LICENSE_CHANGED):
+            found = await licenses.by_ids(scope, payload["license_ids"])
+            for license_id in payload["license_ids"]:
+                if license_id in found:
+                    yield License.of(found[license_id])

@@ -26,6 +26,7 @@ class Migration(migrations.Migration):
                 ('state', fields.CharEnumField(description='ACTIVE: ACTIVE\nSUSPENDED: SUSPENDED\nEXPIRED: EXPIRED\nCANCELED: CANCELED', enum_type=LicenseState, max_length=16)),
                 ('trial', fields.BooleanField(default=False)),
                 ('expires_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('search_text', fields.CharField(max_length=320)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
             ],

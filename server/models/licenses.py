@@ -12,6 +12,7 @@ from server.models.enums import LicenseState
 
 LICENSE_KEY_LENGTH = 64
 PRODUCT_NAME_LENGTH = 255
+SEARCH_TEXT_LENGTH = LICENSE_KEY_LENGTH + 1 + PRODUCT_NAME_LENGTH
 
 
 class License(Model):
@@ -30,6 +31,7 @@ class License(Model):
     state = fields.CharEnumField(LicenseState, max_length=16)
     trial = fields.BooleanField(default=False)
     expires_at = fields.DatetimeField(null=True)  # 00:00 UTC of the upstream expiration date
+    search_text = fields.CharField(max_length=SEARCH_TEXT_LENGTH)  # casefolded key and product
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
