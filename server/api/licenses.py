@@ -130,4 +130,5 @@ class LicenseQueries:
             over_used,
             search,
         )
-        return await paginate(listing, request, License.of, prime=info.context.loaders.prime_licenses)
+        prime = info.context.loaders.prime_licenses
+        return await paginate(listing, request, License.of, prime=prime)

@@ -132,6 +132,10 @@ def _subtree_sums(
     return sums
 
 
+def _subtrees(column: str, companies: Sequence[Company]) -> list[tuple[str, list[str]]]:
+    return [tree.subtree_sql(column, p) for p in minimal_prefixes(c.path for c in companies)]
+
+
 async def license_sums(
     scope: Scope, companies: Sequence[Company], recursive: bool
 ) -> dict[int, tuple[int, int]]:
@@ -141,11 +145,12 @@ async def license_sums(
         return {}
     condition, params = scope.sql("c.path", Area.LICENSES)
     if recursive:
-        subtrees = [tree.subtree_sql("c.path", p) for p in minimal_prefixes(c.path for c in companies)]
+        subtrees = _subtrees("c.path", companies)
         where = "(" + " OR ".join(sql for sql, _ in subtrees) + ")"
         where_params = [v for _, values in subtrees for v in values]
     else:
-        where, where_params = sql_in("c.id", [c.id for c in companies])[0], [c.id for c in companies]
+        ids = [c.id for c in companies]
+        where, where_params = sql_in("c.id", ids)[0], ids
     rows = await db.fetch(
         "SELECT c.path AS path, SUM(l.seats) AS seats, SUM(l.activated) AS activated "
         f"FROM {SOURCE} WHERE l.instance_id = ? AND l.state = ? AND {condition} AND {where} "
@@ -176,7 +181,7 @@ async def computer_counts(
     condition, params = scope.sql("g.path", Area.COMPUTERS)
     protected = "SUM(CASE WHEN m.last_connected_at >= ? THEN 1 ELSE 0 END)"
     if recursive:
-        subtrees = [tree.subtree_sql("g.path", p) for p in minimal_prefixes(c.path for c in companies)]
+        subtrees = _subtrees("g.path", companies)
         rows = await db.fetch(
             f"SELECT g.path AS path, COUNT(*) AS computers, {protected} AS protected "
             "FROM computer m JOIN static_group g ON g.id = m.group_id "
@@ -210,6 +215,4 @@ async def seat_usage(
     """Seat usage of each company, in two statements whatever their number."""
     seats = await license_sums(scope, companies, recursive)
     counts = await computer_counts(scope, companies, recursive, settings)
-    return {
-        c.id: SeatUsage(*seats.get(c.id, (0, 0)), *counts.get(c.id, (0, 0))) for c in companies
-    }
+    return {c.id: SeatUsage(*seats.get(c.id, (0, 0)), *counts.get(c.id, (0, 0))) for c in companies}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from server.models.enums import Area, LicenseState, Level
+from server.models.enums import Area, Level, LicenseState
 from tests import factories
 from tests.api.scoped_users import group_of, scoped_user
 from tests.graphql_client import error_codes
