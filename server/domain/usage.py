@@ -30,7 +30,7 @@ from server.domain.listing import Page, PageRequest, encode_cursor
 from server.models import db
 from server.models.enums import Area, LicenseState
 
-MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII digits only
 SCHEDULED, AFTER_SYNC = "schedule", "sync"
 CSV_PAGE = 500  # companies per statement of the CSV export
 CSV_HEADER = (
