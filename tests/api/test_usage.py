@@ -136,7 +136,7 @@ def test_a_month_is_yyyy_mm_and_nothing_else():
     assert usage.parse_month("2026-02") == (dt.date(2026, 2, 1), dt.date(2026, 3, 1))
     assert usage.parse_month("2026-12") == (dt.date(2026, 12, 1), dt.date(2027, 1, 1))
     for bad in ("2026-13", "2026-00", "2026-1", "26-01", "2026-01-01", "", " 2026-01", "0000-01",
-                "２０２６-01", "2026-01\n", None, 202601):  # fmt: skip
+                "\uff12\uff10\uff12\uff16-01", "2026-01\n", None, 202601):  # fmt: skip
         with pytest.raises(InvalidInput):
             usage.parse_month(bad)  # type: ignore[arg-type]
 
