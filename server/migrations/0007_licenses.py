@@ -1,4 +1,5 @@
-"""Licenses per company, synced from the MSP Administrator with the company tree (issue 13)."""
+"""Licenses per company, synced from the MSP Administrator with the company tree, and the sync
+run's license counters (issue 13)."""
 
 from tortoise import migrations
 from tortoise.migrations import operations as ops
@@ -32,5 +33,16 @@ class Migration(migrations.Migration):
             ],
             options={'table': 'license', 'app': 'models', 'unique_together': (('instance', 'public_license_key'),), 'indexes': [Index(fields=['instance_id', 'company_id']), Index(fields=['instance_id', 'expires_at'])], 'pk_attr': 'id'},
             bases=['Model'],
+        ),
+        *(
+            ops.AddField(
+                model_name="SyncRun", name=name, field=fields.IntField(default=0, db_default=0)
+            )
+            for name in (
+                "licenses_seen",
+                "licenses_created",
+                "licenses_updated",
+                "licenses_removed",
+            )
         ),
     ]

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from server.upstream.license_book import licenses_page
 from server.upstream.tree import ACTIVE, CUSTOMER, HQ, MSP, Company, UpstreamTree
 
 __all__ = [
@@ -42,7 +43,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_USERNAME = "demo@msp.example"
 DEFAULT_PASSWORD = "demo"  # noqa: S105 - the simulator's documented demo login
-ENDPOINTS = ("Token/Get", "Token/Renew", "User/Current", "Company/Detail", "Company/Children")
+ENDPOINTS = (
+    "Token/Get",
+    "Token/Renew",
+    "User/Current",
+    "Company/Detail",
+    "Company/Children",
+    "Search/Licenses",
+)
 INVALID_JSON = '{"companies": [{"publicId": '
 """The default malformed body: JSON cut short."""
 
@@ -520,7 +528,7 @@ _AFTER = frozenset({"malformed"})
 
 
 class _Handlers:
-    """The five endpoints. Each returns an `_Answer`; `dispatch` wraps them with the faults."""
+    """The six endpoints. Each returns an `_Answer`; `dispatch` wraps them with the faults."""
 
     def __init__(self, state: SimulatorState) -> None:
         self.state = state
@@ -609,6 +617,14 @@ class _Handlers:
             return _Answer(200, self.state.endless_page(company_id, skip, take))
         listing = self.state.listing(company_id)
         return _Answer(200, {"companies": listing[skip : skip + take], "totalCount": len(listing)})
+
+    async def search_licenses(self, request: web.Request, body: Any) -> _Answer:
+        user = self.state._authorize(request)
+        if isinstance(user, _Answer):
+            return user
+        company_id = body.get("companyId") if isinstance(body, dict) else None
+        visible = isinstance(company_id, str) and self.state.is_visible_parent(company_id, user)
+        return _Answer(*licenses_page(self.state.tree.licenses, visible, body))
 
 
 def _describe_call(state: SimulatorState, endpoint: str, body: Any, request: web.Request) -> _Call:
@@ -758,6 +774,7 @@ def create_simulator_app(
         ("GET", "User/Current", handlers.user_current),
         ("POST", "Company/Detail", handlers.company_detail),
         ("POST", "Company/Children", handlers.company_children),
+        ("POST", "Search/Licenses", handlers.search_licenses),
     )
     for method, endpoint, handler in routes:
         app.router.add_route(method, f"/api/{endpoint}", _dispatcher(state, endpoint, handler))

@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from server.upstream.license_book import LicenseBook
+
 HQ = 1001
 DISTRIBUTOR = 1002
 DIVISION = 1003
@@ -75,6 +77,7 @@ class UpstreamTree:
         self.distributor_id = ""
         self.division_id: str | None = None
         self.account_id = ""
+        self.licenses = LicenseBook()  # what Search/Licenses serves
 
     # -- building ---------------------------------------------------------------------------
 
@@ -117,6 +120,8 @@ class UpstreamTree:
             # The first three customers make sure every tree has the awkward names.
             name = tree._customer_name(style=(1, 2, 3)[index] if index < 3 else None)
             tree._insert(parent, name, CUSTOMER, **tree._customer_extras())
+        account = (c["publicId"] for c in tree.subtree(tree.account_id))
+        tree.licenses = LicenseBook.generate(account, seed)  # its own random stream
         return tree
 
     def _new_id(self) -> str:
