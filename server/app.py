@@ -24,6 +24,7 @@ from server.api.schema import build_schema
 from server.body_limit import BodyLimitMiddleware
 from server.domain.secrets import bound_password_hashing
 from server.domain.sync_scheduler import SyncScheduler
+from server.domain.usage_snapshots import UsageSnapshots
 from server.events import EventBus, create_event_bus
 from server.models import db
 from server.observability import RequestIdMiddleware, metrics_endpoint, worker_stopped
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
             await bus.start()
             scheduler = SyncScheduler(settings, bus)
             await scheduler.start()
+            snapshots = UsageSnapshots(settings)
+            await snapshots.start()
             await agent_runtime.start()
             agent_listener = await serve_agent_port(settings, agent_runtime)
             try:
@@ -84,6 +87,7 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
                     agent_listener.should_exit = True
                 await agent_runtime.stop()  # writes every buffered check-in
                 await scheduler.stop()
+                await snapshots.stop()
                 await bus.stop()
                 worker_stopped()
 
