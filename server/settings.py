@@ -161,7 +161,8 @@ class Settings:
             self.usage_snapshot_time  # noqa: B018 - parsed to refuse a malformed value early
         except ValueError:
             raise SettingsError(
-                f"MSP_CONSOLE_USAGE_SNAPSHOT_AT: expected HH:MM (UTC), got {self.usage_snapshot_at!r}"
+                "MSP_CONSOLE_USAGE_SNAPSHOT_AT: expected HH:MM (UTC), got "
+                f"{self.usage_snapshot_at!r}"
             ) from None
         if not 1 <= self.installer_ttl_days <= MAX_INSTALLER_TTL_DAYS:
             raise SettingsError(
