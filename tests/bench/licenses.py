@@ -43,7 +43,9 @@ from tests.bench.sync import Measure, UpstreamInThread, measured_sync
 
 MONTH = "2026-10"
 PASSWORD = "bench password 0123456789"
-REPORT = """query($after: String) { usageReport(month: "%s", first: 100, after: $after) {
+TOTAL = "query($month: String!) { usageReport(month: $month, first: 0) { totalCount } }"
+REPORT = """query($month: String!, $after: String) {
+  usageReport(month: $month, first: 100, after: $after) {
   pageInfo { hasNextPage endCursor }
   edges { node { company { id name } productCode seatDays averageSeats peakSeats } } } }"""
 
@@ -97,14 +99,15 @@ async def measured(
 
 async def report(http: httpx.AsyncClient, token: str) -> None:
     headers = {"authorization": f"Bearer {token}"}
-    query = REPORT % MONTH
 
     async def every_page() -> tuple[int, int, list[float]]:
         rows, pages, times, after = 0, 0, [], None
         while True:
             started = time.perf_counter()
             answer = await http.post(
-                "/graphql", json={"query": query, "variables": {"after": after}}, headers=headers
+                "/graphql",
+                json={"query": REPORT, "variables": {"month": MONTH, "after": after}},
+                headers=headers,
             )
             times.append(time.perf_counter() - started)
             page = answer.json()["data"]["usageReport"]
@@ -117,7 +120,7 @@ async def report(http: httpx.AsyncClient, token: str) -> None:
     async def total() -> int:
         answer = await http.post(
             "/graphql",
-            json={"query": '{ usageReport(month: "%s", first: 0) { totalCount } }' % MONTH},
+            json={"query": TOTAL, "variables": {"month": MONTH}},
             headers=headers,
         )
         return int(answer.json()["data"]["usageReport"]["totalCount"])
