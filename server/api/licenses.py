@@ -95,9 +95,15 @@ class SeatUsage:
 async def company_licenses(
     info: Info[Context, None], company: CompanyModel, first: int | None, after: str | None
 ) -> Connection[License]:
+    """One statement for the pages of every company of the response (and one for their
+    counts, when asked)."""
     request = page_request(first, after)
-    listing = licenses.of_company(info.context.require_scope(), company.id)
-    return await paginate(listing, request, License.of, prime=info.context.loaders.prime_licenses)
+    loaders = info.context.loaders
+    page = await loaders.company_licenses_page.load((company.id, request))
+    loaders.prime_licenses(page.items)
+    return Connection.of(
+        page, License.of, lambda: loaders.company_licenses_count.load((company.id, None))
+    )
 
 
 async def company_seat_usage(

@@ -96,6 +96,12 @@ class Loaders:
         self.computer_count = _grouped(self._computer_counts)
         self.license_by_id = _by_key(lambda ids: licenses.by_ids(scope, ids))
         self.seat_usage = _grouped(self._seat_usage)
+        self.company_licenses_page = _grouped(
+            lambda request, ids: licenses.pages_by_company(scope, ids, request)
+        )
+        self.company_licenses_count = _grouped(
+            lambda _, ids: licenses.counts_by_company(scope, ids)
+        )
 
     async def _seat_usage(self, recursive: bool, ids: list[int]) -> dict[int, Any]:
         found = [c for c in await self.company_by_id.load_many(ids) if c is not None]

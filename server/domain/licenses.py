@@ -20,7 +20,7 @@ from server.domain import tree
 from server.domain.access import Scope, minimal_prefixes
 from server.domain.connections import thresholds
 from server.domain.errors import InvalidInput
-from server.domain.listing import Listing, sql_in
+from server.domain.listing import Listing, Page, PageRequest, sql_in
 from server.models import Company, License, db
 from server.models.enums import Area, LicenseState
 from server.settings import Settings
@@ -47,11 +47,6 @@ def visible(scope: Scope) -> Listing[License]:
     )
     condition, params = scope.sql("c.path", Area.LICENSES)
     return listing.filter("l.instance_id = ?", scope.instance_id).filter(condition, *params)
-
-
-def of_company(scope: Scope, company_id: int) -> Listing[License]:
-    """A company's own licenses (not its descendants')."""
-    return visible(scope).filter("l.company_id = ?", company_id)
 
 
 def start_of_day(moment: dt.datetime) -> dt.datetime:
@@ -99,7 +94,14 @@ async def by_ids(scope: Scope, ids: Iterable[int]) -> dict[int, License]:
     return {license.id: license for license in found}
 
 
-async def count_by_company(scope: Scope, company_ids: Sequence[int]) -> dict[int, int]:
+async def pages_by_company(
+    scope: Scope, company_ids: Sequence[int], request: PageRequest
+) -> dict[int, Page[License]]:
+    """The same page of the own licenses of many companies, in one statement."""
+    return await visible(scope).pages_by("l.company_id", list(company_ids), request)
+
+
+async def counts_by_company(scope: Scope, company_ids: Sequence[int]) -> dict[int, int]:
     return await visible(scope).counts_by("l.company_id", list(company_ids))
 
 
