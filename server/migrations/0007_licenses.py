@@ -7,6 +7,17 @@ from server.models.enums import LicenseState
 from tortoise import fields
 from tortoise.indexes import Index
 
+async def byte_order(apps, schema_editor) -> None:
+    """On PostgreSQL, licenses list by key byte-wise (COLLATE "C", as on SQLite), so the key's
+    unique index serves the keyset pages."""
+    client = schema_editor.client
+    if client.capabilities.dialect != "postgres":
+        return
+    await client.execute_script(
+        'ALTER TABLE "license" ALTER COLUMN "public_license_key" TYPE VARCHAR(64) COLLATE "C"'
+    )
+
+
 class Migration(migrations.Migration):
     dependencies = [('models', '0005_audit_byte_order')]
 
@@ -45,4 +56,5 @@ class Migration(migrations.Migration):
                 "licenses_removed",
             )
         ),
+            ops.RunPython(byte_order, reverse_code=ops.RunPython.noop),
     ]
