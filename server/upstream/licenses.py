@@ -17,10 +17,12 @@ from typing import Any, Final
 
 from server.upstream.client import (
     MspAdministratorClient,
+    ProgressCallback,
     UpstreamLimitExceeded,
     UpstreamTreeError,
     _Body,
     _first,
+    _Progress,
 )
 
 ENDPOINT: Final = "Search/Licenses"
@@ -145,9 +147,12 @@ async def fetch_licenses(
     *,
     max_licenses: int | None = None,
     concurrency: int | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> dict[str, list[UpstreamLicense]]:
     """The licenses of every company asked for, `concurrency` companies at a time (the
-    client's by default). A key under two companies fails the read, naming both."""
+    client's by default). A key under two companies fails the read, naming both.
+    `on_progress` hears how many licenses are read, as the tree walk reports companies."""
+    progress = _Progress(on_progress, client.progress_interval)
     queue: asyncio.Queue[str] = asyncio.Queue()
     for company_id in dict.fromkeys(company_ids):
         queue.put_nowait(company_id)
@@ -169,6 +174,7 @@ async def fetch_licenses(
             if max_licenses is not None and len(owner_of) > max_licenses:
                 raise _too_many(max_licenses, f"at {company_id}")
             listing[company_id] = found
+            await progress.report(len(owner_of))
 
     workers = max(1, min(concurrency or client.concurrency, queue.qsize()))
     try:
@@ -177,4 +183,5 @@ async def fetch_licenses(
                 group.create_task(work())
     except BaseExceptionGroup as failures:
         raise _first(failures) from None
+    await progress.report(len(owner_of), final=True)
     return listing

@@ -101,19 +101,20 @@ async def test_a_resync_applies_every_kind_of_edit_and_announces_the_changed(
     instance_id = owner.instance_id or 0
     await sync.sync_now(instance_id, settings)
     book = sim.tree.licenses
-    keys = sorted(book.licenses)
     customers = [c["publicId"] for c in sim.tree.of_type(CUSTOMER)]
+    # a customer gone upstream keeps its licenses, like itself
+    gone = next(c for c in customers[1:] if book.of_company(c))
+    kept = {lic["publicLicenseKey"] for lic in book.of_company(gone)}
+    keys = sorted(key for key in book.licenses if key not in kept)
     book.set_quantity(keys[0], 999)
     book.set_usage(keys[1], book.licenses[keys[1]]["quantity"] + 7)  # overused
     book.set_state(keys[2], SUSPENDED)
     book.expire(keys[3])
     book.set_state(keys[4], CANCELED)
     book.remove(keys[5])
-    book.move(keys[6], next(c for c in customers if c != book.licenses[keys[6]]["companyId"]))
+    movable = [c for c in customers if c not in (gone, book.licenses[keys[6]]["companyId"])]
+    book.move(keys[6], movable[0])
     new_key = book.add(customers[0], 130, "ESET Server Security", 3, 1)
-    # a customer gone upstream keeps its licenses, like itself
-    gone = next(c for c in customers if book.of_company(c))
-    kept = {lic["publicLicenseKey"] for lic in book.of_company(gone)}
     sim.tree.remove(gone)
     bus = InProcessEventBus()
     announced: list[int] = []
