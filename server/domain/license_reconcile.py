@@ -65,33 +65,51 @@ class LicenseChanges:
     changed_ids: list[int] = field(default_factory=list)
 
 
-def expires_at(date: dt.date | None) -> dt.datetime | None:
-    return dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC) if date else None
+def _expiry_text(date: dt.date | None) -> str | None:
+    """An expiration date as the expiry column holds it: 00:00 UTC of that day, spelled as the
+    database hands a stored datetime back on SQLite (`str()` of a UTC datetime)."""
+    return f"{date.isoformat()} 00:00:00+00:00" if date else None
 
 
-def _stored_time(value: Any) -> str | None:
-    """A stored or wanted expiry as one comparable text, spelled as the database keeps it
-    (SQLite compares the text: `str()` of a UTC datetime, like every stored datetime)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
+def _stored_expiry(value: Any) -> str | None:
+    """A stored expiry in `_expiry_text`'s spelling (PostgreSQL hands back a datetime)."""
+    if value is None or isinstance(value, str):
+        return value
     return str(value.astimezone(dt.UTC))
 
 
-def _wanted_row(license: UpstreamLicense, company_id: int) -> dict[str, Any]:
+def _wanted(license: UpstreamLicense, company_id: int) -> tuple[Any, ...]:
+    """A license as the console must hold it, in `_COMPARED` order."""
+    return (
+        company_id,
+        license.product_code,
+        license.product_name,
+        license.quantity,
+        license.usage,
+        STATES[license.state].value,
+        license.is_trial,
+        _expiry_text(license.expiration_date),
+    )
+
+
+def _stored(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        row["company_id"],
+        row["product_code"],
+        row["product_name"],
+        row["seats"],
+        row["activated"],
+        row["state"],
+        bool(row["trial"]),
+        _stored_expiry(row["expires_at"]),
+    )
+
+
+def _row(key: str, wanted: tuple[Any, ...], row_id: int) -> dict[str, Any]:
     return {
-        "company_id": company_id,
-        "product_code": license.product_code,
-        "product_name": license.product_name,
-        "seats": license.quantity,
-        "activated": license.usage,
-        "state": STATES[license.state].value,
-        "trial": license.is_trial,
-        "expires_at": _stored_time(expires_at(license.expiration_date)),
-        "search_text": search_text(license.public_license_key, license.product_name),
+        "id": row_id,
+        **dict(zip(_COMPARED, wanted, strict=True)),
+        "search_text": search_text(key, wanted[2]),
     }
 
 
@@ -117,24 +135,18 @@ async def apply_licenses(
     )
     current = {row["public_license_key"]: row for row in rows}
     asked = {company_ids[public_id] for public_id in listing}
-    wanted: dict[str, dict[str, Any]] = {}
+    wanted: dict[str, tuple[Any, ...]] = {}
     for public_id, licenses in listing.items():
+        company_id = company_ids[public_id]
         for license in licenses:
-            wanted[license.public_license_key] = _wanted_row(license, company_ids[public_id])
+            wanted[license.public_license_key] = _wanted(license, company_id)
     changes.seen = len(wanted)
     new_keys = [key for key in wanted if key not in current]
-    changed: list[dict[str, Any]] = []
-    for key, row in wanted.items():
-        before = current.get(key)
-        if before is None:
-            continue
-        stored = {
-            **{name: before[name] for name in _COMPARED},
-            "trial": bool(before["trial"]),
-            "expires_at": _stored_time(before["expires_at"]),
-        }
-        if any(stored[name] != row[name] for name in _COMPARED):
-            changed.append({**row, "id": before["id"]})
+    changed = [
+        _row(key, row, current[key]["id"])
+        for key, row in wanted.items()
+        if key in current and _stored(current[key]) != row
+    ]
     gone = [
         row["id"]
         for key, row in current.items()
@@ -143,7 +155,7 @@ async def apply_licenses(
     if new_keys:
         ids = (await reserve_ids({"license": len(new_keys)}))["license"]
         created = [
-            {**wanted[key], "id": new_id, "public_license_key": key}
+            {**_row(key, wanted[key], new_id), "public_license_key": key}
             for key, new_id in zip(new_keys, ids, strict=True)
         ]
         await db.execute(
@@ -173,5 +185,5 @@ async def apply_licenses(
             [instance_id, encode_ids(gone)],
         )
         changes.removed = len(gone)
-    await usage.record_snapshot(instance_id, now)
+    await usage.record_snapshot(instance_id, now, unchanged=not (new_keys or changed or gone))
     return changes

@@ -78,10 +78,18 @@ async def _write_lines(instance_id: int, day: dt.date) -> None:
     )
 
 
-async def record_snapshot(instance_id: int, now: dt.datetime) -> None:
+async def record_snapshot(instance_id: int, now: dt.datetime, *, unchanged: bool = False) -> None:
     """The day's snapshot as the licenses stand now, replacing the day's earlier one; runs in
-    the caller's transaction (the sync's). Three statements."""
+    the caller's transaction (the sync's). A sync that changed no license only marks the
+    day's snapshot as taken when the day has one already: its lines would come out the same."""
     day = now.astimezone(dt.UTC).date()
+    if unchanged:
+        marked = await db.execute(
+            "UPDATE usage_day SET taken_at = ?, trigger = ? WHERE instance_id = ? AND day = ?",
+            [now, AFTER_SYNC, instance_id, day],
+        )
+        if marked:
+            return
     await db.execute(
         "INSERT INTO usage_day (instance_id, day, taken_at, trigger) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (instance_id, day) DO UPDATE SET taken_at = excluded.taken_at, "

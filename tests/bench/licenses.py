@@ -1,29 +1,31 @@
 """Licenses benchmark: a sync of 10,000 companies with 20,000 licenses next to the same sync
 without licenses, a re-sync after 1% of the licenses changed, then the usage report of a month
-(30 daily snapshots of those licenses) through GraphQL and as CSV.
+(31 daily snapshots of those licenses) through GraphQL and as CSV.
 
     python -m tests.bench.licenses [--companies 10000] [--licenses-per-company 2]
                                    [--changed 0.01] [--database-url postgres://...]
 
-Sync figures read like `tests.bench.sync`'s: "own" is wall time minus the time an upstream
-request was in flight (the simulator runs on a thread of its own), "apply" the one transaction
-that writes the tree and the licenses, with its SQL statements. The report is served by the
-real app in this process (httpx over ASGI): every page of `usageReport(first: 100)`, its
-`totalCount`, and `GET /reports/usage.csv` read to the end, each with its time and the peak of
-Python memory allocated meanwhile (tracemalloc), next to the process's peak RSS.
+The sync without licenses is the same sync with the license read turned off (the tree alone,
+as before licenses). Sync figures read like `tests.bench.sync`'s: "own" is wall time minus the
+time an upstream request was in flight (the simulator runs on a thread of its own), "apply" the
+one transaction that writes the tree and the licenses, with its SQL statements. The report is
+served by the real app in this process (httpx over ASGI): every page of `usageReport(first:
+100)`, its `totalCount`, and `GET /reports/usage.csv` read to the end, each with its time and
+the peak of Python memory allocated meanwhile (tracemalloc), next to the process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import random
 import resource
 import time
 import tracemalloc
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -166,9 +168,7 @@ async def bench(
         tree = UpstreamTree.generate(companies, seed)
         account_ids = [c["publicId"] for c in tree.subtree(tree.account_id)]
         tree.licenses = LicenseBook.generate(account_ids, seed, per_company)
-        empty = UpstreamTree.generate(companies, seed)
-        empty.licenses.clear()
-        with UpstreamInThread(empty) as upstream:
+        with UpstreamInThread(tree) as upstream, licenses_not_read():
             await sync.connect_msp_administrator(
                 None, bare.id, upstream.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
             )
@@ -215,6 +215,21 @@ async def bench(
             await report(http, answer.json()["data"]["login"]["token"])
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"process peak RSS over the whole run: {peak_rss:.0f} MiB")
+
+
+@contextlib.contextmanager
+def licenses_not_read() -> Iterator[None]:
+    """The sync as it was before licenses: the tree alone (no Search/Licenses, no snapshot)."""
+    original = sync.fetch_licenses
+
+    async def nothing(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    sync.fetch_licenses = nothing  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sync.fetch_licenses = original
 
 
 def db_transaction() -> Any:

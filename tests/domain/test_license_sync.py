@@ -141,9 +141,11 @@ async def test_a_resync_applies_every_kind_of_edit_and_announces_the_changed(
     assert unlinked.unlinked_at is not None
     # nothing changed: nothing announced, nothing rewritten
     announced.clear()
+    lines = await db.fetch("SELECT * FROM usage_line WHERE instance_id = ?", [instance_id])
     run = await sync.sync_now(instance_id, settings, bus=bus)
     assert (run.licenses_created, run.licenses_updated, run.licenses_removed) == (0, 0, 0)
     assert announced == []
+    assert await db.fetch("SELECT * FROM usage_line WHERE instance_id = ?", [instance_id]) == lines
 
 
 MALFORMED = {
