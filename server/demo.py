@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from tortoise.transactions import in_transaction
 
 from server.app import create_app
-from server.domain import agents, customers, secrets, sync, usage
+from server.domain import agents, customers, secrets, sync_runs, upstream_connection, usage
 from server.domain.access import Scope, load_scope
 from server.domain.instances import create_instance
 from server.models import Account, Company, Computer, Instance, User, db
@@ -86,12 +86,12 @@ async def prepare_demo(settings: Settings, upstream_url: str) -> int:
         instance = await create_instance(account.id, Service.EBA, "Demo MSP console")
     owner = await User.get(account_id=account.id).prefetch_related("home_group")
     scope = await load_scope(instance.id, owner.id, True, owner.home_group.path)
-    await sync.connect_msp_administrator(
+    await upstream_connection.connect_msp_administrator(
         scope, instance.id, upstream_url, DEMO_EMAIL, DEMO_PASSWORD, settings
     )
     if not await Company.filter(instance_id=instance.id).exists():
         print("demo: syncing from the built-in MSP Administrator simulator...", flush=True)
-        await sync.sync_now(instance.id, settings, trigger="demo")
+        await sync_runs.sync_now(instance.id, settings, trigger="demo")
         await _seed_customers(scope, owner.id, settings)
         await seed_usage_history(instance.id)
     print(

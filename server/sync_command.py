@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from tortoise import Tortoise
 
-from server.domain import sync
+from server.domain import sync, sync_runs
 from server.domain.errors import NotFound, UpstreamNotConnected
 from server.events import create_event_bus
 from server.models import Instance, SyncRun, db
@@ -70,7 +70,7 @@ async def _sync_one(console: Console, instance_id: int, settings: Settings) -> S
                 sync.APPLY: "applying the changes",
             }
             description = phase.get(run.phase or "", run.state.value.lower())
-            if run.state in sync.FINISHED:
+            if run.state in sync_runs.FINISHED:
                 description = run.state.value.lower()
                 progress.update(task, total=max(run.companies_seen, 1))
             progress.update(task, description=description, completed=run.companies_seen)
@@ -78,7 +78,7 @@ async def _sync_one(console: Console, instance_id: int, settings: Settings) -> S
         try:
             # Published through the database on PostgreSQL: the server's subscribers see the run.
             bus = create_event_bus(settings.database_url)
-            result = await sync.sync_now(
+            result = await sync_runs.sync_now(
                 instance_id, settings, trigger="cli", on_progress=show, bus=bus
             )
         except UpstreamNotConnected as exc:

@@ -28,6 +28,7 @@ from tortoise.migrations.api import migrate
 from server.app import create_app
 from server.models import db
 from server.settings import Settings
+from server.upstream.simulator import Simulator, UpstreamTree
 from tests.graphql_client import GraphQLClient
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -108,6 +109,16 @@ async def app(settings: Settings) -> AsyncIterator[object]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
+
+
+@pytest.fixture
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
+    """An MSP Administrator simulator on a real port, serving a generated tree of 60 companies
+    (seed 5), or what the test's `@pytest.mark.upstream_tree(companies, seed)` asks for."""
+    marker = request.node.get_closest_marker("upstream_tree")
+    companies, seed = marker.args if marker else (60, 5)
+    async with Simulator(UpstreamTree.generate(companies, seed=seed)) as simulator:
+        yield simulator
 
 
 @pytest.fixture(scope="session")

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, closing, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
 from typing import Any
 
-from server.domain import reconcile, sync, tree
+from server.domain import tree
 from server.domain.hierarchy import SHARES_OBJECTS
 from server.domain.instances import create_instance
+from server.domain.upstream_connection import ClientFactory, connect_msp_administrator
 from server.models import Account, db
 from server.models.enums import CompanyType, GroupKind, Service
 from server.settings import Settings
-from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
-from server.upstream.tree import UpstreamTree
+from server.upstream.client import MspAdministratorClient
+from server.upstream.codes import TYPE_CODE
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
 from tests import factories
 from tests.conftest import LOCAL_UPSTREAM, TEST_SECRET
 from tests.graphql_client import GraphQLClient
@@ -30,22 +32,21 @@ FAST = {
     "backoff_max": 0.02,
     "progress_interval": 0.05,
 }
-TYPE_CODES = {kind: code for code, kind in reconcile.COMPANY_TYPES.items()}
 CONNECTING = Settings(secret_key=TEST_SECRET, upstream_allowed_hosts=LOCAL_UPSTREAM)
 """What connecting reads of the settings: the secret key, the allowed hosts and the limits."""
 
 
-@contextmanager
-def fast_client(**options: Any) -> Iterator[None]:
-    """Short timeouts and backoffs for every client the sync makes."""
-    saved = dict(sync.client_options)
-    sync.client_options.clear()
-    sync.client_options.update({**FAST, **options})
-    try:
-        yield
-    finally:
-        sync.client_options.clear()
-        sync.client_options.update(saved)
+def fast_client(**options: Any) -> ClientFactory:
+    """Makes clients with short timeouts and backoffs (and `options`), whatever the sync asks:
+    pass it as `make_client` to connecting and to runs."""
+
+    def make(url: str, username: str, password: str, **asked: Any) -> MspAdministratorClient:
+        return MspAdministratorClient(url, username, password, **{**asked, **FAST, **options})
+
+    return make
+
+
+FAST_CLIENT = fast_client()
 
 
 async def tenant() -> factories.Owner:
@@ -60,8 +61,14 @@ async def connected_tenant(client: GraphQLClient | None, sim: Simulator) -> fact
     """A tenant connected to the simulator; signed in when given a GraphQL client."""
     owner = await factories.owner(client) if client is not None else await tenant()
     assert owner.instance_id is not None
-    await sync.connect_msp_administrator(
-        None, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, CONNECTING
+    await connect_msp_administrator(
+        None,
+        owner.instance_id,
+        sim.url,
+        DEFAULT_USERNAME,
+        DEFAULT_PASSWORD,
+        CONNECTING,
+        make_client=FAST_CLIENT,
     )
     return owner
 
@@ -103,7 +110,7 @@ async def console_tree(
         else:
             linked[row["public_id"]] = (
                 row["name"],
-                TYPE_CODES[CompanyType(row["type"])],
+                TYPE_CODE[CompanyType(row["type"])],
                 row["upstream_status"],
                 parent,
             )

@@ -15,15 +15,14 @@ from server.demo import (
     demo_settings,
     seed_usage_history,
 )
-from server.domain import sync, usage
+from server.domain import sync_runs, upstream_connection, usage
 from server.domain.access import Scope
 from server.domain.errors import InvalidInput
 from server.models import License, UsageDay
 from server.models.enums import LicenseState
 from server.settings import Settings
-from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
-from server.upstream.tree import UpstreamTree
-from tests.sync_support import fast_client, tenant
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
+from tests.sync_support import FAST_CLIENT, tenant
 
 
 async def test_the_demo_connects_to_its_own_simulator_which_plain_settings_refuse(
@@ -37,8 +36,12 @@ async def test_the_demo_connects_to_its_own_simulator_which_plain_settings_refus
     async with Simulator(UpstreamTree.generate(10, seed=1), host=SIMULATOR_HOST) as simulator:
         credentials = (simulator.url, DEFAULT_USERNAME, DEFAULT_PASSWORD)
         with pytest.raises(InvalidInput, match="not allowed"):
-            await sync.connect_msp_administrator(None, instance_id, *credentials, plain)
-        instance = await sync.connect_msp_administrator(None, instance_id, *credentials, demo)
+            await upstream_connection.connect_msp_administrator(
+                None, instance_id, *credentials, plain
+            )
+        instance = await upstream_connection.connect_msp_administrator(
+            None, instance_id, *credentials, demo
+        )
         assert instance.upstream_url == simulator.url
 
 
@@ -48,11 +51,12 @@ async def test_the_demo_shows_licenses_in_every_state_and_days_of_usage(
     owner = await tenant()
     instance_id = owner.instance_id or 0
     async with Simulator(UpstreamTree.generate(150, seed=DEMO_SEED)) as simulator:
-        await sync.connect_msp_administrator(
+        await upstream_connection.connect_msp_administrator(
             None, instance_id, simulator.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
         )
-        with fast_client():
-            run = await sync.sync_now(instance_id, settings, trigger="demo")
+        run = await sync_runs.sync_now(
+            instance_id, settings, trigger="demo", make_client=FAST_CLIENT
+        )
     assert run.error is None
     await seed_usage_history(instance_id)
     licenses = await License.filter(instance_id=instance_id)

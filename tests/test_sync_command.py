@@ -10,8 +10,7 @@ from pathlib import Path
 from server.models import SyncRun
 from server.models.enums import SyncState
 from server.settings import Settings
-from server.upstream.simulator import Simulator
-from server.upstream.tree import UpstreamTree
+from server.upstream.simulator import Simulator, UpstreamTree
 from tests.conftest import LOCAL_UPSTREAM, TEST_SECRET
 from tests.sync_support import connected_tenant, console_tree
 

@@ -14,7 +14,7 @@ from server.api.execution import direct
 from server.api.mutations import mutation, mutation_input, payload
 from server.api.node import Node, refetchable
 from server.api.pagination import Connection, connection_query
-from server.domain import global_ids, sync, sync_runs
+from server.domain import global_ids, sync_runs, upstream_connection
 from server.domain.errors import NotFound
 from server.models import SyncRun as SyncRunModel
 from server.models.enums import Area
@@ -139,7 +139,7 @@ class SyncMutations:
 
         context = info.context
         instance_id = _instance_id(context)
-        await sync.connect_msp_administrator(
+        await upstream_connection.connect_msp_administrator(
             context.require_scope(),
             instance_id,
             input.url,
@@ -147,7 +147,9 @@ class SyncMutations:
             input.password,
             context.settings,
         )
-        await sync.start_sync(instance_id, "connect", settings=context.settings, bus=context.bus)
+        await sync_runs.start_sync(
+            instance_id, "connect", settings=context.settings, bus=context.bus
+        )
         return ConnectMspAdministratorPayload(instance=await own_instance(context))
 
     @mutation("Check for new MSP customers now: start a sync, or return the one in progress.")
@@ -155,7 +157,7 @@ class SyncMutations:
         self, info: Info[Context, None], input: StartSyncInput | None = None
     ) -> StartSyncPayload:
         context = info.context
-        run = await sync.start_sync(
+        run = await sync_runs.start_sync(
             _instance_id(context),
             "manual",
             settings=context.settings,

@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 from collections.abc import Collection
 
-from server.domain import sync
+from server.domain import sync_runs
 from server.events import EventBus
 from server.models import db, locks
 from server.settings import Settings
@@ -73,7 +73,7 @@ class SyncScheduler:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await sync.cancel_running(self.bus)
+        await sync_runs.cancel_running(self.bus)
         leader, self._leader = self._leader, None
         if leader is not None:
             await leader.release()
@@ -87,11 +87,13 @@ class SyncScheduler:
             if self._leader is None:
                 return []
             log.info("this process schedules the syncs (every %s s)", self.settings.sync_interval)
-            await sync.recover_interrupted(self.bus)
+            await sync_runs.recover_interrupted(self.bus)
         started = []
         for instance_id in await due_instances(self.settings.sync_interval, now, among):
             try:
-                await sync.start_sync(instance_id, SCHEDULED, settings=self.settings, bus=self.bus)
+                await sync_runs.start_sync(
+                    instance_id, SCHEDULED, settings=self.settings, bus=self.bus
+                )
             except Exception:
                 log.exception("could not start the scheduled sync of instance %s", instance_id)
                 continue

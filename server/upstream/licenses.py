@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from server.upstream.client import (
-    MspAdministratorClient,
-    ProgressCallback,
-    UpstreamLimitExceeded,
-    UpstreamTreeError,
-    _Body,
-    _first,
-    _Progress,
-)
+from server.upstream.bodies import Body
+from server.upstream.errors import UpstreamLimitExceeded, UpstreamTreeError
+from server.upstream.tree_walk import ProgressCallback, _first, _Progress
+
+if TYPE_CHECKING:
+    from server.upstream.client import MspAdministratorClient
+
+Call = Callable[..., Awaitable[Any]]
+"""An authenticated call: `(endpoint, payload, subject=...)` -> the answer's JSON."""
 
 ENDPOINT: Final = "Search/Licenses"
 STATES: Final = frozenset({1, 2, 3, 4})  # active, suspended, expired, canceled
@@ -47,7 +47,7 @@ class UpstreamLicense:
     expiration_date: dt.date | None
 
 
-class _LicenseBody(_Body):
+class _LicenseBody(Body):
     def count(self, obj: dict[str, Any], key: str, where: str) -> int:
         value = self.integer(obj, key, where)
         if not 0 <= value <= LARGEST:
@@ -94,17 +94,18 @@ class _LicenseBody(_Body):
 
 
 async def company_licenses(
-    client: MspAdministratorClient, company_id: str, *, at_most: int | None = None
+    call: Call, page_size: int, company_id: str, *, at_most: int | None = None
 ) -> list[UpstreamLicense]:
-    """Every license a company owns, page by page, checked to be its own and to appear once;
-    a `totalCount` above `at_most` fails at the first page."""
+    """Every license a company owns, page by page through `call` (the client's), checked to be
+    its own and to appear once; a `totalCount` above `at_most` fails at the first page.
+    `MspAdministratorClient.company_licenses` is how callers ask."""
     body = _LicenseBody(ENDPOINT)
     found: list[UpstreamLicense] = []
     keys: set[str] = set()
     total: int | None = None
     while total is None or len(found) < total:
-        payload = {"companyId": company_id, "skip": len(found), "take": client.page_size}
-        data = await client._call(ENDPOINT, payload, subject=company_id)
+        payload = {"companyId": company_id, "skip": len(found), "take": page_size}
+        data = await call(ENDPOINT, payload, subject=company_id)
         obj = body.object(data, "the body")
         items = body.array(obj, "licenses", "")
         count = body.count(obj, "totalCount", "")
@@ -116,8 +117,8 @@ async def company_licenses(
         total = count
         if at_most is not None and total > at_most:
             raise _too_many(at_most, f"{company_id} counts {total}")
-        if len(items) > client.page_size:
-            raise body.fail("licenses", f"holds {len(items)}, more than take={client.page_size}")
+        if len(items) > page_size:
+            raise body.fail("licenses", f"holds {len(items)}, more than take={page_size}")
         if not items and len(found) < total:
             raise body.fail("licenses", f"is empty at skip={len(found)} of totalCount={total}")
         for index, item in enumerate(items):
@@ -163,7 +164,7 @@ async def fetch_licenses(
         while not queue.empty():
             company_id = queue.get_nowait()
             room = None if max_licenses is None else max_licenses - len(owner_of)
-            found = await company_licenses(client, company_id, at_most=room)
+            found = await client.company_licenses(company_id, at_most=room)
             for license in found:
                 other = owner_of.setdefault(license.public_license_key, company_id)
                 if other != company_id:

@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import websockets
 
-from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
-from server.upstream.tree import CUSTOMER, UpstreamTree
+from server.upstream.codes import CUSTOMER
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
 from tests import factories
 from tests.graphql_client import GraphQLClient, error_codes
-from tests.sync_support import connected_tenant, fast_client
+from tests.sync_support import connected_tenant
 
 CONNECT = """mutation($input: ConnectMspAdministratorInput!) {
   connectMspAdministrator(input: $input) {
@@ -38,16 +37,7 @@ SUBSCRIBE = """subscription {
 }"""
 
 
-@pytest.fixture(autouse=True)
-def _fast_client() -> Iterator[None]:
-    with fast_client():
-        yield
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(UpstreamTree.generate(40, seed=11)) as sim:
-        yield sim
+pytestmark = pytest.mark.upstream_tree(40, 11)
 
 
 def credentials(sim: Simulator, **changes: str) -> dict[str, Any]:
@@ -209,26 +199,24 @@ async def test_a_subscriber_sees_the_progress_and_end_of_a_run_started_by_anothe
     client: GraphQLClient, server_url: str
 ) -> None:
     url = server_url.replace("http://", "ws://") + "/graphql"
-    slow_walk = fast_client(concurrency=2, progress_interval=0.02)
     async with Simulator(UpstreamTree.generate(400, seed=3)) as sim:
         owner = await connected_tenant(client, sim)
         sim.faults.delay = 0.05
-        with slow_walk:
-            async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
-                init = {"authorization": f"Bearer {owner.token}"}
-                await socket.send(json.dumps({"type": "connection_init", "payload": init}))
-                ack = json.loads(await asyncio.wait_for(socket.recv(), 5))
-                assert ack["type"] == "connection_ack"
-                subscribe = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}
-                await socket.send(json.dumps(subscribe))
-                await asyncio.sleep(0.1)  # the subscription is listening
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
+            init = {"authorization": f"Bearer {owner.token}"}
+            await socket.send(json.dumps({"type": "connection_init", "payload": init}))
+            ack = json.loads(await asyncio.wait_for(socket.recv(), 5))
+            assert ack["type"] == "connection_ack"
+            subscribe = {"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}
+            await socket.send(json.dumps(subscribe))
+            await asyncio.sleep(0.1)  # the subscription is listening
 
-                started = (await client.query(START, {}, token=owner.token))["startSync"]["run"]
-                seen: list[dict[str, Any]] = []
-                while not seen or seen[-1]["state"] not in ("SUCCEEDED", "FAILED"):
-                    message = json.loads(await asyncio.wait_for(socket.recv(), 20))
-                    assert message["type"] == "next", message
-                    seen.append(message["payload"]["data"]["syncStatus"])
+            started = (await client.query(START, {}, token=owner.token))["startSync"]["run"]
+            seen: list[dict[str, Any]] = []
+            while not seen or seen[-1]["state"] not in ("SUCCEEDED", "FAILED"):
+                message = json.loads(await asyncio.wait_for(socket.recv(), 20))
+                assert message["type"] == "next", message
+                seen.append(message["payload"]["data"]["syncStatus"])
     assert {event["id"] for event in seen} == {started["id"]}
     progress = [e for e in seen if e["state"] == "RUNNING" and e["phase"] == "fetch"]
     assert any(0 < e["companiesSeen"] < 400 for e in progress), seen

@@ -32,14 +32,13 @@ import httpx
 
 from server.app import create_app
 from server.cli import apply_migrations
-from server.domain import accounts, sync, usage
+from server.domain import accounts, sync, upstream_connection, usage
 from server.domain.instances import create_instance
 from server.models import Account, UsageLine
 from server.models.enums import Service
 from server.settings import Settings
-from server.upstream.license_book import EXPIRED, PRODUCTS, SUSPENDED, LicenseBook
-from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME
-from server.upstream.tree import UpstreamTree
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, UpstreamTree
+from server.upstream.simulator.license_book import EXPIRED, PRODUCTS, SUSPENDED, LicenseBook
 from tests.bench.harness import BENCH_SECRET, database
 from tests.bench.sync import Measure, UpstreamInThread, measured_sync
 
@@ -169,12 +168,12 @@ async def bench(
         account_ids = [c["publicId"] for c in tree.subtree(tree.account_id)]
         tree.licenses = LicenseBook.generate(account_ids, seed, per_company)
         with UpstreamInThread(tree) as upstream, licenses_not_read():
-            await sync.connect_msp_administrator(
+            await upstream_connection.connect_msp_administrator(
                 None, bare.id, upstream.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
             )
             without = await measured_sync("no lic.", bare.id, settings)
         with UpstreamInThread(tree) as upstream:
-            await sync.connect_msp_administrator(
+            await upstream_connection.connect_msp_administrator(
                 None, instance.id, upstream.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
             )
             first = await measured_sync("licenses", instance.id, settings)

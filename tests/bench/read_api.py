@@ -29,7 +29,7 @@ from tortoise import Tortoise
 
 from server.app import create_app
 from server.cli import apply_migrations
-from server.domain import accounts, global_ids, secrets, sync, tree
+from server.domain import accounts, global_ids, secrets, sync_runs, tree, upstream_connection
 from server.domain.access import load_scope
 from server.domain.connections import connection_status
 from server.domain.instances import create_instance
@@ -57,11 +57,11 @@ async def build(settings: Settings, companies: int, computers: int) -> dict:
         scope = await load_scope(instance.id, owner.id, True, owner.home_group.path)
         upstream = UpstreamTree.generate(companies, seed=11)
         async with Simulator(upstream) as simulator:
-            await sync.connect_msp_administrator(
+            await upstream_connection.connect_msp_administrator(
                 scope, instance.id, simulator.url, "demo@msp.example", "demo", settings
             )
             started = time.perf_counter()
-            run = await sync.sync_now(instance.id, settings, trigger="bench")
+            run = await sync_runs.sync_now(instance.id, settings, trigger="bench")
             print(f"synced {run.companies_seen} companies in {time.perf_counter() - started:.1f} s")
         customers = await Company.filter(
             instance_id=instance.id, type=CompanyType.CUSTOMER

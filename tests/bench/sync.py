@@ -27,14 +27,14 @@ from typing import Any
 from tortoise import Tortoise
 
 from server.cli import apply_migrations
-from server.domain import reconcile, sync
+from server.domain import reconcile, sync_runs, upstream_connection
 from server.domain.instances import create_instance
 from server.models import Account, db
 from server.models.enums import Service, SyncState
 from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
-from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
-from server.upstream.tree import CUSTOMER, MSP, SUSPENDED, UpstreamTree
+from server.upstream.codes import CUSTOMER, MSP, SUSPENDED
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
 from tests.bench.harness import BENCH_SECRET, database
 
 
@@ -99,24 +99,6 @@ class UpstreamInThread:
 
 
 @contextmanager
-def measured_clients() -> Iterator[list[MspAdministratorClient]]:
-    """Every client the sync makes, to read its stats afterwards."""
-    made: list[MspAdministratorClient] = []
-    original = sync.MspAdministratorClient
-
-    class Recorded(MspAdministratorClient):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    sync.MspAdministratorClient = Recorded  # type: ignore[misc]
-    try:
-        yield made
-    finally:
-        sync.MspAdministratorClient = original  # type: ignore[misc]
-
-
-@contextmanager
 def measured_apply(measure: Measure) -> Iterator[None]:
     original = reconcile.apply_snapshot
 
@@ -137,9 +119,17 @@ def measured_apply(measure: Measure) -> Iterator[None]:
 
 async def measured_sync(label: str, instance_id: int, settings: Settings) -> Measure:
     measure = Measure(label)
-    with measured_clients() as clients, measured_apply(measure):
+    clients: list[MspAdministratorClient] = []
+
+    def make_client(*args: Any, **kwargs: Any) -> MspAdministratorClient:
+        clients.append(MspAdministratorClient(*args, **kwargs))
+        return clients[-1]
+
+    with measured_apply(measure):
         started = time.perf_counter()
-        measure.run = await sync.sync_now(instance_id, settings, trigger="bench")
+        measure.run = await sync_runs.sync_now(
+            instance_id, settings, trigger="bench", make_client=make_client
+        )
         measure.wall = time.perf_counter() - started
     if measure.run.state != SyncState.SUCCEEDED:
         raise SystemExit(f"{label} sync failed: {measure.run.error}")
@@ -183,7 +173,7 @@ async def bench(settings: Settings, companies: int, fraction: float, seed: int) 
         instance = await create_instance(account.id, Service.EBA, "Sync bench")
         tree = UpstreamTree.generate(companies, seed)
         with UpstreamInThread(tree) as upstream:
-            await sync.connect_msp_administrator(
+            await upstream_connection.connect_msp_administrator(
                 None, instance.id, upstream.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
             )
             first = await measured_sync("first", instance.id, settings)

@@ -6,37 +6,31 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from server import events
-from server.domain import reconcile, sync
+from server.domain import reconcile, sync_runs
 from server.events import InProcessEventBus
-from server.models import Company, UsageDay, db
+from server.models import Company, SyncRun, UsageDay, db
 from server.models.enums import SyncState
 from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
-from server.upstream.license_book import CANCELED, EXPIRED, SUSPENDED, LicenseBook
+from server.upstream.codes import CUSTOMER
 from server.upstream.licenses import fetch_licenses
-from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
-from server.upstream.tree import CUSTOMER, UpstreamTree
-from tests.sync_support import connected_tenant, fast_client
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
+from server.upstream.simulator.license_book import CANCELED, EXPIRED, SUSPENDED, LicenseBook
+from tests.sync_support import FAST_CLIENT, connected_tenant
 
 STATES = {1: "ACTIVE", 2: "SUSPENDED", 3: "EXPIRED", 4: "CANCELED"}
 
 
-@pytest.fixture(autouse=True)
-def _fast_client() -> Iterator[None]:
-    with fast_client():
-        yield
+pytestmark = pytest.mark.upstream_tree(60, 21)
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(UpstreamTree.generate(60, seed=21)) as sim:
-        yield sim
+async def synced(instance_id: int, settings: Settings, **kwargs: Any) -> SyncRun:
+    return await sync_runs.sync_now(instance_id, settings, make_client=FAST_CLIENT, **kwargs)
 
 
 async def console_licenses(instance_id: int) -> dict[str, tuple[Any, ...]]:
@@ -75,7 +69,7 @@ async def test_a_sync_brings_every_license_and_a_usage_snapshot(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
     owner = await connected_tenant(None, sim)
-    run = await sync.sync_now(owner.instance_id or 0, settings)
+    run = await synced(owner.instance_id or 0, settings)
     assert run.state == SyncState.SUCCEEDED, run.error
     assert await console_licenses(owner.instance_id or 0) == upstream_licenses(sim.tree)
     total = len(sim.tree.licenses)
@@ -99,7 +93,7 @@ async def test_a_resync_applies_every_kind_of_edit_and_announces_the_changed(
 ) -> None:
     owner = await connected_tenant(None, sim)
     instance_id = owner.instance_id or 0
-    await sync.sync_now(instance_id, settings)
+    await synced(instance_id, settings)
     book = sim.tree.licenses
     customers = [c["publicId"] for c in sim.tree.of_type(CUSTOMER)]
     # a customer gone upstream keeps its licenses, like itself
@@ -119,7 +113,7 @@ async def test_a_resync_applies_every_kind_of_edit_and_announces_the_changed(
     bus = InProcessEventBus()
     announced: list[int] = []
     bus.add_handler(events.LICENSE_CHANGED, lambda p: announced.extend(p["license_ids"]))
-    run = await sync.sync_now(instance_id, settings, bus=bus)
+    run = await synced(instance_id, settings, bus=bus)
     assert run.state == SyncState.SUCCEEDED, run.error
     stored = await console_licenses(instance_id)
     wanted = upstream_licenses(sim.tree)
@@ -142,7 +136,7 @@ async def test_a_resync_applies_every_kind_of_edit_and_announces_the_changed(
     # nothing changed: nothing announced, nothing rewritten
     announced.clear()
     lines = await db.fetch("SELECT * FROM usage_line WHERE instance_id = ?", [instance_id])
-    run = await sync.sync_now(instance_id, settings, bus=bus)
+    run = await synced(instance_id, settings, bus=bus)
     assert (run.licenses_created, run.licenses_updated, run.licenses_removed) == (0, 0, 0)
     assert announced == []
     assert await db.fetch("SELECT * FROM usage_line WHERE instance_id = ?", [instance_id]) == lines
@@ -161,7 +155,7 @@ async def test_a_malformed_listing_fails_the_run_and_changes_nothing(
 ) -> None:
     owner = await connected_tenant(None, sim)
     instance_id = owner.instance_id or 0
-    await sync.sync_now(instance_id, settings)
+    await synced(instance_id, settings)
     before = await dump(instance_id)
     sim.tree.rename(sim.tree.of_type(CUSTOMER)[0]["publicId"], "Renamed meanwhile")
     key = sorted(sim.tree.licenses.licenses)[0]
@@ -184,7 +178,7 @@ async def test_a_malformed_listing_fails_the_run_and_changes_nothing(
             if c["publicId"] != sim.tree.licenses.licenses[key]["companyId"]
         )
         sim.tree.licenses.list_twice(key, under=other)
-    run = await sync.sync_now(instance_id, settings)
+    run = await synced(instance_id, settings)
     assert run.state == SyncState.FAILED
     assert "Search/Licenses" in (run.error or "")
     assert await dump(instance_id) == before
@@ -195,7 +189,7 @@ async def test_more_licenses_than_allowed_fail_the_run_naming_the_setting(
 ) -> None:
     owner = await connected_tenant(None, sim)
     limited = dataclasses.replace(settings, upstream_max_licenses=len(sim.tree.licenses) - 1)
-    run = await sync.sync_now(owner.instance_id or 0, limited)
+    run = await synced(owner.instance_id or 0, limited)
     assert run.state == SyncState.FAILED
     assert "MSP_CONSOLE_UPSTREAM_MAX_LICENSES" in (run.error or "")
     assert not await db.fetch("SELECT id FROM license WHERE instance_id = ?", [owner.instance_id])

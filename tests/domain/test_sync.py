@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from server import events
-from server.domain import reconcile, sync
+from server.domain import reconcile, sync, sync_runs, tree, upstream_connection
 from server.domain.access import Scope
 from server.domain.errors import (
     ImportNotAllowed,
@@ -36,19 +36,12 @@ from server.models import Company, Instance, StaticGroup, SyncRun, db, locks
 from server.models.enums import CompanyType, GroupKind, SyncState, UnlinkReason
 from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
-from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator
-from server.upstream.tree import (
-    ACTIVE,
-    CUSTOMER,
-    MANAGED_MSP,
-    MSP,
-    MSP_MANAGER,
-    SUSPENDED,
-    UpstreamTree,
-)
+from server.upstream.codes import ACTIVE, CUSTOMER, MANAGED_MSP, MSP, MSP_MANAGER, SUSPENDED
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
 from tests import factories
 from tests.conftest import LOCAL_UPSTREAM, TEST_SECRET
 from tests.sync_support import (
+    FAST_CLIENT,
     assert_mirrors,
     check_trees,
     closed_port,
@@ -64,21 +57,11 @@ from tests.sync_support import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _fast_client() -> Iterator[None]:
-    with fast_client():
-        yield
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(UpstreamTree.generate(60, seed=5)) as sim:
-        yield sim
-
-
 async def synced(owner: factories.Owner, settings: Settings, **kwargs: Any) -> SyncRun:
     assert owner.instance_id is not None
-    return await sync.sync_now(owner.instance_id, settings, **kwargs)
+    return await sync_runs.sync_now(
+        owner.instance_id, settings, **{"make_client": FAST_CLIENT, **kwargs}
+    )
 
 
 def ids_of(tree: UpstreamTree) -> set[str]:
@@ -105,8 +88,14 @@ async def test_connecting_with_a_wrong_password_is_refused_and_stores_nothing(
 ) -> None:
     owner = await tenant()
     with pytest.raises(InvalidCredentials) as caught:
-        await sync.connect_msp_administrator(
-            None, owner.instance_id or 0, sim.url, DEFAULT_USERNAME, "hunter2", settings
+        await upstream_connection.connect_msp_administrator(
+            None,
+            owner.instance_id or 0,
+            sim.url,
+            DEFAULT_USERNAME,
+            "hunter2",
+            settings,
+            make_client=FAST_CLIENT,
         )
     assert "hunter2" not in caught.value.message
     assert (await Instance.get(id=owner.instance_id)).upstream_url is None
@@ -118,8 +107,14 @@ async def test_a_distributor_account_cannot_be_imported(
     owner = await tenant()
     sim.add_user("distributor@msp.example", "pw", sim.tree.distributor_id)
     with pytest.raises(ImportNotAllowed) as caught:
-        await sync.connect_msp_administrator(
-            None, owner.instance_id or 0, sim.url, "distributor@msp.example", "pw", settings
+        await upstream_connection.connect_msp_administrator(
+            None,
+            owner.instance_id or 0,
+            sim.url,
+            "distributor@msp.example",
+            "pw",
+            settings,
+            make_client=FAST_CLIENT,
         )
     assert "Distributor" in caught.value.message
 
@@ -131,8 +126,14 @@ async def test_an_unreachable_upstream_fails_with_a_clear_error(
     async with Simulator(UpstreamTree.generate(10, seed=1)) as gone:
         url = gone.url
     with pytest.raises(UpstreamFailed) as caught:
-        await sync.connect_msp_administrator(
-            None, owner.instance_id or 0, url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
+        await upstream_connection.connect_msp_administrator(
+            None,
+            owner.instance_id or 0,
+            url,
+            DEFAULT_USERNAME,
+            DEFAULT_PASSWORD,
+            settings,
+            make_client=FAST_CLIENT,
         )
     assert caught.value.message == "could not reach the MSP Administrator at 127.0.0.1"
 
@@ -142,8 +143,14 @@ async def test_connecting_needs_sync_write(app: object, sim: Simulator, settings
     assert owner.instance_id is not None
     reader = Scope(owner.instance_id, 0, False, {})
     with pytest.raises(PermissionDenied):
-        await sync.connect_msp_administrator(
-            reader, owner.instance_id, sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
+        await upstream_connection.connect_msp_administrator(
+            reader,
+            owner.instance_id,
+            sim.url,
+            DEFAULT_USERNAME,
+            DEFAULT_PASSWORD,
+            settings,
+            make_client=FAST_CLIENT,
         )
 
 
@@ -211,7 +218,7 @@ async def test_renames_moves_and_removals_follow_with_groups_computers_and_custo
         depth=group.depth + 1,
     )
     custom.path = f"{group.path}{custom.id}/"
-    custom.sort_key = group.sort_key + reconcile.tree.sort_segment("Laptops", custom.id)
+    custom.sort_key = group.sort_key + tree.sort_segment("Laptops", custom.id)
     await custom.save()
 
     upstream.rename(moving, 'Zeta, "the" MSP')
@@ -287,7 +294,7 @@ async def test_customer_status_events_name_the_customers_whose_status_changed(
         run = await synced(owner, settings, bus=bus)
         event = await asyncio.wait_for(anext(stream), 1)
         states = []
-        while not states or states[-1] not in sync.FINISHED:
+        while not states or states[-1] not in sync_runs.FINISHED:
             payload = await asyncio.wait_for(anext(runs), 1)
             assert payload == {"instance_id": owner.instance_id, "run_id": run.id}
             states.append((await SyncRun.get(id=run.id)).state)
@@ -607,7 +614,7 @@ async def test_credentials_stored_under_another_secret_key_fail_the_run_clearly(
 
 
 async def test_a_failure_inside_the_apply_phase_rolls_everything_back(
-    app: object, sim: Simulator, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    app: object, sim: Simulator, settings: Settings
 ) -> None:
     owner = await connected_tenant(None, sim)
     instance_id = owner.instance_id or 0
@@ -619,8 +626,7 @@ async def test_a_failure_inside_the_apply_phase_rolls_everything_back(
     async def explode() -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(sync, "_pause_hook", lambda: explode)
-    run = await synced(owner, settings)
+    run = await synced(owner, settings, after_first_write=explode)
     assert (run.state, run.phase, run.error) == (
         SyncState.FAILED,
         sync.APPLY,
@@ -644,7 +650,6 @@ async def test_a_process_killed_in_the_apply_phase_leaves_the_tree_intact(
 
     env = {
         **os.environ,
-        sync.PAUSE_ENV: "60",
         "DATABASE_URL": settings.database_url,
         "MSP_CONSOLE_SECRET_KEY": TEST_SECRET,
         "MSP_CONSOLE_UPSTREAM_ALLOWED_HOSTS": ",".join(LOCAL_UPSTREAM),
@@ -654,6 +659,7 @@ async def test_a_process_killed_in_the_apply_phase_leaves_the_tree_intact(
         "-m",
         "tests.domain.sync_process",
         str(instance_id),
+        "60",
         cwd=ROOT,
         env=env,
         stderr=asyncio.subprocess.PIPE,
@@ -694,9 +700,20 @@ async def test_tokens_expiring_every_few_calls_do_not_stop_a_large_sync(
 # -- the upstream as an attacker, or as an SSRF tool -------------------------------------------
 
 
-async def connect(owner: factories.Owner, url: str, settings: Settings) -> Instance:
-    return await sync.connect_msp_administrator(
-        None, owner.instance_id or 0, url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
+async def connect(
+    owner: factories.Owner,
+    url: str,
+    settings: Settings,
+    make_client: upstream_connection.ClientFactory = FAST_CLIENT,
+) -> Instance:
+    return await upstream_connection.connect_msp_administrator(
+        None,
+        owner.instance_id or 0,
+        url,
+        DEFAULT_USERNAME,
+        DEFAULT_PASSWORD,
+        settings,
+        make_client=make_client,
     )
 
 
@@ -768,12 +785,12 @@ async def test_connecting_to_a_closed_port_or_a_silent_one_answers_the_same(
     app: object, settings: Settings
 ) -> None:
     owner = await tenant()
-    with fast_client(timeout=0.2):
-        with pytest.raises(UpstreamFailed) as closed:
-            await connect(owner, f"http://127.0.0.1:{closed_port()}", settings)
-        async with port_that(None) as port:
-            with pytest.raises(UpstreamFailed) as silent:
-                await connect(owner, f"http://127.0.0.1:{port}", settings)
+    impatient = fast_client(timeout=0.2)
+    with pytest.raises(UpstreamFailed) as closed:
+        await connect(owner, f"http://127.0.0.1:{closed_port()}", settings, impatient)
+    async with port_that(None) as port:
+        with pytest.raises(UpstreamFailed) as silent:
+            await connect(owner, f"http://127.0.0.1:{port}", settings, impatient)
     assert closed.value.message == silent.value.message
     assert closed.value.message == "could not reach the MSP Administrator at 127.0.0.1"
 
@@ -989,8 +1006,14 @@ async def test_connecting_with_oversized_input_is_refused_before_any_request(
 ) -> None:
     owner = await tenant()
     with pytest.raises(InvalidInput, match="at most") as caught:
-        await sync.connect_msp_administrator(
-            None, owner.instance_id or 0, url.format(port=sim.port), username, "pw", settings
+        await upstream_connection.connect_msp_administrator(
+            None,
+            owner.instance_id or 0,
+            url.format(port=sim.port),
+            username,
+            "pw",
+            settings,
+            make_client=FAST_CLIENT,
         )
     assert caught.value.field == field
     assert sim.calls.total() == 0
@@ -1003,8 +1026,14 @@ async def test_neither_run_errors_nor_logs_hold_the_password_or_tokens(
     password = "s3cr3t-Pa55word-of-the-ops-user"
     sim.add_user("ops@msp.example", password, sim.tree.account_id)
     owner = await tenant()
-    await sync.connect_msp_administrator(
-        None, owner.instance_id or 0, sim.url, "ops@msp.example", password, settings
+    await upstream_connection.connect_msp_administrator(
+        None,
+        owner.instance_id or 0,
+        sim.url,
+        "ops@msp.example",
+        password,
+        settings,
+        make_client=FAST_CLIENT,
     )
     failures = [
         lambda: sim.faults.malformed_body(
@@ -1036,10 +1065,13 @@ async def test_starting_a_sync_during_a_run_returns_the_running_one(
     instance_id = owner.instance_id or 0
     bus = InProcessEventBus()
     sim.faults.delay = 0.05
-    first = await sync.start_sync(instance_id, "manual", settings=settings, bus=bus)
-    second = await sync.start_sync(instance_id, "manual", settings=settings, bus=bus)
+    start = {"settings": settings, "bus": bus, "make_client": FAST_CLIENT}
+    first = await sync_runs.start_sync(instance_id, "manual", **start)
+    second = await sync_runs.start_sync(instance_id, "manual", **start)
     assert second.id == first.id
-    followed = await sync.sync_now(instance_id, settings, bus=bus)  # joins it
+    followed = await sync_runs.sync_now(
+        instance_id, settings, bus=bus, make_client=FAST_CLIENT
+    )  # joins it
     assert followed.id == first.id and followed.state == SyncState.SUCCEEDED
     assert await SyncRun.filter(instance_id=instance_id).count() == 1
 
@@ -1052,7 +1084,7 @@ async def test_a_run_left_active_by_a_dead_process_is_failed_by_the_next_start(
     orphan = await SyncRun.create(
         instance_id=instance_id, trigger="manual", state=SyncState.RUNNING
     )
-    assert await sync.recover_interrupted(InProcessEventBus()) >= 1
+    assert await sync_runs.recover_interrupted(InProcessEventBus()) >= 1
     await orphan.refresh_from_db()
     assert orphan.state == SyncState.FAILED and "interrupted" in (orphan.error or "")
 

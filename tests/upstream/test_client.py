@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,17 +24,12 @@ from server.upstream.client import (
     UpstreamUnavailable,
     UpstreamUnreachable,
 )
+from server.upstream.codes import CUSTOMER, DISTRIBUTOR, MSP, MSP_MANAGER, SUSPENDED
 from server.upstream.simulator import Simulator, UpstreamTree
-from server.upstream.tree import CUSTOMER, DISTRIBUTOR, MSP, MSP_MANAGER, SUSPENDED
+from tests.sync_support import FAST as SYNC_FAST
 from tests.sync_support import closed_port, port_that
 
-FAST = {
-    "timeout": 2.0,
-    "max_retries": 3,
-    "max_backoff_total": 2.0,
-    "backoff_base": 0.002,
-    "backoff_max": 0.02,
-}
+FAST = {**SYNC_FAST, "max_retries": 3, "max_backoff_total": 2.0}
 
 
 def connect(
@@ -58,10 +53,7 @@ def pages_of_a_walk(tree: UpstreamTree) -> int:
     return sum(max(1, -(-len(tree.children_of(p)) // 100)) for p in parents_of_a_walk(tree))
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(UpstreamTree.generate(300, seed=21)) as sim:
-        yield sim
+pytestmark = pytest.mark.upstream_tree(300, 21)
 
 
 async def fetch(sim: Simulator, **overrides: Any) -> UpstreamSnapshot:

@@ -15,9 +15,9 @@ from server.upstream.client import (
     UpstreamNotFound,
     UpstreamProtocolError,
 )
-from server.upstream.license_book import EXPIRED, SUSPENDED
-from server.upstream.licenses import company_licenses, fetch_licenses
+from server.upstream.licenses import fetch_licenses
 from server.upstream.simulator import Simulator, UpstreamTree
+from server.upstream.simulator.license_book import EXPIRED, SUSPENDED
 
 FAST = {"timeout": 2.0, "max_retries": 3, "max_backoff_total": 2.0, "backoff_base": 0.002,
         "backoff_max": 0.02}  # fmt: skip
@@ -73,7 +73,7 @@ async def test_companies_are_asked_concurrently_within_the_bound():
         async with connect(sim, concurrency=4) as client:
             task = asyncio.create_task(fetch_licenses(client, account(tree)))
             while not task.done():  # requests in flight, as the client counts them
-                most = max(most, client._in_flight)
+                most = max(most, client._transport._in_flight)
                 await asyncio.sleep(0.002)
             await task
     assert 1 < most <= 4
@@ -94,9 +94,9 @@ async def test_an_unknown_company_is_not_found():
     tree = UpstreamTree.generate(20, seed=6)
     async with Simulator(tree) as sim, connect(sim) as client:
         with pytest.raises(UpstreamNotFound):
-            await company_licenses(client, "no-such-company")
+            await client.company_licenses("no-such-company")
         with pytest.raises(UpstreamNotFound):  # outside the account: as if it did not exist
-            await company_licenses(client, tree.distributor_id)
+            await client.company_licenses(tree.distributor_id)
 
 
 def _first_license(body: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +142,7 @@ async def test_a_malformed_listing_fails_naming_the_field(case):
     async with Simulator(tree) as sim, connect(sim) as client:
         sim.faults.malformed_body(body=body, endpoint="Search/Licenses")
         with pytest.raises(UpstreamProtocolError) as failure:
-            await company_licenses(client, company)
+            await client.company_licenses(company)
     assert "Search/Licenses" in str(failure.value)
     assert field in str(failure.value)
 
@@ -166,7 +166,7 @@ async def test_a_key_twice_under_one_company_fails():
     tree.licenses.list_twice(key, under=first)
     async with Simulator(tree) as sim, connect(sim) as client:
         with pytest.raises(UpstreamProtocolError, match="listed twice"):
-            await company_licenses(client, first)
+            await client.company_licenses(first)
 
 
 async def test_a_license_naming_another_company_fails():
@@ -176,7 +176,7 @@ async def test_a_license_naming_another_company_fails():
     tree.licenses.report_company(key, second)
     async with Simulator(tree) as sim, connect(sim) as client:
         with pytest.raises(UpstreamProtocolError, match="companyId"):
-            await company_licenses(client, first)
+            await client.company_licenses(first)
 
 
 async def test_a_listing_that_changes_while_paging_fails():
@@ -192,7 +192,7 @@ async def test_a_listing_that_changes_while_paging_fails():
     async with Simulator(tree) as sim, connect(sim, page_size=2) as client:
         sim.faults.malformed_body(body=grown, endpoint="Search/Licenses", after=1)
         with pytest.raises(UpstreamProtocolError, match="changed while paging"):
-            await company_licenses(client, company)
+            await client.company_licenses(company)
 
 
 async def test_more_licenses_than_the_limit_fail_the_read():
@@ -218,7 +218,7 @@ async def test_the_book_serves_every_state_and_edit():
     tree.licenses.set_quantity(key, 77)
     async with Simulator(tree) as sim, connect(sim) as client:
         company = tree.licenses.licenses[key]["companyId"]
-        found = {lic.public_license_key: lic for lic in await company_licenses(client, company)}
+        found = {lic.public_license_key: lic for lic in await client.company_licenses(company)}
     assert (found[key].state, found[key].quantity) == (SUSPENDED, 77)
     tree.licenses.expire(key)
     assert tree.licenses.licenses[key]["state"] == EXPIRED

@@ -10,8 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.upstream.simulator import Simulator, UpstreamTree
-from server.upstream.tree import (
+from server.upstream.codes import (
     CUSTOMER,
     DISTRIBUTOR,
     DIVISION,
@@ -21,6 +20,7 @@ from server.upstream.tree import (
     MSP_MANAGER,
     SUSPENDED,
 )
+from server.upstream.simulator import Simulator, UpstreamTree
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

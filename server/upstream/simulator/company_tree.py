@@ -1,4 +1,5 @@
-"""The in-memory company tree the MSP Administrator simulator serves, with knobs tests turn."""
+"""The in-memory company tree the MSP Administrator simulator serves, with knobs tests turn
+(add, rename, move, remove, suspend) and a generator of realistic trees."""
 
 from __future__ import annotations
 
@@ -8,22 +9,21 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from server.upstream.license_book import LicenseBook
-
-HQ = 1001
-DISTRIBUTOR = 1002
-DIVISION = 1003
-MSP_MANAGER = 1004
-MSP = 1005
-MANAGED_MSP = 1006
-CUSTOMER = 1007
-
-ACTIVE = 1
-SUSPENDED = 2
-WAITING_FOR_ACTIVATION = 3
-
-COMPANY_TYPES = frozenset({HQ, DISTRIBUTOR, DIVISION, MSP_MANAGER, MSP, MANAGED_MSP, CUSTOMER})
-STATUSES = frozenset({ACTIVE, SUSPENDED, WAITING_FOR_ACTIVATION})
+from server.upstream.codes import (
+    ACTIVE,
+    COMPANY_TYPES,
+    CUSTOMER,
+    DISTRIBUTOR,
+    DIVISION,
+    HQ,
+    MANAGED_MSP,
+    MSP,
+    MSP_MANAGER,
+    STATUSES,
+    SUSPENDED,
+    WAITING_FOR_ACTIVATION,
+)
+from server.upstream.simulator.license_book import LicenseBook
 
 # A company as the wire protocol spells it: publicId, name, type, status, parentId, email,
 # customIdentifier.
@@ -260,7 +260,7 @@ class UpstreamTree:
         parent = self.companies[parent_id]
         if parent["type"] == CUSTOMER:
             raise ValueError("customers never have children")
-        if type not in COMPANY_TYPES or type == HQ:
+        if type not in COMPANY_TYPES:
             raise ValueError(f"not a company type: {type}")
         if status not in STATUSES:
             raise ValueError(f"not a status: {status}")
