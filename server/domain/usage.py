@@ -242,14 +242,22 @@ async def report_page(scope: Scope, month: str, request: PageRequest) -> Page[Us
 
 
 async def report_count(scope: Scope, month: str) -> int:
-    """Rows (company and product) of the month's report the viewer may see."""
+    """Rows (company and product) of the month's report the viewer may see: one statement
+    over the month's ledger (asked only with `totalCount`)."""
     start, end = parse_month(month)
     condition, params = scope.sql("c.path", Area.LICENSES)
+    companies, company_params = "", []
+    if condition != "1=1":  # the whole instance needs no look at the companies
+        companies = (
+            "AND u.company_id IN (SELECT c.id FROM company c "
+            f"WHERE c.instance_id = ? AND {condition}) "
+        )
+        company_params = [scope.instance_id, *params]
     value = await db.fetch_value(
-        "SELECT COUNT(*) AS n FROM (SELECT DISTINCT u.company_id, u.product_code "
-        "FROM usage_line u JOIN company c ON c.id = u.company_id "
-        f"WHERE c.instance_id = ? AND {condition} AND u.day >= ? AND u.day < ?) x",
-        [scope.instance_id, *params, start, end],
+        "SELECT COUNT(*) AS n FROM (SELECT u.company_id FROM usage_line u "
+        f"WHERE u.instance_id = ? AND u.day >= ? AND u.day < ? {companies}"
+        "GROUP BY u.company_id, u.product_code) x",
+        [scope.instance_id, start, end, *company_params],
     )
     return int(value or 0)
 
