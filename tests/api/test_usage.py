@@ -11,12 +11,13 @@ import io
 import pytest
 
 from server.domain import usage
+from server.domain.access import Scope
 from server.domain.errors import InvalidInput
 from server.models import License, db
 from server.models.db import count_statements
 from server.models.enums import Area, Level, LicenseState
 from tests import factories
-from tests.api.scoped_users import group_of, scoped_user
+from tests.api.scoped_users import all_group, group_of, scoped_user
 from tests.graphql_client import error_codes
 
 REPORT = """query($month: String!, $first: Int, $after: String) {
@@ -238,3 +239,20 @@ async def test_a_user_without_licenses_read_sees_no_usage(client):
     )
     data = await client.query(REPORT, {"month": "2026-10"}, other.token)
     assert data["usageReport"]["edges"] == []  # its customer bills nothing (suspended only)
+
+
+async def test_the_csv_is_written_a_page_of_rows_at_a_time(client):
+    owner = await factories.owner(client)
+    tree = await factories.company_tree(owner.instance_id, msps=2, customers_per_msp=3)
+    for customer in tree.all_customers:
+        await factories.license(owner.instance_id, customer)
+    await usage.record_snapshot(owner.instance_id, on(7))
+    scope = Scope.for_owner(owner.instance_id, 0, (await all_group(owner.instance_id)).path)
+    whole = "".join([chunk async for chunk in usage.csv_chunks(scope, "2026-10")])
+    with count_statements() as counter:
+        chunks = [chunk async for chunk in usage.csv_chunks(scope, "2026-10", page_size=2)]
+    assert "".join(chunks) == whole
+    assert len(whole.splitlines()) == 1 + 6
+    # three pages of two rows (and the look past the last): each its own statement and chunk
+    assert counter.count == 3
+    assert [len(chunk.splitlines()) for chunk in chunks if chunk] == [3, 2, 2]
