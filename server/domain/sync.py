@@ -2,8 +2,8 @@
 companies (phase `licenses`), then apply the difference in one transaction (phase `apply`, see
 `reconcile`): a run that fails or is interrupted changes nothing. Every change of a run is
 published as a `SYNC_RUN` event; customers whose status a run changed as one `CUSTOMER_STATUS`
-event per batch of ids, and licenses it created or changed as `LICENSE_CHANGED` events. Starting runs, one at a time per
-instance, is `sync_runs`' part.
+event per batch of ids, and licenses it created or changed as `LICENSE_CHANGED` events.
+Starting runs, one at a time per instance, is `sync_runs`' part.
 """
 
 from __future__ import annotations
