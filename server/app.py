@@ -19,10 +19,12 @@ from tortoise.contrib.starlette import RegisterTortoise
 from server.agents import AgentRuntime, agent_routes, create_agent_app
 from server.api.downloads import installer_config
 from server.api.http import GraphQLView
+from server.api.reports import usage_csv
 from server.api.schema import build_schema
 from server.body_limit import BodyLimitMiddleware
 from server.domain.secrets import bound_password_hashing
 from server.domain.sync_scheduler import SyncScheduler
+from server.domain.usage_snapshots import UsageSnapshots
 from server.events import EventBus, create_event_bus
 from server.models import db
 from server.observability import RequestIdMiddleware, metrics_endpoint, worker_stopped
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
             await bus.start()
             scheduler = SyncScheduler(settings, bus)
             await scheduler.start()
+            snapshots = UsageSnapshots(settings)
+            await snapshots.start()
             await agent_runtime.start()
             agent_listener = await serve_agent_port(settings, agent_runtime)
             try:
@@ -83,6 +87,7 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
                     agent_listener.should_exit = True
                 await agent_runtime.stop()  # writes every buffered check-in
                 await scheduler.stop()
+                await snapshots.stop()
                 await bus.stop()
                 worker_stopped()
 
@@ -93,6 +98,7 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint(settings.metrics_token, settings.metrics_public)),
         Route("/installers/config", installer_config, methods=["POST"]),
+        Route("/reports/usage.csv", usage_csv, methods=["GET"]),
         *agent_routes(agent_runtime),
     ]
     middleware = [

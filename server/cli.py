@@ -148,6 +148,13 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(sync_command.run(args, settings))
 
 
+def cmd_usage_report(args: argparse.Namespace, settings: Settings) -> int:
+    from server import usage_command
+
+    asyncio.run(apply_migrations(settings))
+    return asyncio.run(usage_command.run(args, settings))
+
+
 def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
     """Print the schema's SDL, write it to a file, or check that a file is up to date."""
     from pathlib import Path
@@ -213,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     recount = commands.add_parser("recount", help="recount the subtree counters (repair)")
     recount.add_argument("--instance", type=int, help="only this instance (default: all)")
     recount.set_defaults(handler=cmd_recount)
+    report = commands.add_parser("usage-report", help="write a month's usage report as CSV")
+    from server import usage_command
+
+    usage_command.add_arguments(report)
+    report.set_defaults(handler=cmd_usage_report)
 
     upstream = commands.add_parser("simulate-upstream", help="the MSP Administrator simulator")
     upstream.add_argument("--host", default="127.0.0.1")

@@ -1,6 +1,7 @@
 """`msp-console serve --demo`: the console with a demo account, synced from the built-in MSP
 Administrator simulator (started in-process at every start, so syncing works after a restart),
-customers in all three statuses, and computers whose agents keep checking in.
+customers in all three statuses, licenses in every state (some overused, some expiring soon)
+with a few days of usage snapshots, and computers whose agents keep checking in.
 
 The demo goes through the same paths as real use: a real sync over HTTP, the customer setup,
 installers and agent enrolment, and check-ins written by the agents' batched writer.
@@ -17,12 +18,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from starlette.applications import Starlette
+from tortoise.transactions import in_transaction
 
 from server.app import create_app
-from server.domain import agents, customers, secrets, sync_runs, upstream_connection
+from server.domain import agents, customers, secrets, sync_runs, upstream_connection, usage
 from server.domain.access import Scope, load_scope
 from server.domain.instances import create_instance
-from server.models import Account, Company, Computer, Instance, User
+from server.models import Account, Company, Computer, Instance, User, db
 from server.models.enums import CompanyType, Service
 from server.settings import Settings
 from server.upstream.simulator import Simulator, UpstreamTree
@@ -36,6 +38,7 @@ DEMO_SEED = 7
 SIMULATOR_HOST = "127.0.0.1"  # the demo allows this host (its own simulator) as an upstream
 COMPUTERS_PER_CUSTOMER = (4, 30)
 ONLINE_SHARE = 0.8  # of demo computers whose agents keep checking in
+USAGE_HISTORY_DAYS = 6  # days of usage snapshots the demo starts with, before today's
 OS_NAMES = ("Windows 11 Pro", "Windows 10 Pro", "Windows Server 2022", "Ubuntu 24.04", "macOS 15")
 
 
@@ -90,6 +93,7 @@ async def prepare_demo(settings: Settings, upstream_url: str) -> int:
         print("demo: syncing from the built-in MSP Administrator simulator...", flush=True)
         await sync_runs.sync_now(instance.id, settings, trigger="demo")
         await _seed_customers(scope, owner.id, settings)
+        await seed_usage_history(instance.id)
     print(
         f"\n  msp-console demo: sign in as {DEMO_EMAIL} / {DEMO_PASSWORD} "
         f"(via EBA or EMA2) at /graphql\n",
@@ -120,6 +124,22 @@ async def _seed_customers(scope: Scope, owner_id: int, settings: Settings) -> No
             await customers.skip_customer_setup(scope, owner_id, customer.id)
             await customers.unlink_customer(scope, owner_id, customer.id)
     print(f"demo: {len(found)} customers, {computers} computers enrolled", flush=True)
+
+
+async def seed_usage_history(instance_id: int, days: int = USAGE_HISTORY_DAYS) -> None:
+    """Snapshots of the days before the first sync's, seats growing towards today's, so the
+    usage report has history from the start (real consoles only ever record what they saw)."""
+    today = datetime.now(UTC)
+    for back in range(days, 0, -1):
+        moment = today - timedelta(days=back)
+        async with in_transaction():
+            await usage.record_snapshot(instance_id, moment)
+            await db.execute(  # fewer seats further back: some customers grew since
+                "UPDATE usage_line SET seats = seats - (company_id + ?) % 3 "
+                "WHERE instance_id = ? AND day = ? AND seats > 2",
+                [back, instance_id, moment.date()],
+            )
+    print(f"demo: {days} days of usage snapshots before today's", flush=True)
 
 
 async def _enrol(token: str, customer: Company, rng: random.Random, settings: Settings) -> int:

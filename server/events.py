@@ -28,11 +28,19 @@ Handler = Callable[[dict[str, Any]], None]
 SYNC_RUN = "sync_run"  # {"instance_id", "run_id"}
 CUSTOMER_STATUS = "customer_status"  # {"instance_id", "company_ids"}
 COMPUTER_CONNECTION = "computer_connection"  # {"instance_id", "computer_ids"}
+LICENSE_CHANGED = "license_changed"  # {"instance_id", "license_ids"}: changed by a sync
 SESSION_ENDED = "session_ended"  # {"instance_id", "user_ids" | "session_ids"}: close sockets
 # {"instance_id", "token_hashes"}: agent tokens of removed computers, or superseded by a
 # re-enrolment; every process refuses them from now on (the hashes, never the tokens)
 AGENT_TOKENS_REVOKED = "agent_tokens_revoked"
-TOPICS = (SYNC_RUN, CUSTOMER_STATUS, COMPUTER_CONNECTION, SESSION_ENDED, AGENT_TOKENS_REVOKED)
+TOPICS = (
+    SYNC_RUN,
+    CUSTOMER_STATUS,
+    COMPUTER_CONNECTION,
+    LICENSE_CHANGED,
+    SESSION_ENDED,
+    AGENT_TOKENS_REVOKED,
+)
 QUEUE_LIMIT = 1000  # events one mailbox holds before its reader counts as stalled
 
 

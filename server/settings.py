@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -13,6 +15,7 @@ from server.domain.tree_paths import COMPANY_LEVELS_THAT_FIT
 DEFAULT_SECRET_KEY = "insecure-demo-secret-change-me"  # noqa: S105 - refused outside --demo
 DEFAULT_INSTALLER_TTL_DAYS = 30
 MAX_INSTALLER_TTL_DAYS = 3650
+_HH_MM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
 class SettingsError(ValueError):
@@ -66,6 +69,8 @@ class Settings:
     upstream_max_companies: int = 100_000
     upstream_max_depth: int = COMPANY_LEVELS_THAT_FIT  # levels, read-only ancestors included
     upstream_max_fetch_seconds: float = 3_600.0
+    upstream_max_licenses: int = 1_000_000  # licenses a sync takes, over all companies
+    usage_snapshot_at: str = "00:30"  # HH:MM UTC of the daily usage snapshot
     metrics_token: str = ""  # /metrics answers only with this bearer token; 404 when empty
     metrics_public: bool = False  # /metrics answers anyone (behind a private network only)
     # Enrolments per installer token and per client address (each, per process): a burst
@@ -97,6 +102,14 @@ class Settings:
         return replace(settings, **overrides) if overrides else settings
 
     @property
+    def usage_snapshot_time(self) -> dt.time:
+        """`usage_snapshot_at` as a time of day (UTC); ValueError when it is not HH:MM."""
+        found = _HH_MM.fullmatch(self.usage_snapshot_at)
+        if found is None:
+            raise ValueError(f"not HH:MM: {self.usage_snapshot_at!r}")
+        return dt.time(int(found.group(1)), int(found.group(2)))
+
+    @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith(("postgres://", "postgresql://", "asyncpg://"))
 
@@ -121,6 +134,7 @@ class Settings:
             "upstream_max_body_bytes",
             "upstream_max_companies",
             "upstream_max_depth",
+            "upstream_max_licenses",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"MSP_CONSOLE_{name.upper()} must be at least 1")
@@ -143,6 +157,13 @@ class Settings:
             )
         if not self.upstream_max_fetch_seconds > 0:
             raise SettingsError("MSP_CONSOLE_UPSTREAM_MAX_FETCH_SECONDS must be positive")
+        try:
+            self.usage_snapshot_time  # noqa: B018 - parsed to refuse a malformed value early
+        except ValueError:
+            raise SettingsError(
+                "MSP_CONSOLE_USAGE_SNAPSHOT_AT: expected HH:MM (UTC), got "
+                f"{self.usage_snapshot_at!r}"
+            ) from None
         if not 1 <= self.installer_ttl_days <= MAX_INSTALLER_TTL_DAYS:
             raise SettingsError(
                 f"MSP_CONSOLE_INSTALLER_TTL_DAYS: between 1 and {MAX_INSTALLER_TTL_DAYS} days"

@@ -64,7 +64,11 @@ async def _sync_one(console: Console, instance_id: int, settings: Settings) -> S
         task = progress.add_task("connecting", total=None, instance=instance_id)
 
         def show(run: SyncRun) -> None:
-            phase = {sync.FETCH: "fetching the tree", sync.APPLY: "applying the changes"}
+            phase = {
+                sync.FETCH: "fetching the tree",
+                sync.LICENSES: "fetching the licenses",
+                sync.APPLY: "applying the changes",
+            }
             description = phase.get(run.phase or "", run.state.value.lower())
             if run.state in sync_runs.FINISHED:
                 description = run.state.value.lower()

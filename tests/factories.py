@@ -7,10 +7,10 @@ import itertools
 import uuid
 from dataclasses import dataclass, field
 
-from server.domain import accounts, counters, hierarchy, tree_paths
+from server.domain import accounts, counters, hierarchy, licenses, tree_paths
 from server.domain.instances import create_instance
-from server.models import Company, Computer, StaticGroup
-from server.models.enums import CompanyType, GroupKind, Service, SetupState
+from server.models import Company, Computer, License, StaticGroup
+from server.models.enums import CompanyType, GroupKind, LicenseState, Service, SetupState
 from tests.graphql_client import GraphQLClient
 
 PASSWORD = "correct horse battery"
@@ -131,3 +131,36 @@ def global_id(model: object) -> str:
     from server.domain import global_ids
 
     return global_ids.encode(type(model).__name__, model.id)  # type: ignore[attr-defined]
+
+
+_license_serial = itertools.count(1)
+
+
+async def license(
+    instance_id: int,
+    company: Company,
+    *,
+    seats: int = 10,
+    activated: int = 5,
+    state: LicenseState = LicenseState.ACTIVE,
+    product_code: int = 101,
+    product_name: str = "ESET PROTECT Entry",
+    trial: bool = False,
+    expires_at: dt.datetime | None = None,
+    key: str | None = None,
+) -> License:
+    """A license of a company, as a sync would store it."""
+    key = key or f"LIC-{next(_license_serial):06d}-{uuid.uuid4().hex[:6].upper()}"
+    return await License.create(
+        instance_id=instance_id,
+        company=company,
+        public_license_key=key,
+        product_code=product_code,
+        product_name=product_name,
+        seats=seats,
+        activated=activated,
+        state=state,
+        trial=trial,
+        expires_at=expires_at,
+        search_text=licenses.search_text(key, product_name),
+    )

@@ -30,6 +30,7 @@ BYTE_ORDERED = {
     ("computer", "sort_name"),
     ("console_user", "email"),
     ("permission_set", "name"),
+    ("license", "public_license_key"),
 }
 
 

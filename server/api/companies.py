@@ -32,6 +32,7 @@ from server.models import Company as CompanyModel
 if TYPE_CHECKING:
     from server.api.groups import StaticGroup
     from server.api.installers import Installer
+    from server.api.licenses import License, SeatUsage
 
 
 @strawberry.type
@@ -178,6 +179,25 @@ class Company(Node):
         from server.api.installers import company_installers
 
         return await company_installers(info, self.model.id, first, after, include_revoked)
+
+    @strawberry.field(description="The company's own licenses (LICENSES READ), by key.")
+    async def licenses(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[License, strawberry.lazy("server.api.licenses")]]:
+        from server.api.licenses import company_licenses
+
+        return await company_licenses(info, self.model, first, after)
+
+    @strawberry.field(
+        description="Seats and activations of the licenses in force against the computers "
+        "this console holds, for the company (and its subtree when recursive)."
+    )
+    async def seat_usage(
+        self, info: Info[Context, None], recursive: bool = True
+    ) -> Annotated[SeatUsage, strawberry.lazy("server.api.licenses")]:
+        from server.api.licenses import company_seat_usage
+
+        return await company_seat_usage(info, self.model, recursive)
 
 
 refetchable("Company", lambda loaders: loaders.company_by_id, Company.of)

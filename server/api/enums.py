@@ -12,6 +12,7 @@ from server.models.enums import (
     CustomerStatus,
     DuplicateResolution,
     Level,
+    LicenseState,
     ProtectionStatus,
     Service,
     SyncState,
@@ -23,6 +24,7 @@ strawberry.enum(ConnectionStatus)
 strawberry.enum(CustomerStatus)
 strawberry.enum(DuplicateResolution)
 strawberry.enum(Level)
+strawberry.enum(LicenseState)
 strawberry.enum(ProtectionStatus)
 strawberry.enum(Service)
 strawberry.enum(SyncState)

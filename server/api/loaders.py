@@ -15,13 +15,14 @@ from server.domain import (
     computers,
     groups,
     installers,
+    licenses,
     permission_sets,
     sync_runs,
     users,
 )
 from server.domain.access import Scope
 from server.domain.listing import Page, PageRequest
-from server.models import Company, Computer, StaticGroup, SyncRun
+from server.models import Company, Computer, License, StaticGroup, SyncRun
 from server.models.enums import CompanyType
 from server.settings import Settings
 
@@ -93,6 +94,19 @@ class Loaders:
         )
         self.group_children_count = _grouped(lambda _, ids: groups.children_counts(scope, ids))
         self.computer_count = _grouped(self._computer_counts)
+        self.license_by_id = _by_key(lambda ids: licenses.by_ids(scope, ids))
+        self.seat_usage = _grouped(self._seat_usage)
+        self.company_licenses_page = _grouped(
+            lambda request, ids: licenses.pages_by_company(scope, ids, request)
+        )
+        self.company_licenses_count = _grouped(
+            lambda _, ids: licenses.counts_by_company(scope, ids)
+        )
+
+    async def _seat_usage(self, recursive: bool, ids: list[int]) -> dict[int, Any]:
+        found = [c for c in await self.company_by_id.load_many(ids) if c is not None]
+        usage = await licenses.seat_usage(self.scope, found, recursive, self.settings)
+        return {i: usage.get(i, licenses.SeatUsage()) for i in ids}
 
     async def _company_children_pages(
         self, args: tuple[tuple[CompanyType, ...] | None, PageRequest], ids: list[int]
@@ -147,6 +161,10 @@ class Loaders:
     def prime_computers(self, items: Sequence[Computer]) -> None:
         for computer in items:
             self.computer_by_id.prime(computer.id, computer)
+
+    def prime_licenses(self, items: Sequence[License]) -> None:
+        for license in items:
+            self.license_by_id.prime(license.id, license)
 
     def prime_sync_runs(self, items: Sequence[SyncRun]) -> None:
         for run in items:

@@ -28,6 +28,7 @@ from server.api.execution import Executor, install_shortcuts
 from server.api.groups import GroupQueries, StaticGroup
 from server.api.installers import Installer, InstallerMutations
 from server.api.instances import Instance, InstanceMutations, InstanceQueries
+from server.api.licenses import License, LicenseQueries
 from server.api.limits import QueryLimits
 from server.api.node import NodeQueries
 from server.api.permission_sets import (
@@ -37,6 +38,7 @@ from server.api.permission_sets import (
 )
 from server.api.subscriptions import Subscription
 from server.api.sync import SyncMutations, SyncQueries, SyncRun
+from server.api.usage import UsageQueries
 from server.api.users import User, UserMutations, UserQueries
 from server.api.viewer import ViewerQueries
 from server.observability import OperationMetrics
@@ -56,6 +58,8 @@ class Query(
     UserQueries,
     PermissionSetQueries,
     AuditQueries,
+    LicenseQueries,
+    UsageQueries,
 ):
     pass
 
@@ -141,6 +145,7 @@ def build_schema(settings: Settings | None = None) -> ConsoleSchema:
             Computer,
             Installer,
             Instance,
+            License,
             PermissionSet,
             StaticGroup,
             SyncRun,

@@ -28,9 +28,10 @@ from server.api.computers import Computer
 from server.api.context import Context
 from server.api.enums import SyncState
 from server.api.errors import SubscriberTooSlow, TooManySubscriptions
+from server.api.licenses import License
 from server.api.node import decode_id
 from server.api.sync import SyncRun
-from server.domain import companies, computers, sync_runs
+from server.domain import companies, computers, licenses, sync_runs
 from server.domain.access import Scope, scope_of, whole_instance
 from server.domain.accounts import resolve_sessions
 from server.events import EventBus, Mailbox
@@ -85,6 +86,7 @@ def make_hub(bus: EventBus, session_ttl: int) -> Hub:
     hub.register(events.SYNC_RUN, _load_runs)
     hub.register(events.CUSTOMER_STATUS, _load_companies)
     hub.register(events.COMPUTER_CONNECTION, _load_computers)
+    hub.register(events.LICENSE_CHANGED, _load_licenses)
     return hub
 
 
@@ -108,6 +110,11 @@ async def _load_computers(
 ) -> Mapping[Any, Any]:
     found = _ids(payloads, "computer_ids")
     return await computers.by_ids_with_paths(whole_instance(instance_id), found)
+
+
+async def _load_licenses(instance_id: int, payloads: Sequence[dict[str, Any]]) -> Mapping[Any, Any]:
+    found = _ids(payloads, "license_ids")
+    return await licenses.by_ids_with_paths(whole_instance(instance_id), found)
 
 
 def _subscription(
@@ -176,6 +183,11 @@ def _pick_computers(scope: Scope, payload: dict[str, Any], found: Mapping[Any, A
     return [c for c, path in filter(None, rows) if scope.allows(path, Area.COMPUTERS)]
 
 
+def _pick_licenses(scope: Scope, payload: dict[str, Any], found: Mapping[Any, Any]) -> list[Any]:
+    rows = (found.get(i) for i in payload.get("license_ids") or ())
+    return [x for x, path in filter(None, rows) if scope.allows(path, Area.LICENSES)]
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -225,3 +237,11 @@ class Subscription:
     ) -> AsyncGenerator[Computer, None]:
         async for computer in _receive(info, events.COMPUTER_CONNECTION, _pick_computers):
             yield Computer.of(computer)
+
+    @strawberry.subscription(
+        permission_classes=[Authenticated],
+        description="A license the viewer may see (LICENSES READ) changed in a sync.",
+    )
+    async def license_changed(self, info: Info[Context, None]) -> AsyncGenerator[License, None]:
+        async for license in _receive(info, events.LICENSE_CHANGED, _pick_licenses):
+            yield License.of(license)

@@ -17,9 +17,18 @@ from server.api.pagination import Connection, connection_query
 from server.domain import global_ids, sync_runs, upstream_connection
 from server.domain.errors import NotFound
 from server.models import SyncRun as SyncRunModel
+from server.models.enums import Area
 
 if TYPE_CHECKING:
     from server.api.instances import Instance
+
+
+@strawberry.type
+class SyncRunLicenses:
+    seen: int
+    created: int
+    updated: int
+    removed: int
 
 
 @strawberry.type
@@ -56,6 +65,20 @@ class SyncRun(Node):
             unlinked=model.unlinked,
             relinked=model.relinked,
             model=model,
+        )
+
+    @strawberry.field(
+        description="Licenses read, created, updated and removed: null unless the viewer may "
+        "read licenses on the whole instance."
+    )
+    def licenses(self, info: Info[Context, None]) -> SyncRunLicenses | None:
+        if not info.context.require_scope().covers_instance(Area.LICENSES):
+            return None
+        return SyncRunLicenses(
+            seen=self.model.licenses_seen,
+            created=self.model.licenses_created,
+            updated=self.model.licenses_updated,
+            removed=self.model.licenses_removed,
         )
 
     @strawberry.field(description="Why the run failed; the details only for sync rights on All.")

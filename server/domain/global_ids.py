@@ -17,6 +17,7 @@ NODE_TYPES = frozenset(
         "Account",
         "PermissionSet",
         "AuditEntry",
+        "License",
     }
 )
 MAX_ID_LENGTH = 200

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from tortoise.transactions import in_transaction
 
 from server.domain import counters
+from server.domain.license_reconcile import apply_licenses
 from server.domain.reconcile_input import (
     COMPANY_COLUMNS,
     GROUP_COLUMNS,
@@ -38,6 +39,7 @@ from server.models.bulk import (
     update_rows,
 )
 from server.models.enums import GroupKind, UnlinkReason
+from server.upstream.licenses import UpstreamLicense
 from server.upstream.records import UpstreamSnapshot
 
 __all__ = ["Changes", "Hook", "apply_snapshot"]
@@ -214,8 +216,10 @@ async def apply_snapshot(
     *,
     now: dt.datetime | None = None,
     after_first_write: Hook | None = None,
+    licenses: Mapping[str, Sequence[UpstreamLicense]] | None = None,
 ) -> Changes:
-    """Make the instance's trees match the snapshot, all or nothing."""
+    """Make the instance's trees (and, given them, the licenses of the companies read, with
+    the day's usage snapshot: `license_reconcile`) match the snapshot, all or nothing."""
     with _no_collection():
         wanted = wanted_companies(snapshot)
     writer = _Writer(instance_id, now or dt.datetime.now(dt.UTC), after_first_write)
@@ -230,6 +234,9 @@ async def apply_snapshot(
         await writer.rows(plan)
         await writer.unlink(plan.unlink, plan.changes)
         await writer.relink(plan.relink)
+        if licenses is not None:
+            ids_of = {public_id: row.id for public_id, row in planner.companies.items()}
+            plan.changes.licenses = await apply_licenses(instance_id, licenses, ids_of, writer.now)
         if plan.changes.any:  # the one call that keeps the subtree counters right
             await counters.recount(instance_id)
         return plan.changes

@@ -23,6 +23,7 @@ from typing import Any
 
 from server.domain import tree_paths
 from server.domain.hierarchy import SHARED_OBJECTS_GROUP, SHARES_OBJECTS
+from server.domain.license_reconcile import LicenseChanges
 from server.domain.reconcile_input import CompanyRow, GroupRow, Wanted
 from server.models.enums import CompanyType, GroupKind, UnlinkReason
 
@@ -39,6 +40,7 @@ class Changes:
     relinked: int = 0
     status_changed: list[int] = field(default_factory=list)
     disabled_users: list[int] = field(default_factory=list)  # their sessions ended
+    licenses: LicenseChanges = field(default_factory=LicenseChanges)
 
     @property
     def any(self) -> bool:

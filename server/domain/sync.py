@@ -1,8 +1,9 @@
-"""Running one sync: fetch the whole upstream tree (phase `fetch`), then apply the difference in
-one transaction (phase `apply`, see `reconcile`): a run that fails or is interrupted changes
-nothing. Every change of a run is published as a `SYNC_RUN` event; customers whose status a run
-changed as one `CUSTOMER_STATUS` event per batch of ids. Starting runs, one at a time per
-instance, is `sync_runs`' part.
+"""Running one sync: fetch the whole upstream tree (phase `fetch`) and the licenses of its
+companies (phase `licenses`), then apply the difference in one transaction (phase `apply`, see
+`reconcile`): a run that fails or is interrupted changes nothing. Every change of a run is
+published as a `SYNC_RUN` event; customers whose status a run changed as one `CUSTOMER_STATUS`
+event per batch of ids, and licenses it created or changed as `LICENSE_CHANGED` events.
+Starting runs, one at a time per instance, is `sync_runs`' part.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from server import events
 from server.domain import reconcile
 from server.domain.accounts import publish_sessions_ended
 from server.domain.errors import DomainError
+from server.domain.reconcile_input import check_fits
 from server.domain.upstream_connection import (
     ClientFactory,
     check_importable,
@@ -32,10 +34,11 @@ from server.models.enums import SyncState
 from server.observability import SYNC_RUNS
 from server.settings import Settings
 from server.upstream.client import UpstreamError
+from server.upstream.licenses import fetch_licenses
 
 log = logging.getLogger(__name__)
 
-FETCH, APPLY, DONE = "fetch", "apply", "done"
+FETCH, LICENSES, APPLY, DONE = "fetch", "licenses", "apply", "done"
 STATISTICS_AFTER = 500  # rows changed by a sync before the planner statistics are refreshed
 EVENT_BATCH = 500
 
@@ -76,7 +79,8 @@ async def finish(
     await update(run, bus, on_progress, state=state, finished_at=dt.datetime.now(dt.UTC), **values)
     SYNC_RUNS.labels(state.value).inc()
     log.info(
-        "sync run %s of instance %s (%s) %s: %s companies, +%s ~%s >%s -%s <%s%s",
+        "sync run %s of instance %s (%s) %s: %s companies, +%s ~%s >%s -%s <%s; "
+        "%s licenses, +%s ~%s -%s%s",
         run.id,
         run.instance_id,
         run.trigger,
@@ -87,6 +91,10 @@ async def finish(
         run.moved,
         run.unlinked,
         run.relinked,
+        run.licenses_seen,
+        run.licenses_created,
+        run.licenses_updated,
+        run.licenses_removed,
         f"; {run.error}" if run.error else "",
     )
 
@@ -122,9 +130,21 @@ async def execute(
             user = await client.current_user()
             check_importable(user)
             snapshot = await client.fetch_tree(user.company.public_id, on_progress=fetched)
+            check_fits(snapshot)  # before asking for companies the console cannot hold
+            await update(run, bus, on_progress, phase=LICENSES)
+
+            async def read(seen: int) -> None:
+                await update(run, bus, on_progress, licenses_seen=seen)
+
+            licenses = await fetch_licenses(
+                client,
+                [company.public_id for company in snapshot.companies],
+                max_licenses=settings.upstream_max_licenses,
+                on_progress=read,
+            )
         await update(run, bus, on_progress, phase=APPLY, companies_seen=len(snapshot.companies))
         changes = await reconcile.apply_snapshot(
-            instance.id, snapshot, after_first_write=after_first_write
+            instance.id, snapshot, after_first_write=after_first_write, licenses=licenses
         )
         if instance.upstream_company_id != user.company.public_id:
             instance.upstream_company_id = user.company.public_id
@@ -142,12 +162,22 @@ async def execute(
             moved=changes.moved,
             unlinked=changes.unlinked,
             relinked=changes.relinked,
+            licenses_seen=changes.licenses.seen,
+            licenses_created=changes.licenses.created,
+            licenses_updated=changes.licenses.updated,
+            licenses_removed=changes.licenses.removed,
         )
         ids = sorted(set(changes.status_changed))
         for start in range(0, len(ids), EVENT_BATCH):
             await bus.publish(
                 events.CUSTOMER_STATUS,
                 {"instance_id": instance.id, "company_ids": ids[start : start + EVENT_BATCH]},
+            )
+        changed = changes.licenses.changed_ids
+        for start in range(0, len(changed), EVENT_BATCH):
+            await bus.publish(
+                events.LICENSE_CHANGED,
+                {"instance_id": instance.id, "license_ids": changed[start : start + EVENT_BATCH]},
             )
         await publish_sessions_ended(bus, instance.id, user_ids=changes.disabled_users)
     except asyncio.CancelledError:

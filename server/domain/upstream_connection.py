@@ -48,6 +48,7 @@ _LIMIT_SETTINGS = {
     "max_companies": "MSP_CONSOLE_UPSTREAM_MAX_COMPANIES",
     "max_depth": "MSP_CONSOLE_UPSTREAM_MAX_DEPTH",
     "max_seconds": "MSP_CONSOLE_UPSTREAM_MAX_FETCH_SECONDS",
+    "max_licenses": "MSP_CONSOLE_UPSTREAM_MAX_LICENSES",
 }
 _CONNECTING = {"timeout": 15.0, "max_retries": 2, "max_backoff_total": 20.0}
 """A person waits on a connect: give up sooner than a run does."""

@@ -4,12 +4,14 @@ from server.models.accounts import Account, PermissionSet, Session, SignInWindow
 from server.models.companies import Company, StaticGroup, SubtreeCount
 from server.models.computers import Computer, Installer, SyncRun
 from server.models.instances import AuditEntry, Instance
+from server.models.licenses import License, UsageDay, UsageLine
 
 MODELS_MODULES = [
     "server.models.accounts",
     "server.models.instances",
     "server.models.companies",
     "server.models.computers",
+    "server.models.licenses",
 ]
 
 __all__ = [
@@ -20,11 +22,14 @@ __all__ = [
     "Computer",
     "Installer",
     "Instance",
+    "License",
     "PermissionSet",
     "Session",
     "SignInWindow",
     "StaticGroup",
     "SubtreeCount",
     "SyncRun",
+    "UsageDay",
+    "UsageLine",
     "User",
 ]

@@ -113,6 +113,10 @@ class SyncRun(Model):
     moved = fields.IntField(default=0)
     unlinked = fields.IntField(default=0)
     relinked = fields.IntField(default=0)
+    licenses_seen = fields.IntField(default=0, db_default=0)
+    licenses_created = fields.IntField(default=0, db_default=0)
+    licenses_updated = fields.IntField(default=0, db_default=0)
+    licenses_removed = fields.IntField(default=0, db_default=0)
     error = fields.TextField(null=True)
 
     class Meta:

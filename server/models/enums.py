@@ -76,6 +76,16 @@ class Area(str, Enum):
     USERS = "USERS"
     SYNC = "SYNC"
     AUDIT = "AUDIT"
+    LICENSES = "LICENSES"
+
+
+class LicenseState(str, Enum):
+    """A license's state in the MSP Administrator (upstream codes 1 to 4)."""
+
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+    EXPIRED = "EXPIRED"
+    CANCELED = "CANCELED"
 
 
 class Level(IntEnum):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from server.upstream import tree_walk
+from server.upstream import licenses, tree_walk
 from server.upstream.bodies import Body
 from server.upstream.codes import HQ
 from server.upstream.errors import (
@@ -28,6 +28,7 @@ from server.upstream.errors import (
     UpstreamUnavailable,
     UpstreamUnreachable,
 )
+from server.upstream.licenses import UpstreamLicense
 from server.upstream.records import (
     UpstreamCompany,
     UpstreamCompanyRef,
@@ -239,3 +240,11 @@ class MspAdministratorClient:
         `UpstreamLimitExceeded` as soon as the tree is larger or deeper than the limits.
         """
         return await tree_walk.fetch_tree(self, root_id, on_progress)
+
+    async def company_licenses(
+        self, company_id: str, *, at_most: int | None = None
+    ) -> list[UpstreamLicense]:
+        """Every license a company owns (`Search/Licenses`), checked; see `licenses`."""
+        return await licenses.company_licenses(
+            self._auth.call, self.page_size, company_id, at_most=at_most
+        )

@@ -6,6 +6,7 @@ nothing of the other side is returned, counted or changed."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,26 +16,29 @@ import pytest
 from graphql import get_named_type
 from server import events
 from server.api.schema import build_schema
-from server.domain import global_ids, installers
+from server.domain import global_ids, installers, usage
 from server.models import (
     AuditEntry,
     Company,
     Computer,
     Installer,
+    License,
     PermissionSet,
     StaticGroup,
     SyncRun,
     User,
     db,
 )
-from server.models.enums import CompanyType
+from server.models.enums import Area, CompanyType, Level
 from tests import factories
 from tests.api.scoped_users import all_group, group_of, ids_in, owner_scope, scoped_user
 from tests.api.sockets import received, settled, subscribed
 from tests.graphql_client import error_codes
 
 COMPANY = """fragment C on Company { id parent { id } ancestors { id } computerCount
-  staticGroup { id computerCount } children(first: 10) { totalCount edges { node { id } } } }"""
+  staticGroup { id computerCount } children(first: 10) { totalCount edges { node { id } } }
+  licenses(first: 5) { totalCount edges { node { id company { id } } } }
+  seatUsage { seats activated } }"""
 GROUP = """fragment G on StaticGroup { id parent { id } ancestors { id } company { id }
   computerCount children(first: 10) { totalCount edges { node { id } } } }"""
 EVERYTHING_QUERY = (
@@ -52,8 +56,10 @@ EVERYTHING_QUERY = (
   users(first: 20) { totalCount edges { node { id homeGroup { id } permissionSets { id } } } }
   permissionSets(first: 20) { totalCount edges { node { id groups { id } } } }
   auditLog(first: 50) { totalCount edges { node { id actor { id } } } }
+  licenses(first: 50) { totalCount edges { node { id company { id } } } }
+  usageReport(month: "THIS_MONTH", first: 50) { totalCount edges { node { company { id } } } }
 }
-"""
+""".replace("THIS_MONTH", dt.datetime.now(dt.UTC).strftime("%Y-%m"))
     + COMPANY
     + GROUP
 )
@@ -83,10 +89,13 @@ class Viewer:
     prefix: str
     user_id: int
     account_id: int | None = None
+    licenses: bool = True  # holds LICENSES READ where it sees
 
     def sees(self, item: Item) -> bool:
         if item.type == "Account":
             return item.owner_account == self.account_id
+        if item.type == "License" and not self.licenses:
+            return False
         return item.instance_id == self.instance_id and all(
             p.startswith(self.prefix) for p in item.paths
         )
@@ -125,6 +134,9 @@ async def inventory(world: World) -> list[Item]:
             items.append(Item("PermissionSet", s.id, instance_id, tuple(g.path for g in s.groups)))
         for e in await AuditEntry.filter(instance_id=instance_id):
             items.append(Item("AuditEntry", e.id, instance_id, (e.group_path,)))
+        companies = {c.id: c for c in await Company.filter(instance_id=instance_id)}
+        for lic in await License.filter(instance_id=instance_id):
+            items.append(Item("License", lic.id, instance_id, (companies[lic.company_id].path,)))
         for r in await SyncRun.filter(instance_id=instance_id):
             items.append(Item("SyncRun", r.id, instance_id, ()))
         items.append(Item("Instance", instance_id, instance_id, ()))
@@ -145,6 +157,9 @@ async def world(client) -> World:
         for customer in tree.all_customers:
             await installers.create_installer(scope, company_id=customer.id)
         await SyncRun.create(instance_id=owner.instance_id, trigger="manual")
+        for company in (*tree.msps, *tree.all_customers):
+            await factories.license(owner.instance_id, company, seats=3, activated=company.id % 5)
+        await usage.record_snapshot(owner.instance_id, dt.datetime.now(dt.UTC))
         owners.append(owner)
         trees.append(tree)
     tree = trees[0]
@@ -169,6 +184,13 @@ async def world(client) -> World:
         group = await group_of(company)
         user = await scoped_user(client, instance_id, [group])
         viewers.append(Viewer(name, user.token, instance_id, group.path, user.user.id))
+    group = await group_of(msp_a)
+    blind = {area: Level.WRITE for area in Area if area is not Area.LICENSES}
+    user = await scoped_user(client, instance_id, [group], blind)
+    viewers.append(
+        Viewer("msp A without licenses", user.token, instance_id, group.path, user.user.id,
+               licenses=False)
+    )  # fmt: skip
     await scoped_user(client, owners[1].instance_id, [await group_of(trees[1].manager)])
     # Some history in every scope: one skipped customer per MSP, in both instances.
     for owner, t in zip(owners, trees, strict=True):
@@ -185,7 +207,7 @@ async def world(client) -> World:
     return world
 
 
-VIEWERS = ["owner", "other owner", "manager", "msp A", "customer A"]
+VIEWERS = ["owner", "other owner", "manager", "msp A", "customer A", "msp A without licenses"]
 
 
 def pick(world: World, name: str) -> Viewer:
@@ -223,6 +245,12 @@ async def test_every_query_field_returns_and_counts_only_the_viewers_side(client
     ).count()
     assert data["auditLog"]["totalCount"] == audit_visible
     assert data["syncRuns"]["totalCount"] == 1
+    # one billable license per company with a license: one row of usage each
+    assert data["licenses"]["totalCount"] == count("License")
+    assert data["usageReport"]["totalCount"] == count("License")
+    if not viewer.licenses:  # no seat of any license shows, however it is asked
+        usages = [e["node"]["seatUsage"] for e in data["managedCustomers"]["edges"]]
+        assert usages and all(u == {"seats": 0, "activated": 0} for u in usages)
     assert data["viewer"]["instance"]["id"] == global_ids.encode("Instance", viewer.instance_id)
     # The tops start where the viewer's scope starts; parents and ancestors stop there.
     tops = {c["id"] for c in data["rootCompanies"]}
@@ -431,6 +459,7 @@ SUBSCRIPTIONS = {
     "customerStatusChanged": "subscription { customerStatusChanged { id parent { id } } }",
     "computerConnectionChanged": "subscription { computerConnectionChanged { id group { id } } }",
     "syncStatus": "subscription { syncStatus { id } }",
+    "licenseChanged": "subscription { licenseChanged { id company { id } } }",
 }
 
 
@@ -452,6 +481,7 @@ async def test_every_subscription_delivers_only_the_viewers_side(
             "customerStatusChanged": ("Company", events.CUSTOMER_STATUS, "company_ids"),
             "computerConnectionChanged": ("Computer", events.COMPUTER_CONNECTION, "computer_ids"),
             "syncStatus": ("SyncRun", events.SYNC_RUN, "run_id"),
+            "licenseChanged": ("License", events.LICENSE_CHANGED, "license_ids"),
         }
         type_name, topic, key = kinds[subscription]
         for instance_id in world.instances:

@@ -85,3 +85,20 @@ async def test_nodes_cost_one_statement_per_type_whatever_the_number_of_ids(clie
         counts.append(counter.count)
     # the session, then one statement each for installers, permission sets, audit entries
     assert counts == [4, 4]
+
+
+async def test_licenses_and_seat_usage_of_a_page_cost_the_same_for_ten_or_sixty_customers(client):
+    counts = []
+    for msps, customers in ((2, 5), (4, 15)):
+        owner = await factories.owner(client)
+        tree = await factories.company_tree(
+            owner.instance_id, msps=msps, customers_per_msp=customers, computers_per_customer=1
+        )
+        for customer in tree.all_customers:
+            for seats in (3, 9):
+                await factories.license(owner.instance_id, customer, seats=seats)
+        counts.append(await statements_of(client, "SeatUsage", {"first": 50}, owner.token))
+        counts.append(await statements_of(client, "Licenses", {"first": 50}, owner.token))
+    # SeatUsage: session, page, totalCount, licenses pages, their counts, license seats,
+    # computers; Licenses: session, page, totalCount, companies
+    assert counts == [7, 4, 7, 4]

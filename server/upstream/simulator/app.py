@@ -1,4 +1,4 @@
-"""The simulator's HTTP side: the five endpoints, the faults wrapped around them, and a
+"""The simulator's HTTP side: the six endpoints, the faults wrapped around them, and a
 `Simulator` that serves them on a real port."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from aiohttp import web
 from server.upstream.codes import HQ
 from server.upstream.simulator.company_tree import UpstreamTree
 from server.upstream.simulator.faults import Call, FaultRule, Faults
+from server.upstream.simulator.license_book import licenses_page
 from server.upstream.simulator.state import (
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
@@ -42,7 +43,7 @@ _AFTER = frozenset({"malformed"})
 
 
 class _Handlers:
-    """The five endpoints. Each returns an `Answer`; `dispatch` wraps them with the faults."""
+    """The six endpoints. Each returns an `Answer`; `dispatch` wraps them with the faults."""
 
     def __init__(self, state: SimulatorState) -> None:
         self.state = state
@@ -131,6 +132,14 @@ class _Handlers:
             return Answer(200, self.state.endless_page(company_id, skip, take))
         listing = self.state.listing(company_id)
         return Answer(200, {"companies": listing[skip : skip + take], "totalCount": len(listing)})
+
+    async def search_licenses(self, request: web.Request, body: Any) -> Answer:
+        user = self.state._authorize(request)
+        if isinstance(user, Answer):
+            return user
+        company_id = body.get("companyId") if isinstance(body, dict) else None
+        visible = isinstance(company_id, str) and self.state.is_visible_parent(company_id, user)
+        return Answer(*licenses_page(self.state.tree.licenses, visible, body))
 
 
 def _describe_call(
@@ -283,6 +292,7 @@ def create_simulator_app(
         ("GET", "User/Current", handlers.user_current),
         ("POST", "Company/Detail", handlers.company_detail),
         ("POST", "Company/Children", handlers.company_children),
+        ("POST", "Search/Licenses", handlers.search_licenses),
     )
     for method, endpoint, handler in routes:
         app.router.add_route(method, f"/api/{endpoint}", _dispatcher(state, endpoint, handler))

@@ -23,6 +23,7 @@ from server.upstream.codes import (
     SUSPENDED,
     WAITING_FOR_ACTIVATION,
 )
+from server.upstream.simulator.license_book import LicenseBook
 
 # A company as the wire protocol spells it: publicId, name, type, status, parentId, email,
 # customIdentifier.
@@ -76,6 +77,7 @@ class UpstreamTree:
         self.distributor_id = ""
         self.division_id: str | None = None
         self.account_id = ""
+        self.licenses = LicenseBook()  # what Search/Licenses serves
 
     # -- building ---------------------------------------------------------------------------
 
@@ -118,6 +120,8 @@ class UpstreamTree:
             # The first three customers make sure every tree has the awkward names.
             name = tree._customer_name(style=(1, 2, 3)[index] if index < 3 else None)
             tree._insert(parent, name, CUSTOMER, **tree._customer_extras())
+        account = (c["publicId"] for c in tree.subtree(tree.account_id))
+        tree.licenses = LicenseBook.generate(account, seed)  # its own random stream
         return tree
 
     def _new_id(self) -> str:

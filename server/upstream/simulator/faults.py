@@ -8,7 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict, Unpack
 
-ENDPOINTS = ("Token/Get", "Token/Renew", "User/Current", "Company/Detail", "Company/Children")
+ENDPOINTS = (
+    "Token/Get",
+    "Token/Renew",
+    "User/Current",
+    "Company/Detail",
+    "Company/Children",
+    "Search/Licenses",
+)
 INVALID_JSON = '{"companies": [{"publicId": '
 """The default malformed body: JSON cut short."""
 

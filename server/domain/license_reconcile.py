@@ -1,0 +1,189 @@
+"""Applying the licenses read in a sync, inside the sync's apply transaction, with a fixed set of
+statements whatever their number: one read, then at most one INSERT, one UPDATE and one DELETE
+(rows travel as one JSON parameter, see `server.models.bulk`), then the day's usage snapshot.
+
+Only the companies that were asked are reconciled: a license of a company missing upstream (an
+unlinked company, kept) stays as it is, like its company. A key that moves to another company
+moves with it. A license gone from its company's listing is deleted; the usage ledger keeps no
+reference to it, so the days it was billed stay in the reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.domain import usage
+from server.domain.licenses import search_text
+from server.models import db
+from server.models.bulk import encode_ids, encode_rows, ids_source, reserve_ids, rows_source
+from server.models.enums import LicenseState
+from server.upstream.licenses import UpstreamLicense
+
+STATES = {
+    1: LicenseState.ACTIVE,
+    2: LicenseState.SUSPENDED,
+    3: LicenseState.EXPIRED,
+    4: LicenseState.CANCELED,
+}
+_ROW = {
+    "id": "int",
+    "company_id": "int",
+    "product_code": "int",
+    "product_name": "text",
+    "seats": "int",
+    "activated": "int",
+    "state": "text",
+    "trial": "bool",
+    "expires_at": "text",
+    "search_text": "text",
+}
+_NEW = {**_ROW, "public_license_key": "text"}
+_COMPARED = (
+    "company_id",
+    "product_code",
+    "product_name",
+    "seats",
+    "activated",
+    "state",
+    "trial",
+    "expires_at",
+)
+
+
+@dataclass(slots=True)
+class LicenseChanges:
+    """What a sync did to the licenses; `changed_ids` are the created and updated ones (the
+    `licenseChanged` events)."""
+
+    seen: int = 0
+    created: int = 0
+    updated: int = 0
+    removed: int = 0
+    changed_ids: list[int] = field(default_factory=list)
+
+
+def _expiry_text(date: dt.date | None) -> str | None:
+    """An expiration date as the expiry column holds it: 00:00 UTC of that day, spelled as the
+    database hands a stored datetime back on SQLite (`str()` of a UTC datetime)."""
+    return f"{date.isoformat()} 00:00:00+00:00" if date else None
+
+
+def _stored_expiry(value: Any) -> str | None:
+    """A stored expiry in `_expiry_text`'s spelling (PostgreSQL hands back a datetime)."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value.astimezone(dt.UTC))
+
+
+def _wanted(license: UpstreamLicense, company_id: int) -> tuple[Any, ...]:
+    """A license as the console must hold it, in `_COMPARED` order."""
+    return (
+        company_id,
+        license.product_code,
+        license.product_name,
+        license.quantity,
+        license.usage,
+        STATES[license.state].value,
+        license.is_trial,
+        _expiry_text(license.expiration_date),
+    )
+
+
+def _stored(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        row["company_id"],
+        row["product_code"],
+        row["product_name"],
+        row["seats"],
+        row["activated"],
+        row["state"],
+        bool(row["trial"]),
+        _stored_expiry(row["expires_at"]),
+    )
+
+
+def _row(key: str, wanted: tuple[Any, ...], row_id: int) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        **dict(zip(_COMPARED, wanted, strict=True)),
+        "search_text": search_text(key, wanted[2]),
+    }
+
+
+def _expiry_sql(column: str) -> str:
+    """JSON carries the expiry as text; PostgreSQL stores it as a timestamp."""
+    return f"CAST({column} AS timestamptz)" if db.is_postgres() else column
+
+
+async def apply_licenses(
+    instance_id: int,
+    listing: Mapping[str, Sequence[UpstreamLicense]],
+    company_ids: Mapping[str, int],
+    now: dt.datetime,
+) -> LicenseChanges:
+    """Make the licenses of the companies in `listing` (by public id; `company_ids` maps them
+    to the console's ids) match it, then take the day's usage snapshot. Call inside the
+    sync's transaction, after its companies are written."""
+    changes = LicenseChanges()
+    rows = await db.fetch(
+        "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
+        "activated, state, trial, expires_at FROM license WHERE instance_id = ?",
+        [instance_id],
+    )
+    current = {row["public_license_key"]: row for row in rows}
+    asked = {company_ids[public_id] for public_id in listing}
+    wanted: dict[str, tuple[Any, ...]] = {}
+    for public_id, licenses in listing.items():
+        company_id = company_ids[public_id]
+        for license in licenses:
+            wanted[license.public_license_key] = _wanted(license, company_id)
+    changes.seen = len(wanted)
+    new_keys = [key for key in wanted if key not in current]
+    changed = [
+        _row(key, row, current[key]["id"])
+        for key, row in wanted.items()
+        if key in current and _stored(current[key]) != row
+    ]
+    gone = [
+        row["id"]
+        for key, row in current.items()
+        if key not in wanted and row["company_id"] in asked
+    ]
+    if new_keys:
+        ids = (await reserve_ids({"license": len(new_keys)}))["license"]
+        created = [
+            {**_row(key, wanted[key], new_id), "public_license_key": key}
+            for key, new_id in zip(new_keys, ids, strict=True)
+        ]
+        await db.execute(
+            "INSERT INTO license (id, instance_id, company_id, public_license_key, product_code, "
+            "product_name, seats, activated, state, trial, expires_at, search_text, created_at, "
+            "updated_at) SELECT x.id, ?, x.company_id, x.public_license_key, x.product_code, "
+            f"x.product_name, x.seats, x.activated, x.state, x.trial, "
+            f"{_expiry_sql('x.expires_at')}, x.search_text, ?, ? FROM {rows_source(_NEW)}",
+            [instance_id, now, now, encode_rows(created)],
+        )
+        changes.created = len(created)
+        changes.changed_ids += ids
+    if changed:
+        await db.execute(
+            "UPDATE license SET company_id = x.company_id, product_code = x.product_code, "
+            "product_name = x.product_name, seats = x.seats, activated = x.activated, "
+            f"state = x.state, trial = x.trial, expires_at = {_expiry_sql('x.expires_at')}, "
+            f"search_text = x.search_text, updated_at = ? FROM {rows_source(_ROW)} "
+            "WHERE license.id = x.id",
+            [now, encode_rows(changed)],
+        )
+        changes.updated = len(changed)
+        changes.changed_ids += [row["id"] for row in changed]
+    if gone:
+        await db.execute(
+            f"DELETE FROM license WHERE instance_id = ? AND id IN ({ids_source()})",
+            [instance_id, encode_ids(gone)],
+        )
+        changes.removed = len(gone)
+    await usage.record_snapshot(instance_id, now, unchanged=not (new_keys or changed or gone))
+    return changes

@@ -1,0 +1,232 @@
+"""Licenses in the sync, through real HTTP against the simulator: read with the tree and
+applied in its transaction, counted on the run, announced to subscribers, a malformed listing
+failing the run with nothing changed, and a fixed number of statements whatever the count."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from server import events
+from server.domain import reconcile, sync_runs
+from server.events import InProcessEventBus
+from server.models import Company, SyncRun, UsageDay, db
+from server.models.enums import SyncState
+from server.settings import Settings
+from server.upstream.client import MspAdministratorClient
+from server.upstream.codes import CUSTOMER
+from server.upstream.licenses import fetch_licenses
+from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
+from server.upstream.simulator.license_book import CANCELED, EXPIRED, SUSPENDED, LicenseBook
+from tests.sync_support import FAST_CLIENT, connected_tenant
+
+STATES = {1: "ACTIVE", 2: "SUSPENDED", 3: "EXPIRED", 4: "CANCELED"}
+
+
+pytestmark = pytest.mark.upstream_tree(60, 21)
+
+
+async def synced(instance_id: int, settings: Settings, **kwargs: Any) -> SyncRun:
+    return await sync_runs.sync_now(instance_id, settings, make_client=FAST_CLIENT, **kwargs)
+
+
+async def console_licenses(instance_id: int) -> dict[str, tuple[Any, ...]]:
+    """The console's licenses as the upstream spells them."""
+    rows = await db.fetch(
+        "SELECT l.*, c.public_id AS company FROM license l JOIN company c ON c.id = l.company_id "
+        "WHERE l.instance_id = ?",
+        [instance_id],
+    )
+    return {
+        row["public_license_key"]: (
+            row["company"], row["product_code"], row["product_name"], row["seats"],
+            row["activated"], row["state"], bool(row["trial"]),
+            str(row["expires_at"])[:10] if row["expires_at"] else None,
+        )
+        for row in rows
+    }  # fmt: skip
+
+
+def upstream_licenses(tree: UpstreamTree) -> dict[str, tuple[Any, ...]]:
+    return {
+        key: (lic["companyId"], lic["productCode"], lic["productName"], lic["quantity"],
+              lic["usage"], STATES[lic["state"]], lic["isTrial"], lic["expirationDate"])
+        for key, lic in tree.licenses.licenses.items()
+    }  # fmt: skip
+
+
+async def dump(instance_id: int) -> list[list[dict[str, Any]]]:
+    return [
+        await db.fetch(f"SELECT * FROM {table} WHERE instance_id = ? ORDER BY id", [instance_id])
+        for table in ("license", "company", "usage_line", "usage_day")
+    ]
+
+
+async def test_a_sync_brings_every_license_and_a_usage_snapshot(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    run = await synced(owner.instance_id or 0, settings)
+    assert run.state == SyncState.SUCCEEDED, run.error
+    assert await console_licenses(owner.instance_id or 0) == upstream_licenses(sim.tree)
+    total = len(sim.tree.licenses)
+    assert (run.licenses_seen, run.licenses_created, run.licenses_updated) == (total, total, 0)
+    day = await UsageDay.get(instance_id=owner.instance_id)
+    assert (day.day, day.trigger) == (dt.datetime.now(dt.UTC).date(), "sync")
+    billable = sum(
+        lic["quantity"]
+        for lic in sim.tree.licenses.licenses.values()
+        if lic["state"] == 1 and not lic["isTrial"]
+    )
+    seats = await db.fetch_value(
+        "SELECT SUM(seats) FROM usage_line WHERE instance_id = ?", [owner.instance_id]
+    )
+    assert seats == billable
+    assert sim.calls["Search/Licenses"] >= len(sim.tree.snapshot())
+
+
+async def test_a_resync_applies_every_kind_of_edit_and_announces_the_changed(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    await synced(instance_id, settings)
+    book = sim.tree.licenses
+    customers = [c["publicId"] for c in sim.tree.of_type(CUSTOMER)]
+    # a customer gone upstream keeps its licenses, like itself
+    gone = next(c for c in customers[1:] if book.of_company(c))
+    kept = {lic["publicLicenseKey"] for lic in book.of_company(gone)}
+    keys = sorted(key for key in book.licenses if key not in kept)
+    book.set_quantity(keys[0], 999)
+    book.set_usage(keys[1], book.licenses[keys[1]]["quantity"] + 7)  # overused
+    book.set_state(keys[2], SUSPENDED)
+    book.expire(keys[3])
+    book.set_state(keys[4], CANCELED)
+    book.remove(keys[5])
+    movable = [c for c in customers if c not in (gone, book.licenses[keys[6]]["companyId"])]
+    book.move(keys[6], movable[0])
+    new_key = book.add(customers[0], 130, "ESET Server Security", 3, 1)
+    sim.tree.remove(gone)
+    bus = InProcessEventBus()
+    announced: list[int] = []
+    bus.add_handler(events.LICENSE_CHANGED, lambda p: announced.extend(p["license_ids"]))
+    run = await synced(instance_id, settings, bus=bus)
+    assert run.state == SyncState.SUCCEEDED, run.error
+    stored = await console_licenses(instance_id)
+    wanted = upstream_licenses(sim.tree)
+    assert {k: v for k, v in stored.items() if k not in kept} == {
+        k: v for k, v in wanted.items() if k not in kept
+    }
+    assert kept <= set(stored)
+    assert keys[5] not in stored
+    assert stored[keys[3]][5] == STATES[EXPIRED]
+    assert (run.licenses_created, run.licenses_updated, run.licenses_removed) == (1, 6, 1)
+    ids = dict(
+        (row["public_license_key"], row["id"])
+        for row in await db.fetch(
+            "SELECT id, public_license_key FROM license WHERE instance_id = ?", [instance_id]
+        )
+    )
+    assert sorted(announced) == sorted(ids[k] for k in [*keys[:5], keys[6], new_key])
+    unlinked = await Company.get(instance_id=instance_id, public_id=gone)
+    assert unlinked.unlinked_at is not None
+    # nothing changed: nothing announced, nothing rewritten
+    announced.clear()
+    lines = await db.fetch("SELECT * FROM usage_line WHERE instance_id = ?", [instance_id])
+    run = await synced(instance_id, settings, bus=bus)
+    assert (run.licenses_created, run.licenses_updated, run.licenses_removed) == (0, 0, 0)
+    assert announced == []
+    assert await db.fetch("SELECT * FROM usage_line WHERE instance_id = ?", [instance_id]) == lines
+
+
+MALFORMED = {
+    "negative usage": lambda body: body["licenses"][0].update(usage=-3),
+    "a quantity that is text": lambda body: body["licenses"][0].update(quantity="5"),
+    "another company's license": lambda body: body["licenses"][0].update(companyId="elsewhere"),
+}
+
+
+@pytest.mark.parametrize("case", [*sorted(MALFORMED), "a key under two companies"])
+async def test_a_malformed_listing_fails_the_run_and_changes_nothing(
+    app: object, sim: Simulator, settings: Settings, case: str
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    await synced(instance_id, settings)
+    before = await dump(instance_id)
+    sim.tree.rename(sim.tree.of_type(CUSTOMER)[0]["publicId"], "Renamed meanwhile")
+    key = sorted(sim.tree.licenses.licenses)[0]
+    sim.tree.licenses.set_quantity(key, 4321)
+    if case in MALFORMED:
+        edit = MALFORMED[case]
+
+        def body(payload: dict[str, Any]) -> dict[str, Any]:
+            if payload["licenses"]:
+                edit(payload)
+            return payload
+
+        owner_of = sim.tree.licenses.licenses[key]["companyId"]
+        sim.faults.malformed_body(body=body, endpoint="Search/Licenses", times=10**6)
+        sim.tree.licenses.add(owner_of)  # every company of the key's has one to spoil
+    else:
+        other = next(
+            c["publicId"]
+            for c in sim.tree.of_type(CUSTOMER)
+            if c["publicId"] != sim.tree.licenses.licenses[key]["companyId"]
+        )
+        sim.tree.licenses.list_twice(key, under=other)
+    run = await synced(instance_id, settings)
+    assert run.state == SyncState.FAILED
+    assert "Search/Licenses" in (run.error or "")
+    assert await dump(instance_id) == before
+
+
+async def test_more_licenses_than_allowed_fail_the_run_naming_the_setting(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    limited = dataclasses.replace(settings, upstream_max_licenses=len(sim.tree.licenses) - 1)
+    run = await synced(owner.instance_id or 0, limited)
+    assert run.state == SyncState.FAILED
+    assert "MSP_CONSOLE_UPSTREAM_MAX_LICENSES" in (run.error or "")
+    assert not await db.fetch("SELECT id FROM license WHERE instance_id = ?", [owner.instance_id])
+
+
+async def apply_statements(instance_id: int, snapshot: Any, licenses: Any) -> int:
+    with db.count_statements() as counter:
+        await reconcile.apply_snapshot(instance_id, snapshot, licenses=licenses)
+    return counter.count
+
+
+async def test_applying_licenses_costs_as_many_statements_for_2000_as_for_50(
+    app: object,
+) -> None:
+    counts = []
+    for size, per_company in ((25, 2.0), (250, 8.0)):
+        tree = UpstreamTree.generate(size, seed=size)
+        account = [c["publicId"] for c in tree.subtree(tree.account_id)]
+        tree.licenses = LicenseBook.generate(account, size, per_company)
+        async with Simulator(tree) as sim:
+            owner = await connected_tenant(None, sim)
+            instance_id = owner.instance_id or 0
+            async with MspAdministratorClient(sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD) as api:
+
+                async def read(tree: UpstreamTree = tree) -> tuple[Any, Any]:
+                    snapshot = await api.fetch_tree(tree.account_id)
+                    ids = [c.public_id for c in snapshot.companies]
+                    return snapshot, await fetch_licenses(api, ids)
+
+                first = await apply_statements(instance_id, *await read())
+                book = tree.licenses
+                keys = sorted(book.licenses)
+                book.set_quantity(keys[0], 1)
+                book.suspend(keys[1])
+                book.remove(keys[2])
+                book.add(tree.of_type(CUSTOMER)[0]["publicId"])
+                second = await apply_statements(instance_id, *await read())
+                third = await apply_statements(instance_id, *await read())
+            counts.append((first, second, third))
+    assert counts[0] == counts[1], counts
