@@ -106,13 +106,13 @@ def cmd_recount(args: argparse.Namespace, settings: Settings) -> int:
             query = Instance.all().order_by("id")
             if args.instance is not None:
                 query = query.filter(id=args.instance)
-            ids = await query.values_list("id", flat=True)
+            ids = [instance.id for instance in await query.only("id")]
             if args.instance is not None and not ids:
                 print(f"no instance {args.instance}", file=sys.stderr)
                 return 1
             for instance_id in ids:
                 async with in_transaction():
-                    fixed = await counters.recount(int(instance_id))  # type: ignore[call-overload]
+                    fixed = await counters.recount(instance_id)
                 print(f"instance {instance_id}: {fixed} counter rows corrected")
             return 0
         finally:

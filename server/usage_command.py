@@ -64,7 +64,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _instance_scope(instance_id: int | None) -> Scope | str:
     """The whole instance, as its owner sees it; a message when there is no such instance."""
     if instance_id is None:
-        ids = list(await Instance.all().order_by("id").values_list("id", flat=True))
+        ids = [instance.id for instance in await Instance.all().order_by("id").only("id")]
         if len(ids) != 1:
             listed = ", ".join(map(str, ids[:20])) or "none"
             return f"name the instance with --instance (instances: {listed})"

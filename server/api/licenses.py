@@ -62,7 +62,7 @@ class License(Node):
     ) -> Annotated[Company, strawberry.lazy("server.api.companies")]:
         from server.api.companies import Company
 
-        found = await info.context.loaders.company_by_id.load(self.model.company_id)  # type: ignore[attr-defined]
+        found = await info.context.loaders.company_by_id.load(self.model.company_id)
         if found is None:  # a license is visible only with its company
             raise RuntimeError(f"license {self.model.id} has no visible company")
         return Company.of(found)

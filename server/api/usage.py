@@ -45,18 +45,18 @@ class UsageRow:
             row=row,
         )
 
-    @strawberry.field
+    @strawberry.field(
+        graphql_type=Annotated["Company", strawberry.lazy("server.api.companies")]
+    )  # the schema type; graphql-core awaits an awaitable
     @direct
-    def company(
-        self, info: Info[Context, None]
-    ) -> Annotated[Company, strawberry.lazy("server.api.companies")]:
+    def company(self, info: Info[Context, None]) -> Company | Awaitable[Company]:
         from server.api.companies import Company
 
         loader = info.context.loaders.company_by_id
         found = cached(loader, self.row.company_id)
         if found is MISSING:
             # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
-            return _company_of(loader.load(self.row.company_id), self.row.company_id)  # type: ignore[return-value]
+            return _company_of(loader.load(self.row.company_id), self.row.company_id)
         if found is None:  # a row is visible only with its company
             raise RuntimeError(f"usage of company {self.row.company_id} without the company")
         return Company.of(found)

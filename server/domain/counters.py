@@ -15,8 +15,9 @@ recount never overwrites a shift it did not see.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from server.domain import tree_paths
 from server.domain.access import Scope
@@ -70,9 +71,9 @@ class Counts:
     customers_normal: int = 0
     customers_unlinked: int = 0
 
-    def add(self, row: dict[str, object], sign: int = 1) -> None:
+    def add(self, row: Mapping[str, Any], sign: int = 1) -> None:
         for name in COLUMNS:
-            setattr(self, name, getattr(self, name) + sign * int(row.get(name) or 0))  # type: ignore[call-overload]
+            setattr(self, name, getattr(self, name) + sign * int(row.get(name) or 0))
 
     def statuses(self) -> dict[CustomerStatus, int]:
         return {status: getattr(self, column) for status, column in STATUS_COLUMNS.items()}

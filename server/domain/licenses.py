@@ -170,7 +170,7 @@ async def license_sums(
         where = "(" + " OR ".join(sql for sql, _ in subtrees) + ")"
         where_params = [v for _, values in subtrees for v in values]
     else:
-        ids = [c.id for c in companies]
+        ids: list[Any] = [c.id for c in companies]
         where, where_params = sql_in("c.id", ids)[0], ids
     rows = await db.fetch(
         "SELECT c.path AS path, SUM(l.seats) AS seats, SUM(l.activated) AS activated "

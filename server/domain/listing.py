@@ -16,6 +16,7 @@ from server.domain.errors import InvalidInput
 from server.models import db
 
 M = TypeVar("M", bound=Model)
+T = TypeVar("T")  # what a page holds: model rows, or rows a report computes
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 MAX_CURSOR_LENGTH = 4096
@@ -93,8 +94,8 @@ def decode_cursor(cursor: str | None, key_length: int, name: str) -> tuple[Any, 
 
 
 @dataclass(slots=True)
-class Page(Generic[M]):
-    items: list[M]
+class Page(Generic[T]):
+    items: list[T]
     cursors: list[str]
     has_next: bool
     has_previous: bool

@@ -12,7 +12,7 @@ from server.models import Company
 from server.models.enums import CompanyType
 from server.upstream.codes import COMPANY_TYPE
 from server.upstream.errors import UpstreamProtocolError
-from server.upstream.records import UpstreamSnapshot
+from server.upstream.records import UpstreamCompany, UpstreamCompanyRef, UpstreamSnapshot
 
 
 @dataclass(slots=True)
@@ -106,9 +106,12 @@ def check_fits(snapshot: UpstreamSnapshot) -> None:
     """Refuse, before any write, a company with a value longer than its column holds (SQLite
     would keep it whole, PostgreSQL would fail mid-apply)."""
     fields = Company._meta.fields_map
-    companies = (*snapshot.ancestors, *snapshot.companies)
+    companies: tuple[UpstreamCompanyRef | UpstreamCompany, ...] = (
+        *snapshot.ancestors,
+        *snapshot.companies,
+    )
     for name, label in _STORED_TEXT.items():
-        limit = int(fields[name].max_length)  # type: ignore[attr-defined]
+        limit = int(fields[name].constraints["max_length"])
         values = [getattr(company, name, None) or "" for company in companies]
         if max(map(len, values), default=0) <= limit:
             continue

@@ -246,7 +246,7 @@ class Planner:
 
         for group_id in stale:
             path, sort_key, depth = layout_of(group_id)
-            company = company_of_group.get(group_id)
+            of_group = company_of_group.get(group_id)
             row = {
                 "id": group_id,
                 "name": name_of[group_id],
@@ -255,11 +255,11 @@ class Planner:
                 "sort_key": sort_key,
                 "depth": depth,
             }
-            if company is not None:
-                touched[company.id] = company
-                if company.new:
+            if of_group is not None:
+                touched[of_group.id] = of_group
+                if of_group.new:
                     plan.new_groups.append(
-                        {**row, "kind": GroupKind.COMPANY.value, "company_id": company.id}
+                        {**row, "kind": GroupKind.COMPANY.value, "company_id": of_group.id}
                     )
                 else:
                     plan.changed_groups.append(row)

@@ -54,7 +54,7 @@ async def call(callback: ProgressCallback | None, run: SyncRun) -> None:
 
 
 async def publish(run: SyncRun, bus: EventBus, on_progress: ProgressCallback | None) -> None:
-    await bus.publish(events.SYNC_RUN, {"instance_id": run.instance_id, "run_id": run.id})  # type: ignore[attr-defined]
+    await bus.publish(events.SYNC_RUN, {"instance_id": run.instance_id, "run_id": run.id})
     await call(on_progress, run)
 
 
@@ -85,7 +85,7 @@ async def finish(
         run.instance_id,
         run.trigger,
         state.value,
-        run.companies_seen,  # type: ignore[attr-defined]
+        run.companies_seen,
         run.created,
         run.updated,
         run.moved,
@@ -112,7 +112,7 @@ async def execute(
     """Fetch, then apply; the run ends SUCCEEDED or FAILED with an error naming the problem.
     Releases `lock` (the instance's run lock, held by the caller) at the end."""
     try:
-        instance = await connected(run.instance_id)  # type: ignore[attr-defined]
+        instance = await connected(run.instance_id)
         await update(
             run,
             bus,
@@ -194,7 +194,7 @@ async def execute(
         raise
     except (UpstreamError, DomainError) as exc:
         message = exc.message if isinstance(exc, DomainError) else explain(exc)
-        log.warning("sync run %s of instance %s failed: %s", run.id, run.instance_id, message)  # type: ignore[attr-defined]
+        log.warning("sync run %s of instance %s failed: %s", run.id, run.instance_id, message)
         await finish(run, bus, on_progress, SyncState.FAILED, error=message)
     except Exception as exc:
         log.exception("sync run %s failed unexpectedly", run.id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -35,6 +36,10 @@ _tasks: dict[int, tuple[asyncio.Task[None], locks.Lock]] = {}
 
 
 # -- starting and following -----------------------------------------------------------------
+
+
+def _forget(run_id: int, _: asyncio.Task[Any]) -> None:
+    _tasks.pop(run_id, None)
 
 
 async def running_run(instance_id: int) -> SyncRun | None:
@@ -76,7 +81,7 @@ async def start_sync(
                 name=f"sync-run-{run.id}",
             )
             _tasks[run.id] = (task, lock)
-            task.add_done_callback(lambda _, key=run.id: _tasks.pop(key, None))
+            task.add_done_callback(functools.partial(_forget, run.id))
             return run
         running = await running_run(instance_id)
         if running is not None:
@@ -165,8 +170,7 @@ async def recover_interrupted(bus: EventBus) -> int:
     """Mark FAILED the active runs nobody runs any more (their process died); returns how many."""
     failed = 0
     for instance_id in {
-        r.instance_id  # type: ignore[attr-defined]
-        for r in await SyncRun.filter(state__in=ACTIVE).only("id", "instance_id")
+        r.instance_id for r in await SyncRun.filter(state__in=ACTIVE).only("id", "instance_id")
     }:
         lock = await locks.try_lock(locks.SYNC_RUN, instance_id)
         if lock is None:

@@ -86,7 +86,7 @@ def allowed_url(url: str, settings: Settings) -> tuple[str, str]:
 
 def _longest(field: str) -> int:
     """How many characters an instance's column holds."""
-    return int(Instance._meta.fields_map[field].max_length)  # type: ignore[attr-defined]
+    return int(Instance._meta.fields_map[field].constraints["max_length"])
 
 
 def limits(settings: Settings) -> dict[str, Any]:

@@ -97,9 +97,10 @@ class SubtreeCount(Model):
     a count over a subtree reads one row whatever its size. No row: nothing below."""
 
     group_id = fields.IntField(primary_key=True, generated=False)
-    instance = fields.ForeignKeyField(
-        "models.Instance", related_name="subtree_counts", on_delete="CASCADE"
+    instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
+        "models.Instance", related_name="subtree_counts", on_delete=fields.CASCADE
     )
+    instance_id: int
     distributors = fields.IntField(default=0)
     divisions = fields.IntField(default=0)
     msp_managers = fields.IntField(default=0)

@@ -110,7 +110,7 @@ async def execute(sql: str, params: Sequence[Any] = ()) -> int:
     return changed
 
 
-async def fetch_tuples(sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
+async def fetch_tuples(sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
     """Rows read by position, without building a dict per row (for reads of very many rows)."""
     conn = connection()
     _, rows = await conn.execute_query(_placeholders(sql, is_postgres(conn)), list(params))

@@ -5,10 +5,15 @@ keeps, per instance and day, the seats of that day's last snapshot per company a
 rows carry no key to a license, so the history outlives licenses that go away upstream.
 """
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
 
 from server.models.enums import LicenseState
+
+if TYPE_CHECKING:  # the relations' targets (the package, whichever module holds them)
+    from server.models import Company, Instance
 
 LICENSE_KEY_LENGTH = 64
 PRODUCT_NAME_LENGTH = 255
@@ -17,12 +22,14 @@ SEARCH_TEXT_LENGTH = LICENSE_KEY_LENGTH + 1 + PRODUCT_NAME_LENGTH
 
 class License(Model):
     id = fields.IntField(primary_key=True)
-    instance = fields.ForeignKeyField(
-        "models.Instance", related_name="licenses", on_delete="CASCADE"
+    instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
+        "models.Instance", related_name="licenses", on_delete=fields.CASCADE
     )
-    company = fields.ForeignKeyField(
-        "models.Company", related_name="licenses", on_delete="RESTRICT"
+    instance_id: int
+    company: fields.ForeignKeyRelation["Company"] = fields.ForeignKeyField(
+        "models.Company", related_name="licenses", on_delete=fields.RESTRICT
     )
+    company_id: int
     public_license_key = fields.CharField(max_length=LICENSE_KEY_LENGTH)
     product_code = fields.IntField()
     product_name = fields.CharField(max_length=PRODUCT_NAME_LENGTH)
@@ -48,9 +55,10 @@ class UsageDay(Model):
     scheduled snapshot: whoever inserts it takes it."""
 
     id = fields.IntField(primary_key=True)
-    instance = fields.ForeignKeyField(
-        "models.Instance", related_name="usage_days", on_delete="CASCADE"
+    instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
+        "models.Instance", related_name="usage_days", on_delete=fields.CASCADE
     )
+    instance_id: int
     day = fields.DateField()
     taken_at = fields.DatetimeField()
     trigger = fields.CharField(max_length=16)  # "schedule" or "sync"
@@ -64,13 +72,15 @@ class UsageLine(Model):
     """Seats of one company and product in a day's last snapshot (billable licenses only)."""
 
     id = fields.BigIntField(primary_key=True)
-    instance = fields.ForeignKeyField(
-        "models.Instance", related_name="usage_lines", on_delete="CASCADE"
+    instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
+        "models.Instance", related_name="usage_lines", on_delete=fields.CASCADE
     )
+    instance_id: int
     day = fields.DateField()
-    company = fields.ForeignKeyField(
-        "models.Company", related_name="usage_lines", on_delete="RESTRICT"
+    company: fields.ForeignKeyRelation["Company"] = fields.ForeignKeyField(
+        "models.Company", related_name="usage_lines", on_delete=fields.RESTRICT
     )
+    company_id: int
     product_code = fields.IntField()
     product_name = fields.CharField(max_length=PRODUCT_NAME_LENGTH)
     seats = fields.IntField()

@@ -242,13 +242,13 @@ def _dispatcher(
             if rule.kind == "maintenance":
                 return _respond(error(503, 99, 2, "the service is under maintenance"))
             if rule.kind == "rate_limit":
-                answer = error(429, 98, 1, "too many requests")
+                limited = error(429, 98, 1, "too many requests")
                 if rule.retry_after is not None:
                     seconds = rule.retry_after
-                    answer.headers["Retry-After"] = (
+                    limited.headers["Retry-After"] = (
                         str(int(seconds)) if float(seconds).is_integer() else str(seconds)
                     )
-                return _respond(answer)
+                return _respond(limited)
             if rule.kind == "server_error":
                 return _respond(error(rule.status, 100, 1, "internal error"))
             if rule.kind == "drop":

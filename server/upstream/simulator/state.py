@@ -9,7 +9,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from aiohttp import web
 
@@ -228,5 +228,5 @@ def ref(company: Company) -> dict[str, Any]:
     return {"publicId": company["publicId"], "name": company["name"], "type": company["type"]}
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
