@@ -75,6 +75,7 @@ class Item:
     instance_id: int
     paths: tuple[str, ...]
     owner_account: int | None = None  # Account objects: only their own viewer sees them
+    areas: frozenset[str] = frozenset()  # PermissionSet objects: the areas they grant
 
     @property
     def gid(self) -> str:
@@ -131,7 +132,9 @@ async def inventory(world: World) -> list[Item]:
         for u in await User.filter(instance_id=instance_id):
             items.append(Item("User", u.id, instance_id, (groups[u.home_group_id].path,)))
         for s in await PermissionSet.filter(instance_id=instance_id).prefetch_related("groups"):
-            items.append(Item("PermissionSet", s.id, instance_id, tuple(g.path for g in s.groups)))
+            paths = tuple(g.path for g in s.groups)
+            areas = frozenset(s.levels)
+            items.append(Item("PermissionSet", s.id, instance_id, paths, areas=areas))
         for e in await AuditEntry.filter(instance_id=instance_id):
             items.append(Item("AuditEntry", e.id, instance_id, (e.group_path,)))
         companies = {c.id: c for c in await Company.filter(instance_id=instance_id)}
@@ -358,7 +361,11 @@ def attempts(world: World, viewer: Viewer) -> Iterable[tuple[str, dict[str, Any]
     own_group = next(
         i.gid for i in world.visible(viewer, "StaticGroup") if i.paths == (viewer.prefix,)
     )
-    own_set = next(i.gid for i in world.visible(viewer, "PermissionSet"))
+    own_set = next(  # one the viewer may edit: it holds every area the set grants
+        i.gid
+        for i in world.visible(viewer, "PermissionSet")
+        if viewer.licenses or "LICENSES" not in i.areas
+    )
     own_customer = next(i.gid for i in world.visible(viewer, "Company") if i.key in customers)
     # A user the viewer may edit: itself, or (the owner is managed through the portal) another.
     own_user = global_ids.encode("User", viewer.user_id)
