@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from server.domain import counters, customers, sync
+from server.domain import counters, customers, sync_runs
 from server.domain.access import Scope
 from server.domain.errors import DomainError
 from server.models import Company, StaticGroup, User, db
@@ -100,7 +100,7 @@ async def test_counters_equal_a_full_recount_after_any_writes(
     async with Simulator(upstream) as sim:
         owner = await connected_tenant(None, sim)
         instance_id = owner.instance_id or 0
-        run = await sync.sync_now(instance_id, settings)
+        run = await sync_runs.sync_now(instance_id, settings)
         assert run.state == SyncState.SUCCEEDED, run.error
         assert await stored(instance_id) == await full_recount(instance_id)
         user = await User.get(instance_id=instance_id, account_id__not_isnull=True)
@@ -111,7 +111,7 @@ async def test_counters_equal_a_full_recount_after_any_writes(
             if step[0] == "sync":
                 for edit in step[1]:
                     apply_edit(upstream, removed, edit)
-                run = await sync.sync_now(instance_id, settings)
+                run = await sync_runs.sync_now(instance_id, settings)
                 assert run.state == SyncState.SUCCEEDED, run.error
             else:
                 await act(scope, user.id, *step)
@@ -124,7 +124,7 @@ async def test_recount_repairs_counters_written_wrong(app: object, settings: Set
     async with Simulator(UpstreamTree.generate(12, 3)) as sim:
         owner = await connected_tenant(None, sim)
         instance_id = owner.instance_id or 0
-        await sync.sync_now(instance_id, settings)
+        await sync_runs.sync_now(instance_id, settings)
         right = await stored(instance_id)
         await db.execute(
             "UPDATE subtree_count SET customers_normal = customers_normal + 7 "
@@ -148,7 +148,7 @@ async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, set
     async with Simulator(UpstreamTree.generate(12, 4)) as sim:
         owner = await connected_tenant(None, sim)
         instance_id = owner.instance_id or 0
-        await sync.sync_now(instance_id, settings)
+        await sync_runs.sync_now(instance_id, settings)
         await customers.skip_setup_for_all_new_customers(
             Scope.for_owner(
                 instance_id,
@@ -170,7 +170,7 @@ async def test_the_recount_command_repairs_an_instance(app: object, settings: Se
     async with Simulator(UpstreamTree.generate(10, 6)) as sim:
         owner = await connected_tenant(None, sim)
         instance_id = owner.instance_id or 0
-        await sync.sync_now(instance_id, settings)
+        await sync_runs.sync_now(instance_id, settings)
     right = await stored(instance_id)
     await db.execute(
         "UPDATE subtree_count SET customers_normal = customers_normal + 2 WHERE instance_id = ?",
