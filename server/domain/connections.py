@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -22,8 +21,6 @@ from server.events import EventBus
 from server.models import db
 from server.models.enums import ConnectionStatus
 from server.settings import Settings
-
-log = logging.getLogger(__name__)
 
 CONNECTED = ConnectionStatus.CONNECTED
 DELAYED = ConnectionStatus.DELAYED
