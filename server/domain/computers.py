@@ -79,16 +79,8 @@ async def by_ids_with_paths(scope: Scope, ids: Iterable[int]) -> dict[int, tuple
     if not values:
         return {}
     listing = visible(scope).filter(*sql_in("m.id", values))
-    rows = await db.fetch(
-        f"SELECT m.*, g.path AS group_path FROM {listing.source} WHERE {listing._where_sql()}",
-        listing.params,
-    )
-    found: dict[int, tuple[Computer, str]] = {}
-    for row in rows:
-        path = row.pop("group_path")
-        computer = db.from_row(Computer, row)
-        found[computer.id] = (computer, path)
-    return found
+    rows = await listing.rows_with("g.path", "group_path")
+    return {computer.id: (computer, path) for computer, path in rows}
 
 
 async def counts_in_groups(

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server import events
+from server.background import PeriodicTask
 from server.events import EventBus
 from server.models import db
 from server.models.enums import ConnectionStatus
 from server.settings import Settings
-
-log = logging.getLogger(__name__)
 
 CONNECTED = ConnectionStatus.CONNECTED
 DELAYED = ConnectionStatus.DELAYED
@@ -179,9 +177,12 @@ async def announce_transitions(
             return {instance: sorted(ids) for instance, ids in changed.items()}
 
 
-class ConnectionWatcher:
+class ConnectionWatcher(PeriodicTask):
     """Announces connection-status transitions every `period` seconds, or sooner when woken
     (a check-in that reconnects a computer wakes it)."""
+
+    name = "connection-watcher"
+    failure = "announcing connection transitions failed"
 
     def __init__(
         self,
@@ -196,34 +197,15 @@ class ConnectionWatcher:
         self.period = period
         self.min_gap = min_gap
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="connection-watcher")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
     async def run_once(self, now: datetime | None = None) -> dict[int, list[int]]:
         return await announce_transitions(self.bus, self.settings, now)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the next round retries; a watcher never dies of one failure
-                log.exception("announcing connection transitions failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.period)
-            self._wake.clear()
-            await asyncio.sleep(self.min_gap)
+    async def pause(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.period)
+        self._wake.clear()
+        await asyncio.sleep(self.min_gap)

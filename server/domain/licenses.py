@@ -101,16 +101,8 @@ async def by_ids_with_paths(scope: Scope, ids: Iterable[int]) -> dict[int, tuple
     if not values:
         return {}
     listing = visible(scope).filter(*sql_in("l.id", values))
-    rows = await db.fetch(
-        f"SELECT l.*, c.path AS company_path FROM {listing.source} WHERE {listing._where_sql()}",
-        listing.params,
-    )
-    found: dict[int, tuple[License, str]] = {}
-    for row in rows:
-        path = row.pop("company_path")
-        license = db.from_row(License, row)
-        found[license.id] = (license, path)
-    return found
+    rows = await listing.rows_with("c.path", "company_path")
+    return {license.id: (license, path) for license, path in rows}
 
 
 async def pages_by_company(

@@ -260,6 +260,20 @@ class Listing(Generic[M]):
         counts.update({row["value"]: int(row["n"]) for row in rows})
         return counts
 
+    async def rows_with(self, extra_sql: str, name: str) -> list[tuple[M, Any]]:
+        """The rows (unordered) each with the value of one more column of the source, such as
+        the path of a joined parent: `SELECT <alias>.*, <extra_sql> AS <name>`."""
+        rows = await db.fetch(
+            f"SELECT {self.alias}.*, {extra_sql} AS {name} FROM {self.source} "
+            f"WHERE {self._where_sql()}",
+            self.params,
+        )
+        pairs = []
+        for row in rows:
+            value = row.pop(name)  # not a field of the model
+            pairs.append((db.from_row(self.model, row), value))
+        return pairs
+
     async def rows(self, limit: int | None = None) -> list[M]:
         direction = "DESC" if self.descending else "ASC"
         order = ", ".join(f"{expr} {direction}" for expr in self._ordered())

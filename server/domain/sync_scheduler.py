@@ -4,12 +4,11 @@ schedules: the holder of `locks.SYNC_SCHEDULER`; the others keep trying to take 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import Collection
 
+from server.background import PeriodicTask
 from server.domain import sync_runs
 from server.events import EventBus
 from server.models import db, locks
@@ -35,9 +34,12 @@ async def due_instances(
     return [row["id"] for row in rows if among is None or row["id"] in among]
 
 
-class SyncScheduler:
+class SyncScheduler(PeriodicTask):
     """`start()` in the app's lifespan, `stop()` at its end (which also interrupts the runs of
     this process). A `sync_interval` of 0 or less turns scheduling off."""
+
+    name = "sync-scheduler"
+    failure = "scheduling syncs failed"
 
     def __init__(
         self,
@@ -53,7 +55,6 @@ class SyncScheduler:
         interval = settings.sync_interval
         self.period = period if period is not None else max(1.0, min(60.0, interval / 10))
         self._leader: locks.Lock | None = None
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -64,15 +65,11 @@ class SyncScheduler:
         return self._leader is not None
 
     async def start(self) -> None:
-        if self.enabled and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="sync-scheduler")
+        if self.enabled:
+            await super().start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await super().stop()
         await sync_runs.cancel_running(self.bus)
         leader, self._leader = self._leader, None
         if leader is not None:
@@ -100,13 +97,3 @@ class SyncScheduler:
             log.info("scheduled sync of instance %s started", instance_id)
             started.append(instance_id)
         return started
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the next round retries
-                log.exception("scheduling syncs failed")
-            await asyncio.sleep(self.period)

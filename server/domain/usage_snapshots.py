@@ -6,24 +6,25 @@ day already taken (by the schedule or a sync) costs one small query a period."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 
+from server.background import PeriodicTask
 from server.domain import usage
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class UsageSnapshots:
+class UsageSnapshots(PeriodicTask):
     """`start()` in the app's lifespan, `stop()` at its end."""
+
+    name = "usage-snapshots"
+    failure = "usage snapshots failed"
 
     def __init__(self, settings: Settings, *, period: float = 60.0) -> None:
         self.at = settings.usage_snapshot_time
         self.period = period
-        self._task: asyncio.Task[None] | None = None
 
     async def run_once(self, now: dt.datetime | None = None) -> list[int]:
         """Take today's snapshot of every connected instance that lacks one, once the time of
@@ -41,24 +42,3 @@ class UsageSnapshots:
         if taken:
             log.info("usage snapshot of %s taken for instances %s", now.date(), taken)
         return taken
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="usage-snapshots")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("usage snapshots failed")
-            await asyncio.sleep(self.period)

@@ -1,38 +1,7 @@
 """The MSP Administrator: the client the sync reads the company tree with, the hosts it may call,
-and a simulator of it."""
+and a simulator of it.
 
-from server.upstream.client import (
-    MspAdministratorClient,
-    ProgressCallback,
-    UpstreamAuthError,
-    UpstreamCompany,
-    UpstreamCompanyRef,
-    UpstreamError,
-    UpstreamLimitExceeded,
-    UpstreamNotFound,
-    UpstreamProtocolError,
-    UpstreamSnapshot,
-    UpstreamStats,
-    UpstreamTreeError,
-    UpstreamUnavailable,
-    UpstreamUnreachable,
-    UpstreamUser,
-)
+The package exports what `client.py` exports (its `__all__`), so that list is kept in one place."""
 
-__all__ = [
-    "MspAdministratorClient",
-    "ProgressCallback",
-    "UpstreamAuthError",
-    "UpstreamCompany",
-    "UpstreamCompanyRef",
-    "UpstreamError",
-    "UpstreamLimitExceeded",
-    "UpstreamNotFound",
-    "UpstreamProtocolError",
-    "UpstreamSnapshot",
-    "UpstreamStats",
-    "UpstreamTreeError",
-    "UpstreamUnavailable",
-    "UpstreamUnreachable",
-    "UpstreamUser",
-]
+from server.upstream.client import *  # noqa: F403 - the client's public names, listed there
+from server.upstream.client import __all__ as __all__

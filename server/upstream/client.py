@@ -14,6 +14,7 @@ The parts: `transport.py` (requests, retries, limits), `tokens.py` (login and re
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Any
 
 from server.upstream import licenses, tree_walk
 from server.upstream.bodies import Body
@@ -29,6 +30,7 @@ from server.upstream.errors import (
     UpstreamUnreachable,
 )
 from server.upstream.licenses import UpstreamLicense
+from server.upstream.paging import paged_items
 from server.upstream.records import (
     UpstreamCompany,
     UpstreamCompanyRef,
@@ -186,48 +188,43 @@ class MspAdministratorClient:
         body = Body(endpoint)
         companies: list[UpstreamCompany] = []
         seen: set[str] = set()
-        total: int | None = None
-        while total is None or len(companies) < total:
-            payload = {"companyId": company_id, "skip": len(companies), "take": self.page_size}
-            data = await self._auth.call(endpoint, payload, subject=company_id)
-            obj = body.object(data, "the body")
-            items = body.array(obj, "companies", "")
-            count = body.integer(obj, "totalCount", "")
-            if count < 0:
-                raise body.fail("totalCount", f"is negative ({count})")
-            if total is not None and count != total:
-                raise UpstreamTreeError(
-                    f"MSP Administrator {endpoint}: the children of {company_id} changed while "
-                    f"paging (totalCount {total}, then {count})"
-                )
-            total = count
+
+        def count(obj: dict[str, Any]) -> int:
+            total = body.integer(obj, "totalCount", "")
+            if total < 0:
+                raise body.fail("totalCount", f"is negative ({total})")
+            return total
+
+        def check_total(total: int) -> None:
             if at_most is not None and total > at_most:
                 raise too_many_companies(
                     self.max_companies,
                     f"{company_id} counts {total} children, with room for {at_most} more",
                 )
-            if len(items) > self.page_size:
-                raise body.fail("companies", f"holds {len(items)}, more than take={self.page_size}")
-            if not items and len(companies) < total:
-                raise body.fail(
-                    "companies", f"is empty at skip={len(companies)} of totalCount={total}"
+
+        async for index, item in paged_items(
+            self._auth.call,
+            body,
+            company_id,
+            key="companies",
+            what="children",
+            page_size=self.page_size,
+            count=count,
+            check_total=check_total,
+        ):
+            child = body.company(item, f"companies[{index}]")
+            if child.parent_id != company_id:
+                raise UpstreamTreeError(
+                    f"MSP Administrator {endpoint}: company {child.public_id} is listed under "
+                    f"{company_id} but names {child.parent_id} as its parent"
                 )
-            for index, item in enumerate(items):
-                child = body.company(item, f"companies[{index}]")
-                if child.parent_id != company_id:
-                    raise UpstreamTreeError(
-                        f"MSP Administrator {endpoint}: company {child.public_id} is listed under "
-                        f"{company_id} but names {child.parent_id} as its parent"
-                    )
-                if child.public_id in seen:
-                    raise UpstreamTreeError(
-                        f"MSP Administrator {endpoint}: company {child.public_id} is listed twice "
-                        f"under {company_id}"
-                    )
-                seen.add(child.public_id)
-                companies.append(child)
-            if len(companies) > total:
-                raise body.fail("companies", f"hold more than totalCount={total}")
+            if child.public_id in seen:
+                raise UpstreamTreeError(
+                    f"MSP Administrator {endpoint}: company {child.public_id} is listed twice "
+                    f"under {company_id}"
+                )
+            seen.add(child.public_id)
+            companies.append(child)
         return companies
 
     async def fetch_tree(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from server.upstream.bodies import Body
 from server.upstream.errors import UpstreamLimitExceeded, UpstreamTreeError
+from server.upstream.paging import paged_items
 from server.upstream.tree_walk import ProgressCallback, _first, _Progress
 
 if TYPE_CHECKING:
@@ -102,36 +103,29 @@ async def company_licenses(
     body = _LicenseBody(ENDPOINT)
     found: list[UpstreamLicense] = []
     keys: set[str] = set()
-    total: int | None = None
-    while total is None or len(found) < total:
-        payload = {"companyId": company_id, "skip": len(found), "take": page_size}
-        data = await call(ENDPOINT, payload, subject=company_id)
-        obj = body.object(data, "the body")
-        items = body.array(obj, "licenses", "")
-        count = body.count(obj, "totalCount", "")
-        if total is not None and count != total:
-            raise UpstreamTreeError(
-                f"MSP Administrator {ENDPOINT}: the licenses of {company_id} changed while "
-                f"paging (totalCount {total}, then {count})"
-            )
-        total = count
+
+    def check_total(total: int) -> None:
         if at_most is not None and total > at_most:
             raise _too_many(at_most, f"{company_id} counts {total}")
-        if len(items) > page_size:
-            raise body.fail("licenses", f"holds {len(items)}, more than take={page_size}")
-        if not items and len(found) < total:
-            raise body.fail("licenses", f"is empty at skip={len(found)} of totalCount={total}")
-        for index, item in enumerate(items):
-            license = body.license(item, f"licenses[{index}]", company_id)
-            if license.public_license_key in keys:
-                raise UpstreamTreeError(
-                    f"MSP Administrator {ENDPOINT}: license {license.public_license_key} is "
-                    f"listed twice under {company_id}"
-                )
-            keys.add(license.public_license_key)
-            found.append(license)
-        if len(found) > total:
-            raise body.fail("licenses", f"hold more than totalCount={total}")
+
+    async for index, item in paged_items(
+        call,
+        body,
+        company_id,
+        key="licenses",
+        what="licenses",
+        page_size=page_size,
+        count=lambda obj: body.count(obj, "totalCount", ""),
+        check_total=check_total,
+    ):
+        license = body.license(item, f"licenses[{index}]", company_id)
+        if license.public_license_key in keys:
+            raise UpstreamTreeError(
+                f"MSP Administrator {ENDPOINT}: license {license.public_license_key} is "
+                f"listed twice under {company_id}"
+            )
+        keys.add(license.public_license_key)
+        found.append(license)
     return found
 
 

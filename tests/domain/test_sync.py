@@ -37,7 +37,13 @@ from server.models.enums import CompanyType, GroupKind, SyncState, UnlinkReason
 from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
 from server.upstream.codes import ACTIVE, CUSTOMER, MANAGED_MSP, MSP, MSP_MANAGER, SUSPENDED
-from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
+from server.upstream.simulator import (
+    DEFAULT_PASSWORD,
+    DEFAULT_USERNAME,
+    Faults,
+    Simulator,
+    UpstreamTree,
+)
 from tests import factories
 from tests.conftest import LOCAL_UPSTREAM, TEST_SECRET
 from tests.sync_support import (
@@ -481,52 +487,42 @@ def _some(kind: int) -> Callable[[Simulator], str]:
 
 
 Arm = Callable[[Simulator, bool], None]
-FAULTS: dict[str, tuple[Arm, str]] = {
-    "maintenance": (
-        lambda sim, last: sim.faults.maintenance(
-            10_000, endpoint="Company/Children", after=0 if last else 2, end_of_walk=last
-        ),
-        "503 (unavailable)",
-    ),
-    "rate limited": (
-        lambda sim, last: sim.faults.rate_limit(
-            10_000,
-            retry_after=5,
+
+
+def _on_the_walk(fault: Callable[..., object], *args: Any, **options: Any) -> Arm:
+    """Arms `fault` (a `Faults` method) on the walk's Company/Children calls: from the third
+    one, or (`last`) at the end of the walk, on its last page."""
+
+    def arm(sim: Simulator, last: bool) -> None:
+        fault(
+            sim.faults,
+            *args,
+            **options,
             endpoint="Company/Children",
             after=0 if last else 2,
             end_of_walk=last,
-        ),
+        )
+
+    return arm
+
+
+FAULTS: dict[str, tuple[Arm, str]] = {
+    "maintenance": (_on_the_walk(Faults.maintenance, 10_000), "503 (unavailable)"),
+    "rate limited": (
+        _on_the_walk(Faults.rate_limit, 10_000, retry_after=5),
         "429 (rate limited)",
     ),
     "server error": (
-        lambda sim, last: sim.faults.server_error(
-            10_000,
-            status=502,
-            endpoint="Company/Children",
-            after=0 if last else 2,
-            end_of_walk=last,
-        ),
+        _on_the_walk(Faults.server_error, 10_000, status=502),
         "answered 502; giving up",
     ),
     "dropped connection": (
-        lambda sim, last: sim.faults.drop_connection(
-            10_000, endpoint="Company/Children", after=0 if last else 2, end_of_walk=last
-        ),
+        _on_the_walk(Faults.drop_connection, 10_000),
         "could not reach the MSP Administrator at 127.0.0.1 (Company/Children, 3 attempts)",
     ),
-    "body that is not JSON": (
-        lambda sim, last: sim.faults.malformed_body(
-            endpoint="Company/Children", after=0 if last else 2, end_of_walk=last
-        ),
-        "a body that is not JSON",
-    ),
+    "body that is not JSON": (_on_the_walk(Faults.malformed_body), "a body that is not JSON"),
     "body of the wrong shape": (
-        lambda sim, last: sim.faults.malformed_body(
-            body=lambda answer: {**answer, "totalCount": "many"},
-            endpoint="Company/Children",
-            after=0 if last else 2,
-            end_of_walk=last,
-        ),
+        _on_the_walk(Faults.malformed_body, body=lambda answer: {**answer, "totalCount": "many"}),
         "totalCount must be an integer",
     ),
     "company listed twice": (
