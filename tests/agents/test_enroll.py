@@ -479,6 +479,13 @@ async def test_every_enrolment_counts_against_the_installers_cap(
     again = await enrol(http, agent_server, token, "hw-cap", agentToken=first["agentToken"])
     await enrol(http, agent_server, token, "hw-cap")  # a duplicate
     assert await enrolments_of(installer.id) == 3
+    await agent_server.runtime.buffer.flush()  # the continued agent's check-in is written now
+
+    async def announced() -> bool:  # the connection watcher announces enrolments on its own
+        found = await computer_rows(tree.instance.id)
+        return all(r["announced_status"] != "NEVER_CONNECTED" for r in found)
+
+    await wait_until(announced, within=10)
     rows = await computer_rows(tree.instance.id)
 
     for body in (
@@ -487,6 +494,7 @@ async def test_every_enrolment_counts_against_the_installers_cap(
     ):
         status, answer, _ = await post(http, agent_server, "enroll", token, json=body)
         assert status == 401 and "all the enrolments" in answer["error"]
+    await agent_server.runtime.buffer.flush()  # and whatever the refused ones might have left
     assert await computer_rows(tree.instance.id) == rows
     assert await enrolments_of(installer.id) == 3
     assert (await post(http, agent_server, "checkin", again["agentToken"], json={}))[0] == 200
