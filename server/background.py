@@ -36,7 +36,9 @@ class PeriodicTask:
                 await task
 
     async def _run(self) -> None:
-        while True:
+        # `stop()` forgets the task before cancelling it: should a round swallow the
+        # cancellation (a driver may), the loop still ends instead of running on unawaited.
+        while self._task is asyncio.current_task():
             try:
                 await self.run_once()
             except asyncio.CancelledError:

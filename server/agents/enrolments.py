@@ -79,14 +79,18 @@ class EnrolmentWriter:
             if self._pending:  # more than one batch holds
                 self._collect()
             try:
-                results = await enroll_batch([p for p, _ in batch], settings=self.settings)
-            except Exception:
-                log.exception("a batch of %d enrolments failed; one by one now", len(batch))
-                await self._one_by_one(batch)
-                return
-            self.batches += 1
-            for (_, future), result in zip(batch, results, strict=True):
-                _settle(future, result)
+                try:
+                    results = await enroll_batch([p for p, _ in batch], settings=self.settings)
+                except Exception:
+                    log.exception("a batch of %d enrolments failed; one by one now", len(batch))
+                    await self._one_by_one(batch)
+                    return
+                self.batches += 1
+                for (_, future), result in zip(batch, results, strict=True):
+                    _settle(future, result)
+            finally:  # whatever happened, no agent's request waits for ever
+                for _, future in batch:
+                    _settle(future, RuntimeError("the enrolment was not written"))
 
     async def _one_by_one(self, batch: list[tuple[Pending, asyncio.Future[Enrolment]]]) -> None:
         """After a batch failed: each enrolment alone, so one bad request fails only itself."""
