@@ -203,6 +203,15 @@ class Company(Node):
 refetchable("Company", lambda loaders: loaders.company_by_id, Company.of)
 
 
+async def owning_company(info: Info[Context, None], company_id: int, owned: str) -> Company:
+    """The company that `owned` (an installer, a license...) belongs to: visible whenever the
+    owned object is, so a miss is a broken invariant, not a user error."""
+    found = await info.context.loaders.company_by_id.load(company_id)
+    if found is None:
+        raise RuntimeError(f"{owned} has no visible company")
+    return Company.of(found)
+
+
 async def company_page(
     info: Info[Context, None],
     listing: Listing[CompanyModel],

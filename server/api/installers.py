@@ -59,12 +59,9 @@ class Installer(Node):
     async def company(
         self, info: Info[Context, None]
     ) -> Annotated[Company, strawberry.lazy("server.api.companies")]:
-        from server.api.companies import Company
+        from server.api.companies import owning_company
 
-        found = await info.context.loaders.company_by_id.load(self.model.company_id)
-        if found is None:  # an installer is visible only with its company
-            raise RuntimeError(f"installer {self.model.id} has no visible company")
-        return Company.of(found)
+        return await owning_company(info, self.model.company_id, f"installer {self.model.id}")
 
     @strawberry.field
     async def group(

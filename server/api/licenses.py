@@ -60,12 +60,9 @@ class License(Node):
     async def company(
         self, info: Info[Context, None]
     ) -> Annotated[Company, strawberry.lazy("server.api.companies")]:
-        from server.api.companies import Company
+        from server.api.companies import owning_company
 
-        found = await info.context.loaders.company_by_id.load(self.model.company_id)
-        if found is None:  # a license is visible only with its company
-            raise RuntimeError(f"license {self.model.id} has no visible company")
-        return Company.of(found)
+        return await owning_company(info, self.model.company_id, f"license {self.model.id}")
 
 
 refetchable("License", lambda loaders: loaders.license_by_id, License.of)
