@@ -110,15 +110,21 @@ async def test_reported_values_are_stored_when_they_change(
 
 
 async def test_unchanged_reports_write_only_the_time(
-    agent_server: AgentServer, http: aiohttp.ClientSession, agent: tuple[int, str]
+    database: None, http: aiohttp.ClientSession, tree: Tree, installer: Any
 ) -> None:
-    _, token = agent
-    await checkin(http, agent_server, token, {"hostname": "PC-1", "os": "Win 11"})
-    record = agent_server.runtime.buffer._records[token_hash(token)]
-    assert record.changes is None
-    await checkin(http, agent_server, token, {"hostname": "PC-9"})
-    assert record.changes is not None and record.changes.hostname == "PC-9"
-    assert record.changes.os is None
+    # a server that does not flush on its own: the record read below stays in the buffer
+    server = await start_agent_server(checkin_flush_interval=60.0)
+    try:
+        token = (await enrol(http, server, installer[1], "hw-unchanged", hostname="PC-1",
+                             os="Win 11"))["agentToken"]  # fmt: skip
+        await checkin(http, server, token, {"hostname": "PC-1", "os": "Win 11"})
+        record = server.runtime.buffer._records[token_hash(token)]
+        assert record.changes is None
+        await checkin(http, server, token, {"hostname": "PC-9"})
+        assert record.changes is not None and record.changes.hostname == "PC-9"
+        assert record.changes.os is None
+    finally:
+        await server.stop()
 
 
 async def test_checkins_authenticate_from_memory(
