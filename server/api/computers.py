@@ -110,7 +110,7 @@ async def computers_in_group(
     context = info.context
     listing = computers.visible(context.require_scope())
     if group is not None:
-        computers.in_group(listing, group, recursive)
+        await computers.in_group(listing, group, recursive)
     computers.narrow(listing, context.settings, distinct(status), search, duplicates=duplicates)
     return await paginate(listing, request, Computer.of, prime=context.loaders.prime_computers)
 

@@ -58,7 +58,7 @@ def descendants(
     listing = Listing(Company, "company c", "c", ("c.sort_key", "c.id"), ("sort_key", "id"))
     condition, params = scope.sql_within("c.path", company.path)
     listing.filter("c.instance_id = ?", scope.instance_id).filter(condition, *params)
-    listing.filter("c.sort_key > ? AND c.sort_key < ?", low, high)
+    listing.between(low, high)
     return narrow(listing, types, statuses, search)
 
 

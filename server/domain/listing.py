@@ -118,20 +118,36 @@ class Listing(Generic[M]):
     params: list[Any] = field(default_factory=list)
     text_keys: frozenset[str] = frozenset()
     descending: bool = False  # newest first, for instance
+    low_end: tuple[int, int] | None = None  # where `between` put its condition and its low end
 
     def filter(self, condition: str, *params: Any) -> Listing[M]:
         self.where.append(condition)
         self.params.extend(params)
         return self
 
-    def _where_sql(self, extra: Sequence[str] = ()) -> str:
-        conditions = [*self.where, *extra]
+    def between(self, low: str, high: str) -> Listing[M]:
+        """The first order key strictly between `low` and `high`: an index range. A page after
+        a cursor inside it starts the range at the cursor: SQLite walks an index from one lower
+        bound of a column (the first written), so with the row comparison alone every page
+        would read the range from `low` to the cursor, and a whole walk would be quadratic."""
+        self.low_end = (len(self.where), len(self.params))
+        first = self.order[0]
+        return self.filter(f"{first} > ? AND {first} < ?", low, high)
+
+    def _where_sql(self, extra: Sequence[str] = (), where: Sequence[str] | None = None) -> str:
+        conditions = [*(self.where if where is None else where), *extra]
         return " AND ".join(conditions) if conditions else "1=1"
 
     def _ordered(self) -> list[str]:
         return [db.text_order(expr) if expr in self.text_keys else expr for expr in self.order]
 
-    def _after(self, values: tuple[Any, ...], op: str) -> tuple[str, list[Any]]:
+    def _after(self, values: tuple[Any, ...], op: str, name: str) -> tuple[str, list[Any]]:
+        for key, value in zip(self.key, values, strict=True):
+            field = self.model._meta.fields_map.get(key)
+            wanted = getattr(field, "field_type", None)
+            # a text where a number goes (or the reverse) would reach the driver and fail there
+            if wanted in (int, str) and type(value) is not wanted:
+                raise InvalidPageRequest(f"malformed cursor in {name}", name)
         columns = ", ".join(self._ordered())
         marks = ", ".join("?" for _ in values)
         return f"({columns}) {op} ({marks})", list(values)
@@ -145,20 +161,27 @@ class Listing(Generic[M]):
     def page_sql(self, request: PageRequest) -> tuple[str, list[Any]]:
         """The one statement of a page (for `page`, and for the query-plan tests)."""
         extra: list[str] = []
-        params = list(self.params)
+        where, params = list(self.where), list(self.params)
+        if self.low_end is not None and request.after is not None and not self.descending:
+            at, low_at = self.low_end
+            start = request.after[0]
+            # a cursor outside the range (made up, or from another listing) keeps `low`
+            if isinstance(start, str) and start > params[low_at]:
+                first = self.order[0]
+                where[at], params[low_at] = f"{first} >= ? AND {first} < ?", start
         later, earlier = ("<", ">") if self.descending else (">", "<")
         if request.after is not None:
-            condition, values = self._after(request.after, later)
+            condition, values = self._after(request.after, later, "after")
             extra.append(condition)
             params += values
         if request.before is not None:
-            condition, values = self._after(request.before, earlier)
+            condition, values = self._after(request.before, earlier, "before")
             extra.append(condition)
             params += values
         direction = "DESC" if request.backwards != self.descending else "ASC"
         order_sql = ", ".join(f"{expr} {direction}" for expr in self._ordered())
         sql = (
-            f"SELECT {self.alias}.* FROM {self.source} WHERE {self._where_sql(extra)} "
+            f"SELECT {self.alias}.* FROM {self.source} WHERE {self._where_sql(extra, where)} "
             f"ORDER BY {order_sql} LIMIT ?"
         )
         return sql, [*params, request.size + 1]
@@ -204,7 +227,9 @@ class Listing(Generic[M]):
         order = ", ".join(f"{expr} {direction}" for expr in self._ordered())
         conditions, params = [f"{column} = v.value"], list(self.params)
         if request.after is not None:
-            condition, after = self._after(request.after, "<" if self.descending else ">")
+            condition, after = self._after(
+                request.after, "<" if self.descending else ">", "after"
+            )
             conditions.append(condition)
             params += after
         where = self._where_sql(conditions)

@@ -2,11 +2,13 @@
 `tests.bench.read_api --database-url URL` built (they stay), alternating between them so that
 each size sees the same machine load; then what `counters.recount` costs on each.
 
-    python -m tests.bench.read_pages sqlite:///tmp/2k.db sqlite:///tmp/100k.db [--rounds 3]
+    python -m tests.bench.read_pages sqlite:///tmp/2k.db sqlite:///tmp/100k.db [--rounds 3] [--walk]
 
 Pages are compared size against size (the targets: 100,000 companies within 1.5x of 2,000);
 the recount is what a sync that changed anything pays once (nothing changed, 1% of customers
-changed status, every counter row lost).
+changed status, every counter row lost). With `--walk`, each size is also walked whole: the
+owner's descendants of the top company, pages of 100 to the end, one request at a time; a walk is
+linear in the tree when its time per page is the same at both sizes.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ import time
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
 
-from server.domain import counters
+import httpx
+
+from server.app import create_app
+from server.domain import accounts, counters, global_ids
 from server.models import Account, Company, User, db
+from server.models.enums import Service
 from server.settings import Settings
 from tests.bench import read_api
 from tests.bench.harness import BENCH_SECRET
@@ -77,10 +83,36 @@ async def _recount(url: str) -> None:
         await Tortoise.close_connections()
 
 
+async def _walk(settings: Settings, prepared: dict) -> tuple[int, int, float]:
+    """Companies seen, pages and seconds of the owner's whole descendants walk from the top."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        token, _ = await accounts.login(
+            prepared["email"], read_api.PASSWORD, Service.EBA, settings.session_ttl
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            variables = {"id": global_ids.encode("Company", prepared["top"]), "first": 100}
+            seen = pages = 0
+            started = time.perf_counter()
+            while True:
+                response = await http.post(
+                    "/graphql",
+                    json={"query": read_api.DESCENDANTS, "variables": variables},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                page = response.json()["data"]["node"]["descendants"]
+                seen, pages = seen + len(page["edges"]), pages + 1
+                if not page["pageInfo"]["hasNextPage"]:
+                    return seen, pages, time.perf_counter() - started
+                variables["after"] = page["pageInfo"]["endCursor"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("urls", nargs="+")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--walk", action="store_true", help="also walk each tree whole")
     args = parser.parse_args()
     for round_ in range(args.rounds):
         for url in args.urls:
@@ -94,6 +126,12 @@ def main() -> None:
                 print(
                     f"  {name:<46} {counts[name]:3d}   p50 {p50 * 1000:6.1f} ms"
                     f"   p90 {p90 * 1000:6.1f} ms"
+                )
+            if args.walk:
+                seen, pages, took = asyncio.run(_walk(settings, prepared))
+                print(
+                    f"  whole descendants walk: {seen} companies in {pages} pages, {took:.1f} s,"
+                    f" {took / pages * 1000:.1f} ms per page"
                 )
     for url in args.urls:
         print(f"recount, {url}")
