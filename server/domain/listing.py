@@ -227,9 +227,7 @@ class Listing(Generic[M]):
         order = ", ".join(f"{expr} {direction}" for expr in self._ordered())
         conditions, params = [f"{column} = v.value"], list(self.params)
         if request.after is not None:
-            condition, after = self._after(
-                request.after, "<" if self.descending else ">", "after"
-            )
+            condition, after = self._after(request.after, "<" if self.descending else ">", "after")
             conditions.append(condition)
             params += after
         where = self._where_sql(conditions)

@@ -184,7 +184,9 @@ async def test_a_cursor_holding_a_value_of_the_wrong_type_is_bad_user_input(clie
             )
             assert error_codes(body) == ["BAD_USER_INPUT"], body
         body = await client.execute(
-            (OPERATIONS / "Descendants.graphql").read_text(), {"id": top, "first": 2, "after": forged}, owner.token
+            (OPERATIONS / "Descendants.graphql").read_text(),
+            {"id": top, "first": 2, "after": forged},
+            owner.token,
         )
         assert error_codes(body) == ["BAD_USER_INPUT"], body
 

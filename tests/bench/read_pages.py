@@ -17,10 +17,9 @@ import argparse
 import asyncio
 import time
 
+import httpx
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
-
-import httpx
 
 from server.app import create_app
 from server.domain import accounts, counters, global_ids

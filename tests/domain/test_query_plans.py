@@ -152,9 +152,7 @@ async def test_a_page_of_every_computer_reads_its_rows_off_the_name_index(instan
 async def test_a_page_of_one_groups_computers_reads_its_rows_off_the_group_index(instance):
     tree = instance["tree"]
     group = await StaticGroup.get(company_id=tree.all_customers[0].id, kind=GroupKind.COMPANY)
-    listing = await computers.in_group(
-        computers.visible(instance["scope"]), group, recursive=False
-    )
+    listing = await computers.in_group(computers.visible(instance["scope"]), group, recursive=False)
     await assert_stops_early(
         *listing.page_sql(PageRequest(first=PAGE)), PAGE, "instance_id=? AND group_id=?"
     )
