@@ -182,14 +182,18 @@ async def test_a_cursor_from_outside_the_subtree_does_not_widen_a_descendants_pa
         assert {c.id for c in page.items} <= {c.id for c in inside.items}, made_up
 
 
+async def _msp_subtree_computers(instance: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """The listing of one MSP's subtree of computers, and the plan of its first page."""
+    group = await StaticGroup.get(company_id=instance["tree"].msps[1].id, kind=GroupKind.COMPANY)
+    listing = await computers.in_group(computers.visible(instance["scope"]), group, True)
+    return listing, await _plan(*listing.page_sql(PageRequest(first=PAGE)))
+
+
 async def test_a_small_subtrees_computers_are_read_group_by_group(instance):
     # SQLite would walk the name index and filter by path: 2.8 s for a customer's computers
     # at 1,000,000 (measured); PostgreSQL chooses by cost, so it gets the subtree's group ids
     # once (an init plan) and the test checks that form, since at this size any plan is cheap
-    tree = instance["tree"]
-    group = await StaticGroup.get(company_id=tree.msps[1].id, kind=GroupKind.COMPANY)
-    listing = await computers.in_group(computers.visible(instance["scope"]), group, True)
-    plan = await _plan(*listing.page_sql(PageRequest(first=PAGE)))
+    listing, plan = await _msp_subtree_computers(instance)
     if not db.is_postgres():
         details = "\n".join(plan)  # type: ignore[arg-type]
         assert "(instance_id=? AND path>? AND path<?)" in details, details
@@ -203,10 +207,7 @@ async def test_a_small_subtrees_computers_are_read_group_by_group(instance):
 
 async def test_a_large_subtrees_computers_are_read_off_the_name_index(instance, monkeypatch):
     monkeypatch.setattr(computers, "SMALL_SUBTREE", 10)
-    tree = instance["tree"]
-    group = await StaticGroup.get(company_id=tree.msps[1].id, kind=GroupKind.COMPANY)
-    listing = await computers.in_group(computers.visible(instance["scope"]), group, True)
-    plan = await _plan(*listing.page_sql(PageRequest(first=PAGE)))
+    listing, plan = await _msp_subtree_computers(instance)
     if not db.is_postgres():
         details = "\n".join(plan)  # type: ignore[arg-type]
         assert "TEMP B-TREE" not in details and "SEARCH m USING INDEX" in details, details
