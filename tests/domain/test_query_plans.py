@@ -207,7 +207,7 @@ async def test_a_small_subtrees_computers_are_read_group_by_group(instance):
 
 async def test_a_large_subtrees_computers_are_read_off_the_name_index(instance, monkeypatch):
     monkeypatch.setattr(computers, "SMALL_SUBTREE", 10)
-    listing, plan = await _msp_subtree_computers(instance)
+    _, plan = await _msp_subtree_computers(instance)
     if not db.is_postgres():
         details = "\n".join(plan)  # type: ignore[arg-type]
         assert "TEMP B-TREE" not in details and "SEARCH m USING INDEX" in details, details
