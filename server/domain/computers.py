@@ -73,9 +73,8 @@ async def in_group(
     by_name = "(m.sort_name || '')"
     listing.order, listing.text_keys = (by_name, "m.id"), frozenset({by_name})
     # the subtree's group ids, read once before the computers (PostgreSQL: an init plan)
-    source = f"ANY(ARRAY({groups}))" if db.is_postgres() else f"IN ({groups})"
-    return listing.filter(f"m.group_id {'= ' if db.is_postgres() else ''}{source}",
-                          group.instance_id, *bounds)  # fmt: skip
+    ids = f"= ANY(ARRAY({groups}))" if db.is_postgres() else f"IN ({groups})"
+    return listing.filter(f"m.group_id {ids}", group.instance_id, *bounds)
 
 
 def narrow(
