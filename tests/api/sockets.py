@@ -56,12 +56,16 @@ async def operation(
     return message["payload"]
 
 
-async def received(socket: ClientConnection, quiet: float = 0.5) -> list[dict[str, Any]]:
-    """Every `next` message until the socket stays quiet for `quiet` seconds."""
-    messages = []
+async def received(
+    socket: ClientConnection, quiet: float = 0.5, at_least: int = 0, within: float = 10.0
+) -> list[dict[str, Any]]:
+    """Every `next` message until the socket stays quiet for `quiet` seconds, once `at_least`
+    have come (waiting up to `within` seconds for those: a loaded machine is slow to send)."""
+    messages: list[dict[str, Any]] = []
     while True:
         try:
-            message = json.loads(await asyncio.wait_for(socket.recv(), quiet))
+            wait = within if len(messages) < at_least else quiet
+            message = json.loads(await asyncio.wait_for(socket.recv(), wait))
         except TimeoutError:
             return messages
         assert message["type"] == "next", message
