@@ -62,6 +62,13 @@ SUBSCRIPTIONS_OPEN = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livesum",  # with several workers: the open ones of live workers, summed
 )
+SUBSCRIPTION_RENDERS = Counter(
+    "msp_subscription_renders_total",
+    "Objects of subscription events rendered: once per row and selection shape for the "
+    "subscribers that share them, else once per subscriber (counted with the execution "
+    "shortcuts on)",
+    registry=REGISTRY,
+)
 PASSWORD_HASHING = Gauge(
     "msp_password_hashing",
     "Password hashes and verifications running or waiting for a hashing thread",

@@ -137,6 +137,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 async def server_url(app: object) -> AsyncIterator[str]:
     """The same app behind a real uvicorn (its lifespan already runs in-process)."""
+    async with serving(app) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def serving(app: object) -> AsyncIterator[str]:
+    """`app` behind a real uvicorn, without its lifespan (the caller runs what it needs)."""
     port = _free_port()
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]

@@ -85,10 +85,18 @@ class ErrorPolicy(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if result is not None and errors:
-            result.errors = [shown(error) for error in errors]
+        _mask(self.execution_context.result)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        """Each event of a subscription is sent before its operation ends: shown the same."""
+        _mask(result)
+        yield
+
+
+def _mask(result: Any) -> None:
+    errors = getattr(result, "errors", None)
+    if result is not None and errors:
+        result.errors = [shown(error) for error in errors]
 
 
 def shown(error: GraphQLError) -> GraphQLError:

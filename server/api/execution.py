@@ -20,6 +20,16 @@ when the schema is built (`install_shortcuts`):
   it gives the whole object back to graphql-core, which builds it as it always would: results
   and errors are exactly what they would have been without the shortcut.
 
+An object marked with `share` (a row of a subscription event, handed to every subscriber that
+may see it) is rendered once per selection shape: when everything its selection holds, nested
+objects included, is an attribute read, the result depends on the row alone, so `Executor`
+keeps it on the row and hands the same result to every subscriber whose selection has the same
+shape (the same fields under the same response names, after @include and @skip). A selection
+with any resolver, direct ones included (they may read the viewer's context), is rendered per
+subscriber, as before. Each subscription keeps the shapes of its selections (bounded by its
+document) across events; graphql-core's memo of collected subfields, keyed by lists that a
+subscription builds afresh for each event, is reset for each event instead of growing with them.
+
 Only Strawberry's basic fields are attribute reads (no resolver, no permission classes, no
 field extensions): any other field without a resolver is left to Strawberry, whose wrapper
 runs its checks. `MSP_CONSOLE_EXECUTION_SHORTCUTS=off` turns all of this off.
@@ -36,8 +46,9 @@ silently slower (pyproject.toml bounds both to the minor versions this was writt
   field_details_list)`, returning `CollectedFields` with `grouped_field_set` and
   `new_defer_usages`; the attributes `variable_values`, `hide_suggestions`,
   `middleware_manager` (a `MiddlewareManager`, whose `middlewares` are the schema
-  extensions with a `resolve` hook) and `is_awaitable`; and the `build` classmethod (the
-  check builds one).
+  extensions with a `resolve` hook) and `is_awaitable`; the `build` classmethod (the
+  check builds one); `build_per_event_executor(self, payload)`, which `Executor` overrides
+  to reset the memo `_relevant_sub_fields` (a dict) of the copy it returns.
 - graphql-core's `FieldDetails` (`graphql.execution.collect_fields`): `node` and
   `fragment_variable_values`; `get_argument_values(type_def, node, variable_values,
   fragment_variable_values, hide_suggestions)`; the leaf types' `coerce_output_value`.
@@ -50,7 +61,8 @@ silently slower (pyproject.toml bounds both to the minor versions this was writt
   `strawberry.Schema._schema`, the graphql-core schema handed to `install_shortcuts`.
 
 Our own marks: the extension key `msp-console.shortcut` (`SHORTCUT`) on graphql-core fields,
-and the attribute `_msp_console_direct` (`DIRECT`) on resolvers.
+the attribute `_msp_console_direct` (`DIRECT`) on resolvers, and the attribute
+`_msp_console_renders` (`RENDERS`) on shared objects.
 
 The module is longer than the others on purpose: the shortcuts, the checks that guard the
 private parts they rely on, and the executor that takes them are one piece; apart, the
@@ -60,7 +72,7 @@ checks would no longer sit beside what they protect.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -89,15 +101,18 @@ from graphql import (
     is_non_null_type,
     parse,
 )
+from server.observability import SUBSCRIPTION_RENDERS
 
 SHORTCUT = "msp-console.shortcut"
 DIRECT = "_msp_console_direct"
+RENDERS = "_msp_console_renders"
 UNCHANGED_BY_COERCION: Mapping[GraphQLNamedType, type] = {
     GraphQLString: str,
     GraphQLID: str,
     GraphQLBoolean: bool,
 }
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +131,13 @@ def direct(resolver: F) -> F:
     """Marks a resolver for graphql-core to call itself (see the module's docstring)."""
     setattr(resolver, DIRECT, True)
     return resolver
+
+
+def share(value: T) -> T:
+    """Marks an object that many subscribers receive from one batch of events, for `Executor`
+    to render once per selection shape (see the module's docstring)."""
+    setattr(value, RENDERS, {})
+    return value
 
 
 class ShortcutsUnsupported(RuntimeError):
@@ -231,6 +253,11 @@ def _private_part_problems(schema: GraphQLSchema) -> Iterator[str]:
         ("self", "output_value"),
     )
     yield from _attributes("graphql-core MiddlewareManager", MiddlewareManager(), ("middlewares",))
+    yield from _overridden(
+        f"{executor}.build_per_event_executor",
+        getattr(base, "build_per_event_executor", None),
+        ("self", "payload"),
+    )
     built: object
     try:
         built = base.build(schema, parse("{ __typename }"))
@@ -244,6 +271,8 @@ def _private_part_problems(schema: GraphQLSchema) -> Iterator[str]:
             built,
             ("variable_values", "hide_suggestions", "middleware_manager", "is_awaitable"),
         )
+        if not isinstance(getattr(built, "_relevant_sub_fields", None), dict):
+            yield f"{executor}._relevant_sub_fields (a dict)"
     root_fields = schema.query_type.fields.values() if schema.query_type else ()
     definitions = [
         field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF) for field in root_fields
@@ -334,6 +363,17 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         manager = self.middleware_manager
         self.shortcut = manager is None or not manager.middlewares
         self._selections: dict[tuple[GraphQLObjectType, int], tuple[Any, Any]] = {}
+        # kept by a subscription across its events, by the nodes of its document
+        self._shapes: dict[tuple[GraphQLObjectType, tuple[int, ...]], Hashable | None] = {}
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        """The executor of one subscription event, with memos of its own: they are keyed by
+        lists built afresh for each event, so memos kept across events would grow with each."""
+        executor = super().build_per_event_executor(payload)
+        assert isinstance(executor, Executor)
+        executor._selections = {}
+        executor._relevant_sub_fields = {}
+        return executor
 
     def complete_object_value(
         self,
@@ -345,7 +385,11 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> Any:
         if self.shortcut:
-            built = self._object(return_type, field_details_list, result, info)
+            renders = getattr(result, RENDERS, None)
+            if renders is None:
+                built = self._object(return_type, field_details_list, result, info)
+            else:
+                built = self._rendered_once(return_type, field_details_list, result, info, renders)
             if built is not Undefined:
                 return built
         return super().complete_object_value(
@@ -375,6 +419,54 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
+
+    def _rendered_once(
+        self,
+        object_type: GraphQLObjectType,
+        field_details_list: Any,
+        source: Any,
+        info: Any,
+        renders: dict[Hashable, Any],
+    ) -> Any:
+        """A shared object's result: rendered for the first subscriber whose selection has
+        this shape, the same result for the others; rendered for each subscriber when its
+        selection holds a resolver. Undefined when graphql-core must build it."""
+        shape = self._shape(object_type, field_details_list)
+        if shape is not None:
+            built = renders.get(shape, Undefined)
+            if built is not Undefined:
+                return built
+        SUBSCRIPTION_RENDERS.inc()
+        built = self._object(object_type, field_details_list, source, info)
+        if shape is not None and built is not Undefined:
+            renders[shape] = built
+        return built
+
+    def _shape(self, object_type: GraphQLObjectType, field_details_list: Any) -> Hashable | None:
+        """What a result of this selection depends on besides its object, when every field in
+        it (nested objects' too) is an attribute read: the fields under their response names.
+        None otherwise. Memoized by the selection's nodes, which live as long as the
+        document."""
+        if any(details.fragment_variable_values is not None for details in field_details_list):
+            return None
+        site = (object_type, tuple(id(details.node) for details in field_details_list))
+        if site in self._shapes:
+            return self._shapes[site]
+        shape: Hashable | None = None
+        selected = self._selected(object_type, field_details_list)
+        if selected is not None:
+            fields: list[tuple[str, str, Hashable | None]] = []
+            for response_name, _, plan, details in selected:
+                nested = None
+                if isinstance(plan.output, GraphQLObjectType):
+                    nested = self._shape(plan.output, details)
+                if plan.resolver is not None or (not plan.leaf and nested is None):
+                    break
+                fields.append((response_name, details[0].node.name.value, nested))
+            else:
+                shape = (object_type.name, tuple(fields))
+        self._shapes[site] = shape
+        return shape
 
     def _object(
         self, object_type: GraphQLObjectType, field_details_list: Any, source: Any, info: Any

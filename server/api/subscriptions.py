@@ -3,11 +3,13 @@
 Each event is fetched once per worker, whatever the number of subscribers: the rows with their
 paths, read for the whole instance (`access.whole_instance`). Each subscriber then receives a
 row only when its own scope `allows` the row's path: the one access mechanism, applied in
-memory. Rights change while a socket stays open: the hub re-reads the scopes of all its
-subscribers once a second, together in one statement, and before a fetch those read over a
-second ago; a subscriber whose session ended stops at its next event. A subscriber that falls
-`events.QUEUE_LIMIT` batches of events behind is ended with `SUBSCRIBER_TOO_SLOW` rather than
-silently losing events.
+memory. The rows are made API objects once per batch, marked `share`d, so that the
+subscribers that receive a row with a selection of the same shape get one rendering of it
+(`server/api/execution.py`). Rights change while a socket stays open: the hub re-reads the
+scopes of all its subscribers once a second, together in one statement, and before a fetch
+those read over a second ago; a subscriber whose session ended stops at its next event. A
+subscriber that falls `events.QUEUE_LIMIT` batches of events behind is ended with
+`SUBSCRIBER_TOO_SLOW` rather than silently losing events.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from server.api.computers import Computer
 from server.api.context import Context
 from server.api.enums import SyncState
 from server.api.errors import SubscriberTooSlow, TooManySubscriptions
+from server.api.execution import share
 from server.api.licenses import License
 from server.api.node import decode_id
 from server.api.sync import SyncRun
@@ -102,19 +105,22 @@ async def _load_runs(instance_id: int, payloads: Sequence[dict[str, Any]]) -> Ma
 async def _load_companies(
     instance_id: int, payloads: Sequence[dict[str, Any]]
 ) -> Mapping[Any, Any]:
-    return await companies.by_ids(whole_instance(instance_id), _ids(payloads, "company_ids"))
+    found = await companies.by_ids(whole_instance(instance_id), _ids(payloads, "company_ids"))
+    return {i: share(Company.of(company)) for i, company in found.items()}
 
 
 async def _load_computers(
     instance_id: int, payloads: Sequence[dict[str, Any]]
 ) -> Mapping[Any, Any]:
-    found = _ids(payloads, "computer_ids")
-    return await computers.by_ids_with_paths(whole_instance(instance_id), found)
+    ids = _ids(payloads, "computer_ids")
+    found = await computers.by_ids_with_paths(whole_instance(instance_id), ids)
+    return {i: (share(Computer.of(computer)), path) for i, (computer, path) in found.items()}
 
 
 async def _load_licenses(instance_id: int, payloads: Sequence[dict[str, Any]]) -> Mapping[Any, Any]:
-    found = _ids(payloads, "license_ids")
-    return await licenses.by_ids_with_paths(whole_instance(instance_id), found)
+    ids = _ids(payloads, "license_ids")
+    found = await licenses.by_ids_with_paths(whole_instance(instance_id), ids)
+    return {i: (share(License.of(license)), path) for i, (license, path) in found.items()}
 
 
 def _subscription(
@@ -175,7 +181,7 @@ def _pick_runs(scope: Scope, payload: dict[str, Any], found: Mapping[Any, Any]) 
 
 def _pick_companies(scope: Scope, payload: dict[str, Any], found: Mapping[Any, Any]) -> list[Any]:
     rows = (found.get(i) for i in payload.get("company_ids") or ())
-    return [c for c in rows if c is not None and scope.allows(c.path)]
+    return [c for c in rows if c is not None and scope.allows(c.model.path)]
 
 
 def _pick_computers(scope: Scope, payload: dict[str, Any], found: Mapping[Any, Any]) -> list[Any]:
@@ -226,7 +232,7 @@ class Subscription:
         self, info: Info[Context, None]
     ) -> AsyncGenerator[Company, None]:
         async for company in _receive(info, events.CUSTOMER_STATUS, _pick_companies):
-            yield Company.of(company)
+            yield company
 
     @strawberry.subscription(
         permission_classes=[Authenticated],
@@ -236,7 +242,7 @@ class Subscription:
         self, info: Info[Context, None]
     ) -> AsyncGenerator[Computer, None]:
         async for computer in _receive(info, events.COMPUTER_CONNECTION, _pick_computers):
-            yield Computer.of(computer)
+            yield computer
 
     @strawberry.subscription(
         permission_classes=[Authenticated],
@@ -244,4 +250,4 @@ class Subscription:
     )
     async def license_changed(self, info: Info[Context, None]) -> AsyncGenerator[License, None]:
         async for license in _receive(info, events.LICENSE_CHANGED, _pick_licenses):
-            yield License.of(license)
+            yield license

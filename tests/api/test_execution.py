@@ -12,7 +12,7 @@ import functools
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,13 @@ import graphql
 from graphql import GraphQLEnumType, GraphQLString, MiddlewareManager
 from server.api import execution
 from server.api.execution import (
+    RENDERS,
     SHORTCUT,
     Executor,
     ShortcutsUnsupported,
     direct,
     install_shortcuts,
+    share,
 )
 from server.api.schema import build_schema
 from server.app import create_app
@@ -487,6 +489,11 @@ BREAKAGES: list[tuple[str, Breakage]] = [
     ),
     ("MiddlewareManager.middlewares", removed_after_init(MiddlewareManager, "middlewares")),
     ("Executor.build", removed(graphql.Executor, "build")),
+    (
+        "Executor.build_per_event_executor",
+        changed_signature(graphql.Executor, "build_per_event_executor"),
+    ),
+    ("Executor._relevant_sub_fields", removed_after_init(BASE_EXECUTOR, "_relevant_sub_fields")),
     ("Executor.variable_values", removed_after_init(BASE_EXECUTOR, "variable_values")),
     ("Executor.hide_suggestions", removed_after_init(BASE_EXECUTOR, "hide_suggestions")),
     ("Executor.middleware_manager", removed_after_init(BASE_EXECUTOR, "middleware_manager")),
@@ -586,3 +593,86 @@ def test_the_schema_is_exported_as_server_api_schema_schema() -> None:
     from server.api import schema as module
 
     assert "type Query" in module.schema.as_str()
+
+
+PLAIN_ROWS = "subscription { rows { name nickname colour seen size owner { name } } }"
+RENAMED_ROWS = "subscription { rows { called: name size owner { name } } }"
+DOUBLED_ROWS = "subscription { rows { name doubled } }"
+
+
+def subscribed_schema(
+    events: Callable[[], list[Row]], *, shortcuts: bool, executor: type = Executor
+) -> Any:
+    """A schema whose subscription `rows` yields each of `events()`."""
+
+    @strawberry.type
+    class Query:
+        ping: str = "pong"
+
+    @strawberry.type
+    class Subscription:
+        @strawberry.subscription
+        async def rows(self) -> AsyncGenerator[Row, None]:
+            for row in events():
+                yield row
+
+    built = strawberry.Schema(
+        query=Query,
+        subscription=Subscription,
+        execution_context_class=executor if shortcuts else None,
+    )
+    if shortcuts:
+        install_shortcuts(built._schema)
+    return built
+
+
+async def streamed(schema: Any, query: str, factor: int = 10) -> list[Any]:
+    """The data of every result of one subscriber of `query` (no result with errors)."""
+    context = {"factor": factor, "partners": PARTNERS}
+    results = [result async for result in await schema.subscribe(query, context_value=context)]
+    assert all(not result.errors for result in results), results
+    return [result.data["rows"] for result in results]
+
+
+async def test_subscribers_with_a_selection_of_the_same_shape_share_one_rendering_per_row():
+    shared = [share(row) for row in rows()]
+    schema = subscribed_schema(lambda: shared, shortcuts=True)
+    first, second, renamed = [
+        await streamed(schema, query) for query in (PLAIN_ROWS, PLAIN_ROWS, RENAMED_ROWS)
+    ]
+    plain = subscribed_schema(rows, shortcuts=False)
+    assert first == second == await streamed(plain, PLAIN_ROWS)
+    assert renamed == await streamed(plain, RENAMED_ROWS)
+    # the second subscriber received the first one's rendering: one per row and shape
+    assert all(mine is theirs for mine, theirs in zip(first, second, strict=True))
+    assert [len(getattr(row, RENDERS)) for row in shared] == [2, 2]
+
+
+async def test_a_selection_with_a_resolver_is_rendered_for_each_subscriber_of_a_shared_row():
+    shared = [share(row) for row in rows()]
+    schema = subscribed_schema(lambda: shared, shortcuts=True)
+    tenfold, hundredfold = [await streamed(schema, DOUBLED_ROWS, factor) for factor in (10, 100)]
+    assert [row["doubled"] for row in tenfold] == [20, 40]
+    assert [row["doubled"] for row in hundredfold] == [200, 400]
+    assert [getattr(row, RENDERS) for row in shared] == [{}, {}]
+
+
+class RecordedExecutor(Executor):
+    """Keeps every executor it builds, for a test to look into its memos."""
+
+    built: list[Executor] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        RecordedExecutor.built.append(self)
+
+
+async def test_the_memos_of_a_long_lived_subscription_stay_bounded():
+    RecordedExecutor.built.clear()
+    events = [share(row) for row in rows() * 100]  # 200 events
+    schema = subscribed_schema(lambda: events, shortcuts=True, executor=RecordedExecutor)
+    query = "subscription { rows { name owner { name initial } } }"  # one part not shared
+    assert len(await streamed(schema, query)) == 200
+    (executor,) = RecordedExecutor.built  # the subscription's; each event works on a copy
+    memos = (executor._relevant_sub_fields, executor._selections, executor._shapes)
+    assert [len(memo) for memo in memos] == [0, 0, 2]  # Row and Person, as the document holds

@@ -4,13 +4,17 @@ import asyncio
 import contextlib
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import websockets
 
+from server.api.companies import Company
 from server.api.subscriptions import RIGHTS_RECHECK_SECONDS
+from server.app import create_app
 from server.models import Session
+from server.observability import REGISTRY
 from tests import factories
 from tests.api import scoped_users
 from tests.api.sockets import (
@@ -23,6 +27,7 @@ from tests.api.sockets import (
     subscribed,
     ws_url,
 )
+from tests.conftest import serving
 from tests.waiting import eventually, subscriptions_open
 
 
@@ -279,3 +284,126 @@ async def test_an_event_is_fetched_once_per_worker_whatever_the_number_of_subscr
             ]
             * subscribers
         )
+
+
+PLAIN_FIELDS = """subscription { customerStatusChanged { id publicId name type depth customerStatus
+  unlinkedAt readOnly suspended email customIdentifier } }"""
+
+
+async def raw_messages(socket, at_least: int) -> list[str]:
+    """The text of every message until the socket stays quiet, once `at_least` have come."""
+    texts: list[str] = []
+    while True:
+        try:
+            texts.append(await asyncio.wait_for(socket.recv(), 10 if len(texts) < at_least else 1))
+        except TimeoutError:
+            return texts
+
+
+def renders() -> float:
+    return REGISTRY.get_sample_value("msp_subscription_renders_total") or 0.0
+
+
+async def test_shared_renders_send_the_very_bytes_the_per_subscriber_path_sends(
+    client, server_url, app, settings
+):
+    owner = await factories.owner(client)
+    tree = await factories.company_tree(
+        owner.instance_id, msps=2, customers_per_msp=1, computers_per_customer=0
+    )
+    first, second = tree.msps
+    _, user = await user_with_rights_on(client, owner, first)  # sees the first MSP's customer
+    # the same console, its execution shortcuts off, hearing the same bus
+    plain = create_app(replace(settings, execution_shortcuts=False), bus=app.state.bus)
+    async with serving(plain) as plain_url, contextlib.AsyncExitStack() as stack:
+        sockets = {}
+        for url, hub in ((server_url, app.state.hub), (plain_url, plain.state.hub)):
+            for token in (owner.token, user.token):
+                before = hub.subscriber_count
+                sockets[url, token] = await stack.enter_async_context(
+                    subscribed(url, token, PLAIN_FIELDS)
+                )
+                await settled(hub, before)
+        rendered = renders()
+        for msp in (first, second):
+            customer = tree.customers[msp.id][0]
+            await client.query(SKIP, {"id": factories.global_id(customer)}, owner.token)
+        got = {
+            key: await raw_messages(socket, 2 if key[1] == owner.token else 1)
+            for key, socket in sockets.items()
+        }
+    for token, expected in ((owner.token, 2), (user.token, 1)):
+        shared, per_subscriber = got[server_url, token], got[plain_url, token]
+        assert len(shared) == expected
+        assert shared == per_subscriber
+    # the first MSP's customer went to both subscribers of the console with the shortcuts,
+    # rendered once; its renders are all the ones counted (the other console takes none)
+    assert renders() - rendered == (2 if settings.execution_shortcuts else 0)
+
+
+async def test_a_selection_with_a_resolver_is_rendered_for_each_subscriber(
+    client, server_url, app, settings
+):
+    owner = await factories.owner(client)
+    tree = await factories.company_tree(
+        owner.instance_id, msps=1, customers_per_msp=1, computers_per_customer=0
+    )
+    (msp,) = tree.msps
+    (customer,) = tree.customers[msp.id]
+    _, user = await user_with_rights_on(client, owner, customer)  # its MSP out of sight
+    hub = app.state.hub
+    query = "subscription { customerStatusChanged { name parent { name } } }"
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = []
+        for token in (owner.token, user.token, owner.token):
+            before = hub.subscriber_count
+            sockets.append(await stack.enter_async_context(subscribed(server_url, token, query)))
+            await settled(hub, before)
+        rendered = renders()
+        await client.query(SKIP, {"id": factories.global_id(customer)}, owner.token)
+        got = [await received(socket, at_least=1) for socket in sockets]
+    seen_by_owner = [
+        {"customerStatusChanged": {"name": customer.name, "parent": {"name": msp.name}}}
+    ]
+    assert got == [
+        seen_by_owner,
+        [{"customerStatusChanged": {"name": customer.name, "parent": None}}],
+        seen_by_owner,
+    ]
+    assert renders() - rendered == (3 if settings.execution_shortcuts else 0)
+
+
+async def test_an_error_while_rendering_an_event_reaches_the_subscriber_masked(
+    client, server_url, app, monkeypatch
+):
+    owner = await factories.owner(client)
+    tree = await factories.company_tree(
+        owner.instance_id, msps=1, customers_per_msp=1, computers_per_customer=0
+    )
+    (customer,) = tree.all_customers
+    hub = app.state.hub
+
+    def broken(company: Company) -> str:
+        raise RuntimeError("internal detail of the failure")
+
+    # reading a row's name fails (the constructor's write goes nowhere)
+    monkeypatch.setattr(
+        Company, "name", property(broken, lambda company, value: None), raising=False
+    )
+    before = hub.subscriber_count
+    async with subscribed(
+        server_url, owner.token, "subscription { customerStatusChanged { id name } }"
+    ) as socket:
+        await settled(hub, before)
+        await client.query(SKIP, {"id": factories.global_id(customer)}, owner.token)
+        (text,) = await raw_messages(socket, 1)
+    assert "internal detail" not in text
+    message = json.loads(text)
+    assert message["payload"]["errors"] == [
+        {
+            "message": "Unexpected error.",
+            "locations": [{"line": 1, "column": 43}],
+            "path": ["customerStatusChanged", "name"],
+            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+        }
+    ]

@@ -12,7 +12,10 @@ event as a `skipCustomerSetup` mutation over HTTP and measures, per event, the t
 mutation's send to every subscriber's receipt: p50, p99 and max over all receipts, and the
 receipts missing after `--timeout` seconds. `--pause` (default 1.2 s) lies between events, so
 every event also pays the subscribers' periodic re-read of their rights; `--burst K` then sends
-K mutations at once to show that nothing is dropped.
+K mutations at once to show that nothing is dropped. It also prints the renders per event
+(`msp_subscription_renders_total` over all workers, read from `/metrics`): how well the
+subscribers share them; and on Linux the console's CPU time per event (all its processes),
+a figure a loaded machine distorts less than latencies.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import re
 import sys
 import time
 import uuid
@@ -43,6 +48,7 @@ SUBSCRIPTION = "subscription { customerStatusChanged { id name customerStatus } 
 SKIP = """mutation($input: SkipCustomerSetupInput!) { skipCustomerSetup(input: $input) {
   errors { code message } } }"""
 PROTOCOL = "graphql-transport-ws"
+METRICS_TOKEN = "bench-metrics-token"
 
 
 @dataclass
@@ -196,6 +202,34 @@ async def send(http: aiohttp.ClientSession, url: str, token: str, customer: str)
     return sent
 
 
+async def renders(http: aiohttp.ClientSession, url: str) -> float:
+    """Subscription renders so far, all workers together."""
+    headers = {"authorization": f"Bearer {METRICS_TOKEN}"}
+    async with http.get(f"{url}/metrics", headers=headers) as response:
+        text = await response.text()
+    found = re.search(r"^msp_subscription_renders_total (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def console_cpu_seconds() -> float:
+    """CPU time the console's processes (this one's descendants) have spent; 0 off Linux."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, pending, me = 0.0, [os.getpid()], os.getpid()
+    while pending:
+        pid = pending.pop()
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as children:
+                    pending += [int(child) for child in children.read().split()]
+            if pid != me:
+                with open(f"/proc/{pid}/stat") as stat:  # utime and stime follow the name
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / ticks
+        except OSError:  # not Linux, or the process ended meanwhile
+            continue
+    return total
+
+
 async def measure(url: str, world: World, args: argparse.Namespace) -> int:
     async with aiohttp.ClientSession() as http, subscribers(url, world.tokens) as subs:
         print(f"{len(subs)} subscribers connected; warming up")
@@ -206,6 +240,8 @@ async def measure(url: str, world: World, args: argparse.Namespace) -> int:
         await wait_for(subs, [warm], args.timeout)
         latencies: list[float] = []
         missing = 0
+        rendered = await renders(http, url)
+        cpu = console_cpu_seconds()
         for n in range(args.events):
             await asyncio.sleep(args.pause)
             customer = next(customers)
@@ -219,6 +255,8 @@ async def measure(url: str, world: World, args: argparse.Namespace) -> int:
                 f"first {min(got, default=0) * 1000:.0f} ms, "
                 f"slowest {max(got, default=0) * 1000:.0f} ms"
             )
+        cpu = console_cpu_seconds() - cpu
+        rendered = await renders(http, url) - rendered
         burst_missing = 0
         if args.burst:
             await asyncio.sleep(args.pause)
@@ -239,6 +277,11 @@ async def measure(url: str, world: World, args: argparse.Namespace) -> int:
         f"max {max(ms, default=0):.0f} ms, missing {missing}"
         + (f", burst missing {burst_missing}" if args.burst else "")
         + f", subscriptions ended early {closed}"
+    )
+    events = max(args.events, 1)
+    print(
+        f"renders per event {rendered / events:.1f}, console CPU per event "
+        f"{cpu / events * 1000:.0f} ms (all workers, pauses included)"
     )
     return 0 if missing == 0 and burst_missing == 0 else 1
 
@@ -261,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         world = asyncio.run(build(database_url, args.subscribers, args.events + args.burst + 1))
         Settings(database_url=database_url)  # refuses a malformed URL before serving
+        os.environ["MSP_CONSOLE_METRICS_TOKEN"] = METRICS_TOKEN  # the console's, for renders
         with console(database_url, workers=args.workers) as url:
             return asyncio.run(measure(url, world, args))
     finally:
