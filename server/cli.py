@@ -57,6 +57,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             log_config=uvicorn_log_config(args.log_level),
             proxy_headers=False,  # server.client_address decides
             ws_max_size=settings.max_request_bytes,
+            # subscription messages are a few hundred bytes: compressing each costs a socket's
+            # write more CPU than it saves bytes, and a zlib context per open socket
+            ws_per_message_deflate=False,
             # a connection that never closes must not hold the shutdown (and the final flush of
             # buffered check-ins) forever
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

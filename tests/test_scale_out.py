@@ -427,6 +427,13 @@ async def on_a(cluster: Cluster) -> AsyncIterator[Subscriptions]:
 # -- the tests ----------------------------------------------------------------------------------
 
 
+async def test_sockets_are_served_without_per_message_compression(cluster: Cluster) -> None:
+    # the client offers permessage-deflate (websockets' default); `serve` declines it
+    async with websockets.connect(cluster.a.ws_url, subprotocols=[PROTOCOL], open_timeout=10) as ws:
+        assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+
 async def test_a_subscriber_on_a_follows_a_sync_started_through_b(
     cluster: Cluster, on_a: Subscriptions
 ) -> None:
