@@ -253,7 +253,8 @@ async def recount(instance_id: int, *, count_computers: bool = False) -> int:
         for group_id, row in wanted.items()
         if stored.get(group_id) != row
     ]
-    gone = [group_id for group_id in stored if group_id not in wanted]
+    # a row of zeros (the last computer of a group removed) says what no row says: kept
+    gone = [group_id for group_id, row in stored.items() if group_id not in wanted and any(row)]
     if changed:
         await db.execute(_upsert_sql(add=False), [encode_rows(changed)])
     if gone:

@@ -1,21 +1,26 @@
 """The subtree counters stay equal to a full recount through any sequence of writes: syncs of a
-randomly edited upstream (adds, moves, removals, re-adds, renames) and every customer action
-(setup, skip, skip for all, unlink, relink), on whichever database the suite runs. The recount
-here is the slow, independent one: a GROUP BY per group over its subtree's path range."""
+randomly edited upstream (adds, moves, removals, re-adds, renames), every customer action
+(setup, skip, skip for all, unlink, relink), and the computers' writes (enrolment batches with
+duplicates, into company and custom groups; removals; duplicates resolved both ways), on
+whichever database the suite runs. The recount here is the slow, independent one: a GROUP BY
+per group over its subtree's path range."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from server.domain import counters, customers, sync_runs
+from server.domain import computers, counters, customers, sync_runs
 from server.domain.access import Scope
+from server.domain.enrolment import EnrolmentRequest, Pending, enroll_batch
 from server.domain.errors import DomainError
-from server.models import Company, StaticGroup, User, db
-from server.models.enums import CompanyType, GroupKind, SyncState
+from server.domain.installers import create_installer
+from server.domain.instances import create_group
+from server.models import Company, Computer, StaticGroup, User, db
+from server.models.enums import CompanyType, DuplicateResolution, GroupKind, SyncState
 from server.settings import Settings
 from server.upstream.simulator import Simulator, UpstreamTree
 from tests.domain.test_sync import EDIT, apply_edit
@@ -24,11 +29,19 @@ from tests.sync_support import connected_tenant
 ACTION = st.tuples(
     st.sampled_from(["setup", "skip", "unlink", "relink", "skip_all"]), st.integers(0, 10**6)
 )
-STEP = st.one_of(st.tuples(st.just("sync"), st.lists(EDIT, min_size=1, max_size=4)), ACTION)
+COMPUTER_ACTION = st.tuples(
+    st.sampled_from(["enrol", "remove", "keep_new", "keep_existing"]),
+    st.integers(0, 10**6),
+    st.integers(1, 4),
+)
+STEP = st.one_of(
+    st.tuples(st.just("sync"), st.lists(EDIT, min_size=1, max_size=4)), ACTION, COMPUTER_ACTION
+)
 
 
 async def full_recount(instance_id: int) -> dict[int, dict[str, int]]:
-    """Counts per group recomputed from the companies, without the counters' code."""
+    """Counts per group recomputed from the companies and the computers, without the counters'
+    code."""
     rows = await db.fetch(
         "SELECT g.id AS group_id, c.type AS type, c.setup_state AS setup_state, "
         "c.unlinked_at IS NOT NULL AS unlinked, COUNT(*) AS n FROM static_group g "
@@ -38,6 +51,10 @@ async def full_recount(instance_id: int) -> dict[int, dict[str, int]]:
         [instance_id],
     )
     expected: dict[int, dict[str, int]] = {}
+
+    def counts_of(group_id: int) -> dict[str, int]:
+        return expected.setdefault(group_id, dict.fromkeys(counters.STORED, 0))
+
     for row in rows:
         if row["type"] == CompanyType.CUSTOMER.value:
             if row["unlinked"]:
@@ -48,14 +65,23 @@ async def full_recount(instance_id: int) -> dict[int, dict[str, int]]:
                 column = "customers_normal"
         else:
             column = counters.TYPE_COLUMNS[CompanyType(row["type"])]
-        counts = expected.setdefault(row["group_id"], dict.fromkeys(counters.COLUMNS, 0))
-        counts[column] += int(row["n"])
+        counts_of(row["group_id"])[column] += int(row["n"])
+    held = await db.fetch(
+        "SELECT g.id AS group_id, COUNT(*) AS n, "
+        "SUM(CASE WHEN m.group_id = g.id THEN 1 ELSE 0 END) AS own FROM static_group g "
+        "JOIN static_group d ON d.instance_id = g.instance_id AND d.path >= g.path "
+        "AND d.path < substr(g.path, 1, length(g.path) - 1) || '0' "
+        "JOIN computer m ON m.group_id = d.id WHERE g.instance_id = ? GROUP BY g.id",
+        [instance_id],
+    )
+    for row in held:
+        counts_of(row["group_id"]).update(computers=int(row["n"]), own_computers=int(row["own"]))
     return expected
 
 
 async def stored(instance_id: int) -> dict[int, dict[str, int]]:
     rows = await db.fetch(
-        f"SELECT group_id, {', '.join(counters.COLUMNS)} FROM subtree_count WHERE instance_id = ?",
+        f"SELECT group_id, {', '.join(counters.STORED)} FROM subtree_count WHERE instance_id = ?",
         [instance_id],
     )
     found = {row.pop("group_id"): {k: int(v) for k, v in row.items()} for row in rows}
@@ -85,10 +111,83 @@ async def act(scope: Scope, owner_id: int, kind: str, pick: int) -> None:
         pass  # a transition that does not apply changes nothing
 
 
+class Computers:
+    """The computers' writes of the test: enrolment batches through a customer's installers (of
+    its company's group and of a custom group in it), removals and resolutions."""
+
+    def __init__(self, scope: Scope, settings: Settings) -> None:
+        self.scope, self.settings = scope, settings
+        self.tokens: dict[int, list[str]] = {}
+
+    async def act(self, kind: str, pick: int, size: int) -> None:
+        if kind == "enrol":
+            await self._enrol(pick, size)
+            return
+        duplicates = kind.startswith("keep")
+        found = await Computer.filter(
+            instance_id=self.scope.instance_id, duplicate_of_id__isnull=not duplicates
+        ).order_by("id")
+        if not found:
+            return
+        target = found[pick % len(found)].id
+        try:
+            if kind == "remove":
+                await computers.remove_computer(self.scope, target)
+            else:
+                keep = (
+                    DuplicateResolution.KEEP_NEW
+                    if kind == "keep_new"
+                    else (DuplicateResolution.KEEP_EXISTING)
+                )
+                await computers.resolve_duplicate(self.scope, target, keep)
+        except DomainError:
+            pass  # one with duplicates stays until they are settled
+
+    async def _enrol(self, pick: int, size: int) -> None:
+        choices = await Company.filter(
+            instance_id=self.scope.instance_id, type=CompanyType.CUSTOMER
+        ).order_by("id")
+        if not choices:
+            return
+        company = choices[pick % len(choices)]
+        tokens = self.tokens.get(company.id)
+        if tokens is None:
+            group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
+            laptops = await create_group(self.scope.instance_id, "Laptops", GroupKind.CUSTOM, group)
+            try:
+                tokens = self.tokens[company.id] = [
+                    (await create_installer(self.scope, company_id=company.id, group_id=g.id))[1]
+                    for g in (group, laptops)
+                ]
+            except DomainError:
+                return  # an unlinked customer gets no installer
+        # pairs of one hardware id, in the company's group and in its custom group: the second
+        # a duplicate of the first, or both of an earlier one
+        batch = [
+            Pending(tokens[n % 2], EnrolmentRequest(f"hw-{(pick + n // 2) % 3}", "pc", "os", "1"))
+            for n in range(size)
+        ]
+        await enroll_batch(batch, settings=self.settings)  # refusals change nothing
+
+
+# Besides the random ones: a duplicate in another group kept (it moves to the enrolled
+# computer's group), and companies with computers below them moved by a sync, then settled.
+@example(seed=0, size=5, steps=[("enrol", 0, 2), ("keep_new", 0, 1)])
+@example(
+    seed=1,
+    size=9,
+    steps=[
+        *(("enrol", k, 3) for k in range(4)),
+        ("sync", [("move", 1, 0), ("move", 2, 1), ("move", 3, 2), ("move", 5, 1)]),
+        ("keep_new", 1, 1),
+        ("remove", 2, 1),
+        ("keep_existing", 0, 1),
+    ],
+)
 @given(
     seed=st.integers(0, 10_000),
     size=st.integers(5, 14),
-    steps=st.lists(STEP, min_size=1, max_size=8),
+    steps=st.lists(STEP, min_size=1, max_size=12),
 )
 @hypothesis_settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -106,6 +205,7 @@ async def test_counters_equal_a_full_recount_after_any_writes(
         user = await User.get(instance_id=instance_id, account_id__not_isnull=True)
         top = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
         scope = Scope.for_owner(instance_id, user.id, top.path)
+        machines = Computers(scope, settings)
         removed: list[str] = []
         for step in steps:
             if step[0] == "sync":
@@ -113,6 +213,8 @@ async def test_counters_equal_a_full_recount_after_any_writes(
                     apply_edit(upstream, removed, edit)
                 run = await sync_runs.sync_now(instance_id, settings)
                 assert run.state == SyncState.SUCCEEDED, run.error
+            elif step[0] in ("enrol", "remove", "keep_new", "keep_existing"):
+                await machines.act(*step)
             else:
                 await act(scope, user.id, *step)
             assert await stored(instance_id) == await full_recount(instance_id), step
