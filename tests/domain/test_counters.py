@@ -7,6 +7,7 @@ per group over its subtree's path range."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from hypothesis import HealthCheck, example, given
@@ -242,6 +243,35 @@ async def test_recount_repairs_counters_written_wrong(app: object, settings: Set
         assert await stored(instance_id) == right == await full_recount(instance_id)
 
 
+async def test_the_repair_counts_the_computers_the_sync_only_rolls_up(
+    app: object, settings: Settings
+) -> None:
+    """Computers written behind the counters' back (a restore): the sync's recount rolls up the
+    stored own counts and leaves them wrong; `recount(count_computers=True)` counts them."""
+    async with Simulator(UpstreamTree.generate(12, 3)) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        await sync_runs.sync_now(instance_id, settings)
+        customer = await Company.filter(instance_id=instance_id, type=CompanyType.CUSTOMER).first()
+        assert customer is not None
+        group = await StaticGroup.get(company_id=customer.id, kind=GroupKind.COMPANY)
+        await db.execute(
+            "INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, "
+            "hardware_id, enrolled_at, announced_status) "
+            "VALUES (?, ?, ?, 'pc', 'pc', 'hw-restored', ?, 'NEVER_CONNECTED')",
+            [instance_id, group.id, customer.id, dt.datetime.now(dt.UTC)],
+        )
+        right = await full_recount(instance_id)
+        assert await counters.recount(instance_id) == 0
+        assert await stored(instance_id) != right
+        assert await counters.recount(instance_id, count_computers=True) == depth_of(group.path)
+        assert await stored(instance_id) == right
+
+
+def depth_of(path: str) -> int:
+    return path.count("/") - 1
+
+
 async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, settings: Settings):
     """Migration 0006 fills the counters of a database that has companies already."""
     import importlib
@@ -265,6 +295,37 @@ async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, set
         assert await stored(instance_id) == right == await full_recount(instance_id)
 
 
+async def test_migration_0009_fills_the_computer_counters(app: object, settings: Settings) -> None:
+    """Migration 0009 counts the computers of a database that has some already, in the rows of
+    their groups and of every group above (rows made where there were none)."""
+    import importlib
+
+    migration = importlib.import_module("server.migrations.0009_computer_counts")
+    async with Simulator(UpstreamTree.generate(12, 4)) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        await sync_runs.sync_now(instance_id, settings)
+        user = await User.get(instance_id=instance_id, account_id__not_isnull=True)
+        top = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
+        machines = Computers(Scope.for_owner(instance_id, user.id, top.path), settings)
+        for pick in range(4):
+            await machines.act("enrol", pick, 3)
+        right = await stored(instance_id)
+        assert any(counts["own_computers"] for counts in right.values())
+        await db.execute(
+            "UPDATE subtree_count SET computers = 0, own_computers = 0 WHERE instance_id = ?",
+            [instance_id],
+        )
+        await db.execute(
+            "DELETE FROM subtree_count WHERE instance_id = ? AND distributors + divisions "
+            "+ msp_managers + msps + managed_msps + customers_not_set_up + customers_normal "
+            "+ customers_unlinked = 0",
+            [instance_id],
+        )
+        await db.connection().execute_script(migration.fill_sql())
+        assert await stored(instance_id) == right == await full_recount(instance_id)
+
+
 async def test_the_recount_command_repairs_an_instance(app: object, settings: Settings) -> None:
     """`msp-console recount --instance ID`, run as the command it is: prints what it corrected."""
     from tests.test_sync_command import msp_console
@@ -276,6 +337,11 @@ async def test_the_recount_command_repairs_an_instance(app: object, settings: Se
     right = await stored(instance_id)
     await db.execute(
         "UPDATE subtree_count SET customers_normal = customers_normal + 2 WHERE instance_id = ?",
+        [instance_id],
+    )
+    await db.execute(  # and one computers counter, which the command counts again
+        "UPDATE subtree_count SET computers = computers + 3, own_computers = own_computers + 1 "
+        "WHERE group_id = (SELECT MIN(group_id) FROM subtree_count WHERE instance_id = ?)",
         [instance_id],
     )
     code, output = await msp_console(settings, "recount", "--instance", str(instance_id))
