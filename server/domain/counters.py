@@ -162,13 +162,38 @@ async def shift(instance_id: int, moves: Iterable[tuple[str, str | None, str | N
 async def shift_computers(moves: Iterable[tuple[int, str, int]]) -> None:
     """Apply (instance id, group path, computers added or, negative, removed) to every row of
     each path (`computers`) and to the group's own (`own_computers`), in one statement."""
+    moves = list(moves)
+    await _computer_deltas(moves).write()
+    if db.is_postgres() and moves:
+        await _follow_moved_groups(moves)
+
+
+def _computer_deltas(moves: Iterable[tuple[int, str, int]]) -> _Deltas:
     deltas = _Deltas()
     for instance_id, path, delta in moves:
         ids = tree_paths.path_ids(path)
         for group_id in ids:
             deltas.add(instance_id, group_id, COMPUTERS, delta)
         deltas.add(instance_id, ids[-1], OWN_COMPUTERS, delta)
-    await deltas.write()
+    return deltas
+
+
+async def _follow_moved_groups(moves: list[tuple[int, str, int]]) -> None:
+    """PostgreSQL: the paths were read before the shift took the top row; a sync that moved a
+    group in between committed first (else its recount would wait for the top row and then see
+    this shift), so its recount missed these computers, shifted here along the old path: move
+    them to the new one. No sync commits a move while the top row is held: the check holds."""
+    paths = {tree_paths.path_ids(path)[-1]: path for _, path, _ in moves}
+    rows = await db.fetch(
+        f"SELECT id, path FROM static_group WHERE id IN ({ids_source()})", [encode_ids(paths)]
+    )
+    now = {row["id"]: row["path"] for row in rows}
+    moved = []
+    for instance_id, path, delta in moves:
+        current = now.get(tree_paths.path_ids(path)[-1], path)
+        if current != path:
+            moved += [(instance_id, path, -delta), (instance_id, current, delta)]
+    await _computer_deltas(moved).write()
 
 
 async def _lock_top(instance_id: int) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from tortoise.transactions import in_transaction
 
 from server.domain import computers, counters, customers, sync_runs
 from server.domain.access import Scope
@@ -266,6 +268,40 @@ async def test_the_repair_counts_the_computers_the_sync_only_rolls_up(
         assert await stored(instance_id) != right
         assert await counters.recount(instance_id, count_computers=True) == depth_of(group.path)
         assert await stored(instance_id) == right
+
+
+async def test_computers_shifted_along_a_path_a_sync_changed_follow_their_group(
+    app: object, settings: Settings
+) -> None:
+    """An enrolment reads its group's path, a sync moves the group and commits, then the
+    enrolment shifts along the path it read: on PostgreSQL the shift finds the group moved and
+    counts the computers along the new path (SQLite runs one writer at a time: no such race)."""
+    if not db.is_postgres():
+        pytest.skip("PostgreSQL: SQLite serialises the writers")
+    upstream = UpstreamTree.generate(12, 5)
+    async with Simulator(upstream) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        await sync_runs.sync_now(instance_id, settings)
+        customer = await Company.filter(instance_id=instance_id, type=CompanyType.CUSTOMER).first()
+        assert customer is not None
+        group = await StaticGroup.get(company_id=customer.id, kind=GroupKind.COMPANY)
+        read_before = group.path
+        parents = [c for c in upstream.subtree(upstream.account_id) if c["type"] != "CUSTOMER"]
+        parent = upstream.get(customer.public_id)["parentId"]
+        target = next(p for p in parents if p["publicId"] != parent)
+        upstream.move(customer.public_id, target["publicId"])
+        await sync_runs.sync_now(instance_id, settings)
+        assert (await StaticGroup.get(id=group.id)).path != read_before
+        async with in_transaction():
+            await db.execute(
+                "INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, "
+                "hardware_id, enrolled_at, announced_status) "
+                "VALUES (?, ?, ?, 'pc', 'pc', 'hw-late', ?, 'NEVER_CONNECTED')",
+                [instance_id, group.id, customer.id, dt.datetime.now(dt.UTC)],
+            )
+            await counters.shift_computers([(instance_id, read_before, 1)])
+        assert await stored(instance_id) == await full_recount(instance_id)
 
 
 def depth_of(path: str) -> int:
