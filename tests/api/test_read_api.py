@@ -481,6 +481,11 @@ async def test_computer_counts_read_counter_rows_not_computers(client, tenant):
         data = await client.query(COMPUTER_COUNTS, variables, owner.token)
     assert data["node"] == {"computerCount": 12, "direct": 0, "staticGroup": {"computerCount": 12}}
     assert counter.count > 0 and reads_computers(counter.statements) == []
+    customer = {"id": global_ids.encode("Company", tree.customers[tree.msps[0].id][0].id)}
+    with count_statements() as counter:
+        data = await client.query(COMPUTER_COUNTS, customer, owner.token)
+    assert data["node"] == {"computerCount": 2, "direct": 2, "staticGroup": {"computerCount": 2}}
+    assert reads_computers(counter.statements) == []
     # a listing's unfiltered totalCount too: what it adds to the page reads no computer
     page = """query($id: ID!) { node(id: $id) { ... on Company {
         computers(first: 1) { %s edges { cursor } } } } }"""
