@@ -95,8 +95,9 @@ def cmd_create_account(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_recount(args: argparse.Namespace, settings: Settings) -> int:
-    """Repair the subtree counters (after a restore or a hand edit of the companies): each
-    instance recounted in its own transaction; prints how many rows were wrong."""
+    """Repair the subtree counters (after a restore or a hand edit of the companies or the
+    computers): each instance recounted, its computers counted too, in its own transaction;
+    prints how many rows were wrong."""
     from tortoise import Tortoise
     from tortoise.transactions import in_transaction
 
@@ -115,7 +116,7 @@ def cmd_recount(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
             for instance_id in ids:
                 async with in_transaction():
-                    fixed = await counters.recount(instance_id)
+                    fixed = await counters.recount(instance_id, count_computers=True)
                 print(f"instance {instance_id}: {fixed} counter rows corrected")
             return 0
         finally:

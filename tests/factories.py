@@ -7,6 +7,8 @@ import itertools
 import uuid
 from dataclasses import dataclass, field
 
+from tortoise.transactions import in_transaction
+
 from server.domain import accounts, counters, hierarchy, licenses, tree_paths
 from server.domain.instances import create_instance
 from server.models import Company, Computer, License, StaticGroup
@@ -109,15 +111,18 @@ async def computer(
     group: StaticGroup | None = None,
 ) -> Computer:
     group = group or await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
-    return await Computer.create(
-        instance_id=instance_id,
-        group=group,
-        company=company,
-        name=name,
-        sort_name=tree_paths.sort_name(name),
-        hardware_id=uuid.uuid4().hex,
-        last_connected_at=last_connected_at,
-    )
+    async with in_transaction():  # counted, as an enrolment counts the computers it makes
+        made = await Computer.create(
+            instance_id=instance_id,
+            group=group,
+            company=company,
+            name=name,
+            sort_name=tree_paths.sort_name(name),
+            hardware_id=uuid.uuid4().hex,
+            last_connected_at=last_connected_at,
+        )
+        await counters.shift_computers([(instance_id, group.path, 1)])
+    return made
 
 
 async def set_status(company: Company, setup: SetupState, unlinked: bool = False) -> None:

@@ -108,11 +108,19 @@ async def computers_in_group(
 ) -> Connection[Computer]:
     request = page_request(first, after, last, before)
     context = info.context
-    listing = computers.visible(context.require_scope())
+    scope = context.require_scope()
+    listing = computers.visible(scope)
     if group is not None:
         await computers.in_group(listing, group, recursive)
     computers.narrow(listing, context.settings, distinct(status), search, duplicates=duplicates)
-    return await paginate(listing, request, Computer.of, prime=context.loaders.prime_computers)
+    filtered = status is not None or duplicates is not None or bool(search and search.strip())
+    return await paginate(
+        listing,
+        request,
+        Computer.of,
+        prime=context.loaders.prime_computers,
+        count=lambda: computers.count(scope, listing, group, recursive, filtered),
+    )
 
 
 def computers_field(

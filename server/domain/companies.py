@@ -75,7 +75,7 @@ async def descendant_count(
         counts = await counters.descendant_counts(scope, company)
         return counts.matching(types, statuses), True
     return await descendants(scope, company, types, statuses, search).count_capped(
-        customers.COUNT_CAP
+        counters.COUNT_CAP
     )
 
 

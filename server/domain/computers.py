@@ -4,21 +4,18 @@ an enrolment without the agent's token makes (`resolve_duplicate`)."""
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from server.domain import counters, tree_paths
 from server.domain import search as name_search
-from server.domain import tree_paths
-from server.domain.access import Scope, minimal_prefixes
+from server.domain.access import ANYWHERE, Scope
 from server.domain.connections import connection_status_filter_sql
 from server.domain.errors import InvalidTransition, NotFound
 from server.domain.listing import Listing, sql_in
 from server.models import Computer, StaticGroup, db
-from server.models.bulk import encode_rows, rows_source
 from server.models.enums import Area, ConnectionStatus, DuplicateResolution, Level
 from server.settings import Settings
 
@@ -116,55 +113,37 @@ async def by_ids_with_paths(scope: Scope, ids: Iterable[int]) -> dict[int, tuple
 async def counts_in_groups(
     scope: Scope, groups: Sequence[StaticGroup], recursive: bool
 ) -> dict[int, int]:
-    """Computers per group (with subgroups when recursive), in one statement."""
-    if not groups:
-        return {}
-    if not recursive:
-        return await visible(scope).counts_by("m.group_id", [g.id for g in groups])
-    # Count per group within the subtrees asked for, then add each subtree up: one statement
-    # driven by the page's subtrees, each intersected with the viewer's COMPUTERS scope here
-    # (so 50 permission sets cost 50 more ranges only where they lie inside the page), and
-    # sums by bisecting the sorted paths.
-    ranges = minimal_prefixes(
-        prefix
-        for path in minimal_prefixes(g.path for g in groups)
-        for prefix in scope.within(path, Area.COMPUTERS)
-    )
-    if not ranges:
-        return dict.fromkeys((g.id for g in groups), 0)
-    # Each range an index range on the groups' paths, and each group's computers a count on
-    # the (instance, group) index, per group: no join strategy that reads every computer. On
-    # PostgreSQL the ranges are ORed (a BitmapOr of index ranges; a table of ranges it would
-    # misjudge); on SQLite they are a JSON table driving the index (an OR it would test
-    # against every group of the instance).
-    count = "(SELECT COUNT(*) FROM computer m WHERE m.instance_id = ? AND m.group_id = g.id)"
-    if db.is_postgres():
-        subtrees = [tree_paths.subtree_sql("g.path", path) for path in ranges]
-        sql = (
-            f"SELECT g.path AS path, {count} AS n FROM static_group g WHERE g.instance_id = ? "
-            f"AND ({' OR '.join(sql for sql, _ in subtrees)}) ORDER BY g.path"
-        )
-        params = [v for _, values in subtrees for v in values]
-        rows = await db.fetch(sql, [scope.instance_id, scope.instance_id, *params])
-    else:
-        bounds = [
-            dict(zip(("low", "high"), tree_paths.subtree_bounds(p), strict=True)) for p in ranges
-        ]
-        rows = await db.fetch(
-            f"SELECT g.path AS path, {count} AS n "
-            f"FROM {rows_source({'low': 'text', 'high': 'text'}, 'r')} JOIN static_group g "
-            "ON g.instance_id = ? AND g.path >= r.low AND g.path < r.high ORDER BY g.path",
-            [scope.instance_id, encode_rows(bounds), scope.instance_id],
-        )
-    paths = [row["path"] for row in rows]
-    running = list(itertools.accumulate((int(row["n"]) for row in rows), initial=0))
-    counts = {}
-    for group in groups:
-        low, high = tree_paths.subtree_bounds(group.path)
-        counts[group.id] = (
-            running[bisect.bisect_left(paths, high)] - running[bisect.bisect_left(paths, low)]
-        )
-    return counts
+    """Computers per group (with subgroups when recursive) that the viewer sees, from the
+    counters in one statement, however many computers: a subtree's are the `computers` of the
+    minimal prefixes of the viewer's COMPUTERS scope inside it; a group's own are all visible
+    or none (they lie on its path), its `own_computers`."""
+    if recursive:
+        prefixes = {g.id: scope.within(g.path, Area.COMPUTERS) for g in groups}
+        ids = {key: [tree_paths.path_ids(p)[-1] for p in found] for key, found in prefixes.items()}
+        return await counters.sums(scope.instance_id, counters.COMPUTERS, ids)
+    own = {g.id: [g.id] if scope.allows(g.path, Area.COMPUTERS) else [] for g in groups}
+    return await counters.sums(scope.instance_id, counters.OWN_COMPUTERS, own)
+
+
+async def count(
+    scope: Scope,
+    listing: Listing[Computer],
+    group: StaticGroup | None,
+    recursive: bool,
+    filtered: bool,
+) -> tuple[int, bool]:
+    """How many `listing` (the viewer's computers in `group`, or everywhere) holds, and whether
+    exactly: from the counters; under a search or a filter, which no counter holds, counted
+    up to COUNT_CAP."""
+    if filtered:
+        return await listing.count_capped(counters.COUNT_CAP)
+    if group is not None:
+        return (await counts_in_groups(scope, [group], recursive))[group.id], True
+    prefixes = scope.paths(Area.COMPUTERS)
+    if ANYWHERE in prefixes:  # read on behalf of nobody (no user holds this grant): counted
+        return await listing.count(), True
+    ids = [tree_paths.path_ids(prefix)[-1] for prefix in prefixes]
+    return (await counters.sums(scope.instance_id, counters.COMPUTERS, {None: ids}))[None], True
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +193,14 @@ async def _writable(scope: Scope, computer_id: int, *, lock: bool = True) -> Loc
     return found
 
 
-async def _delete(computer_id: int) -> None:
-    await db.execute("DELETE FROM computer WHERE id = ?", [computer_id])
+async def _delete(removed: Located, *moved: tuple[str, int]) -> None:
+    """Delete the computer, and shift the counters in one statement: out of its group, and
+    (group path, +1 or -1) for each other computer `moved`."""
+    await db.execute("DELETE FROM computer WHERE id = ?", [removed.computer.id])
+    instance_id = removed.computer.instance_id
+    await counters.shift_computers(
+        [(instance_id, removed.group_path, -1), *((instance_id, *move) for move in moved)]
+    )
 
 
 async def remove_computer(scope: Scope, computer_id: int) -> Removal:
@@ -228,7 +213,7 @@ async def remove_computer(scope: Scope, computer_id: int) -> Removal:
             "the computer has duplicates: settle them first (resolveDuplicateComputer)",
             "computerId",
         )
-    await _delete(computer_id)
+    await _delete(found)
     return Removal(None, [found])
 
 
@@ -247,7 +232,7 @@ async def resolve_duplicate(scope: Scope, duplicate_id: int, keep: DuplicateReso
     if existing is None or duplicate.computer.duplicate_of_id != existing_id:
         raise InvalidTransition("the duplicate was settled meanwhile", "computerId")
     if keep is DuplicateResolution.KEEP_EXISTING:
-        await _delete(duplicate_id)
+        await _delete(duplicate)
         return Removal(existing, [duplicate])
     scope.require(existing.group_path, Area.COMPUTERS, Level.WRITE)
     # At no moment two originals: the enrolled one first becomes a duplicate of the kept one.
@@ -260,7 +245,8 @@ async def resolve_duplicate(scope: Scope, duplicate_id: int, keep: DuplicateReso
         "UPDATE computer SET duplicate_of_id = NULL, group_id = ? WHERE id = ?",
         [group_id, duplicate_id],
     )
-    await _delete(existing_id)
+    # the kept computer moves from its group to the removed one's
+    await _delete(existing, (duplicate.group_path, -1), (existing.group_path, 1))
     kept = duplicate.computer
     kept.duplicate_of_id, kept.group_id = None, group_id
     return Removal(Located(kept, existing.group_path), [existing])

@@ -1,16 +1,20 @@
-"""Maintained subtree counters: companies per static group subtree, by type and customer status.
+"""Maintained subtree counters: companies per static group subtree, by type and customer status,
+and computers, per subtree and per group.
 
 A company's path lists the ids of its group and of every group above it, so a company counts in
-the `subtree_count` row of each of those groups. Writes keep the rows right in their own
-transaction: a customer action shifts the rows of its path (`shift`, one upsert), the sync
-recounts the instance once after writing the tree (`recount`: one read of the companies, only
-the rows that differ written). Reads (`Totals` for a viewer) then cost one row per minimal
-scope prefix, however large the tree. Computers are not counted here: check-ins and enrolments
-would all queue on the top group's row, and the pages count computers over small subtrees.
+the `subtree_count` row of each of those groups; a computer likewise, through its group's path,
+and once more in its own group's `own_computers`. Writes keep the rows right in their own
+transaction: a customer action shifts the rows of its path (`shift`, one upsert), an enrolment,
+removal or resolution those of its computers' paths (`shift_computers`, one upsert), the sync
+recounts the instance once after writing the tree (`recount`: one read of the companies, the
+computers rolled up from the stored `own_computers` along the new paths, only the rows that
+differ written). Reads (`Totals` for a viewer) then cost one row per minimal scope prefix,
+however large the tree.
 
 On PostgreSQL, the top group's row is the counters' lock: a shift takes its path's rows in id
 order (the top first), and a recount takes the top row before it reads the companies, so a
-recount never overwrites a shift it did not see.
+recount never overwrites a shift it did not see. Writers that lock other rows too take them
+before the counters (an enrolment its installers, an unlink the customer's installers).
 """
 
 from __future__ import annotations
@@ -37,7 +41,12 @@ STATUS_COLUMNS = {
     CustomerStatus.NORMAL: "customers_normal",
     CustomerStatus.UNLINKED: "customers_unlinked",
 }
-COLUMNS = (*TYPE_COLUMNS.values(), *STATUS_COLUMNS.values())
+COUNT_CAP = 1000  # counted under a search (no counter answers one): then at least this many
+COMPUTERS = "computers"
+OWN_COMPUTERS = "own_computers"  # stored, not rolled up: what a group's `computers` adds up
+# the columns counted over a whole subtree (rolled up to every group above), then every column
+COLUMNS = (*TYPE_COLUMNS.values(), *STATUS_COLUMNS.values(), COMPUTERS)
+STORED = (*COLUMNS, OWN_COMPUTERS)
 
 
 def status_of(setup_state: str | SetupState, unlinked: bool) -> CustomerStatus:
@@ -70,6 +79,7 @@ class Counts:
     customers_not_set_up: int = 0
     customers_normal: int = 0
     customers_unlinked: int = 0
+    computers: int = 0
 
     def add(self, row: Mapping[str, Any], sign: int = 1) -> None:
         for name in COLUMNS:
@@ -101,10 +111,10 @@ def _row(group_id: int, instance_id: int, counts: dict[str, int]) -> dict[str, i
 
 def _upsert_sql(add: bool) -> str:
     """Insert rows read from one JSON parameter; on an existing row, add to it or replace it."""
-    names = ("group_id", "instance_id", *COLUMNS)
+    names = ("group_id", "instance_id", *STORED)
     source = rows_source(dict.fromkeys(names, "int"))
     update = ", ".join(
-        f"{c} = subtree_count.{c} + excluded.{c}" if add else f"{c} = excluded.{c}" for c in COLUMNS
+        f"{c} = subtree_count.{c} + excluded.{c}" if add else f"{c} = excluded.{c}" for c in STORED
     )
     # ORDER BY: PostgreSQL takes the rows' locks in this order, the top group first
     return (
@@ -114,22 +124,76 @@ def _upsert_sql(add: bool) -> str:
     )
 
 
+class _Deltas:
+    """Changes to add to counter rows, gathered per group, then written in one upsert."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, dict[str, int]] = {}
+
+    def add(self, instance_id: int, group_id: int, column: str, delta: int) -> None:
+        row = self.rows.get(group_id)
+        if row is None:
+            row = self.rows[group_id] = _row(group_id, instance_id, dict.fromkeys(STORED, 0))
+        row[column] += delta
+
+    async def write(self) -> None:
+        """One upsert of the rows that change (moves may cancel out: a computer that changes
+        groups under the same parent leaves the parent's count as it was)."""
+        rows = [row for row in self.rows.values() if any(row[c] for c in STORED)]
+        if rows:
+            await db.execute(_upsert_sql(add=True), [encode_rows(rows)])
+
+
 async def shift(instance_id: int, moves: Iterable[tuple[str, str | None, str | None]]) -> None:
     """Apply (path, column left, column entered) for each company that changed, to every row of
     its path, in one statement. None: the company was not counted before (or is no longer)."""
-    deltas: dict[int, dict[str, int]] = {}
+    deltas = _Deltas()
     for path, left, entered in moves:
         if left == entered:
             continue
         for group_id in tree_paths.path_ids(path):
-            row = deltas.setdefault(group_id, dict.fromkeys(COLUMNS, 0))
             if left is not None:
-                row[left] -= 1
+                deltas.add(instance_id, group_id, left, -1)
             if entered is not None:
-                row[entered] += 1
-    if deltas:
-        rows = [_row(group_id, instance_id, row) for group_id, row in deltas.items()]
-        await db.execute(_upsert_sql(add=True), [encode_rows(rows)])
+                deltas.add(instance_id, group_id, entered, 1)
+    await deltas.write()
+
+
+async def shift_computers(moves: Iterable[tuple[int, str, int]]) -> None:
+    """Apply (instance id, group path, computers added or, negative, removed) to every row of
+    each path (`computers`) and to the group's own (`own_computers`), in one statement."""
+    moves = list(moves)
+    await _computer_deltas(moves).write()
+    if db.is_postgres() and moves:
+        await _follow_moved_groups(moves)
+
+
+def _computer_deltas(moves: Iterable[tuple[int, str, int]]) -> _Deltas:
+    deltas = _Deltas()
+    for instance_id, path, delta in moves:
+        ids = tree_paths.path_ids(path)
+        for group_id in ids:
+            deltas.add(instance_id, group_id, COMPUTERS, delta)
+        deltas.add(instance_id, ids[-1], OWN_COMPUTERS, delta)
+    return deltas
+
+
+async def _follow_moved_groups(moves: list[tuple[int, str, int]]) -> None:
+    """PostgreSQL: the paths were read before the shift took the top row; a sync that moved a
+    group in between committed first (else its recount would wait for the top row and then see
+    this shift), so its recount missed these computers, shifted here along the old path: move
+    them to the new one. No sync commits a move while the top row is held: the check holds."""
+    paths = {tree_paths.path_ids(path)[-1]: path for _, path, _ in moves}
+    rows = await db.fetch(
+        f"SELECT id, path FROM static_group WHERE id IN ({ids_source()})", [encode_ids(paths)]
+    )
+    now = {row["id"]: row["path"] for row in rows}
+    moved = []
+    for instance_id, path, delta in moves:
+        current = now.get(tree_paths.path_ids(path)[-1], path)
+        if current != path:
+            moved += [(instance_id, path, -delta), (instance_id, current, delta)]
+    await _computer_deltas(moved).write()
 
 
 async def _lock_top(instance_id: int) -> None:
@@ -141,16 +205,38 @@ async def _lock_top(instance_id: int) -> None:
         )
 
 
-async def recount(instance_id: int) -> int:
+async def recount(instance_id: int, *, count_computers: bool = False) -> int:
     """Make the instance's counters match its companies; returns how many rows it wrote. For
     the sync (once, after the tree is written, in its transaction) and `msp-console recount`.
-    One read of the companies and one of the counters, then only the rows that differ."""
+    One read of the companies and one of the counters, then only the rows that differ.
+
+    Each group's `computers` is the roll-up of the groups' `own_computers` along the current
+    paths (groups move when their companies do): as stored, so that the sync reads no
+    computer, or, with `count_computers` (the repair), counted from the computers first."""
     await _lock_top(instance_id)
     companies = await db.fetch(
         "SELECT path, type, setup_state, unlinked_at IS NOT NULL AS unlinked FROM company "
         "WHERE instance_id = ?",
         [instance_id],
     )
+    stored_rows = await db.fetch(
+        f"SELECT s.group_id, g.path, {', '.join(f's.{c}' for c in STORED)} FROM subtree_count s "
+        "LEFT JOIN static_group g ON g.id = s.group_id WHERE s.instance_id = ?",
+        [instance_id],
+    )
+    stored = {row["group_id"]: [int(row[name]) for name in STORED] for row in stored_rows}
+    if count_computers:
+        own_rows = await db.fetch(
+            "SELECT g.path, COUNT(*) AS n FROM computer m JOIN static_group g ON g.id = m.group_id "
+            "WHERE m.instance_id = ? GROUP BY m.group_id, g.path",
+            [instance_id],
+        )
+    else:
+        own_rows = [
+            {"path": row["path"], "n": row[OWN_COMPUTERS]}
+            for row in stored_rows
+            if row["path"] is not None and row[OWN_COMPUTERS]
+        ]
     # each company counted in its own group, then every group's counts added to its parent's,
     # deepest first: N + groups additions, not one per company and level
     column_at = {name: n for n, name in enumerate(COLUMNS)}
@@ -165,6 +251,13 @@ async def recount(instance_id: int) -> int:
         if row is None:
             row = totals[company["path"]] = [0] * len(COLUMNS)
         row[at] += 1
+    own: dict[str, int] = {}
+    for group in own_rows:
+        own[group["path"]] = int(group["n"])
+        row = totals.get(group["path"])
+        if row is None:
+            row = totals[group["path"]] = [0] * len(COLUMNS)
+        row[column_at[COMPUTERS]] += int(group["n"])
     by_depth: dict[int, list[str]] = {}
     for path in totals:
         by_depth.setdefault(path.count("/"), []).append(path)
@@ -178,21 +271,15 @@ async def recount(instance_id: int) -> int:
             for n, value in enumerate(totals[path]):
                 above[n] += value
     wanted = {
-        int(path[path.rindex("/", 0, len(path) - 1) + 1 : -1]): row for path, row in totals.items()
-    }
-    stored = {
-        row["group_id"]: [int(row[name]) for name in COLUMNS]
-        for row in await db.fetch(
-            f"SELECT group_id, {', '.join(COLUMNS)} FROM subtree_count WHERE instance_id = ?",
-            [instance_id],
-        )
+        tree_paths.path_ids(path)[-1]: [*row, own.get(path, 0)] for path, row in totals.items()
     }
     changed = [
-        _row(group_id, instance_id, dict(zip(COLUMNS, row, strict=True)))
+        _row(group_id, instance_id, dict(zip(STORED, row, strict=True)))
         for group_id, row in wanted.items()
         if stored.get(group_id) != row
     ]
-    gone = [group_id for group_id in stored if group_id not in wanted]
+    # a row of zeros (the last computer of a group removed) says what no row says: kept
+    gone = [group_id for group_id, row in stored.items() if group_id not in wanted and any(row)]
     if changed:
         await db.execute(_upsert_sql(add=False), [encode_rows(changed)])
     if gone:
@@ -217,6 +304,22 @@ async def visible_counts(scope: Scope, path: str | None = None) -> Counts:
     for row in rows:
         counts.add(row)
     return counts
+
+
+async def sums(
+    instance_id: int, column: str, groups_of: Mapping[Any, Sequence[int]]
+) -> dict[Any, int]:
+    """For each key, `column` added up over the rows of its group ids, in one statement."""
+    ids = {group_id for group_ids in groups_of.values() for group_id in group_ids}
+    found: dict[int, int] = {}
+    if ids:
+        rows = await db.fetch(
+            f"SELECT group_id, {column} AS n FROM subtree_count WHERE instance_id = ? "
+            f"AND group_id IN ({ids_source()})",
+            [instance_id, encode_ids(ids)],
+        )
+        found = {row["group_id"]: int(row["n"]) for row in rows}
+    return {key: sum(found.get(i, 0) for i in group_ids) for key, group_ids in groups_of.items()}
 
 
 async def descendant_counts(scope: Scope, company: Company) -> Counts:

@@ -31,7 +31,7 @@ from server.domain import (
 from server.domain import search as name_search
 from server.domain.access import Scope
 from server.domain.accounts import email_taken, end_user_sessions
-from server.domain.counters import STATUS_COLUMNS
+from server.domain.counters import COUNT_CAP, STATUS_COLUMNS
 from server.domain.errors import (
     AlreadyExists,
     InvalidTransition,
@@ -68,7 +68,6 @@ STATUS_SQL = {
     Status.NOT_SET_UP: "(c.unlinked_at IS NULL AND c.setup_state = 'pending')",
     Status.NORMAL: "(c.unlinked_at IS NULL AND c.setup_state <> 'pending')",
 }
-COUNT_CAP = 1000  # counted under a search (no counter answers one): then at least this many
 
 
 def utcnow() -> dt.datetime:
@@ -397,11 +396,12 @@ async def unlink_customer(
         if len(rows) != 1:
             raise InvalidTransition("the customer was unlinked meanwhile", "customerId")
         row = rows[0]
+        # the installers locked before the counters, as an enrolment does (else a deadlock)
+        revoked = await installers.revoke_company_installers(company.id, now)
         before = STATUS_COLUMNS[counters.status_of(row["setup_state"], unlinked=False)]
         await counters.shift(
             scope.instance_id, [(row["path"], before, STATUS_COLUMNS[Status.UNLINKED])]
         )
-        revoked = await installers.revoke_company_installers(company.id, now)
         disabled = await disable_users_of(company)
         return UnlinkResult(await Company.get(id=company.id), disabled, revoked)
 

@@ -4,7 +4,8 @@
 them for a few milliseconds) and writes them in one transaction with a fixed number of
 statements, whatever their number: one read of every installer, original and token holder
 concerned; then at most one insert of new originals, one of duplicates, one update of the
-computers continued, one count per installer and one audit insert. `enroll` is a batch of one.
+computers continued, one count per installer, one shift of the subtree counters of the new
+computers' groups and one audit insert. `enroll` is a batch of one.
 This is the one place an enrolment is written.
 
 The rules are those of one enrolment at a time, applied in arrival order within the batch:
@@ -28,7 +29,7 @@ from typing import Any, NamedTuple
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from server.domain import audit, global_ids
+from server.domain import audit, counters, global_ids
 from server.domain.errors import DomainError
 from server.domain.secrets import hashes_match, new_token, token_hash
 from server.domain.tree_paths import sort_name
@@ -272,7 +273,10 @@ async def _write(batch: Sequence[Pending], plans: list[_Plan], now: datetime) ->
     await _insert(batch, originals, now)
     await _insert(batch, duplicates, now)  # after their originals: they refer to them
     await _continue(batch, continued, now)
-    await _count(plans)
+    await _count(plans)  # the installers locked before the counters, as an unlink does
+    await counters.shift_computers(
+        (p.found["instance_id"], p.found["group_path"], 1) for p in [*originals, *duplicates]
+    )
     await audit.record_all([_conflict(batch[p.index], p) for p in duplicates])
 
 

@@ -93,8 +93,9 @@ class Company(Model):
 
 class SubtreeCount(Model):
     """Companies in one static group's subtree (its own company included), by type and, for
-    customers, by status: kept right by every write that changes them (`domain.counters`), so
-    a count over a subtree reads one row whatever its size. No row: nothing below."""
+    customers, by status, and the computers of the subtree and of the group itself: kept right
+    by every write that changes them (`domain.counters`), so a count over a subtree reads one
+    row whatever its size. No row: nothing below."""
 
     group_id = fields.IntField(primary_key=True, generated=False)
     instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
@@ -109,6 +110,8 @@ class SubtreeCount(Model):
     customers_not_set_up = fields.IntField(default=0)
     customers_normal = fields.IntField(default=0)
     customers_unlinked = fields.IntField(default=0)
+    computers = fields.IntField(default=0, db_default=0)
+    own_computers = fields.IntField(default=0, db_default=0)
 
     class Meta:
         table = "subtree_count"

@@ -2,14 +2,17 @@
 hostile arguments, through the real app."""
 
 import datetime as dt
+import re
 
 import pytest
 
-from server.domain import global_ids, hierarchy
+from server.domain import counters, global_ids, hierarchy
 from server.domain.listing import encode_cursor
 from server.models import Company, Computer, StaticGroup
-from server.models.enums import CompanyType, SetupState
+from server.models.db import count_statements
+from server.models.enums import Area, CompanyType, Level, SetupState
 from tests import factories
+from tests.api.scoped_users import group_of, permission_set, scoped_user
 from tests.graphql_client import OPERATIONS, error_codes
 
 CUSTOMERS = """query($first: Int, $after: String, $last: Int, $before: String,
@@ -461,3 +464,94 @@ async def test_counts_under_a_search_stop_at_a_thousand_and_say_so(client, tenan
     assert data["managedCustomers"]["statusCounts"]["notSetUp"] == customers
     descendants = customers + len(tree.msps)
     assert data["node"]["descendants"] == {"totalCount": descendants, "totalCountIsExact": True}
+
+
+COMPUTER_COUNTS = """query($id: ID!) { node(id: $id) { ... on Company {
+    computerCount direct: computerCount(recursive: false) staticGroup { computerCount } } } }"""
+
+
+def reads_computers(statements: list[str]) -> list[str]:
+    return [s for s in statements if re.search(r"\bcomputer\b", s)]
+
+
+async def test_computer_counts_read_counter_rows_not_computers(client, tenant):
+    owner, tree = tenant
+    variables = {"id": global_ids.encode("Company", tree.manager.id)}
+    with count_statements() as counter:
+        data = await client.query(COMPUTER_COUNTS, variables, owner.token)
+    assert data["node"] == {"computerCount": 12, "direct": 0, "staticGroup": {"computerCount": 12}}
+    assert counter.count > 0 and reads_computers(counter.statements) == []
+    customer = {"id": global_ids.encode("Company", tree.customers[tree.msps[0].id][0].id)}
+    with count_statements() as counter:
+        data = await client.query(COMPUTER_COUNTS, customer, owner.token)
+    assert data["node"] == {"computerCount": 2, "direct": 2, "staticGroup": {"computerCount": 2}}
+    assert reads_computers(counter.statements) == []
+    # a listing's unfiltered totalCount too: what it adds to the page reads no computer
+    page = """query($id: ID!) { node(id: $id) { ... on Company {
+        computers(first: 1) { %s edges { cursor } } } } }"""
+    with count_statements() as without_count:
+        await client.query(page % "", variables, owner.token)
+    with count_statements() as with_count:
+        data = await client.query(page % "totalCount totalCountIsExact", variables, owner.token)
+    assert data["node"]["computers"]["totalCount"] == 12
+    assert data["node"]["computers"]["totalCountIsExact"] is True
+    added = with_count.statements[len(without_count.statements) :]
+    assert len(added) == 1 and reads_computers(added) == []
+
+
+async def test_a_viewer_counts_the_computers_of_each_of_its_permission_sets(client, tenant):
+    """Two sets on two customers of an MSP (and one to see the MSP without its computers): the
+    MSP's counts are the sum of both customers', whatever else lies below it."""
+    owner, tree = tenant
+    msp = tree.msps[0]
+    first, second, _ = tree.customers[msp.id]
+    see_companies = {Area.COMPANIES: Level.READ, Area.GROUPS: Level.READ}
+    sets = [
+        await permission_set(owner.instance_id, [await group_of(msp)], see_companies),
+        await permission_set(owner.instance_id, [await group_of(first)]),
+        await permission_set(owner.instance_id, [await group_of(second)]),
+    ]
+    viewer = await scoped_user(client, owner.instance_id, [await group_of(msp)], sets=sets)
+    data = await client.query(
+        """query($id: ID!) {
+             node(id: $id) { ... on Company { computerCount
+               direct: computerCount(recursive: false) staticGroup { computerCount }
+               computers(first: 0) { totalCount } } }
+             computers(first: 0) { totalCount totalCountIsExact } }""",
+        {"id": global_ids.encode("Company", msp.id)},
+        viewer.token,
+    )
+    assert data["node"] == {
+        "computerCount": 4,
+        "direct": 0,
+        "staticGroup": {"computerCount": 4},
+        "computers": {"totalCount": 4},
+    }
+    assert data["computers"] == {"totalCount": 4, "totalCountIsExact": True}
+
+
+async def test_computer_counts_under_a_filter_stop_at_a_thousand_and_say_so(client, tenant):
+    owner, tree = tenant
+    customer = tree.customers[tree.msps[0].id][0]
+    group = await StaticGroup.get(company_id=customer.id, kind="company")
+    rows = [
+        Computer(
+            instance_id=owner.instance_id,
+            group_id=group.id,
+            company_id=customer.id,
+            name=f"bulk-{n}",
+            sort_name=f"bulk-{n}",
+            hardware_id=f"bulk-{n}",
+        )
+        for n in range(1001)
+    ]
+    await Computer.bulk_create(rows, batch_size=250)
+    await counters.recount(owner.instance_id, count_computers=True)  # written directly
+    query = """query($status: [ConnectionStatus!], $search: String) {
+        computers(first: 0, status: $status, search: $search) { totalCount totalCountIsExact } }"""
+    run = lambda **v: client.query(query, v, owner.token)  # noqa: E731
+    assert (await run())["computers"] == {"totalCount": 1013, "totalCountIsExact": True}
+    capped = {"totalCount": 1000, "totalCountIsExact": False}
+    assert (await run(status=["NEVER_CONNECTED"]))["computers"] == capped
+    assert (await run(search="bulk"))["computers"] == capped
+    assert (await run(search="pc-"))["computers"] == {"totalCount": 12, "totalCountIsExact": True}

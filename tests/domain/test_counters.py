@@ -1,21 +1,29 @@
 """The subtree counters stay equal to a full recount through any sequence of writes: syncs of a
-randomly edited upstream (adds, moves, removals, re-adds, renames) and every customer action
-(setup, skip, skip for all, unlink, relink), on whichever database the suite runs. The recount
-here is the slow, independent one: a GROUP BY per group over its subtree's path range."""
+randomly edited upstream (adds, moves, removals, re-adds, renames), every customer action
+(setup, skip, skip for all, unlink, relink), and the computers' writes (enrolment batches with
+duplicates, into company and custom groups; removals; duplicates resolved both ways), on
+whichever database the suite runs. The recount here is the slow, independent one: a GROUP BY
+per group over its subtree's path range."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from hypothesis import HealthCheck, given
+import pytest
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from tortoise.transactions import in_transaction
 
-from server.domain import counters, customers, sync_runs
+from server.domain import computers, counters, customers, sync_runs
 from server.domain.access import Scope
+from server.domain.enrolment import EnrolmentRequest, Pending, enroll_batch
 from server.domain.errors import DomainError
-from server.models import Company, StaticGroup, User, db
-from server.models.enums import CompanyType, GroupKind, SyncState
+from server.domain.installers import create_installer
+from server.domain.instances import create_group
+from server.models import Company, Computer, StaticGroup, User, db
+from server.models.enums import CompanyType, DuplicateResolution, GroupKind, SyncState
 from server.settings import Settings
 from server.upstream.simulator import Simulator, UpstreamTree
 from tests.domain.test_sync import EDIT, apply_edit
@@ -24,11 +32,19 @@ from tests.sync_support import connected_tenant
 ACTION = st.tuples(
     st.sampled_from(["setup", "skip", "unlink", "relink", "skip_all"]), st.integers(0, 10**6)
 )
-STEP = st.one_of(st.tuples(st.just("sync"), st.lists(EDIT, min_size=1, max_size=4)), ACTION)
+COMPUTER_ACTION = st.tuples(
+    st.sampled_from(["enrol", "remove", "keep_new", "keep_existing"]),
+    st.integers(0, 10**6),
+    st.integers(1, 4),
+)
+STEP = st.one_of(
+    st.tuples(st.just("sync"), st.lists(EDIT, min_size=1, max_size=4)), ACTION, COMPUTER_ACTION
+)
 
 
 async def full_recount(instance_id: int) -> dict[int, dict[str, int]]:
-    """Counts per group recomputed from the companies, without the counters' code."""
+    """Counts per group recomputed from the companies and the computers, without the counters'
+    code."""
     rows = await db.fetch(
         "SELECT g.id AS group_id, c.type AS type, c.setup_state AS setup_state, "
         "c.unlinked_at IS NOT NULL AS unlinked, COUNT(*) AS n FROM static_group g "
@@ -38,6 +54,10 @@ async def full_recount(instance_id: int) -> dict[int, dict[str, int]]:
         [instance_id],
     )
     expected: dict[int, dict[str, int]] = {}
+
+    def counts_of(group_id: int) -> dict[str, int]:
+        return expected.setdefault(group_id, dict.fromkeys(counters.STORED, 0))
+
     for row in rows:
         if row["type"] == CompanyType.CUSTOMER.value:
             if row["unlinked"]:
@@ -48,14 +68,23 @@ async def full_recount(instance_id: int) -> dict[int, dict[str, int]]:
                 column = "customers_normal"
         else:
             column = counters.TYPE_COLUMNS[CompanyType(row["type"])]
-        counts = expected.setdefault(row["group_id"], dict.fromkeys(counters.COLUMNS, 0))
-        counts[column] += int(row["n"])
+        counts_of(row["group_id"])[column] += int(row["n"])
+    held = await db.fetch(
+        "SELECT g.id AS group_id, COUNT(*) AS n, "
+        "SUM(CASE WHEN m.group_id = g.id THEN 1 ELSE 0 END) AS own FROM static_group g "
+        "JOIN static_group d ON d.instance_id = g.instance_id AND d.path >= g.path "
+        "AND d.path < substr(g.path, 1, length(g.path) - 1) || '0' "
+        "JOIN computer m ON m.group_id = d.id WHERE g.instance_id = ? GROUP BY g.id",
+        [instance_id],
+    )
+    for row in held:
+        counts_of(row["group_id"]).update(computers=int(row["n"]), own_computers=int(row["own"]))
     return expected
 
 
 async def stored(instance_id: int) -> dict[int, dict[str, int]]:
     rows = await db.fetch(
-        f"SELECT group_id, {', '.join(counters.COLUMNS)} FROM subtree_count WHERE instance_id = ?",
+        f"SELECT group_id, {', '.join(counters.STORED)} FROM subtree_count WHERE instance_id = ?",
         [instance_id],
     )
     found = {row.pop("group_id"): {k: int(v) for k, v in row.items()} for row in rows}
@@ -85,10 +114,83 @@ async def act(scope: Scope, owner_id: int, kind: str, pick: int) -> None:
         pass  # a transition that does not apply changes nothing
 
 
+class Computers:
+    """The computers' writes of the test: enrolment batches through a customer's installers (of
+    its company's group and of a custom group in it), removals and resolutions."""
+
+    def __init__(self, scope: Scope, settings: Settings) -> None:
+        self.scope, self.settings = scope, settings
+        self.tokens: dict[int, list[str]] = {}
+
+    async def act(self, kind: str, pick: int, size: int) -> None:
+        if kind == "enrol":
+            await self._enrol(pick, size)
+            return
+        duplicates = kind.startswith("keep")
+        found = await Computer.filter(
+            instance_id=self.scope.instance_id, duplicate_of_id__isnull=not duplicates
+        ).order_by("id")
+        if not found:
+            return
+        target = found[pick % len(found)].id
+        try:
+            if kind == "remove":
+                await computers.remove_computer(self.scope, target)
+            else:
+                keep = (
+                    DuplicateResolution.KEEP_NEW
+                    if kind == "keep_new"
+                    else (DuplicateResolution.KEEP_EXISTING)
+                )
+                await computers.resolve_duplicate(self.scope, target, keep)
+        except DomainError:
+            pass  # one with duplicates stays until they are settled
+
+    async def _enrol(self, pick: int, size: int) -> None:
+        choices = await Company.filter(
+            instance_id=self.scope.instance_id, type=CompanyType.CUSTOMER
+        ).order_by("id")
+        if not choices:
+            return
+        company = choices[pick % len(choices)]
+        tokens = self.tokens.get(company.id)
+        if tokens is None:
+            group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
+            laptops = await create_group(self.scope.instance_id, "Laptops", GroupKind.CUSTOM, group)
+            try:
+                tokens = self.tokens[company.id] = [
+                    (await create_installer(self.scope, company_id=company.id, group_id=g.id))[1]
+                    for g in (group, laptops)
+                ]
+            except DomainError:
+                return  # an unlinked customer gets no installer
+        # pairs of one hardware id, in the company's group and in its custom group: the second
+        # a duplicate of the first, or both of an earlier one
+        batch = [
+            Pending(tokens[n % 2], EnrolmentRequest(f"hw-{(pick + n // 2) % 3}", "pc", "os", "1"))
+            for n in range(size)
+        ]
+        await enroll_batch(batch, settings=self.settings)  # refusals change nothing
+
+
+# Besides the random ones: a duplicate in another group kept (it moves to the enrolled
+# computer's group), and companies with computers below them moved by a sync, then settled.
+@example(seed=0, size=5, steps=[("enrol", 0, 2), ("keep_new", 0, 1)])
+@example(
+    seed=1,
+    size=9,
+    steps=[
+        *(("enrol", k, 3) for k in range(4)),
+        ("sync", [("move", 1, 0), ("move", 2, 1), ("move", 3, 2), ("move", 5, 1)]),
+        ("keep_new", 1, 1),
+        ("remove", 2, 1),
+        ("keep_existing", 0, 1),
+    ],
+)
 @given(
     seed=st.integers(0, 10_000),
     size=st.integers(5, 14),
-    steps=st.lists(STEP, min_size=1, max_size=8),
+    steps=st.lists(STEP, min_size=1, max_size=12),
 )
 @hypothesis_settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -106,6 +208,7 @@ async def test_counters_equal_a_full_recount_after_any_writes(
         user = await User.get(instance_id=instance_id, account_id__not_isnull=True)
         top = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
         scope = Scope.for_owner(instance_id, user.id, top.path)
+        machines = Computers(scope, settings)
         removed: list[str] = []
         for step in steps:
             if step[0] == "sync":
@@ -113,6 +216,8 @@ async def test_counters_equal_a_full_recount_after_any_writes(
                     apply_edit(upstream, removed, edit)
                 run = await sync_runs.sync_now(instance_id, settings)
                 assert run.state == SyncState.SUCCEEDED, run.error
+            elif step[0] in ("enrol", "remove", "keep_new", "keep_existing"):
+                await machines.act(*step)
             else:
                 await act(scope, user.id, *step)
             assert await stored(instance_id) == await full_recount(instance_id), step
@@ -140,6 +245,69 @@ async def test_recount_repairs_counters_written_wrong(app: object, settings: Set
         assert await stored(instance_id) == right == await full_recount(instance_id)
 
 
+async def test_the_repair_counts_the_computers_the_sync_only_rolls_up(
+    app: object, settings: Settings
+) -> None:
+    """Computers written behind the counters' back (a restore): the sync's recount rolls up the
+    stored own counts and leaves them wrong; `recount(count_computers=True)` counts them."""
+    async with Simulator(UpstreamTree.generate(12, 3)) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        await sync_runs.sync_now(instance_id, settings)
+        customer = await Company.filter(instance_id=instance_id, type=CompanyType.CUSTOMER).first()
+        assert customer is not None
+        group = await StaticGroup.get(company_id=customer.id, kind=GroupKind.COMPANY)
+        await db.execute(
+            "INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, "
+            "hardware_id, enrolled_at, announced_status) "
+            "VALUES (?, ?, ?, 'pc', 'pc', 'hw-restored', ?, 'NEVER_CONNECTED')",
+            [instance_id, group.id, customer.id, dt.datetime.now(dt.UTC)],
+        )
+        right = await full_recount(instance_id)
+        assert await counters.recount(instance_id) == 0
+        assert await stored(instance_id) != right
+        assert await counters.recount(instance_id, count_computers=True) == depth_of(group.path)
+        assert await stored(instance_id) == right
+
+
+async def test_computers_shifted_along_a_path_a_sync_changed_follow_their_group(
+    app: object, settings: Settings
+) -> None:
+    """An enrolment reads its group's path, a sync moves the group and commits, then the
+    enrolment shifts along the path it read: on PostgreSQL the shift finds the group moved and
+    counts the computers along the new path (SQLite runs one writer at a time: no such race)."""
+    if not db.is_postgres():
+        pytest.skip("PostgreSQL: SQLite serialises the writers")
+    upstream = UpstreamTree.generate(12, 5)
+    async with Simulator(upstream) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        await sync_runs.sync_now(instance_id, settings)
+        customer = await Company.filter(instance_id=instance_id, type=CompanyType.CUSTOMER).first()
+        assert customer is not None
+        group = await StaticGroup.get(company_id=customer.id, kind=GroupKind.COMPANY)
+        read_before = group.path
+        parents = [c for c in upstream.subtree(upstream.account_id) if c["type"] != "CUSTOMER"]
+        parent = upstream.get(customer.public_id)["parentId"]
+        target = next(p for p in parents if p["publicId"] != parent)
+        upstream.move(customer.public_id, target["publicId"])
+        await sync_runs.sync_now(instance_id, settings)
+        assert (await StaticGroup.get(id=group.id)).path != read_before
+        async with in_transaction():
+            await db.execute(
+                "INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, "
+                "hardware_id, enrolled_at, announced_status) "
+                "VALUES (?, ?, ?, 'pc', 'pc', 'hw-late', ?, 'NEVER_CONNECTED')",
+                [instance_id, group.id, customer.id, dt.datetime.now(dt.UTC)],
+            )
+            await counters.shift_computers([(instance_id, read_before, 1)])
+        assert await stored(instance_id) == await full_recount(instance_id)
+
+
+def depth_of(path: str) -> int:
+    return path.count("/") - 1
+
+
 async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, settings: Settings):
     """Migration 0006 fills the counters of a database that has companies already."""
     import importlib
@@ -163,6 +331,37 @@ async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, set
         assert await stored(instance_id) == right == await full_recount(instance_id)
 
 
+async def test_migration_0009_fills_the_computer_counters(app: object, settings: Settings) -> None:
+    """Migration 0009 counts the computers of a database that has some already, in the rows of
+    their groups and of every group above (rows made where there were none)."""
+    import importlib
+
+    migration = importlib.import_module("server.migrations.0009_computer_counts")
+    async with Simulator(UpstreamTree.generate(12, 4)) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        await sync_runs.sync_now(instance_id, settings)
+        user = await User.get(instance_id=instance_id, account_id__not_isnull=True)
+        top = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
+        machines = Computers(Scope.for_owner(instance_id, user.id, top.path), settings)
+        for pick in range(4):
+            await machines.act("enrol", pick, 3)
+        right = await stored(instance_id)
+        assert any(counts["own_computers"] for counts in right.values())
+        await db.execute(
+            "UPDATE subtree_count SET computers = 0, own_computers = 0 WHERE instance_id = ?",
+            [instance_id],
+        )
+        await db.execute(
+            "DELETE FROM subtree_count WHERE instance_id = ? AND distributors + divisions "
+            "+ msp_managers + msps + managed_msps + customers_not_set_up + customers_normal "
+            "+ customers_unlinked = 0",
+            [instance_id],
+        )
+        await db.connection().execute_script(migration.fill_sql())
+        assert await stored(instance_id) == right == await full_recount(instance_id)
+
+
 async def test_the_recount_command_repairs_an_instance(app: object, settings: Settings) -> None:
     """`msp-console recount --instance ID`, run as the command it is: prints what it corrected."""
     from tests.test_sync_command import msp_console
@@ -174,6 +373,11 @@ async def test_the_recount_command_repairs_an_instance(app: object, settings: Se
     right = await stored(instance_id)
     await db.execute(
         "UPDATE subtree_count SET customers_normal = customers_normal + 2 WHERE instance_id = ?",
+        [instance_id],
+    )
+    await db.execute(  # and one computers counter, which the command counts again
+        "UPDATE subtree_count SET computers = computers + 3, own_computers = own_computers + 1 "
+        "WHERE group_id = (SELECT MIN(group_id) FROM subtree_count WHERE instance_id = ?)",
         [instance_id],
     )
     code, output = await msp_console(settings, "recount", "--instance", str(instance_id))
