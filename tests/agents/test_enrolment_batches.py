@@ -13,7 +13,7 @@ from server.domain.enrolment import AgentUnauthorized, Enrolment, EnrolmentReque
 from server.domain.enrolment import enroll_batch as write_batch
 from server.domain.installers import create_installer, revoke_installer
 from server.models import AuditEntry, Computer
-from server.models.db import count_statements, fetch_value, is_postgres
+from server.models.db import count_statements, fetch_value
 
 from .conftest import SETTINGS, AgentServer, Tree, enrol
 
@@ -48,9 +48,9 @@ async def test_a_batch_costs_the_same_statements_however_many_enrolments_it_hold
         assert all(isinstance(r, Enrolment) for r in results), results
         counts.append(counter.count)
     # lookup, originals, duplicates, re-enrolments, installer count, the shift of the subtree
-    # counters of the new computers' groups (one upsert for the batch; on PostgreSQL, and the
-    # check that no sync moved those groups meanwhile), audit entries
-    assert counts[0] == counts[1] <= (8 if is_postgres() else 7), counts
+    # counters of the new computers' groups (one upsert for the batch) and the check that no
+    # sync moved those groups meanwhile, audit entries
+    assert counts[0] == counts[1] <= 8, counts
 
 
 async def test_the_same_hardware_twice_in_one_batch_makes_an_original_and_its_duplicate(
