@@ -48,21 +48,16 @@ async def in_group(
     no statistics of path ranges, and PostgreSQL falls for the LIMIT's usual trap): a subtree
     of few computers is read group by group off the group index and sorted; a larger one is
     read off the name index, where its computers are dense enough for the page to stop early.
-    One capped count (at most SMALL_SUBTREE + 1 index entries) picks, which bounds either plan
-    near that many rows whatever the instance's size.
+    The subtree's counter row (`counters`) picks, which bounds either plan near SMALL_SUBTREE
+    rows whatever the instance's size.
     """
     if not recursive:
         return listing.filter("m.group_id = ?", group.id)
     if tree_paths.is_top(group.path):  # the whole instance: a page by name off its index
         return listing
+    held = await counters.sums(group.instance_id, counters.COMPUTERS, {group.id: [group.id]})
     sql, bounds = tree_paths.subtree_sql("g.path", group.path)
-    groups = f"SELECT g.id FROM static_group g WHERE g.instance_id = ? AND {sql}"
-    held = await db.fetch_value(
-        f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM computer m WHERE m.instance_id = ? "
-        f"AND m.group_id IN ({groups}) LIMIT ?) t",
-        [group.instance_id, group.instance_id, *bounds, SMALL_SUBTREE + 1],
-    )
-    if int(held or 0) > SMALL_SUBTREE:
+    if held[group.id] > SMALL_SUBTREE:
         if not db.is_postgres():  # SQLite's unary `+` keeps the path off an index: names drive
             sql, bounds = tree_paths.subtree_sql("+g.path", group.path)
         return listing.filter(sql, *bounds)
@@ -70,6 +65,7 @@ async def in_group(
     by_name = "(m.sort_name || '')"
     listing.order, listing.text_keys = (by_name, "m.id"), frozenset({by_name})
     # the subtree's group ids, read once before the computers (PostgreSQL: an init plan)
+    groups = f"SELECT g.id FROM static_group g WHERE g.instance_id = ? AND {sql}"
     ids = f"= ANY(ARRAY({groups}))" if db.is_postgres() else f"IN ({groups})"
     return listing.filter(f"m.group_id {ids}", group.instance_id, *bounds)
 
