@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from tortoise.transactions import in_transaction
 
 from server.domain import counters
-from server.domain.license_reconcile import apply_licenses
+from server.domain.license_reconcile import apply_licenses, listing_digests
 from server.domain.reconcile_input import (
     COMPANY_COLUMNS,
     GROUP_COLUMNS,
@@ -63,7 +63,7 @@ _COMPANY_ROW = {
     "custom_identifier": "text",
     "read_only": "bool",
 }
-_NEW_COMPANY = {**_COMPANY_ROW, "public_id": "text"}
+_NEW_COMPANY = {**_COMPANY_ROW, "public_id": "text", "license_digest": "text"}
 _GROUP_ROW = {
     "id": "int",
     "name": "text",
@@ -222,6 +222,7 @@ async def apply_snapshot(
     the day's usage snapshot: `license_reconcile`) match the snapshot, all or nothing."""
     with _no_collection():
         wanted = wanted_companies(snapshot)
+        digests = listing_digests(licenses) if licenses is not None else {}
     writer = _Writer(instance_id, now or dt.datetime.now(dt.UTC), after_first_write)
     async with in_transaction():
         companies, groups = await writer.load()
@@ -231,12 +232,15 @@ async def apply_snapshot(
         ids = await reserve_ids(needed) if any(needed.values()) else {}
         with _no_collection():
             plan = planner.plan(ids)
+            for row in plan.new_companies:
+                row["license_digest"] = digests.get(row["public_id"])
         await writer.rows(plan)
         await writer.unlink(plan.unlink, plan.changes)
         await writer.relink(plan.relink)
         if licenses is not None:
-            ids_of = {public_id: row.id for public_id, row in planner.companies.items()}
-            plan.changes.licenses = await apply_licenses(instance_id, licenses, ids_of, writer.now)
+            plan.changes.licenses = await apply_licenses(
+                instance_id, licenses, planner.companies, digests, writer.now
+            )
         if plan.changes.any:  # the one call that keeps the subtree counters right
             await counters.recount(instance_id)
         return plan.changes

@@ -49,6 +49,7 @@ class CompanyRow:
     unlinked: bool
     unlink_reason: str | None
     group_id: int
+    license_digest: str | None = None  # as stored: see `license_reconcile`
     new: bool = False
 
     @classmethod
@@ -67,6 +68,7 @@ class CompanyRow:
             bool(row[9]),
             row[10],
             row[11],
+            row[12],
         )
 
 
@@ -88,7 +90,8 @@ class GroupRow:
 
 COMPANY_COLUMNS = (
     "c.id, c.public_id, c.name, c.type, c.parent_id, c.upstream_status, c.email, "
-    "c.custom_identifier, c.read_only, c.unlinked_at IS NOT NULL, c.unlink_reason, g.id"
+    "c.custom_identifier, c.read_only, c.unlinked_at IS NOT NULL, c.unlink_reason, g.id, "
+    "c.license_digest"
 )
 """What `CompanyRow.of` reads, from `company c` joined to its own group `g`."""
 GROUP_COLUMNS = "id, name, kind, parent_id, company_id"

@@ -71,6 +71,8 @@ class Company(Model):
     email = fields.CharField(max_length=254, null=True)
     custom_identifier = fields.CharField(max_length=255, null=True)
     read_only = fields.BooleanField(default=False)  # ancestors above the imported company
+    # the license listing the last sync applied (`license_reconcile`); NULL: not known
+    license_digest = fields.CharField(max_length=32, null=True)
     setup_state = fields.CharEnumField(SetupState, max_length=8, default=SetupState.PENDING)
     setup_at = fields.DatetimeField(null=True)
     unlinked_at = fields.DatetimeField(null=True)
