@@ -3,19 +3,21 @@
 A company's path lists the ids of its group and of every group above it, so a company counts in
 the `subtree_count` row of each of those groups. Writes keep the rows right in their own
 transaction: a customer action shifts the rows of its path (`shift`, one upsert), the sync
-recounts the instance once after writing the tree (`recount`: one read of the companies, only
-the rows that differ written). Reads (`Totals` for a viewer) then cost one row per minimal
-scope prefix, however large the tree. Computers are not counted here: check-ins and enrolments
+moves the counts of the companies it wrote (`placed` before and after its writes, then
+`relocate`: one upsert, whatever the size of the tree), and `msp-console recount` recounts an
+instance (`recount`: one read of the companies, only the rows that differ written). Reads
+(`Totals` for a viewer) then cost one row per minimal scope prefix, however large the tree. Computers are not counted here: check-ins and enrolments
 would all queue on the top group's row, and the pages count computers over small subtrees.
 
-On PostgreSQL, the top group's row is the counters' lock: a shift takes its path's rows in id
-order (the top first), and a recount takes the top row before it reads the companies, so a
-recount never overwrites a shift it did not see.
+On PostgreSQL, the top group's row is the counters' lock: a shift (and a relocate) takes its
+path's rows in id order (the top first), and a recount takes the top row before it reads the
+companies, so a recount never overwrites a shift it did not see. Shifts and relocates add to
+the rows: they cannot overwrite each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,22 +116,71 @@ def _upsert_sql(add: bool) -> str:
     )
 
 
+def _add(
+    deltas: dict[int, dict[str, int]], path: str, column: str | None, sign: int
+) -> None:
+    """Count a company in (sign 1) or out of (-1) `column` of every row of its path."""
+    if column is None:
+        return
+    for group_id in tree_paths.path_ids(path):
+        row = deltas.get(group_id)
+        if row is None:
+            row = deltas[group_id] = dict.fromkeys(COLUMNS, 0)
+        row[column] += sign
+
+
+async def _write_deltas(instance_id: int, deltas: dict[int, dict[str, int]]) -> None:
+    rows = [
+        _row(group_id, instance_id, row) for group_id, row in deltas.items() if any(row.values())
+    ]
+    if rows:
+        await db.execute(_upsert_sql(add=True), [encode_rows(rows)])
+
+
 async def shift(instance_id: int, moves: Iterable[tuple[str, str | None, str | None]]) -> None:
     """Apply (path, column left, column entered) for each company that changed, to every row of
     its path, in one statement. None: the company was not counted before (or is no longer)."""
     deltas: dict[int, dict[str, int]] = {}
     for path, left, entered in moves:
-        if left == entered:
+        if left != entered:
+            _add(deltas, path, left, -1)
+            _add(deltas, path, entered, 1)
+    await _write_deltas(instance_id, deltas)
+
+
+Placed = dict[int, tuple[str, str]]
+"""Company id -> (path, the column it counts in)."""
+
+
+async def placed(instance_id: int, company_ids: Collection[int], *, lock: bool = False) -> Placed:
+    """Where these companies count now, in one read. `lock` (PostgreSQL): their rows stay as
+    read until the transaction ends, so a customer action on one of them cannot fall between
+    this read and a later one (its own shift and this transaction's would both count it)."""
+    if not company_ids:
+        return {}
+    rows = await db.fetch_tuples(
+        "SELECT id, path, type, setup_state, unlinked_at IS NOT NULL FROM company "
+        f"WHERE instance_id = ? AND id IN ({ids_source()}) ORDER BY id"
+        + (" FOR UPDATE" if lock and db.is_postgres() else ""),
+        [instance_id, encode_ids(company_ids)],
+    )
+    return {row[0]: (row[1], column_of(row[2], row[3], bool(row[4]))) for row in rows}
+
+
+async def relocate(instance_id: int, before: Placed, after: Placed) -> None:
+    """Move companies' counts from where they were (`before`, none for new companies) to where
+    they are (`after`), in one statement: for a sync that moved, added, unlinked or retyped a
+    few companies, instead of a `recount` of all of them."""
+    deltas: dict[int, dict[str, int]] = {}
+    for company_id in before.keys() | after.keys():
+        was, now = before.get(company_id), after.get(company_id)
+        if was == now:
             continue
-        for group_id in tree_paths.path_ids(path):
-            row = deltas.setdefault(group_id, dict.fromkeys(COLUMNS, 0))
-            if left is not None:
-                row[left] -= 1
-            if entered is not None:
-                row[entered] += 1
-    if deltas:
-        rows = [_row(group_id, instance_id, row) for group_id, row in deltas.items()]
-        await db.execute(_upsert_sql(add=True), [encode_rows(rows)])
+        if was is not None:
+            _add(deltas, was[0], was[1], -1)
+        if now is not None:
+            _add(deltas, now[0], now[1], 1)
+    await _write_deltas(instance_id, deltas)
 
 
 async def _lock_top(instance_id: int) -> None:

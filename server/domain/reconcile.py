@@ -38,7 +38,7 @@ from server.models.bulk import (
     rows_source,
     update_rows,
 )
-from server.models.enums import GroupKind, UnlinkReason
+from server.models.enums import GroupKind, SetupState, UnlinkReason
 from server.upstream.licenses import UpstreamLicense
 from server.upstream.records import UpstreamSnapshot
 
@@ -74,6 +74,7 @@ _GROUP_ROW = {
 }
 _NEW_GROUP = {**_GROUP_ROW, "kind": "text", "company_id": "int"}
 _USER_UNLINK = {"id": "int", "company_id": "int"}
+_NEW_SETUP_STATE = SetupState.PENDING.value
 
 
 @contextmanager
@@ -133,7 +134,7 @@ class _Writer:
                     plan.new_companies,
                     {
                         "instance_id": self.instance_id,
-                        "setup_state": "pending",
+                        "setup_state": _NEW_SETUP_STATE,
                         "created_at": self.now,
                         "updated_at": self.now,
                     },
@@ -234,6 +235,9 @@ async def apply_snapshot(
             plan = planner.plan(ids)
             for row in plan.new_companies:
                 row["license_digest"] = digests.get(row["public_id"])
+        rewritten = [row["id"] for row in plan.changed_companies]
+        rewritten += [company.id for company in (*plan.unlink, *plan.relink)]
+        before = await counters.placed(instance_id, rewritten, lock=True)
         await writer.rows(plan)
         await writer.unlink(plan.unlink, plan.changes)
         await writer.relink(plan.relink)
@@ -241,6 +245,15 @@ async def apply_snapshot(
             plan.changes.licenses = await apply_licenses(
                 instance_id, licenses, planner.companies, digests, writer.now
             )
-        if plan.changes.any:  # the one call that keeps the subtree counters right
-            await counters.recount(instance_id)
+        after = await counters.placed(instance_id, rewritten)
+        after.update(_placed_new(plan))
+        await counters.relocate(instance_id, before, after)  # the subtree counters follow
         return plan.changes
+
+
+def _placed_new(plan: Plan) -> counters.Placed:
+    """Where the new companies count (as `_Writer.rows` inserts them: not set up yet)."""
+    return {
+        row["id"]: (row["path"], counters.column_of(row["type"], _NEW_SETUP_STATE, False))
+        for row in plan.new_companies
+    }
