@@ -6,8 +6,9 @@ transaction: a customer action shifts the rows of its path (`shift`, one upsert)
 moves the counts of the companies it wrote (`placed` before and after its writes, then
 `relocate`: one upsert, whatever the size of the tree), and `msp-console recount` recounts an
 instance (`recount`: one read of the companies, only the rows that differ written). Reads
-(`Totals` for a viewer) then cost one row per minimal scope prefix, however large the tree. Computers are not counted here: check-ins and enrolments
-would all queue on the top group's row, and the pages count computers over small subtrees.
+(`Totals` for a viewer) then cost one row per minimal scope prefix, however large the tree.
+Computers are not counted here: check-ins and enrolments would all queue on the top group's
+row, and the pages count computers over small subtrees.
 
 On PostgreSQL, the top group's row is the counters' lock: a shift (and a relocate) takes its
 path's rows in id order (the top first), and a recount takes the top row before it reads the
@@ -116,9 +117,7 @@ def _upsert_sql(add: bool) -> str:
     )
 
 
-def _add(
-    deltas: dict[int, dict[str, int]], path: str, column: str | None, sign: int
-) -> None:
+def _add(deltas: dict[int, dict[str, int]], path: str, column: str | None, sign: int) -> None:
     """Count a company in (sign 1) or out of (-1) `column` of every row of its path."""
     if column is None:
         return

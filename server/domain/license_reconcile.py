@@ -154,10 +154,10 @@ async def apply_licenses(
     digests: Mapping[str, str],
     now: dt.datetime,
 ) -> LicenseChanges:
-    """Make the licenses of the companies in `listing` (by public id; `companies` are their rows
-    as loaded, or new, `digests` their listings' `listing_digests`) match it, then take the
-    day's usage snapshot. Call inside the sync's transaction, after its companies are written
-    (new companies with their digests)."""
+    """Make the licenses of the companies in `listing` (by public id; `companies` are all the
+    instance's, as loaded or new, `digests` the listings' `listing_digests`) match it, then
+    take the day's usage snapshot. Call inside the sync's transaction, after its companies
+    are written (new companies with their digests)."""
     changes = LicenseChanges(seen=sum(map(len, listing.values())))
     stale = [
         companies[public_id]
@@ -167,21 +167,21 @@ async def apply_licenses(
     if not stale:
         await usage.record_snapshot(instance_id, now, unchanged=True)
         return changes
-    asked = {company.id for company in stale}
+    compared = {company.id for company in stale}
     wanted: dict[str, tuple[Any, ...]] = {}
     for company in stale:
         for license in listing[company.public_id]:
             wanted[license.public_license_key] = _wanted(license, company.id)
-    columns = (
-        "id, public_license_key, company_id, product_code, product_name, seats, activated, "
-        "state, trial, expires_at"
-    )
+    # a key can come from a compared company (whose listing changed too) or from one not
+    # listed (missing upstream); never from one whose listing has its digest
+    unlisted = [
+        c.id for public_id, c in companies.items() if public_id not in listing and not c.new
+    ]
     rows = await db.fetch(
-        f"SELECT {columns} FROM license WHERE instance_id = ? "
-        f"AND company_id IN ({ids_source()}) UNION SELECT {columns} FROM license "
-        "WHERE instance_id = ? AND public_license_key IN "
-        f"(SELECT x.key FROM {rows_source({'key': 'text'})})",
-        [instance_id, encode_ids(asked), instance_id, encode_rows({"key": k} for k in wanted)],
+        "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
+        "activated, state, trial, expires_at FROM license WHERE instance_id = ? "
+        f"AND company_id IN ({ids_source()})",
+        [instance_id, encode_ids([*compared, *unlisted])],
     )
     current = {row["public_license_key"]: row for row in rows}
     new_keys = [key for key in wanted if key not in current]
@@ -193,10 +193,10 @@ async def apply_licenses(
     gone = [
         row["id"]
         for key, row in current.items()
-        if key not in wanted and row["company_id"] in asked
+        if key not in wanted and row["company_id"] in compared
     ]
     # a company a license moved away from no longer holds the listing its digest says
-    left = {current[key]["company_id"] for key in wanted if key in current} - asked
+    left = {current[key]["company_id"] for key in wanted if key in current} - compared
     if new_keys:
         ids = (await reserve_ids({"license": len(new_keys)}))["license"]
         created = [
