@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,6 @@ import orjson
 
 from server.domain import usage
 from server.domain.licenses import search_text
-from server.domain.reconcile_input import CompanyRow
 from server.models import db
 from server.models.bulk import (
     encode_ids,
@@ -150,33 +149,33 @@ def _expiry_sql(column: str) -> str:
 async def apply_licenses(
     instance_id: int,
     listing: Mapping[str, Sequence[UpstreamLicense]],
-    companies: Mapping[str, CompanyRow],
+    companies: Mapping[str, tuple[int, str | None]],
     digests: Mapping[str, str],
     now: dt.datetime,
+    inserted: Collection[str] = (),
 ) -> LicenseChanges:
     """Make the licenses of the companies in `listing` (by public id; `companies` are all the
-    instance's, as loaded or new, `digests` the listings' `listing_digests`) match it, then
-    take the day's usage snapshot. Call inside the sync's transaction, after its companies
-    are written (new companies with their digests)."""
+    instance's, (id, license digest kept), `digests` the listings' `listing_digests`) match
+    it, then take the day's usage snapshot. Call inside the sync's transaction, after its
+    companies are written (those `inserted` with their digests)."""
     changes = LicenseChanges(seen=sum(map(len, listing.values())))
     stale = [
-        companies[public_id]
+        public_id
         for public_id, digest in digests.items()
-        if companies[public_id].license_digest != digest
+        if public_id in inserted or companies[public_id][1] != digest
     ]
     if not stale:
         await usage.record_snapshot(instance_id, now, unchanged=True)
         return changes
-    compared = {company.id for company in stale}
+    compared = {companies[public_id][0] for public_id in stale}
     wanted: dict[str, tuple[Any, ...]] = {}
-    for company in stale:
-        for license in listing[company.public_id]:
-            wanted[license.public_license_key] = _wanted(license, company.id)
+    for public_id in stale:
+        company_id = companies[public_id][0]
+        for license in listing[public_id]:
+            wanted[license.public_license_key] = _wanted(license, company_id)
     # a key can come from a compared company (whose listing changed too) or from one not
     # listed (missing upstream); never from one whose listing has its digest
-    unlisted = [
-        c.id for public_id, c in companies.items() if public_id not in listing and not c.new
-    ]
+    unlisted = [held[0] for public_id, held in companies.items() if public_id not in listing]
     rows = await db.fetch(
         "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
         "activated, state, trial, expires_at FROM license WHERE instance_id = ? "
@@ -231,9 +230,9 @@ async def apply_licenses(
         )
         changes.removed = len(gone)
     kept = [
-        {"id": company.id, "license_digest": digests[company.public_id]}
-        for company in stale
-        if not company.new  # inserted with it
+        {"id": companies[public_id][0], "license_digest": digests[public_id]}
+        for public_id in stale
+        if public_id not in inserted  # inserted with it
     ]
     kept += [{"id": company_id, "license_digest": None} for company_id in left]
     if kept:

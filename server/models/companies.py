@@ -71,7 +71,8 @@ class Company(Model):
     email = fields.CharField(max_length=254, null=True)
     custom_identifier = fields.CharField(max_length=255, null=True)
     read_only = fields.BooleanField(default=False)  # ancestors above the imported company
-    # the license listing the last sync applied (`license_reconcile`); NULL: not known
+    # fingerprints of what the last sync wrote (`reconcile_input`, `license_reconcile`)
+    upstream_digest = fields.CharField(max_length=32, null=True)
     license_digest = fields.CharField(max_length=32, null=True)
     setup_state = fields.CharEnumField(SetupState, max_length=8, default=SetupState.PENDING)
     setup_at = fields.DatetimeField(null=True)
@@ -90,6 +91,15 @@ class Company(Model):
             ("instance_id", "sort_key", "id"),
             ("instance_id", "type", "sort_name", "id"),
             ("parent_id", "sort_key", "id"),
+            # all a sync that changed nothing reads (`reconcile.apply_snapshot`)
+            (
+                "instance_id",
+                "public_id",
+                "upstream_digest",
+                "license_digest",
+                "unlink_reason",
+                "id",
+            ),
         )
 
 
