@@ -85,7 +85,7 @@ class LicenseChanges:
 def listing_digest(licenses: Sequence[UpstreamLicense]) -> str:
     """A company's license listing as the upstream sent it, fingerprinted (a listing in another
     order only costs a comparison)."""
-    return hashlib.blake2b(orjson.dumps(licenses), digest_size=16).hexdigest()
+    return hashlib.blake2b(orjson.dumps(licenses), digest_size=8).hexdigest()
 
 
 def listing_digests(listing: Mapping[str, Sequence[UpstreamLicense]]) -> dict[str, str]:

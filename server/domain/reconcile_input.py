@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from server.models import Company
 from server.models.enums import CompanyType
 from server.upstream.codes import COMPANY_TYPE
@@ -37,7 +39,7 @@ class Wanted:
         values: tuple[object, ...] = (self.name, self.type.value, self.parent, self.read_only)
         if self.details:  # an ancestor's are kept as they are
             values += (self.status, self.email, self.custom_identifier)
-        self.digest = hashlib.blake2b(repr(values).encode(), digest_size=16).hexdigest()
+        self.digest = hashlib.blake2b(orjson.dumps(values), digest_size=8).hexdigest()
 
 
 _TYPES = {kind.value: kind for kind in CompanyType}

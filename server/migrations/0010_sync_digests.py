@@ -17,12 +17,12 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name="Company",
             name="upstream_digest",
-            field=fields.CharField(max_length=32, null=True),
+            field=fields.CharField(max_length=16, null=True),
         ),
         ops.AddField(
             model_name="Company",
             name="license_digest",
-            field=fields.CharField(max_length=32, null=True),
+            field=fields.CharField(max_length=16, null=True),
         ),
         ops.AddIndex(
             model_name="Company",

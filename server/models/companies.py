@@ -72,8 +72,8 @@ class Company(Model):
     custom_identifier = fields.CharField(max_length=255, null=True)
     read_only = fields.BooleanField(default=False)  # ancestors above the imported company
     # fingerprints of what the last sync wrote (`reconcile_input`, `license_reconcile`)
-    upstream_digest = fields.CharField(max_length=32, null=True)
-    license_digest = fields.CharField(max_length=32, null=True)
+    upstream_digest = fields.CharField(max_length=16, null=True)
+    license_digest = fields.CharField(max_length=16, null=True)
     setup_state = fields.CharEnumField(SetupState, max_length=8, default=SetupState.PENDING)
     setup_at = fields.DatetimeField(null=True)
     unlinked_at = fields.DatetimeField(null=True)
