@@ -17,12 +17,9 @@ reference to it, so the days it was billed stay in the reports.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from server.domain import usage
 from server.domain.licenses import search_text
@@ -36,7 +33,7 @@ from server.models.bulk import (
     update_rows,
 )
 from server.models.enums import LicenseState
-from server.upstream.licenses import UpstreamLicense
+from server.upstream.licenses import UpstreamLicense, listing_digest
 
 STATES = {
     1: LicenseState.ACTIVE,
@@ -80,12 +77,6 @@ class LicenseChanges:
     updated: int = 0
     removed: int = 0
     changed_ids: list[int] = field(default_factory=list)
-
-
-def listing_digest(licenses: Sequence[UpstreamLicense]) -> str:
-    """A company's license listing as the upstream sent it, fingerprinted (a listing in another
-    order only costs a comparison)."""
-    return hashlib.blake2b(orjson.dumps(licenses), digest_size=8).hexdigest()
 
 
 def listing_digests(listing: Mapping[str, Sequence[UpstreamLicense]]) -> dict[str, str]:
