@@ -6,20 +6,23 @@ the `subtree_count` row of each of those groups; a computer likewise, through it
 and once more in its own group's `own_computers`. Writes keep the rows right in their own
 transaction: a customer action shifts the rows of its path (`shift`, one upsert), an enrolment,
 removal or resolution those of its computers' paths (`shift_computers`, one upsert), the sync
-recounts the instance once after writing the tree (`recount`: one read of the companies, the
-computers rolled up from the stored `own_computers` along the new paths, only the rows that
-differ written). Reads (`Totals` for a viewer) then cost one row per minimal scope prefix,
-however large the tree.
+moves the counts of the companies it wrote and of the computers of the groups it moved
+(`placed` and `group_paths` before its writes, then `relocate`: one upsert, whatever the size
+of the tree), and `msp-console recount` recounts an instance (`recount`: one read of the
+companies, the computers rolled up from `own_computers`, only the rows that differ written).
+Reads (`Totals` for a viewer) then cost one row per minimal scope prefix, however large the
+tree.
 
 On PostgreSQL, the top group's row is the counters' lock: a shift takes its path's rows in id
-order (the top first), and a recount takes the top row before it reads the companies, so a
-recount never overwrites a shift it did not see. Writers that lock other rows too take them
-before the counters (an enrolment its installers, an unlink the customer's installers).
+order (the top first), and a recount or a relocate that moves computers takes the top row before
+it reads them, so neither overwrites nor misses a shift. Writers that lock other rows too take
+them before the counters (an enrolment its installers; an unlink, the sync's included, the
+customers' rows and installers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,6 +201,74 @@ async def _follow_moved_groups(moves: list[tuple[int, str, int]]) -> None:
     await _computer_deltas(moved).write()
 
 
+Placed = dict[int, tuple[str, str]]
+"""Company id -> (path, the column it counts in)."""
+
+
+async def placed(instance_id: int, company_ids: Collection[int], *, lock: bool = False) -> Placed:
+    """Where these companies count now, in one read. `lock` (PostgreSQL): their rows stay as
+    read until the transaction ends, so a customer action on one of them cannot fall between
+    this read and a later one (its own shift and this transaction's would both count it)."""
+    if not company_ids:
+        return {}
+    rows = await db.fetch_tuples(
+        "SELECT id, path, type, setup_state, unlinked_at IS NOT NULL FROM company "
+        f"WHERE instance_id = ? AND id IN ({ids_source()}) ORDER BY id"
+        + (" FOR UPDATE" if lock and db.is_postgres() else ""),
+        [instance_id, encode_ids(company_ids)],
+    )
+    return {row[0]: (row[1], column_of(row[2], row[3], bool(row[4]))) for row in rows}
+
+
+async def group_paths(group_ids: Collection[int]) -> dict[int, str]:
+    """Where these groups are now, in one read: a sync's groups before it moves them."""
+    if not group_ids:
+        return {}
+    rows = await db.fetch_tuples(
+        f"SELECT id, path FROM static_group WHERE id IN ({ids_source()})", [encode_ids(group_ids)]
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+async def relocate(
+    instance_id: int,
+    before: Placed,
+    after: Placed,
+    groups_before: Mapping[int, str] | None = None,
+    groups_after: Mapping[int, str] | None = None,
+) -> None:
+    """Move companies' counts from where they were (`before`, none for new companies) to where
+    they are (`after`), and the computers of each group from its path `groups_before` to its
+    path `groups_after`, in one upsert: for a sync that moved, added, unlinked or retyped a few
+    companies, instead of a `recount` of all of them. The groups' own computers are read under
+    the top row's lock, after the sync's other writes: a shift along a path read earlier then
+    either came first (and moves with the rest) or waits, and follows the group."""
+    deltas = _Deltas()
+    for company_id in before.keys() | after.keys():
+        was, now = before.get(company_id), after.get(company_id)
+        if was == now:
+            continue
+        if was is not None:
+            for group_id in tree_paths.path_ids(was[0]):
+                deltas.add(instance_id, group_id, was[1], -1)
+        if now is not None:
+            for group_id in tree_paths.path_ids(now[0]):
+                deltas.add(instance_id, group_id, now[1], 1)
+    moved = {
+        group_id: (path, groups_after[group_id])
+        for group_id, path in (groups_before or {}).items()
+        if groups_after and groups_after.get(group_id, path) != path
+    }
+    if moved:
+        await _lock_top(instance_id)
+        own = await sums(instance_id, OWN_COMPUTERS, {g: [g] for g in moved})
+        for group_id, (was_at, now_at) in moved.items():
+            for path, sign in ((was_at, -1), (now_at, 1)):
+                for above in tree_paths.path_ids(path):
+                    deltas.add(instance_id, above, COMPUTERS, sign * own[group_id])
+    await deltas.write()
+
+
 async def _lock_top(instance_id: int) -> None:
     if db.is_postgres():
         await db.fetch(
@@ -209,12 +280,13 @@ async def _lock_top(instance_id: int) -> None:
 
 async def recount(instance_id: int, *, count_computers: bool = False) -> int:
     """Make the instance's counters match its companies; returns how many rows it wrote. For
-    the sync (once, after the tree is written, in its transaction) and `msp-console recount`.
-    One read of the companies and one of the counters, then only the rows that differ.
+    `msp-console recount`, and after rows were written behind the counters' back (a restore,
+    a test's fixtures). One read of the companies and one of the counters, then only the rows
+    that differ.
 
     Each group's `computers` is the roll-up of the groups' `own_computers` along the current
-    paths (groups move when their companies do): as stored, so that the sync reads no
-    computer, or, with `count_computers` (the repair), counted from the computers first."""
+    paths: as stored, or, with `count_computers` (the repair), counted from the computers
+    first."""
     await _lock_top(instance_id)
     companies = await db.fetch(
         "SELECT path, type, setup_state, unlinked_at IS NOT NULL AS unlinked FROM company "

@@ -1,6 +1,12 @@
 """Applying the licenses read in a sync, inside the sync's apply transaction, with a fixed set of
 statements whatever their number: one read, then at most one INSERT, one UPDATE and one DELETE
-(rows travel as one JSON parameter, see `server.models.bulk`), then the day's usage snapshot.
+(rows travel as one JSON parameter, see `server.models.bulk`), one UPDATE of the companies'
+listing digests, then the day's usage snapshot.
+
+Each company keeps a digest of the listing the last sync applied to it (`license_digest`, NULL
+when not known); only the sync writes licenses, so a company whose listing has the digest it
+keeps has those licenses already. Only the other companies' licenses are read and compared: a
+sync in which no listing changed reads none.
 
 Only the companies that were asked are reconciled: a license of a company missing upstream (an
 unlinked company, kept) stays as it is, like its company. A key that moves to another company
@@ -11,16 +17,23 @@ reference to it, so the days it was billed stay in the reports.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from server.domain import usage
 from server.domain.licenses import search_text
 from server.models import db
-from server.models.bulk import encode_ids, encode_rows, ids_source, reserve_ids, rows_source
+from server.models.bulk import (
+    encode_ids,
+    encode_rows,
+    ids_source,
+    reserve_ids,
+    rows_source,
+    update_rows,
+)
 from server.models.enums import LicenseState
-from server.upstream.licenses import UpstreamLicense
+from server.upstream.licenses import UpstreamLicense, listing_digest
 
 STATES = {
     1: LicenseState.ACTIVE,
@@ -41,6 +54,7 @@ _ROW = {
     "search_text": "text",
 }
 _NEW = {**_ROW, "public_license_key": "text"}
+_DIGEST_ROW = {"id": "int", "license_digest": "text"}
 _COMPARED = (
     "company_id",
     "product_code",
@@ -63,6 +77,11 @@ class LicenseChanges:
     updated: int = 0
     removed: int = 0
     changed_ids: list[int] = field(default_factory=list)
+
+
+def listing_digests(listing: Mapping[str, Sequence[UpstreamLicense]]) -> dict[str, str]:
+    """`listing_digest` of each company's listing, by public id."""
+    return {public_id: listing_digest(licenses) for public_id, licenses in listing.items()}
 
 
 def _expiry_text(date: dt.date | None) -> str | None:
@@ -121,26 +140,40 @@ def _expiry_sql(column: str) -> str:
 async def apply_licenses(
     instance_id: int,
     listing: Mapping[str, Sequence[UpstreamLicense]],
-    company_ids: Mapping[str, int],
+    companies: Mapping[str, tuple[int, str | None]],
+    digests: Mapping[str, str],
     now: dt.datetime,
+    inserted: Collection[str] = (),
 ) -> LicenseChanges:
-    """Make the licenses of the companies in `listing` (by public id; `company_ids` maps them
-    to the console's ids) match it, then take the day's usage snapshot. Call inside the
-    sync's transaction, after its companies are written."""
-    changes = LicenseChanges()
+    """Make the licenses of the companies in `listing` (by public id; `companies` are all the
+    instance's, (id, license digest kept), `digests` the listings' `listing_digests`) match
+    it, then take the day's usage snapshot. Call inside the sync's transaction, after its
+    companies are written (those `inserted` with their digests)."""
+    changes = LicenseChanges(seen=sum(map(len, listing.values())))
+    stale = [
+        public_id
+        for public_id, digest in digests.items()
+        if public_id in inserted or companies[public_id][1] != digest
+    ]
+    if not stale:
+        await usage.record_snapshot(instance_id, now, unchanged=True)
+        return changes
+    compared = {companies[public_id][0] for public_id in stale}
+    wanted: dict[str, tuple[Any, ...]] = {}
+    for public_id in stale:
+        company_id = companies[public_id][0]
+        for license in listing[public_id]:
+            wanted[license.public_license_key] = _wanted(license, company_id)
+    # a key can come from a compared company (whose listing changed too) or from one not
+    # listed (missing upstream); never from one whose listing has its digest
+    unlisted = [held[0] for public_id, held in companies.items() if public_id not in listing]
     rows = await db.fetch(
         "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
-        "activated, state, trial, expires_at FROM license WHERE instance_id = ?",
-        [instance_id],
+        "activated, state, trial, expires_at FROM license WHERE instance_id = ? "
+        f"AND company_id IN ({ids_source()})",
+        [instance_id, encode_ids([*compared, *unlisted])],
     )
     current = {row["public_license_key"]: row for row in rows}
-    asked = {company_ids[public_id] for public_id in listing}
-    wanted: dict[str, tuple[Any, ...]] = {}
-    for public_id, licenses in listing.items():
-        company_id = company_ids[public_id]
-        for license in licenses:
-            wanted[license.public_license_key] = _wanted(license, company_id)
-    changes.seen = len(wanted)
     new_keys = [key for key in wanted if key not in current]
     changed = [
         _row(key, row, current[key]["id"])
@@ -150,8 +183,10 @@ async def apply_licenses(
     gone = [
         row["id"]
         for key, row in current.items()
-        if key not in wanted and row["company_id"] in asked
+        if key not in wanted and row["company_id"] in compared
     ]
+    # a company a license moved away from no longer holds the listing its digest says
+    left = {current[key]["company_id"] for key in wanted if key in current} - compared
     if new_keys:
         ids = (await reserve_ids({"license": len(new_keys)}))["license"]
         created = [
@@ -185,5 +220,13 @@ async def apply_licenses(
             [instance_id, encode_ids(gone)],
         )
         changes.removed = len(gone)
+    kept = [
+        {"id": companies[public_id][0], "license_digest": digests[public_id]}
+        for public_id in stale
+        if public_id not in inserted  # inserted with it
+    ]
+    kept += [{"id": company_id, "license_digest": None} for company_id in left]
+    if kept:
+        await update_rows("company", _DIGEST_ROW, kept, {})
     await usage.record_snapshot(instance_id, now, unchanged=not (new_keys or changed or gone))
     return changes

@@ -4,9 +4,12 @@ the upstream decides, not the layout, which follows from it)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from server.models import Company
 from server.models.enums import CompanyType
@@ -28,6 +31,15 @@ class Wanted:
     email: str | None = None
     custom_identifier: str | None = None
     details: bool = False
+    digest: str = field(init=False)
+    """What the upstream decides of the company, fingerprinted: stored with its row, so a sync
+    sees the company unchanged without reading the row (`upstream_digest`)."""
+
+    def __post_init__(self) -> None:
+        values: tuple[object, ...] = (self.name, self.type.value, self.parent, self.read_only)
+        if self.details:  # an ancestor's are kept as they are
+            values += (self.status, self.email, self.custom_identifier)
+        self.digest = hashlib.blake2b(orjson.dumps(values), digest_size=8).hexdigest()
 
 
 _TYPES = {kind.value: kind for kind in CompanyType}
@@ -49,6 +61,8 @@ class CompanyRow:
     unlinked: bool
     unlink_reason: str | None
     group_id: int
+    upstream_digest: str | None = None  # as stored: `Wanted.digest` when last written
+    license_digest: str | None = None  # as stored: see `license_reconcile`
     new: bool = False
 
     @classmethod
@@ -67,6 +81,8 @@ class CompanyRow:
             bool(row[9]),
             row[10],
             row[11],
+            row[12],
+            row[13],
         )
 
 
@@ -88,7 +104,8 @@ class GroupRow:
 
 COMPANY_COLUMNS = (
     "c.id, c.public_id, c.name, c.type, c.parent_id, c.upstream_status, c.email, "
-    "c.custom_identifier, c.read_only, c.unlinked_at IS NOT NULL, c.unlink_reason, g.id"
+    "c.custom_identifier, c.read_only, c.unlinked_at IS NOT NULL, c.unlink_reason, g.id, "
+    "c.upstream_digest, c.license_digest"
 )
 """What `CompanyRow.of` reads, from `company c` joined to its own group `g`."""
 GROUP_COLUMNS = "id, name, kind, parent_id, company_id"

@@ -10,6 +10,8 @@ linear in the tree and, when little changed, little more than one comparison per
   only when it is new, its parent or name changed, or an ancestor's layout did, and only those
   rows' layouts are computed (each from its parent's, once): a rename or move rewrites the
   subtree it heads, nothing else. The stored layouts are never read.
+- A company's row is rewritten too when its details or its stored fingerprint (`Wanted.digest`,
+  NULL until first written) differ from what the snapshot wants.
 - New rows are handed over in sort-key order, so that the databases append to their indexes.
 
 `reconcile.apply_snapshot` loads the rows and writes the plan.
@@ -176,7 +178,8 @@ class Planner:
             if g.id in self.new_groups:
                 moved_here.add(g.id)
         company_of_group: dict[int, CompanyRow] = {}
-        final: dict[int, tuple[int | None, tuple[Any, ...]]] = {}  # company id -> parent, details
+        # company id -> parent, details, upstream digest
+        final: dict[int, tuple[int | None, tuple[Any, ...], str | None]] = {}
         touched: dict[int, CompanyRow] = {}  # by id: what to insert or rewrite
         wanted_of, by_id = self.wanted.get, self.by_id
         for company in self.companies.values():
@@ -190,8 +193,9 @@ class Planner:
                 company.custom_identifier,
             )
             if wanted is None:  # missing upstream: stays where and as it is
-                parent, details = company.parent_id, current
+                parent, details, digest = company.parent_id, current, company.upstream_digest
             else:
+                digest = wanted.digest
                 parent = self.companies[wanted.parent].id if wanted.parent else None
                 if wanted.details:
                     details = (
@@ -208,10 +212,10 @@ class Planner:
             parent_of[group] = by_id[parent].group_id if parent is not None else companies_group
             name_of[group] = details[0]
             company_of_group[group] = company
-            final[company.id] = (parent, details)
+            final[company.id] = (parent, details, digest)
             if company.new or parent != company.parent_id or details[0] != company.name:
                 moved_here.add(group)
-            elif details != current:
+            elif details != current or digest != company.upstream_digest:
                 touched[company.id] = company
 
         # Groups whose layout changes: those that moved or were renamed, and their subtrees.
@@ -272,7 +276,7 @@ class Planner:
                 plan.changed_groups.append(row)
 
         for company in touched.values():
-            parent_id, details = final[company.id]
+            parent_id, details, digest = final[company.id]
             name, type_, read_only, status, email, custom = details
             if not company.new:
                 changes.updated += details != (
@@ -300,6 +304,7 @@ class Planner:
                 "email": email,
                 "custom_identifier": custom,
                 "read_only": read_only,
+                "upstream_digest": digest,
             }
             if company.new:
                 plan.new_companies.append({**row, "public_id": company.public_id})

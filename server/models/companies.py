@@ -71,6 +71,9 @@ class Company(Model):
     email = fields.CharField(max_length=254, null=True)
     custom_identifier = fields.CharField(max_length=255, null=True)
     read_only = fields.BooleanField(default=False)  # ancestors above the imported company
+    # fingerprints of what the last sync wrote (`reconcile_input`, `license_reconcile`)
+    upstream_digest = fields.CharField(max_length=16, null=True)
+    license_digest = fields.CharField(max_length=16, null=True)
     setup_state = fields.CharEnumField(SetupState, max_length=8, default=SetupState.PENDING)
     setup_at = fields.DatetimeField(null=True)
     unlinked_at = fields.DatetimeField(null=True)
@@ -88,6 +91,15 @@ class Company(Model):
             ("instance_id", "sort_key", "id"),
             ("instance_id", "type", "sort_name", "id"),
             ("parent_id", "sort_key", "id"),
+            # all a sync that changed nothing reads (`reconcile.apply_snapshot`)
+            (
+                "instance_id",
+                "public_id",
+                "upstream_digest",
+                "license_digest",
+                "unlink_reason",
+                "id",
+            ),
         )
 
 

@@ -29,7 +29,7 @@ from server.upstream.errors import (
     UpstreamUnavailable,
     UpstreamUnreachable,
 )
-from server.upstream.licenses import UpstreamLicense
+from server.upstream.licenses import CompanyLicenses
 from server.upstream.paging import paged_items
 from server.upstream.records import (
     UpstreamCompany,
@@ -240,7 +240,7 @@ class MspAdministratorClient:
 
     async def company_licenses(
         self, company_id: str, *, at_most: int | None = None
-    ) -> list[UpstreamLicense]:
+    ) -> CompanyLicenses:
         """Every license a company owns (`Search/Licenses`), checked; see `licenses`."""
         return await licenses.company_licenses(
             self._auth.call, self.page_size, company_id, at_most=at_most

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+import hashlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+
+import orjson
 
 from server.upstream.bodies import Body
 from server.upstream.errors import UpstreamLimitExceeded, UpstreamTreeError
@@ -46,6 +49,25 @@ class UpstreamLicense:
     state: int
     is_trial: bool
     expiration_date: dt.date | None
+
+
+def listing_digest(licenses: Sequence[UpstreamLicense]) -> str:
+    """A company's license listing fingerprinted as the upstream sent it (another order only
+    makes it differ); a `CompanyLicenses`' is taken once, when it is read."""
+    if isinstance(licenses, CompanyLicenses):
+        return licenses.digest
+    return hashlib.blake2b(orjson.dumps(licenses), digest_size=8).hexdigest()
+
+
+class CompanyLicenses(list[UpstreamLicense]):
+    """A company's licenses as read, with their `listing_digest`, taken as they arrive: while
+    the other companies' requests are in flight, not after the last one. Read, not changed."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, licenses: Iterable[UpstreamLicense]) -> None:
+        super().__init__(licenses)
+        self.digest = hashlib.blake2b(orjson.dumps(self), digest_size=8).hexdigest()
 
 
 class _LicenseBody(Body):
@@ -96,7 +118,7 @@ class _LicenseBody(Body):
 
 async def company_licenses(
     call: Call, page_size: int, company_id: str, *, at_most: int | None = None
-) -> list[UpstreamLicense]:
+) -> CompanyLicenses:
     """Every license a company owns, page by page through `call` (the client's), checked to be
     its own and to appear once; a `totalCount` above `at_most` fails at the first page.
     `MspAdministratorClient.company_licenses` is how callers ask."""
@@ -126,7 +148,7 @@ async def company_licenses(
             )
         keys.add(license.public_license_key)
         found.append(license)
-    return found
+    return CompanyLicenses(found)
 
 
 def _too_many(limit: int, where: str) -> UpstreamLimitExceeded:
@@ -143,7 +165,7 @@ async def fetch_licenses(
     max_licenses: int | None = None,
     concurrency: int | None = None,
     on_progress: ProgressCallback | None = None,
-) -> dict[str, list[UpstreamLicense]]:
+) -> dict[str, CompanyLicenses]:
     """The licenses of every company asked for, `concurrency` companies at a time (the
     client's by default). A key under two companies fails the read, naming both.
     `on_progress` hears how many licenses are read, as the tree walk reports companies."""
@@ -151,7 +173,7 @@ async def fetch_licenses(
     queue: asyncio.Queue[str] = asyncio.Queue()
     for company_id in dict.fromkeys(company_ids):
         queue.put_nowait(company_id)
-    listing: dict[str, list[UpstreamLicense]] = {}
+    listing: dict[str, CompanyLicenses] = {}
     owner_of: dict[str, str] = {}
 
     async def work() -> None:

@@ -230,3 +230,42 @@ async def test_applying_licenses_costs_as_many_statements_for_2000_as_for_50(
                 third = await apply_statements(instance_id, *await read())
             counts.append((first, second, third))
     assert counts[0] == counts[1], counts
+
+
+async def test_a_sync_after_one_that_changed_nothing_finds_a_changed_quantity_alone(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    await synced(instance_id, settings)
+    unchanged = await synced(instance_id, settings)
+    assert (unchanged.licenses_created, unchanged.licenses_updated) == (0, 0)
+    key = sorted(sim.tree.licenses.licenses)[0]
+    sim.tree.licenses.set_quantity(key, sim.tree.licenses.licenses[key]["quantity"] + 1)
+    run = await synced(instance_id, settings)
+    assert (run.licenses_created, run.licenses_updated, run.licenses_removed) == (0, 1, 0)
+    assert await console_licenses(instance_id) == upstream_licenses(sim.tree)
+
+
+async def test_a_license_that_left_a_company_gone_upstream_comes_back_with_it(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    """The company it left no longer holds the listing it last had: when the company and the
+    license come back as they were, the license is moved back, not lost."""
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    await synced(instance_id, settings)
+    book = sim.tree.licenses
+    customers = [c["publicId"] for c in sim.tree.of_type(CUSTOMER)]
+    gone = next(c for c in customers[1:] if book.of_company(c))
+    other = next(c for c in customers[1:] if c != gone)
+    key = book.of_company(gone)[0]["publicLicenseKey"]
+    sim.tree.remove(gone)
+    book.move(key, other)
+    run = await synced(instance_id, settings)
+    assert (run.unlinked, run.licenses_updated) == (1, 1)
+    sim.tree.readd(gone)
+    book.move(key, gone)
+    run = await synced(instance_id, settings)
+    assert (run.relinked, run.licenses_updated, run.licenses_removed) == (1, 1, 0)
+    assert await console_licenses(instance_id) == upstream_licenses(sim.tree)

@@ -105,6 +105,8 @@ def loaded(row: dict[str, Any]) -> CompanyRow:
             row["unlinked_at"] is not None,
             row["unlink_reason"],
             tree_paths.path_ids(row["path"])[-1],
+            row.get("upstream_digest"),
+            row.get("license_digest"),
         ]
     )
 

@@ -19,7 +19,14 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from server import events
-from server.domain import reconcile, sync, sync_runs, tree_paths, upstream_connection
+from server.domain import (
+    counters,
+    reconcile,
+    sync,
+    sync_runs,
+    tree_paths,
+    upstream_connection,
+)
 from server.domain.access import Scope
 from server.domain.errors import (
     ImportNotAllowed,
@@ -389,6 +396,69 @@ async def test_a_type_change_upstream_gets_its_shared_objects_group(
     sim.tree._changed()
     run = await synced(owner, settings)
     assert run.updated == 1
+    await assert_mirrors(owner.instance_id or 0, sim.tree, ids_of(sim.tree))
+
+
+def _customer(tree: UpstreamTree) -> str:
+    return str(tree.of_type(CUSTOMER, tree.account_id)[0]["publicId"])
+
+
+def _set(tree: UpstreamTree, field: str, value: str) -> None:
+    tree.companies[_customer(tree)][field] = value
+    tree._changed()
+
+
+ALONE: dict[str, Callable[[UpstreamTree], object]] = {
+    "a renamed company": lambda t: t.rename(_customer(t), "Renamed alone"),
+    "a moved company": lambda t: t.move(
+        _customer(t),
+        next(
+            c["publicId"]
+            for c in t.of_type(MSP)
+            if c["publicId"] != t.get(_customer(t))["parentId"]
+        ),
+    ),
+    "a suspended company": lambda t: t.set_status(_customer(t), SUSPENDED),
+    "a changed email": lambda t: _set(t, "email", "changed@example.test"),
+    "a changed custom identifier": lambda t: _set(t, "customIdentifier", "CHANGED-1"),
+    "a company of another type": lambda t: _set(t, "type", MSP),
+    "a renamed read-only ancestor": lambda t: t.rename(t.distributor_id, "Renamed Distributor"),
+    "a new company": lambda t: t.add(t.account_id, "New alone", CUSTOMER),
+    "a company gone upstream": lambda t: t.remove(_customer(t)),
+}
+
+
+@pytest.mark.parametrize("change", sorted(ALONE))
+async def test_a_sync_after_one_that_changed_nothing_finds_a_change_alone(
+    app: object, sim: Simulator, settings: Settings, change: str
+) -> None:
+    """The apply that sees nothing changed from fingerprints alone misses no kind of change."""
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    await synced(owner, settings)
+    ever_seen = ids_of(sim.tree)
+    run = await synced(owner, settings)
+    assert (run.created, run.updated, run.moved, run.unlinked, run.relinked) == (0, 0, 0, 0, 0)
+    ALONE[change](sim.tree)
+    ever_seen |= ids_of(sim.tree)
+    run = await synced(owner, settings)
+    assert run.created + run.updated + run.moved + run.unlinked == 1, change
+    await assert_mirrors(instance_id, sim.tree, ever_seen)
+    assert await counters.recount(instance_id) == 0, "the counters followed"
+
+
+async def test_a_company_back_upstream_after_a_sync_that_changed_nothing_is_relinked(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    customer = _customer(sim.tree)
+    await synced(owner, settings)
+    sim.tree.remove(customer)
+    assert (await synced(owner, settings)).unlinked == 1
+    run = await synced(owner, settings)
+    assert (run.created, run.updated, run.moved, run.unlinked, run.relinked) == (0, 0, 0, 0, 0)
+    sim.tree.readd(customer)
+    assert (await synced(owner, settings)).relinked == 1
     await assert_mirrors(owner.instance_id or 0, sim.tree, ids_of(sim.tree))
 
 
@@ -1164,4 +1234,4 @@ async def test_the_apply_phase_issues_as_many_statements_for_1000_companies_as_f
             assert (await console_tree(instance_id))[0] == upstream.snapshot()
             counts.append((first, second, third))
     assert counts[0] == counts[1], counts
-    assert counts[0][2] == 2, "a no-op apply only reads"
+    assert counts[0][2] == 1, "a no-op apply only reads the companies' fingerprints"
