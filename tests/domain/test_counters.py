@@ -7,6 +7,7 @@ per group over its subtree's path range."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -384,3 +385,41 @@ async def test_the_recount_command_repairs_an_instance(app: object, settings: Se
     assert await stored(instance_id) == right
     code, output = await msp_console(settings, "recount", "--instance", "999999999")
     assert code == 1 and "no instance 999999999" in output, output
+
+
+async def test_writers_running_at_once_neither_deadlock_nor_lose_a_count(
+    app: object, settings: Settings
+) -> None:
+    """Every writer takes its locks in one order (company rows, installers, then the counters,
+    the top row first), so a sync that moves, removes and re-adds companies, a customer action
+    and an enrolment batch can run at once: round after round, none fails (PostgreSQL would
+    break a deadlock by failing one) and the counters equal a full recount."""
+    upstream = UpstreamTree.generate(14, 7)
+    async with Simulator(upstream) as sim:
+        owner = await connected_tenant(None, sim)
+        instance_id = owner.instance_id or 0
+        run = await sync_runs.sync_now(instance_id, settings)
+        assert run.state == SyncState.SUCCEEDED, run.error
+        user = await User.get(instance_id=instance_id, account_id__not_isnull=True)
+        top = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
+        scope = Scope.for_owner(instance_id, user.id, top.path)
+        machines = Computers(scope, settings)
+        for pick in range(4):  # computers below several customers, their installers made
+            await machines.act("enrol", pick, 2)
+        removed: list[str] = []
+        for turn in range(16):
+            for edit in (("move", turn, turn + 1), ("move", turn + 3, turn), ("remove", turn, 0)):
+                apply_edit(upstream, removed, edit)
+            if turn % 3 == 2:
+                apply_edit(upstream, removed, ("readd", turn, 0))
+            done = await asyncio.gather(
+                sync_runs.sync_now(instance_id, settings),
+                machines.act("enrol", turn, 3),
+                act(scope, user.id, "unlink" if turn % 2 else "relink", turn),
+                machines.act("remove", turn, 1),
+                return_exceptions=True,
+            )
+            failed = [result for result in done if isinstance(result, BaseException)]
+            assert not failed, failed
+            assert done[0].state == SyncState.SUCCEEDED, done[0].error
+            assert await stored(instance_id) == await full_recount(instance_id), turn
