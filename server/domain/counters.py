@@ -234,8 +234,8 @@ async def relocate(
     instance_id: int,
     before: Placed,
     after: Placed,
-    groups_before: Mapping[int, str] | None = None,
-    groups_after: Mapping[int, str] | None = None,
+    groups_before: Mapping[int, str],
+    groups_after: Mapping[int, str],
 ) -> None:
     """Move companies' counts from where they were (`before`, none for new companies) to where
     they are (`after`), and the computers of each group from its path `groups_before` to its
@@ -256,8 +256,8 @@ async def relocate(
                 deltas.add(instance_id, group_id, now[1], 1)
     moved = {
         group_id: (path, groups_after[group_id])
-        for group_id, path in (groups_before or {}).items()
-        if groups_after and groups_after.get(group_id, path) != path
+        for group_id, path in groups_before.items()
+        if groups_after.get(group_id, path) != path
     }
     if moved:
         await _lock_top(instance_id)
