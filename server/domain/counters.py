@@ -139,6 +139,13 @@ class _Deltas:
             row = self.rows[group_id] = _row(group_id, instance_id, dict.fromkeys(STORED, 0))
         row[column] += delta
 
+    def along(self, instance_id: int, path: str, column: str | None, delta: int) -> None:
+        """Add `delta` to `column` of every row of `path` (the group's and those above it);
+        nothing for None (not counted there)."""
+        if column is not None:
+            for group_id in tree_paths.path_ids(path):
+                self.add(instance_id, group_id, column, delta)
+
     async def write(self) -> None:
         """One upsert of the rows that change (moves may cancel out: a computer that changes
         groups under the same parent leaves the parent's count as it was)."""
@@ -152,13 +159,9 @@ async def shift(instance_id: int, moves: Iterable[tuple[str, str | None, str | N
     its path, in one statement. None: the company was not counted before (or is no longer)."""
     deltas = _Deltas()
     for path, left, entered in moves:
-        if left == entered:
-            continue
-        for group_id in tree_paths.path_ids(path):
-            if left is not None:
-                deltas.add(instance_id, group_id, left, -1)
-            if entered is not None:
-                deltas.add(instance_id, group_id, entered, 1)
+        if left != entered:
+            deltas.along(instance_id, path, left, -1)
+            deltas.along(instance_id, path, entered, 1)
     await deltas.write()
 
 
@@ -174,10 +177,8 @@ async def shift_computers(moves: Iterable[tuple[int, str, int]]) -> None:
 def _computer_deltas(moves: Iterable[tuple[int, str, int]]) -> _Deltas:
     deltas = _Deltas()
     for instance_id, path, delta in moves:
-        ids = tree_paths.path_ids(path)
-        for group_id in ids:
-            deltas.add(instance_id, group_id, COMPUTERS, delta)
-        deltas.add(instance_id, ids[-1], OWN_COMPUTERS, delta)
+        deltas.along(instance_id, path, COMPUTERS, delta)
+        deltas.add(instance_id, tree_paths.path_ids(path)[-1], OWN_COMPUTERS, delta)
     return deltas
 
 
@@ -249,11 +250,9 @@ async def relocate(
         if was == now:
             continue
         if was is not None:
-            for group_id in tree_paths.path_ids(was[0]):
-                deltas.add(instance_id, group_id, was[1], -1)
+            deltas.along(instance_id, *was, -1)
         if now is not None:
-            for group_id in tree_paths.path_ids(now[0]):
-                deltas.add(instance_id, group_id, now[1], 1)
+            deltas.along(instance_id, *now, 1)
     moved = {
         group_id: (path, groups_after[group_id])
         for group_id, path in groups_before.items()
@@ -263,9 +262,8 @@ async def relocate(
         await _lock_top(instance_id)
         own = await sums(instance_id, OWN_COMPUTERS, {g: [g] for g in moved})
         for group_id, (was_at, now_at) in moved.items():
-            for path, sign in ((was_at, -1), (now_at, 1)):
-                for above in tree_paths.path_ids(path):
-                    deltas.add(instance_id, above, COMPUTERS, sign * own[group_id])
+            deltas.along(instance_id, was_at, COMPUTERS, -own[group_id])
+            deltas.along(instance_id, now_at, COMPUTERS, own[group_id])
     await deltas.write()
 
 
