@@ -113,7 +113,7 @@ async def computers_in_group(
     if group is not None:
         await computers.in_group(listing, group, recursive)
     computers.narrow(listing, context.settings, distinct(status), search, duplicates=duplicates)
-    filtered = status is not None or duplicates is not None or bool(search and search.strip())
+    filtered = computers.narrows(status, search, duplicates)
     return await paginate(
         listing,
         request,

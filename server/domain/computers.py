@@ -90,6 +90,18 @@ def narrow(
     return listing
 
 
+def narrows(
+    statuses: Sequence[ConnectionStatus] | None, search: str | None, duplicates: bool | None
+) -> bool:
+    """Whether `narrow` with these filters may keep fewer computers than it is given: no
+    counter holds their count (`count`)."""
+    return (
+        statuses is not None
+        or duplicates is not None
+        or name_search.contains("m.sort_name", search) is not None
+    )
+
+
 async def by_ids(scope: Scope, ids: Iterable[int]) -> dict[int, Computer]:
     values: list[Any] = list(set(ids))
     computers = await visible(scope).filter(*sql_in("m.id", values)).rows() if values else []
