@@ -22,7 +22,7 @@ from server.domain.enrolment import EnrolmentRequest, Pending, enroll_batch
 from server.domain.errors import DomainError
 from server.domain.installers import create_installer
 from server.domain.instances import create_group
-from server.models import Company, Computer, StaticGroup, User, db
+from server.models import Company, Computer, StaticGroup, SyncRun, User, db
 from server.models.enums import CompanyType, DuplicateResolution, GroupKind, SyncState
 from server.settings import Settings
 from server.upstream.simulator import Simulator, UpstreamTree
@@ -89,6 +89,37 @@ async def stored(instance_id: int) -> dict[int, dict[str, int]]:
     )
     found = {row.pop("group_id"): {k: int(v) for k, v in row.items()} for row in rows}
     return {key: counts for key, counts in found.items() if any(counts.values())}
+
+
+async def synced(sim: Simulator, settings: Settings) -> tuple[int, SyncRun]:
+    """A tenant connected to `sim`, after its first sync: its instance and that run."""
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    return instance_id, await sync_runs.sync_now(instance_id, settings)
+
+
+async def owner_scope(instance_id: int) -> Scope:
+    user = await User.get(instance_id=instance_id, account_id__not_isnull=True)
+    top = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
+    return Scope.for_owner(instance_id, user.id, top.path)
+
+
+async def a_customer_and_its_group(instance_id: int) -> tuple[Company, StaticGroup]:
+    customer = await Company.filter(instance_id=instance_id, type=CompanyType.CUSTOMER).first()
+    assert customer is not None
+    return customer, await StaticGroup.get(company_id=customer.id, kind=GroupKind.COMPANY)
+
+
+async def insert_behind_the_counters(
+    customer: Company, group: StaticGroup, hardware_id: str
+) -> None:
+    """A computer written straight into its table, as a restore would: no counter moves."""
+    await db.execute(
+        "INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, "
+        "hardware_id, enrolled_at, announced_status) "
+        "VALUES (?, ?, ?, 'pc', 'pc', ?, ?, 'NEVER_CONNECTED')",
+        [customer.instance_id, group.id, customer.id, hardware_id, dt.datetime.now(dt.UTC)],
+    )
 
 
 async def act(scope: Scope, owner_id: int, kind: str, pick: int) -> None:
@@ -200,14 +231,10 @@ async def test_counters_equal_a_full_recount_after_any_writes(
 ) -> None:
     upstream = UpstreamTree.generate(size, seed)
     async with Simulator(upstream) as sim:
-        owner = await connected_tenant(None, sim)
-        instance_id = owner.instance_id or 0
-        run = await sync_runs.sync_now(instance_id, settings)
+        instance_id, run = await synced(sim, settings)
         assert run.state == SyncState.SUCCEEDED, run.error
         assert await stored(instance_id) == await full_recount(instance_id)
-        user = await User.get(instance_id=instance_id, account_id__not_isnull=True)
-        top = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
-        scope = Scope.for_owner(instance_id, user.id, top.path)
+        scope = await owner_scope(instance_id)
         machines = Computers(scope, settings)
         removed: list[str] = []
         for step in steps:
@@ -219,7 +246,7 @@ async def test_counters_equal_a_full_recount_after_any_writes(
             elif step[0] in ("enrol", "remove", "keep_new", "keep_existing"):
                 await machines.act(*step)
             else:
-                await act(scope, user.id, *step)
+                await act(scope, scope.user_id, *step)
             assert await stored(instance_id) == await full_recount(instance_id), step
         # the repair finds nothing to repair
         assert await counters.recount(instance_id) == 0
@@ -227,9 +254,7 @@ async def test_counters_equal_a_full_recount_after_any_writes(
 
 async def test_recount_repairs_counters_written_wrong(app: object, settings: Settings) -> None:
     async with Simulator(UpstreamTree.generate(12, 3)) as sim:
-        owner = await connected_tenant(None, sim)
-        instance_id = owner.instance_id or 0
-        await sync_runs.sync_now(instance_id, settings)
+        instance_id, _ = await synced(sim, settings)
         right = await stored(instance_id)
         await db.execute(
             "UPDATE subtree_count SET customers_normal = customers_normal + 7 "
@@ -248,21 +273,12 @@ async def test_recount_repairs_counters_written_wrong(app: object, settings: Set
 async def test_the_repair_counts_the_computers_the_sync_only_rolls_up(
     app: object, settings: Settings
 ) -> None:
-    """Computers written behind the counters' back (a restore): the sync's recount rolls up the
-    stored own counts and leaves them wrong; `recount(count_computers=True)` counts them."""
+    """Computers written behind the counters' back (a restore): a recount that rolls up the
+    stored own counts leaves them wrong; `recount(count_computers=True)` counts them."""
     async with Simulator(UpstreamTree.generate(12, 3)) as sim:
-        owner = await connected_tenant(None, sim)
-        instance_id = owner.instance_id or 0
-        await sync_runs.sync_now(instance_id, settings)
-        customer = await Company.filter(instance_id=instance_id, type=CompanyType.CUSTOMER).first()
-        assert customer is not None
-        group = await StaticGroup.get(company_id=customer.id, kind=GroupKind.COMPANY)
-        await db.execute(
-            "INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, "
-            "hardware_id, enrolled_at, announced_status) "
-            "VALUES (?, ?, ?, 'pc', 'pc', 'hw-restored', ?, 'NEVER_CONNECTED')",
-            [instance_id, group.id, customer.id, dt.datetime.now(dt.UTC)],
-        )
+        instance_id, _ = await synced(sim, settings)
+        customer, group = await a_customer_and_its_group(instance_id)
+        await insert_behind_the_counters(customer, group, "hw-restored")
         right = await full_recount(instance_id)
         assert await counters.recount(instance_id) == 0
         assert await stored(instance_id) != right
@@ -279,12 +295,8 @@ async def test_computers_shifted_along_a_path_a_sync_changed_follow_their_group(
     the same check runs there)."""
     upstream = UpstreamTree.generate(12, 5)
     async with Simulator(upstream) as sim:
-        owner = await connected_tenant(None, sim)
-        instance_id = owner.instance_id or 0
-        await sync_runs.sync_now(instance_id, settings)
-        customer = await Company.filter(instance_id=instance_id, type=CompanyType.CUSTOMER).first()
-        assert customer is not None
-        group = await StaticGroup.get(company_id=customer.id, kind=GroupKind.COMPANY)
+        instance_id, _ = await synced(sim, settings)
+        customer, group = await a_customer_and_its_group(instance_id)
         read_before = group.path
         parents = [c for c in upstream.subtree(upstream.account_id) if c["type"] != "CUSTOMER"]
         parent = upstream.get(customer.public_id)["parentId"]
@@ -293,12 +305,7 @@ async def test_computers_shifted_along_a_path_a_sync_changed_follow_their_group(
         await sync_runs.sync_now(instance_id, settings)
         assert (await StaticGroup.get(id=group.id)).path != read_before
         async with in_transaction():
-            await db.execute(
-                "INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, "
-                "hardware_id, enrolled_at, announced_status) "
-                "VALUES (?, ?, ?, 'pc', 'pc', 'hw-late', ?, 'NEVER_CONNECTED')",
-                [instance_id, group.id, customer.id, dt.datetime.now(dt.UTC)],
-            )
+            await insert_behind_the_counters(customer, group, "hw-late")
             await counters.shift_computers([(instance_id, read_before, 1)])
         assert await stored(instance_id) == await full_recount(instance_id)
 
@@ -313,15 +320,9 @@ async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, set
 
     migration = importlib.import_module("server.migrations.0006_subtree_counts")
     async with Simulator(UpstreamTree.generate(12, 4)) as sim:
-        owner = await connected_tenant(None, sim)
-        instance_id = owner.instance_id or 0
-        await sync_runs.sync_now(instance_id, settings)
+        instance_id, _ = await synced(sim, settings)
         await customers.skip_setup_for_all_new_customers(
-            Scope.for_owner(
-                instance_id,
-                (await User.get(instance_id=instance_id, account_id__not_isnull=True)).id,
-                (await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)).path,
-            ),
+            await owner_scope(instance_id),
             None,
         )
         right = await stored(instance_id)
@@ -337,12 +338,8 @@ async def test_migration_0009_fills_the_computer_counters(app: object, settings:
 
     migration = importlib.import_module("server.migrations.0009_computer_counts")
     async with Simulator(UpstreamTree.generate(12, 4)) as sim:
-        owner = await connected_tenant(None, sim)
-        instance_id = owner.instance_id or 0
-        await sync_runs.sync_now(instance_id, settings)
-        user = await User.get(instance_id=instance_id, account_id__not_isnull=True)
-        top = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
-        machines = Computers(Scope.for_owner(instance_id, user.id, top.path), settings)
+        instance_id, _ = await synced(sim, settings)
+        machines = Computers(await owner_scope(instance_id), settings)
         for pick in range(4):
             await machines.act("enrol", pick, 3)
         right = await stored(instance_id)
@@ -366,9 +363,7 @@ async def test_the_recount_command_repairs_an_instance(app: object, settings: Se
     from tests.test_sync_command import msp_console
 
     async with Simulator(UpstreamTree.generate(10, 6)) as sim:
-        owner = await connected_tenant(None, sim)
-        instance_id = owner.instance_id or 0
-        await sync_runs.sync_now(instance_id, settings)
+        instance_id, _ = await synced(sim, settings)
     right = await stored(instance_id)
     await db.execute(
         "UPDATE subtree_count SET customers_normal = customers_normal + 2 WHERE instance_id = ?",
@@ -396,13 +391,9 @@ async def test_writers_running_at_once_neither_deadlock_nor_lose_a_count(
     break a deadlock by failing one) and the counters equal a full recount."""
     upstream = UpstreamTree.generate(14, 7)
     async with Simulator(upstream) as sim:
-        owner = await connected_tenant(None, sim)
-        instance_id = owner.instance_id or 0
-        run = await sync_runs.sync_now(instance_id, settings)
+        instance_id, run = await synced(sim, settings)
         assert run.state == SyncState.SUCCEEDED, run.error
-        user = await User.get(instance_id=instance_id, account_id__not_isnull=True)
-        top = await StaticGroup.get(instance_id=instance_id, kind=GroupKind.ALL)
-        scope = Scope.for_owner(instance_id, user.id, top.path)
+        scope = await owner_scope(instance_id)
         machines = Computers(scope, settings)
         for pick in range(4):  # computers below several customers, their installers made
             await machines.act("enrol", pick, 2)
@@ -415,7 +406,7 @@ async def test_writers_running_at_once_neither_deadlock_nor_lose_a_count(
             done = await asyncio.gather(
                 sync_runs.sync_now(instance_id, settings),
                 machines.act("enrol", turn, 3),
-                act(scope, user.id, "unlink" if turn % 2 else "relink", turn),
+                act(scope, scope.user_id, "unlink" if turn % 2 else "relink", turn),
                 machines.act("remove", turn, 1),
                 return_exceptions=True,
             )
