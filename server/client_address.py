@@ -1,10 +1,12 @@
 """Who is asking: the client's address, believing `X-Forwarded-For` only from trusted proxies.
 
 Throttles key on the client address (sign-in failures, agent enrolments), so an address a client
-can choose itself limits nothing. The address is the TCP peer's, unless the peer is one of
-`MSP_CONSOLE_TRUSTED_PROXIES` (addresses or networks, none by default): then `X-Forwarded-For`
-is read from the right, and the first hop that is not a trusted proxy is the client. uvicorn's
-own proxy handling is off (`proxy_headers=False`): this module is the one place that decides.
+can choose itself limits nothing; they key on its `site`, since one host or site holds a whole
+IPv6 /64 and would otherwise get one allowance per address of it. The address is the TCP peer's,
+unless the peer is one of `MSP_CONSOLE_TRUSTED_PROXIES` (addresses or networks, none by
+default): then `X-Forwarded-For` is read from the right, and the first hop that is not a trusted
+proxy is the client. uvicorn's own proxy handling is off (`proxy_headers=False`): this module
+is the one place that decides.
 """
 
 from __future__ import annotations
@@ -64,3 +66,17 @@ def client_address(connection: HTTPConnection, settings: Settings) -> str | None
     peer = connection.client.host if connection.client else None
     networks = trusted_networks(settings.trusted_proxies)
     return resolve(peer, connection.headers.get("x-forwarded-for"), networks)
+
+
+def site(address: str | None) -> str:
+    """What one host or site holds: an IPv4 address (also when IPv4-mapped), or the /64 of an
+    IPv6 one."""
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return (address or "")[:64]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)

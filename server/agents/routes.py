@@ -9,7 +9,6 @@ Check-ins are answered from memory and written in batches.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from server.agents.rate_limit import TokenBuckets
 from server.agents.runtime import AgentRuntime
-from server.client_address import client_address
+from server.client_address import client_address, site
 from server.domain import global_ids
 from server.domain.agents import AgentUnauthorized, parse_enrolment, parse_report
 from server.domain.errors import InvalidInput
@@ -122,16 +121,8 @@ def _throttle(limits: TokenBuckets, key: str, what: str) -> None:
 
 
 def address_key(address: str | None) -> str:
-    """An IPv4 address, or the /64 of an IPv6 one (what one site or host usually holds)."""
-    try:
-        parsed = ipaddress.ip_address(address or "")
-    except ValueError:
-        return f"address:{(address or '')[:64]}"
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return f"address:{parsed.ipv4_mapped}"
-        return f"address:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
-    return f"address:{parsed}"
+    """The enrolment limiter's key for a client address (its `site`)."""
+    return f"address:{site(address)}"
 
 
 def agent_routes(runtime: AgentRuntime) -> list[BaseRoute]:

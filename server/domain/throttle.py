@@ -14,6 +14,8 @@ attacker one allowance per worker. Attempts are counted per minute, and a limit 
 sliding minute estimated from the current count and the previous one, weighted by how much of
 the previous minute the window still covers. Keys are stored as HMAC-SHA256 under the secret
 key, so the table holds no email address and no client address, not even a guessable hash.
+Addresses count by `site` (an IPv6 /64 as one): a host rotating through its /64 gets no fresh
+allowance with each address.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
+from server.client_address import site
 from server.domain.errors import RateLimited
 from server.models import db
 
@@ -56,7 +59,7 @@ def _key(secret_key: str, kind: str, value: str) -> str:
 def _keys(secret_key: str, email: str, address: str | None, limits: SignInLimits) -> dict[str, int]:
     """The keys an attempt counts against, each with its limit."""
     account = email.strip().lower()[:254]
-    where = (address or "")[:64]  # no address (not over TCP): all such attempts share one key
+    where = site(address)  # no address (not over TCP): all such attempts share one key
     return {
         _key(secret_key, "account-address", f"{account}\x00{where}"): (
             limits.per_account_and_address

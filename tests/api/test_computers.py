@@ -131,6 +131,10 @@ async def test_keep_existing_removes_the_duplicate_and_kills_its_token(client, t
     assert await agents.checkin(duplicate["agentToken"]) == 401
     assert await agents.checkin(existing["agentToken"]) == 200
     assert not await Computer.filter(id=key_of(duplicate["computerId"])).exists()
+    entry = await AuditEntry.filter(
+        instance_id=owner.instance_id, action="resolveDuplicateComputer"
+    ).get()
+    assert (entry.outcome, entry.object_id) == ("SUCCESS", duplicate["computerId"])
 
 
 async def test_keep_new_puts_the_duplicate_in_the_enrolled_computers_place(client, tenant, agents):

@@ -1,5 +1,6 @@
 """The sign-in throttle's counting: a sliding minute, failures only, refusals not counted, a
-per-address limit an office behind one NAT does not reach, and nothing readable stored."""
+per-address limit an office behind one NAT does not reach, an IPv6 /64 counted as one site, and
+nothing readable stored."""
 
 from __future__ import annotations
 
@@ -92,6 +93,22 @@ async def test_the_limits_are_counted_per_account_and_address_and_per_address(ap
     await fail(unique("b"), spraying, sprayer)
     with pytest.raises(RateLimited):
         await fail(unique("c"), spraying, sprayer)
+
+
+async def test_the_addresses_of_one_ipv6_site_share_its_allowances(app):
+    """A host holds a whole /64: rotating through it buys no fresh guesses at an account, nor
+    fresh room for spraying."""
+    email = unique("rotated")
+    for n in range(3):
+        await fail(email, f"2001:db8:7:7::{n + 1}")
+    with pytest.raises(RateLimited):
+        await fail(email, "2001:db8:7:7:ffff:ffff:ffff:ffff")
+    await fail(email, "2001:db8:7:8::1")  # the next /64 is another site
+    sprayer = SignInLimits(per_account_and_address=3, per_address=2)
+    await fail(unique("a"), "2001:db8:9:9::a", sprayer)
+    await fail(unique("b"), "2001:db8:9:9::b", sprayer)
+    with pytest.raises(RateLimited):
+        await fail(unique("c"), "2001:db8:9:9::c", sprayer)
 
 
 async def test_nothing_readable_or_guessable_is_stored(app):
