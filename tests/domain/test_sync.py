@@ -77,6 +77,18 @@ async def synced(owner: factories.Owner, settings: Settings, **kwargs: Any) -> S
     )
 
 
+async def a_synced_customer(
+    sim: Simulator, settings: Settings
+) -> tuple[factories.Owner, str, Company, StaticGroup]:
+    """A tenant synced from the simulator, and its first customer: upstream id, company, group."""
+    owner = await connected_tenant(None, sim)
+    await synced(owner, settings)
+    target = sim.tree.of_type(CUSTOMER)[0]["publicId"]
+    company = await Company.get(instance_id=owner.instance_id, public_id=target)
+    group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
+    return owner, target, company, group
+
+
 def ids_of(tree: UpstreamTree) -> set[str]:
     return set(tree.snapshot()) | {c["publicId"] for c in tree.ancestors_of(tree.account_id)}
 
@@ -321,12 +333,8 @@ async def test_unlinking_revokes_installers_and_disables_users_and_relinking_ena
     from server.domain.secrets import token_hash
     from server.models import Installer, User
 
-    owner = await connected_tenant(None, sim)
+    owner, target, company, group = await a_synced_customer(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
-    target = sim.tree.of_type(CUSTOMER)[0]["publicId"]
-    company = await Company.get(instance_id=instance_id, public_id=target)
-    group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
     user = await User.create(
         instance_id=instance_id, email=factories.unique_email("native"), home_group=group
     )
@@ -357,12 +365,8 @@ async def test_an_unlink_by_the_sync_ends_the_users_sessions_so_a_relink_revives
     from server.domain import accounts, secrets
     from server.models import Session, User
 
-    owner = await connected_tenant(None, sim)
+    owner, target, _, group = await a_synced_customer(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
-    target = sim.tree.of_type(CUSTOMER)[0]["publicId"]
-    company = await Company.get(instance_id=instance_id, public_id=target)
-    group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
     user = await User.create(
         instance_id=instance_id,
         email=factories.unique_email("native"),
