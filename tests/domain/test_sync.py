@@ -64,25 +64,19 @@ from tests.sync_support import (
     fast_client,
     groups_of,
     port_that,
+    synced,
+    synced_tenant,
     tenant,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def synced(owner: factories.Owner, settings: Settings, **kwargs: Any) -> SyncRun:
-    assert owner.instance_id is not None
-    return await sync_runs.sync_now(
-        owner.instance_id, settings, **{"make_client": FAST_CLIENT, **kwargs}
-    )
-
-
 async def a_synced_customer(
     sim: Simulator, settings: Settings
 ) -> tuple[factories.Owner, str, Company, StaticGroup]:
     """A tenant synced from the simulator, and its first customer: upstream id, company, group."""
-    owner = await connected_tenant(None, sim)
-    await synced(owner, settings)
+    owner = await synced_tenant(sim, settings)
     target = sim.tree.of_type(CUSTOMER)[0]["publicId"]
     company = await Company.get(instance_id=owner.instance_id, public_id=target)
     group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
@@ -212,8 +206,7 @@ async def test_a_first_sync_builds_both_trees_with_read_only_ancestors(
 async def test_a_second_sync_of_the_same_upstream_changes_nothing(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
-    await synced(owner, settings)
+    owner = await synced_tenant(sim, settings)
     before = await dump(owner.instance_id or 0)
     run = await synced(owner, settings)
     assert (run.created, run.updated, run.moved, run.unlinked, run.relinked) == (0, 0, 0, 0, 0)
@@ -223,9 +216,8 @@ async def test_a_second_sync_of_the_same_upstream_changes_nothing(
 async def test_renames_moves_and_removals_follow_with_groups_computers_and_custom_groups(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
     upstream = sim.tree
     msps = upstream.of_type(MSP)
     moving = msps[0]["publicId"]
@@ -270,9 +262,8 @@ async def test_renames_moves_and_removals_follow_with_groups_computers_and_custo
 async def test_a_customer_back_upstream_is_relinked_with_its_status_unless_a_user_unlinked_it(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
     first, second = (c["publicId"] for c in sim.tree.of_type(CUSTOMER)[:2])
     await Company.filter(instance_id=instance_id, public_id=first).update(setup_state="done")
     await Company.filter(instance_id=instance_id, public_id=second).update(
@@ -393,8 +384,7 @@ async def test_an_unlink_by_the_sync_ends_the_users_sessions_so_a_relink_revives
 async def test_a_type_change_upstream_gets_its_shared_objects_group(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
-    await synced(owner, settings)
+    owner = await synced_tenant(sim, settings)
     customer = sim.tree.of_type(CUSTOMER, sim.tree.account_id)[0]["publicId"]
     sim.tree.companies[customer]["type"] = MSP  # promoted upstream
     sim.tree._changed()
@@ -437,9 +427,8 @@ async def test_a_sync_after_one_that_changed_nothing_finds_a_change_alone(
     app: object, sim: Simulator, settings: Settings, change: str
 ) -> None:
     """The apply that sees nothing changed from fingerprints alone misses no kind of change."""
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
     ever_seen = ids_of(sim.tree)
     run = await synced(owner, settings)
     assert (run.created, run.updated, run.moved, run.unlinked, run.relinked) == (0, 0, 0, 0, 0)
@@ -686,9 +675,8 @@ async def test_credentials_stored_under_another_secret_key_fail_the_run_clearly(
 async def test_a_failure_inside_the_apply_phase_rolls_everything_back(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
     sim.tree.add(sim.tree.account_id, "Never Seen", CUSTOMER)
     sim.tree.remove(sim.tree.of_type(CUSTOMER)[0]["publicId"])
     before = await dump(instance_id)
@@ -708,9 +696,8 @@ async def test_a_failure_inside_the_apply_phase_rolls_everything_back(
 async def test_a_process_killed_in_the_apply_phase_leaves_the_tree_intact(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
     upstream = sim.tree
     ever_seen = ids_of(upstream)
     upstream.add(upstream.account_id, "Half Written", CUSTOMER)
@@ -835,8 +822,7 @@ async def test_any_spelling_of_an_allowed_host_connects_and_is_stored_in_one(
 async def test_a_run_on_a_host_no_longer_allowed_fails_cleanly_without_a_request(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
-    await synced(owner, settings)
+    owner = await synced_tenant(sim, settings)
     sim.tree.add(sim.tree.account_id, "Never Fetched", CUSTOMER)
     before = await dump(owner.instance_id or 0)
     sim.state.reset_counters()
@@ -1031,8 +1017,7 @@ async def test_a_value_longer_than_its_column_fails_the_run_naming_it_and_change
     value: Callable[[dict[str, Any]], Any],
     longest: int,
 ) -> None:
-    owner = await connected_tenant(None, sim)
-    await synced(owner, settings)
+    owner = await synced_tenant(sim, settings)
     sim.tree.add(sim.tree.account_id, "Brand New", CUSTOMER)
     before = await dump(owner.instance_id or 0)
     sim.faults.malformed_body(
