@@ -36,10 +36,11 @@ from server.domain.errors import (
     UpstreamFailed,
     UpstreamNotConnected,
 )
+from server.domain.secrets import hash_password
 from server.domain.sync_scheduler import SyncScheduler, due_instances
 from server.domain.tree_paths import COMPANY_LEVELS_THAT_FIT, SEGMENT_LENGTH
 from server.events import InProcessEventBus
-from server.models import Company, Instance, StaticGroup, SyncRun, db, locks
+from server.models import Company, Instance, StaticGroup, SyncRun, User, db, locks
 from server.models.enums import CompanyType, GroupKind, SyncState, UnlinkReason
 from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
@@ -72,15 +73,30 @@ from tests.sync_support import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def a_synced_customer(
-    sim: Simulator, settings: Settings
-) -> tuple[factories.Owner, str, Company, StaticGroup]:
-    """A tenant synced from the simulator, and its first customer: upstream id, company, group."""
+@dataclasses.dataclass
+class NativeUser:
+    """A tenant synced from the simulator, its first customer (upstream id, company, group) and
+    a console user living in that customer's group, who signs in with factories.PASSWORD."""
+
+    owner: factories.Owner
+    target: str
+    company: Company
+    group: StaticGroup
+    user: User
+
+
+async def a_native_user(sim: Simulator, settings: Settings) -> NativeUser:
     owner = await synced_tenant(sim, settings)
     target = sim.tree.of_type(CUSTOMER)[0]["publicId"]
     company = await Company.get(instance_id=owner.instance_id, public_id=target)
     group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
-    return owner, target, company, group
+    user = await User.create(
+        instance_id=owner.instance_id,
+        email=factories.unique_email("native"),
+        home_group=group,
+        password_hash=await hash_password(factories.PASSWORD),
+    )
+    return NativeUser(owner, target, company, group, user)
 
 
 def ids_of(tree: UpstreamTree) -> set[str]:
@@ -322,17 +338,14 @@ async def test_unlinking_revokes_installers_and_disables_users_and_relinking_ena
     app: object, sim: Simulator, settings: Settings
 ) -> None:
     from server.domain.secrets import token_hash
-    from server.models import Installer, User
+    from server.models import Installer
 
-    owner, target, company, group = await a_synced_customer(sim, settings)
-    instance_id = owner.instance_id or 0
-    user = await User.create(
-        instance_id=instance_id, email=factories.unique_email("native"), home_group=group
-    )
+    native = await a_native_user(sim, settings)
+    owner, target, user = native.owner, native.target, native.user
     installer = await Installer.create(
-        instance_id=instance_id,
-        company=company,
-        group=group,
+        instance_id=owner.instance_id,
+        company=native.company,
+        group=native.group,
         name="agent",
         token_hash=token_hash(factories.unique_email("token")),
     )
@@ -340,7 +353,7 @@ async def test_unlinking_revokes_installers_and_disables_users_and_relinking_ena
     await synced(owner, settings)
     await user.refresh_from_db()
     await installer.refresh_from_db()
-    assert not user.enabled and user.disabled_by_unlink_id == company.id  # type: ignore[attr-defined]
+    assert not user.enabled and user.disabled_by_unlink_id == native.company.id  # type: ignore[attr-defined]
     assert installer.revoked_at is not None
     sim.tree.readd(target)
     await synced(owner, settings)
@@ -353,24 +366,18 @@ async def test_unlinking_revokes_installers_and_disables_users_and_relinking_ena
 async def test_an_unlink_by_the_sync_ends_the_users_sessions_so_a_relink_revives_no_token(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    from server.domain import accounts, secrets
-    from server.models import Session, User
+    from server.domain import accounts
+    from server.models import Session
 
-    owner, target, _, group = await a_synced_customer(sim, settings)
-    instance_id = owner.instance_id or 0
-    user = await User.create(
-        instance_id=instance_id,
-        email=factories.unique_email("native"),
-        home_group=group,
-        password_hash=await secrets.hash_password(factories.PASSWORD),
-    )
+    native = await a_native_user(sim, settings)
+    owner, target, user = native.owner, native.target, native.user
     old_token, _ = await accounts.login(user.email, factories.PASSWORD, None, 3600)
     bus = InProcessEventBus()
     sim.tree.remove(target)
     async with bus.subscribe(events.SESSION_ENDED) as ended:
         await synced(owner, settings, bus=bus)
         event = await asyncio.wait_for(anext(ended), 2)
-    assert event == {"instance_id": instance_id, "user_ids": [user.id]}
+    assert event == {"instance_id": owner.instance_id, "user_ids": [user.id]}
     assert not await Session.filter(user_id=user.id).exists()
     sim.tree.readd(target)
     await synced(owner, settings)
