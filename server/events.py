@@ -80,8 +80,8 @@ class Mailbox:
             self.closed, self._end = True, error
             self._ready.set()
 
-    async def batch(self) -> list[Any]:
-        """Everything queued, waiting for at least one item."""
+    async def _queued(self) -> None:
+        """Returns once an item is queued; closed with none left, ends the reader instead."""
         while not self._items:
             if self.closed:
                 if self._end is not None:
@@ -89,6 +89,10 @@ class Mailbox:
                 raise StopAsyncIteration
             self._ready.clear()
             await self._ready.wait()
+
+    async def batch(self) -> list[Any]:
+        """Everything queued, waiting for at least one item."""
+        await self._queued()
         items = list(self._items)
         self._items.clear()
         return items
@@ -97,13 +101,7 @@ class Mailbox:
         return self
 
     async def __anext__(self) -> Any:
-        while not self._items:
-            if self.closed:
-                if self._end is not None:
-                    raise self._end
-                raise StopAsyncIteration
-            self._ready.clear()
-            await self._ready.wait()
+        await self._queued()
         return self._items.popleft()
 
 

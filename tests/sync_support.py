@@ -1,6 +1,6 @@
-"""Helpers for the sync tests: a tenant connected to a simulator, the console's trees as the
-upstream would spell them, the invariants of both trees, a byte-level dump of the data, and ports
-where no MSP Administrator answers."""
+"""Helpers for the sync tests: a tenant connected to a simulator and its runs, the console's trees
+as the upstream would spell them, the invariants of both trees, a byte-level dump of the data,
+and ports where no MSP Administrator answers."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from typing import Any
 
-from server.domain import tree_paths
+from server.domain import sync_runs, tree_paths
 from server.domain.hierarchy import SHARES_OBJECTS
 from server.domain.instances import create_instance
 from server.domain.upstream_connection import ClientFactory, connect_msp_administrator
-from server.models import Account, db
+from server.models import Account, SyncRun, db
 from server.models.enums import CompanyType, GroupKind, Service
 from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
@@ -70,6 +70,21 @@ async def connected_tenant(client: GraphQLClient | None, sim: Simulator) -> fact
         CONNECTING,
         make_client=FAST_CLIENT,
     )
+    return owner
+
+
+async def synced(owner: factories.Owner, settings: Settings, **options: Any) -> SyncRun:
+    """A sync run of the tenant's instance, with the fast client unless `options` say otherwise."""
+    assert owner.instance_id is not None
+    return await sync_runs.sync_now(
+        owner.instance_id, settings, **{"make_client": FAST_CLIENT, **options}
+    )
+
+
+async def synced_tenant(sim: Simulator, settings: Settings) -> factories.Owner:
+    """A tenant connected to the simulator, after its first sync."""
+    owner = await connected_tenant(None, sim)
+    await synced(owner, settings)
     return owner
 
 

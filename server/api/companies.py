@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -15,7 +15,7 @@ from server.api.computers import computers_field
 from server.api.context import Context
 from server.api.enums import CompanyType, CustomerStatus
 from server.api.execution import direct
-from server.api.loaders import MISSING, Loaders, cached
+from server.api.loaders import MISSING, Loaders, cached, required
 from server.api.node import Node, refetchable
 from server.api.pagination import (
     Connection,
@@ -139,13 +139,12 @@ class Company(Node):
     def static_group(self, info: Info[Context, None]) -> StaticGroup | Awaitable[StaticGroup]:
         from server.api.groups import StaticGroup
 
-        loader = info.context.loaders.group_by_company_id
-        group = cached(loader, self.model.id)
-        if group is MISSING:
-            return _group_of(loader.load(self.model.id), self.model.id)
-        if group is None:  # the company is visible, so is its group: only a broken tree
-            raise RuntimeError(f"company {self.model.id} has no static group")
-        return StaticGroup.of(group)
+        return required(  # the company is visible, so is its group: a miss is a broken tree
+            info.context.loaders.group_by_company_id,
+            self.model.id,
+            StaticGroup.of,
+            "company {} has no static group",
+        )
 
     @strawberry.field(graphql_type=int)  # the schema type; graphql-core awaits an awaitable
     @direct
@@ -231,15 +230,6 @@ async def company_page(
 async def _company_of(pending: Awaitable[CompanyModel | None]) -> Company | None:
     found = await pending
     return Company.of(found) if found else None
-
-
-async def _group_of(pending: Awaitable[Any], company_id: int) -> StaticGroup:
-    from server.api.groups import StaticGroup
-
-    group = await pending
-    if group is None:  # the company is visible, so is its group: only a broken tree
-        raise RuntimeError(f"company {company_id} has no static group")
-    return StaticGroup.of(group)
 
 
 @strawberry.type

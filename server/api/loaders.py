@@ -28,6 +28,7 @@ from server.settings import Settings
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+T = TypeVar("T")
 MISSING: Any = object()
 
 
@@ -38,6 +39,30 @@ def cached(loader: DataLoader[Any, Any], key: Hashable) -> Any:
     if future is None or not future.done() or future.cancelled() or future.exception():
         return MISSING
     return future.result()
+
+
+def required(
+    loader: DataLoader[Any, Any], key: Hashable, wrap: Callable[[Any], T], broken: str
+) -> T | Awaitable[T]:
+    """For a direct resolver, the row its object cannot be without, wrapped: at once when the
+    loader holds it (see `cached`), else awaitable. A miss is a broken invariant, not a user
+    error: it raises `broken` formatted with the key."""
+    found = cached(loader, key)
+    if found is MISSING:
+        return _required(loader.load(key), key, wrap, broken)
+    return _present(found, key, wrap, broken)
+
+
+def _present(found: Any, key: Hashable, wrap: Callable[[Any], T], broken: str) -> T:
+    if found is None:
+        raise RuntimeError(broken.format(key))
+    return wrap(found)
+
+
+async def _required(
+    pending: Awaitable[Any], key: Hashable, wrap: Callable[[Any], T], broken: str
+) -> T:
+    return _present(await pending, key, wrap, broken)
 
 
 def _by_key(fetch: Callable[[list[K]], Awaitable[dict[K, V]]]) -> DataLoader[K, V | None]:

@@ -1,10 +1,10 @@
 """The usage report: seat-days per company and product over a month, from the daily snapshots
-(`domain.usage`); the CSV export of the same rows is `server.api.usage_csv`."""
+(`domain.usage`); the CSV export of the same rows is `server.api.reports`."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -12,7 +12,7 @@ from strawberry.types import Info
 from server.api.authentication import query
 from server.api.context import Context
 from server.api.execution import direct
-from server.api.loaders import MISSING, cached
+from server.api.loaders import required
 from server.api.pagination import Connection, node_fields, page_request
 from server.domain import usage
 from server.domain.listing import Page
@@ -52,23 +52,12 @@ class UsageRow:
     def company(self, info: Info[Context, None]) -> Company | Awaitable[Company]:
         from server.api.companies import Company
 
-        loader = info.context.loaders.company_by_id
-        found = cached(loader, self.row.company_id)
-        if found is MISSING:
-            # graphql-core awaits this; the annotation stays the field's schema type (Strawberry)
-            return _company_of(loader.load(self.row.company_id), self.row.company_id)
-        if found is None:  # a row is visible only with its company
-            raise RuntimeError(f"usage of company {self.row.company_id} without the company")
-        return Company.of(found)
-
-
-async def _company_of(pending: Awaitable[Any], company_id: int) -> Any:
-    from server.api.companies import Company
-
-    found = await pending
-    if found is None:  # a row is visible only with its company
-        raise RuntimeError(f"usage of company {company_id} without the company")
-    return Company.of(found)
+        return required(  # a row is visible only with its company: a miss is a broken invariant
+            info.context.loaders.company_by_id,
+            self.row.company_id,
+            Company.of,
+            "usage of company {} without the company",
+        )
 
 
 @strawberry.type

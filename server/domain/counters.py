@@ -18,6 +18,10 @@ order (the top first), and a recount or a relocate that moves computers takes th
 it reads them, so neither overwrites nor misses a shift. Writers that lock other rows too take
 them before the counters (an enrolment its installers; an unlink, the sync's included, the
 customers' rows and installers).
+
+Longer than most on purpose: the shifts, the sync's relocate, the recount and the reads share
+the rows' layout and the lock order above; apart, a writer could take the rows in another order
+than the others.
 """
 
 from __future__ import annotations

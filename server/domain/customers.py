@@ -15,7 +15,6 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from server import events
@@ -26,6 +25,7 @@ from server.domain import (
     permission_sets,
     secrets,
     tree_paths,
+    users,
     validation,
 )
 from server.domain import search as name_search
@@ -280,21 +280,17 @@ async def _create_customer_user(
     customer_levels: dict[Area, Level],
     shared_levels: dict[Area, Level],
 ) -> tuple[User, list[PermissionSet]]:
-    if await email_taken(email):  # again, inside the transaction
-        raise AlreadyExists("an account or user with this email exists", "user.email")
-    try:
-        user = await User.create(
-            instance_id=scope.instance_id,
-            email=email,
-            password_hash=password_hash,
-            home_group=group,
-            session_timeout=SETUP_SESSION_TIMEOUT,
-            description=SETUP_USER_DESCRIPTION,
-            tag=company.name,
-            created_by_id=actor_user_id,
-        )
-    except IntegrityError:
-        raise AlreadyExists("an account or user with this email exists", "user.email") from None
+    user = await users.insert(  # the email checked again, inside the transaction
+        scope.instance_id,
+        email,
+        "user.email",
+        password_hash=password_hash,
+        home_group=group,
+        session_timeout=SETUP_SESSION_TIMEOUT,
+        description=SETUP_USER_DESCRIPTION,
+        tag=company.name,
+        created_by_id=actor_user_id,
+    )
     sets = [
         await permission_sets.create_unchecked(
             scope.instance_id,

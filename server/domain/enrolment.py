@@ -17,6 +17,10 @@ its installer's cap; a revoked, expired, used-up installer, or one of an unlinke
 refuses. When another writer got in between the read and the writes (a first enrolment of
 the same hardware, a re-enrolment taking the token, an installer used up or revoked), the
 batch is rolled back and decided again from what is now stored.
+
+Longer than most on purpose: the batch's one read, its decisions and its few writes are one
+piece, each write shaped by what the decisions produced; apart, the rule that an enrolment is
+written only here would span modules.
 """
 
 from __future__ import annotations

@@ -91,24 +91,32 @@ async def create_user(
     sets = await permission_sets.checked_sets(scope, permission_set_ids)
     password_hash = await secrets.hash_password(password)
     async with in_transaction():
-        if await email_taken(email):
-            raise AlreadyExists("an account or user with this email exists", "email")
-        try:
-            user = await User.create(
-                instance_id=scope.instance_id,
-                email=email,
-                password_hash=password_hash,
-                home_group=group,
-                description=description or "",
-                tag=tag or "",
-                session_timeout=timeout,
-                created_by_id=actor_id,
-            )
-        except IntegrityError:
-            raise AlreadyExists("an account or user with this email exists", "email") from None
+        user = await insert(
+            scope.instance_id,
+            email,
+            "email",
+            password_hash=password_hash,
+            home_group=group,
+            description=description or "",
+            tag=tag or "",
+            session_timeout=timeout,
+            created_by_id=actor_id,
+        )
         if sets:
             await user.permission_sets.add(*sets)
     return user
+
+
+async def insert(instance_id: int, email: str, field: str, **columns: Any) -> User:
+    """Writes a console user, in the caller's transaction. No account or user may hold its email:
+    checked here, and by the unique index when another writer takes it in between (both refuse
+    with AlreadyExists on `field`)."""
+    if await email_taken(email):
+        raise AlreadyExists("an account or user with this email exists", field)
+    try:
+        return await User.create(instance_id=instance_id, email=email, **columns)
+    except IntegrityError:
+        raise AlreadyExists("an account or user with this email exists", field) from None
 
 
 async def editable(scope: Scope, actor_id: int | None, user_id: int) -> User:

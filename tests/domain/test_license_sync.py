@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from server import events
-from server.domain import reconcile, sync_runs
+from server.domain import reconcile
 from server.events import InProcessEventBus
-from server.models import Company, SyncRun, UsageDay, db
+from server.models import Company, UsageDay, db
 from server.models.enums import SyncState
 from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
@@ -21,16 +21,12 @@ from server.upstream.codes import CUSTOMER
 from server.upstream.licenses import fetch_licenses
 from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
 from server.upstream.simulator.license_book import CANCELED, EXPIRED, SUSPENDED, LicenseBook
-from tests.sync_support import FAST_CLIENT, connected_tenant
+from tests.sync_support import connected_tenant, synced, synced_tenant
 
 STATES = {1: "ACTIVE", 2: "SUSPENDED", 3: "EXPIRED", 4: "CANCELED"}
 
 
 pytestmark = pytest.mark.upstream_tree(60, 21)
-
-
-async def synced(instance_id: int, settings: Settings, **kwargs: Any) -> SyncRun:
-    return await sync_runs.sync_now(instance_id, settings, make_client=FAST_CLIENT, **kwargs)
 
 
 async def console_licenses(instance_id: int) -> dict[str, tuple[Any, ...]]:
@@ -69,7 +65,7 @@ async def test_a_sync_brings_every_license_and_a_usage_snapshot(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
     owner = await connected_tenant(None, sim)
-    run = await synced(owner.instance_id or 0, settings)
+    run = await synced(owner, settings)
     assert run.state == SyncState.SUCCEEDED, run.error
     assert await console_licenses(owner.instance_id or 0) == upstream_licenses(sim.tree)
     total = len(sim.tree.licenses)
@@ -91,9 +87,8 @@ async def test_a_sync_brings_every_license_and_a_usage_snapshot(
 async def test_a_resync_applies_every_kind_of_edit_and_announces_the_changed(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(instance_id, settings)
     book = sim.tree.licenses
     customers = [c["publicId"] for c in sim.tree.of_type(CUSTOMER)]
     # a customer gone upstream keeps its licenses, like itself
@@ -113,7 +108,7 @@ async def test_a_resync_applies_every_kind_of_edit_and_announces_the_changed(
     bus = InProcessEventBus()
     announced: list[int] = []
     bus.add_handler(events.LICENSE_CHANGED, lambda p: announced.extend(p["license_ids"]))
-    run = await synced(instance_id, settings, bus=bus)
+    run = await synced(owner, settings, bus=bus)
     assert run.state == SyncState.SUCCEEDED, run.error
     stored = await console_licenses(instance_id)
     wanted = upstream_licenses(sim.tree)
@@ -136,7 +131,7 @@ async def test_a_resync_applies_every_kind_of_edit_and_announces_the_changed(
     # nothing changed: nothing announced, nothing rewritten
     announced.clear()
     lines = await db.fetch("SELECT * FROM usage_line WHERE instance_id = ?", [instance_id])
-    run = await synced(instance_id, settings, bus=bus)
+    run = await synced(owner, settings, bus=bus)
     assert (run.licenses_created, run.licenses_updated, run.licenses_removed) == (0, 0, 0)
     assert announced == []
     assert await db.fetch("SELECT * FROM usage_line WHERE instance_id = ?", [instance_id]) == lines
@@ -153,9 +148,8 @@ MALFORMED = {
 async def test_a_malformed_listing_fails_the_run_and_changes_nothing(
     app: object, sim: Simulator, settings: Settings, case: str
 ) -> None:
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(instance_id, settings)
     before = await dump(instance_id)
     sim.tree.rename(sim.tree.of_type(CUSTOMER)[0]["publicId"], "Renamed meanwhile")
     key = sorted(sim.tree.licenses.licenses)[0]
@@ -178,7 +172,7 @@ async def test_a_malformed_listing_fails_the_run_and_changes_nothing(
             if c["publicId"] != sim.tree.licenses.licenses[key]["companyId"]
         )
         sim.tree.licenses.list_twice(key, under=other)
-    run = await synced(instance_id, settings)
+    run = await synced(owner, settings)
     assert run.state == SyncState.FAILED
     assert "Search/Licenses" in (run.error or "")
     assert await dump(instance_id) == before
@@ -189,7 +183,7 @@ async def test_more_licenses_than_allowed_fail_the_run_naming_the_setting(
 ) -> None:
     owner = await connected_tenant(None, sim)
     limited = dataclasses.replace(settings, upstream_max_licenses=len(sim.tree.licenses) - 1)
-    run = await synced(owner.instance_id or 0, limited)
+    run = await synced(owner, limited)
     assert run.state == SyncState.FAILED
     assert "MSP_CONSOLE_UPSTREAM_MAX_LICENSES" in (run.error or "")
     assert not await db.fetch("SELECT id FROM license WHERE instance_id = ?", [owner.instance_id])
@@ -235,14 +229,13 @@ async def test_applying_licenses_costs_as_many_statements_for_2000_as_for_50(
 async def test_a_sync_after_one_that_changed_nothing_finds_a_changed_quantity_alone(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(instance_id, settings)
-    unchanged = await synced(instance_id, settings)
+    unchanged = await synced(owner, settings)
     assert (unchanged.licenses_created, unchanged.licenses_updated) == (0, 0)
     key = sorted(sim.tree.licenses.licenses)[0]
     sim.tree.licenses.set_quantity(key, sim.tree.licenses.licenses[key]["quantity"] + 1)
-    run = await synced(instance_id, settings)
+    run = await synced(owner, settings)
     assert (run.licenses_created, run.licenses_updated, run.licenses_removed) == (0, 1, 0)
     assert await console_licenses(instance_id) == upstream_licenses(sim.tree)
 
@@ -252,9 +245,8 @@ async def test_a_license_that_left_a_company_gone_upstream_comes_back_with_it(
 ) -> None:
     """The company it left no longer holds the listing it last had: when the company and the
     license come back as they were, the license is moved back, not lost."""
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(instance_id, settings)
     book = sim.tree.licenses
     customers = [c["publicId"] for c in sim.tree.of_type(CUSTOMER)]
     gone = next(c for c in customers[1:] if book.of_company(c))
@@ -262,10 +254,10 @@ async def test_a_license_that_left_a_company_gone_upstream_comes_back_with_it(
     key = book.of_company(gone)[0]["publicLicenseKey"]
     sim.tree.remove(gone)
     book.move(key, other)
-    run = await synced(instance_id, settings)
+    run = await synced(owner, settings)
     assert (run.unlinked, run.licenses_updated) == (1, 1)
     sim.tree.readd(gone)
     book.move(key, gone)
-    run = await synced(instance_id, settings)
+    run = await synced(owner, settings)
     assert (run.relinked, run.licenses_updated, run.licenses_removed) == (1, 1, 0)
     assert await console_licenses(instance_id) == upstream_licenses(sim.tree)

@@ -36,10 +36,11 @@ from server.domain.errors import (
     UpstreamFailed,
     UpstreamNotConnected,
 )
+from server.domain.secrets import hash_password
 from server.domain.sync_scheduler import SyncScheduler, due_instances
 from server.domain.tree_paths import COMPANY_LEVELS_THAT_FIT, SEGMENT_LENGTH
 from server.events import InProcessEventBus
-from server.models import Company, Instance, StaticGroup, SyncRun, db, locks
+from server.models import Company, Instance, StaticGroup, SyncRun, User, db, locks
 from server.models.enums import CompanyType, GroupKind, SyncState, UnlinkReason
 from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
@@ -64,17 +65,38 @@ from tests.sync_support import (
     fast_client,
     groups_of,
     port_that,
+    synced,
+    synced_tenant,
     tenant,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def synced(owner: factories.Owner, settings: Settings, **kwargs: Any) -> SyncRun:
-    assert owner.instance_id is not None
-    return await sync_runs.sync_now(
-        owner.instance_id, settings, **{"make_client": FAST_CLIENT, **kwargs}
+@dataclasses.dataclass
+class NativeUser:
+    """A tenant synced from the simulator, its first customer (upstream id, company, group) and
+    a console user living in that customer's group, who signs in with factories.PASSWORD."""
+
+    owner: factories.Owner
+    target: str
+    company: Company
+    group: StaticGroup
+    user: User
+
+
+async def a_native_user(sim: Simulator, settings: Settings) -> NativeUser:
+    owner = await synced_tenant(sim, settings)
+    target = sim.tree.of_type(CUSTOMER)[0]["publicId"]
+    company = await Company.get(instance_id=owner.instance_id, public_id=target)
+    group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
+    user = await User.create(
+        instance_id=owner.instance_id,
+        email=factories.unique_email("native"),
+        home_group=group,
+        password_hash=await hash_password(factories.PASSWORD),
     )
+    return NativeUser(owner, target, company, group, user)
 
 
 def ids_of(tree: UpstreamTree) -> set[str]:
@@ -200,8 +222,7 @@ async def test_a_first_sync_builds_both_trees_with_read_only_ancestors(
 async def test_a_second_sync_of_the_same_upstream_changes_nothing(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
-    await synced(owner, settings)
+    owner = await synced_tenant(sim, settings)
     before = await dump(owner.instance_id or 0)
     run = await synced(owner, settings)
     assert (run.created, run.updated, run.moved, run.unlinked, run.relinked) == (0, 0, 0, 0, 0)
@@ -211,9 +232,8 @@ async def test_a_second_sync_of_the_same_upstream_changes_nothing(
 async def test_renames_moves_and_removals_follow_with_groups_computers_and_custom_groups(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
     upstream = sim.tree
     msps = upstream.of_type(MSP)
     moving = msps[0]["publicId"]
@@ -258,9 +278,8 @@ async def test_renames_moves_and_removals_follow_with_groups_computers_and_custo
 async def test_a_customer_back_upstream_is_relinked_with_its_status_unless_a_user_unlinked_it(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
     first, second = (c["publicId"] for c in sim.tree.of_type(CUSTOMER)[:2])
     await Company.filter(instance_id=instance_id, public_id=first).update(setup_state="done")
     await Company.filter(instance_id=instance_id, public_id=second).update(
@@ -319,21 +338,14 @@ async def test_unlinking_revokes_installers_and_disables_users_and_relinking_ena
     app: object, sim: Simulator, settings: Settings
 ) -> None:
     from server.domain.secrets import token_hash
-    from server.models import Installer, User
+    from server.models import Installer
 
-    owner = await connected_tenant(None, sim)
-    instance_id = owner.instance_id or 0
-    await synced(owner, settings)
-    target = sim.tree.of_type(CUSTOMER)[0]["publicId"]
-    company = await Company.get(instance_id=instance_id, public_id=target)
-    group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
-    user = await User.create(
-        instance_id=instance_id, email=factories.unique_email("native"), home_group=group
-    )
+    native = await a_native_user(sim, settings)
+    owner, target, user = native.owner, native.target, native.user
     installer = await Installer.create(
-        instance_id=instance_id,
-        company=company,
-        group=group,
+        instance_id=owner.instance_id,
+        company=native.company,
+        group=native.group,
         name="agent",
         token_hash=token_hash(factories.unique_email("token")),
     )
@@ -341,7 +353,7 @@ async def test_unlinking_revokes_installers_and_disables_users_and_relinking_ena
     await synced(owner, settings)
     await user.refresh_from_db()
     await installer.refresh_from_db()
-    assert not user.enabled and user.disabled_by_unlink_id == company.id  # type: ignore[attr-defined]
+    assert not user.enabled and user.disabled_by_unlink_id == native.company.id  # type: ignore[attr-defined]
     assert installer.revoked_at is not None
     sim.tree.readd(target)
     await synced(owner, settings)
@@ -354,28 +366,18 @@ async def test_unlinking_revokes_installers_and_disables_users_and_relinking_ena
 async def test_an_unlink_by_the_sync_ends_the_users_sessions_so_a_relink_revives_no_token(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    from server.domain import accounts, secrets
-    from server.models import Session, User
+    from server.domain import accounts
+    from server.models import Session
 
-    owner = await connected_tenant(None, sim)
-    instance_id = owner.instance_id or 0
-    await synced(owner, settings)
-    target = sim.tree.of_type(CUSTOMER)[0]["publicId"]
-    company = await Company.get(instance_id=instance_id, public_id=target)
-    group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
-    user = await User.create(
-        instance_id=instance_id,
-        email=factories.unique_email("native"),
-        home_group=group,
-        password_hash=await secrets.hash_password(factories.PASSWORD),
-    )
+    native = await a_native_user(sim, settings)
+    owner, target, user = native.owner, native.target, native.user
     old_token, _ = await accounts.login(user.email, factories.PASSWORD, None, 3600)
     bus = InProcessEventBus()
     sim.tree.remove(target)
     async with bus.subscribe(events.SESSION_ENDED) as ended:
         await synced(owner, settings, bus=bus)
         event = await asyncio.wait_for(anext(ended), 2)
-    assert event == {"instance_id": instance_id, "user_ids": [user.id]}
+    assert event == {"instance_id": owner.instance_id, "user_ids": [user.id]}
     assert not await Session.filter(user_id=user.id).exists()
     sim.tree.readd(target)
     await synced(owner, settings)
@@ -389,8 +391,7 @@ async def test_an_unlink_by_the_sync_ends_the_users_sessions_so_a_relink_revives
 async def test_a_type_change_upstream_gets_its_shared_objects_group(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
-    await synced(owner, settings)
+    owner = await synced_tenant(sim, settings)
     customer = sim.tree.of_type(CUSTOMER, sim.tree.account_id)[0]["publicId"]
     sim.tree.companies[customer]["type"] = MSP  # promoted upstream
     sim.tree._changed()
@@ -433,9 +434,8 @@ async def test_a_sync_after_one_that_changed_nothing_finds_a_change_alone(
     app: object, sim: Simulator, settings: Settings, change: str
 ) -> None:
     """The apply that sees nothing changed from fingerprints alone misses no kind of change."""
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
     ever_seen = ids_of(sim.tree)
     run = await synced(owner, settings)
     assert (run.created, run.updated, run.moved, run.unlinked, run.relinked) == (0, 0, 0, 0, 0)
@@ -682,9 +682,8 @@ async def test_credentials_stored_under_another_secret_key_fail_the_run_clearly(
 async def test_a_failure_inside_the_apply_phase_rolls_everything_back(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
     sim.tree.add(sim.tree.account_id, "Never Seen", CUSTOMER)
     sim.tree.remove(sim.tree.of_type(CUSTOMER)[0]["publicId"])
     before = await dump(instance_id)
@@ -704,9 +703,8 @@ async def test_a_failure_inside_the_apply_phase_rolls_everything_back(
 async def test_a_process_killed_in_the_apply_phase_leaves_the_tree_intact(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
+    owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
-    await synced(owner, settings)
     upstream = sim.tree
     ever_seen = ids_of(upstream)
     upstream.add(upstream.account_id, "Half Written", CUSTOMER)
@@ -831,8 +829,7 @@ async def test_any_spelling_of_an_allowed_host_connects_and_is_stored_in_one(
 async def test_a_run_on_a_host_no_longer_allowed_fails_cleanly_without_a_request(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
-    owner = await connected_tenant(None, sim)
-    await synced(owner, settings)
+    owner = await synced_tenant(sim, settings)
     sim.tree.add(sim.tree.account_id, "Never Fetched", CUSTOMER)
     before = await dump(owner.instance_id or 0)
     sim.state.reset_counters()
@@ -1027,8 +1024,7 @@ async def test_a_value_longer_than_its_column_fails_the_run_naming_it_and_change
     value: Callable[[dict[str, Any]], Any],
     longest: int,
 ) -> None:
-    owner = await connected_tenant(None, sim)
-    await synced(owner, settings)
+    owner = await synced_tenant(sim, settings)
     sim.tree.add(sim.tree.account_id, "Brand New", CUSTOMER)
     before = await dump(owner.instance_id or 0)
     sim.faults.malformed_body(
