@@ -224,17 +224,24 @@ async def test_a_subscriber_sees_the_progress_and_end_of_a_run_started_by_anothe
     assert last["companiesSeen"] == 400 and last["created"] > 400
 
 
+async def tenant_with_a_run(client: GraphQLClient, **values: Any) -> tuple[Any, Any, SyncRun]:
+    """An owner, a tree with one MSP, and a run of the instance holding `values`."""
+    owner = await factories.owner(client)
+    assert owner.instance_id is not None
+    tree = await factories.company_tree(owner.instance_id, msps=1, computers_per_customer=0)
+    return (
+        owner,
+        tree,
+        await SyncRun.create(instance_id=owner.instance_id, trigger="manual", **values),
+    )
+
+
 async def test_a_runs_error_is_told_only_to_viewers_with_sync_rights_on_the_whole_instance(
     client: GraphQLClient,
 ) -> None:
     """The error text can name upstream companies and emails of the whole account."""
-    owner = await factories.owner(client)
-    assert owner.instance_id is not None
-    tree = await factories.company_tree(owner.instance_id, msps=1, computers_per_customer=0)
     error = "upstream refused: boss@globex.example is not an administrator of Globex Corp"
-    run = await SyncRun.create(
-        instance_id=owner.instance_id, trigger="manual", state=SyncState.FAILED, error=error
-    )
+    owner, tree, run = await tenant_with_a_run(client, state=SyncState.FAILED, error=error)
     sync_read = {Area.SYNC: Level.READ}
     whole = await scoped_user(
         client, owner.instance_id, [await all_group(owner.instance_id)], sync_read
@@ -265,11 +272,8 @@ async def test_a_runs_error_is_told_only_to_viewers_with_sync_rights_on_the_whol
 async def test_a_runs_license_counts_are_told_only_to_viewers_with_licenses_on_the_whole_instance(
     client: GraphQLClient,
 ) -> None:
-    owner = await factories.owner(client)
-    assert owner.instance_id is not None
-    tree = await factories.company_tree(owner.instance_id, msps=1, computers_per_customer=0)
-    run = await SyncRun.create(
-        instance_id=owner.instance_id, trigger="manual", state=SyncState.SUCCEEDED,
+    owner, tree, run = await tenant_with_a_run(
+        client, state=SyncState.SUCCEEDED,
         licenses_seen=40, licenses_created=3, licenses_updated=2, licenses_removed=1,
     )  # fmt: skip
     top = await all_group(owner.instance_id)
