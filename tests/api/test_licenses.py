@@ -10,11 +10,11 @@ from tests import factories
 from tests.api.scoped_users import group_of, scoped_user
 from tests.graphql_client import error_codes
 
-LICENSES = """query($first: Int, $after: String, $states: [LicenseState!], $days: Int,
-  $over: Boolean, $search: String) {
-  licenses(first: $first, after: $after, states: $states, expiringWithinDays: $days,
-           overUsed: $over, search: $search) {
-    totalCount pageInfo { hasNextPage endCursor }
+LICENSES = """query($first: Int, $after: String, $last: Int, $before: String,
+  $states: [LicenseState!], $days: Int, $over: Boolean, $search: String) {
+  licenses(first: $first, after: $after, last: $last, before: $before, states: $states,
+           expiringWithinDays: $days, overUsed: $over, search: $search) {
+    totalCount pageInfo { hasNextPage hasPreviousPage endCursor }
     edges { node { id publicLicenseKey seats activated overUsed state trial expiresAt
                    company { id name } } } } }"""
 COMPANY = """query($id: ID!, $recursive: Boolean!) { node(id: $id) { ... on Company {
@@ -91,6 +91,10 @@ async def test_pages_follow_the_cursor(client):
     rest = await client.query(LICENSES, {"first": 3, "after": after}, owner.token)
     assert keys(rest) == ["KEY-D"]
     assert rest["licenses"]["pageInfo"]["hasNextPage"] is False
+    before = rest["licenses"]["pageInfo"]["endCursor"]
+    back = await client.query(LICENSES, {"last": 2, "before": before}, owner.token)
+    assert keys(back) == ["KEY-B", "KEY-C"]
+    assert back["licenses"]["pageInfo"]["hasPreviousPage"] is True
 
 
 async def test_a_company_shows_its_own_licenses_and_its_seat_usage(client):
@@ -142,7 +146,8 @@ async def test_a_user_without_licenses_read_sees_no_license_anywhere(client):
     blind = await scoped_user(client, owner.instance_id, [await group_of(msp)], levels)
     data = await client.query(LICENSES, {}, blind.token)
     assert data["licenses"] == {
-        "totalCount": 0, "pageInfo": {"hasNextPage": False, "endCursor": None}, "edges": [],
+        "totalCount": 0, "edges": [],
+        "pageInfo": {"hasNextPage": False, "hasPreviousPage": False, "endCursor": None},
     }  # fmt: skip
     first = tree.customers[msp.id][0]
     data = await client.query(

@@ -9,9 +9,14 @@ from typing import Any
 
 import pytest
 
+from server.domain import global_ids
+from server.domain.sync_runs import WITHHELD_ERROR
+from server.models import SyncRun
+from server.models.enums import Area, Level, SyncState
 from server.upstream.codes import CUSTOMER
 from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
 from tests import factories
+from tests.api.scoped_users import all_group, group_of, scoped_user
 from tests.api.sockets import subscribed
 from tests.graphql_client import GraphQLClient, error_codes
 from tests.sync_support import connected_tenant
@@ -219,23 +224,24 @@ async def test_a_subscriber_sees_the_progress_and_end_of_a_run_started_by_anothe
     assert last["companiesSeen"] == 400 and last["created"] > 400
 
 
+async def tenant_with_a_run(client: GraphQLClient, **values: Any) -> tuple[Any, Any, SyncRun]:
+    """An owner, a tree with one MSP, and a run of the instance holding `values`."""
+    owner = await factories.owner(client)
+    assert owner.instance_id is not None
+    tree = await factories.company_tree(owner.instance_id, msps=1, computers_per_customer=0)
+    return (
+        owner,
+        tree,
+        await SyncRun.create(instance_id=owner.instance_id, trigger="manual", **values),
+    )
+
+
 async def test_a_runs_error_is_told_only_to_viewers_with_sync_rights_on_the_whole_instance(
     client: GraphQLClient,
 ) -> None:
     """The error text can name upstream companies and emails of the whole account."""
-    from server.domain import global_ids
-    from server.domain.sync_runs import WITHHELD_ERROR
-    from server.models import SyncRun
-    from server.models.enums import Area, Level, SyncState
-    from tests.api.scoped_users import all_group, group_of, scoped_user
-
-    owner = await factories.owner(client)
-    assert owner.instance_id is not None
-    tree = await factories.company_tree(owner.instance_id, msps=1, computers_per_customer=0)
     error = "upstream refused: boss@globex.example is not an administrator of Globex Corp"
-    run = await SyncRun.create(
-        instance_id=owner.instance_id, trigger="manual", state=SyncState.FAILED, error=error
-    )
+    owner, tree, run = await tenant_with_a_run(client, state=SyncState.FAILED, error=error)
     sync_read = {Area.SYNC: Level.READ}
     whole = await scoped_user(
         client, owner.instance_id, [await all_group(owner.instance_id)], sync_read
@@ -261,3 +267,36 @@ async def test_a_runs_error_is_told_only_to_viewers_with_sync_rights_on_the_whol
         query, {"id": global_ids.encode("SyncRun", succeeded.id)}, partial.token
     )
     assert data["node"]["error"] is None and data["instance"]["lastSync"]["error"] is None
+
+
+async def test_a_runs_license_counts_are_told_only_to_viewers_with_licenses_on_the_whole_instance(
+    client: GraphQLClient,
+) -> None:
+    owner, tree, run = await tenant_with_a_run(
+        client, state=SyncState.SUCCEEDED,
+        licenses_seen=40, licenses_created=3, licenses_updated=2, licenses_removed=1,
+    )  # fmt: skip
+    top = await all_group(owner.instance_id)
+    sync_only = {Area.SYNC: Level.READ}
+    with_licenses = {Area.SYNC: Level.READ, Area.LICENSES: Level.READ}
+    viewers = {
+        "owner": owner.token,
+        "licenses on All": (
+            await scoped_user(client, owner.instance_id, [top], with_licenses)
+        ).token,
+        "no licenses": (await scoped_user(client, owner.instance_id, [top], sync_only)).token,
+        "licenses on an MSP": (
+            await scoped_user(
+                client, owner.instance_id, [await group_of(tree.msps[0])], with_licenses
+            )
+        ).token,
+    }
+    counts = {"seen": 40, "created": 3, "updated": 2, "removed": 1}
+    query = """query($id: ID!) {
+      node(id: $id) { ... on SyncRun { licenses { seen created updated removed } } }
+      instance { lastSync { licenses { seen created updated removed } } } }"""
+    for name, token in viewers.items():
+        data = await client.query(query, {"id": global_ids.encode("SyncRun", run.id)}, token)
+        expected = counts if name in ("owner", "licenses on All") else None
+        assert data["node"]["licenses"] == expected, name
+        assert data["instance"]["lastSync"]["licenses"] == expected, name

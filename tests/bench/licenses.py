@@ -171,14 +171,14 @@ async def bench(
             await upstream_connection.connect_msp_administrator(
                 None, bare.id, upstream.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
             )
-            without = await measured_sync("no lic.", bare.id, settings)
+            without = await measured_sync("no lic.", bare.id, settings, upstream)
         with UpstreamInThread(tree) as upstream:
             await upstream_connection.connect_msp_administrator(
                 None, instance.id, upstream.url, DEFAULT_USERNAME, DEFAULT_PASSWORD, settings
             )
-            first = await measured_sync("licenses", instance.id, settings)
+            first = await measured_sync("licenses", instance.id, settings, upstream)
             changed = change_licenses(tree, fraction, seed)
-            again = await measured_sync("re-sync", instance.id, settings)
+            again = await measured_sync("re-sync", instance.id, settings, upstream)
         backend = "PostgreSQL" if settings.is_postgres else "SQLite"
         print(
             f"sync of {companies:,} companies on {backend}, {len(tree.licenses):,} licenses; "

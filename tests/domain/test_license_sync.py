@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from typing import Any
 
 import pytest
@@ -62,14 +63,17 @@ async def dump(instance_id: int) -> list[list[dict[str, Any]]]:
 
 
 async def test_a_sync_brings_every_license_and_a_usage_snapshot(
-    app: object, sim: Simulator, settings: Settings
+    app: object, sim: Simulator, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="server.domain.sync")
     owner = await connected_tenant(None, sim)
     run = await synced(owner, settings)
     assert run.state == SyncState.SUCCEEDED, run.error
     assert await console_licenses(owner.instance_id or 0) == upstream_licenses(sim.tree)
     total = len(sim.tree.licenses)
     assert (run.licenses_seen, run.licenses_created, run.licenses_updated) == (total, total, 0)
+    assert f"sync run {run.id} " in caplog.text  # the run's log line counts them too
+    assert f"; {total} licenses, +{total} ~0 -0" in caplog.text
     day = await UsageDay.get(instance_id=owner.instance_id)
     assert (day.day, day.trigger) == (dt.datetime.now(dt.UTC).date(), "sync")
     billable = sum(

@@ -90,6 +90,16 @@ async def test_throttling_and_failures_are_retried():
     assert sim.faults.fired["maintenance"] == 2
 
 
+async def test_tokens_expiring_while_companies_are_read_at_once_are_renewed():
+    tree = UpstreamTree.generate(40, seed=5)
+    async with Simulator(tree) as sim, connect(sim, concurrency=4) as client:
+        sim.faults.expire_tokens_after(3)
+        listing = await fetch_licenses(client, account(tree))
+    assert as_book(listing) == book_of(tree)
+    # each token answers three listings; the calls it refused at once renew it once
+    assert (client.stats.logins, client.stats.renewals) == (1, (len(listing) - 1) // 3)
+
+
 async def test_an_unknown_company_is_not_found():
     tree = UpstreamTree.generate(20, seed=6)
     async with Simulator(tree) as sim, connect(sim) as client:
