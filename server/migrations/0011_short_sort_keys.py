@@ -6,7 +6,10 @@ indexes holding them was most of a first sync's writes.
 Set-based, one UPDATE per table on both databases: each old segment's name part loses its
 padding, the trailing "0"s, given back one if that leaves half a byte (a name byte such as
 0x30 ends in "0"). A name that ended in NUL bytes loses them: it then sorts as without them,
-which no name the upstream sends can tell apart."""
+which no name the upstream sends can tell apart.
+
+The index of static groups on (instance_id, sort_key) goes: every query that reads groups in
+tree order reads one parent's children, off (parent_id, sort_key, id)."""
 
 from tortoise import migrations
 from tortoise.migrations import operations as ops
@@ -45,4 +48,7 @@ class Migration(migrations.Migration):
 
     initial = False
 
-    operations = [ops.RunPython(shorten, reverse_code=ops.RunPython.noop)]
+    operations = [
+        ops.RunPython(shorten, reverse_code=ops.RunPython.noop),
+        ops.RemoveIndex(model_name="StaticGroup", fields=["instance_id", "sort_key"]),
+    ]
