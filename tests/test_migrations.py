@@ -1,23 +1,28 @@
-"""Migrations on PostgreSQL: every path column the scope filter compares as a range is
-byte-ordered (COLLATE "C"), as on SQLite, the audit log's group paths included.
+"""Migrations: on PostgreSQL every path column the scope filter compares as a range is
+byte-ordered (COLLATE "C"), as on SQLite, the audit log's group paths included; on both
+databases the sort keys written before 0011 come out in its form, in the same tree order.
 
-Always PostgreSQL: a fresh database on the suite's server (or the local default), migrated by
-`python -m server migrate` in a process of its own, so this process's ORM is left alone."""
+A fresh database (PostgreSQL on the suite's server or the local default; a SQLite file),
+migrated in a process of its own, so this process's ORM is left alone."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate
 
+from server.domain import tree_paths
+from server.models import db
 from tests.conftest import _postgres_database, postgres_server
-
-pytestmark = [pytest.mark.needs_postgres]
 
 ROOT = Path(__file__).resolve().parent.parent
 BYTE_ORDERED = {
@@ -32,6 +37,11 @@ BYTE_ORDERED = {
     ("permission_set", "name"),
     ("license", "public_license_key"),
 }
+
+
+@pytest.fixture(scope="module")
+def postgres_database() -> Iterator[str]:
+    yield from _postgres_database(postgres_server())
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +60,7 @@ async def _migrate(env: dict[str, str]) -> None:
     assert await process.wait() == 0
 
 
+@pytest.mark.needs_postgres
 async def test_every_range_compared_text_column_is_byte_ordered(migrated_database):
     connection = await asyncpg.connect(migrated_database.replace("postgres://", "postgresql://"))
     try:
@@ -63,3 +74,98 @@ async def test_every_range_compared_text_column_is_byte_ordered(migrated_databas
     assert {column: collations.get(column) for column in BYTE_ORDERED} == dict.fromkeys(
         BYTE_ORDERED, "C"
     )
+
+
+# (id, parent id, name) of a group tree, parents first; the names test the old padding: "a0"
+# ends in a "0" of its own (0x30), "P" in one after which the padding begins (0x50), "Ab" is a
+# prefix of a sibling's and has a child, the last is longer than the bytes a key keeps
+GROUPS = [
+    (1, None, "All"),
+    (2, 1, "Companies"),
+    (7, 2, "Ab"),
+    (8, 7, "Zed"),
+    (5, 2, "abc"),
+    (6, 2, "a0"),
+    (3, 2, "P"),
+    (9, 2, "x" * 60),
+]
+TREE_ORDER = [1, 2, 6, 7, 8, 5, 3, 9]
+COMPANY_GROUP = 7
+
+
+def _old_sort_keys() -> dict[int, str]:
+    """The keys as written before 0011: every name padded with "0" to NAME_BYTES bytes."""
+    keys: dict[int, str] = {}
+    for group_id, parent, name in GROUPS:
+        head = name.casefold().encode()[: tree_paths.NAME_BYTES].hex().ljust(96, "0")
+        keys[group_id] = (keys[parent] if parent else "") + f"{head}{group_id:08x}"
+    return keys
+
+
+async def migrate_old_sort_keys(url: str) -> None:
+    """Migrate `url` to 0010, write `GROUPS` (and the company of one) with old sort keys,
+    migrate to the end and print the keys of both tables as JSON (run in its own process)."""
+    config = db.tortoise_config(url)
+    await migrate(config=config, target="models.0010_sync_digests")
+    await Tortoise.close_connections()
+    await Tortoise.init(config=config)
+    keys = _old_sort_keys()
+    await db.execute(
+        "INSERT INTO account (id, email, password_hash, services, created_at) "
+        "VALUES (1, 'owner@example.test', '!', 'EBA', CURRENT_TIMESTAMP)"
+    )
+    await db.execute(
+        "INSERT INTO instance (id, name, created_via, created_at, owner_id) "
+        "VALUES (1, 'old keys', 'EBA', CURRENT_TIMESTAMP, 1)"
+    )
+    for group_id, parent, name in GROUPS:
+        await db.execute(
+            "INSERT INTO static_group (id, instance_id, name, kind, parent_id, path, sort_key, "
+            "depth, description, created_at) "
+            "VALUES (?, 1, ?, 'custom', ?, '/', ?, 0, '', CURRENT_TIMESTAMP)",
+            [group_id, name, parent, keys[group_id]],
+        )
+    await db.execute(
+        "INSERT INTO company (id, instance_id, public_id, name, sort_name, type, path, sort_key, "
+        "depth, upstream_status, read_only, setup_state, created_at, updated_at) "
+        "VALUES (1, 1, 'c', 'Ab', 'ab', 'MSP', '/', ?, 0, 1, FALSE, 'pending', "
+        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        [keys[COMPANY_GROUP]],
+    )
+    await Tortoise.close_connections()
+    await migrate(config=config)
+    groups = await db.fetch("SELECT id, sort_key FROM static_group ORDER BY sort_key")
+    company = await db.fetch_value("SELECT sort_key FROM company")
+    await Tortoise.close_connections()
+    print(json.dumps({"groups": [[g["id"], g["sort_key"]] for g in groups], "company": company}))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.needs_postgres)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_database"))
+    return f"sqlite://{tmp_path / 'old.db'}"
+
+
+def test_0011_writes_old_sort_keys_in_the_new_form_in_tree_order(empty_database: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSP_CONSOLE_")}
+    script = (
+        "import asyncio, sys; from tests.test_migrations import migrate_old_sort_keys; "
+        "asyncio.run(migrate_old_sort_keys(sys.argv[1]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, empty_database],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    migrated = json.loads(done.stdout.strip().splitlines()[-1])
+    expected: dict[int, str] = {}
+    for group_id, parent, name in GROUPS:
+        parent_key = expected[parent] if parent else None
+        expected[group_id] = tree_paths.child_sort_key(parent_key, name, group_id)
+    assert [group_id for group_id, _ in migrated["groups"]] == TREE_ORDER
+    assert {group_id: key for group_id, key in migrated["groups"]} == expected
+    assert migrated["company"] == expected[COMPANY_GROUP]

@@ -1,8 +1,12 @@
 """Materialized paths and sort keys, the shape shared by the company and group trees.
 
-`path` is "/id/id/.../" from the top; `sort_key` concatenates one fixed-width hex segment per
-level (the casefolded name, then the id), so ordering by it is tree order (depth first, siblings
-by name) on any database and collation, and a subtree is a prefix of either.
+`path` is "/id/id/.../" from the top; `sort_key` concatenates one segment per level: the
+casefolded name in hex, SEPARATOR, the id in hex. Ordering by it is tree order (depth first,
+siblings by name) in byte order, and a subtree is a prefix of either. The separator sorts below
+every hex digit, so a name that begins a sibling's sorts first, with its whole subtree; no
+segment is a prefix of another (the separator falls inside the other's name), so a subtree is
+the range [key, key + "g"). Unpadded, a key is as long as its names: the indexes on it stay
+small (issue 12); only the worst case, every name NAME_BYTES long, bounds the depth.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 from server.models.companies import PATH_LENGTH, SORT_KEY_LENGTH
 
 NAME_BYTES = 48  # of the casefolded name that orders siblings; the id breaks ties beyond
-SEGMENT_LENGTH = NAME_BYTES * 2 + 8
+SEPARATOR = "."  # below "0" in byte order
+SEGMENT_LENGTH = NAME_BYTES * 2 + len(SEPARATOR) + 8  # the longest
 ID_DIGITS = 10  # of a 32-bit id in a path
 
 
@@ -33,8 +38,8 @@ def sort_name(name: str) -> str:
 
 
 def sort_segment(name: str, key: int) -> str:
-    head = sort_name(name).encode("utf-8")[:NAME_BYTES].hex().ljust(NAME_BYTES * 2, "0")
-    return f"{head}{key:08x}"
+    head = sort_name(name).encode("utf-8")[:NAME_BYTES].hex()
+    return f"{head}{SEPARATOR}{key:08x}"
 
 
 def child_path(parent_path: str | None, key: int) -> str:

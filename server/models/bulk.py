@@ -10,7 +10,6 @@ Column names come from code, never from data; every value is inside the bound JS
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -69,13 +68,15 @@ async def reserve_ids(counts: Mapping[str, int]) -> dict[str, list[int]]:
     if not wanted:
         return reserved
     if db.is_postgres():
+        # a row per table, its keys in one array: a row per key cost more than the keys
         union = " UNION ALL ".join(
-            f"SELECT '{table}' AS t, nextval(pg_get_serial_sequence('{table}', 'id')) AS id "
+            f"SELECT '{table}' AS t, "
+            f"array_agg(nextval(pg_get_serial_sequence('{table}', 'id'))) AS ids "
             f"FROM generate_series(1, {int(n)})"
             for table, n in wanted.items()
         )
-        for row in await db.fetch(union):
-            reserved[row["t"]].append(int(row["id"]))
+        for table, ids in await db.fetch_tuples(union):
+            reserved[table] = list(ids)
         return reserved
     tables = list(wanted)
     marks = ", ".join("?" for _ in tables)
@@ -97,17 +98,6 @@ async def reserve_ids(counts: Mapping[str, int]) -> dict[str, list[int]]:
     return reserved
 
 
-def _pg_typed(value: Any) -> str:
-    """A `?` typed for PostgreSQL after the value it stands for."""
-    if isinstance(value, bool):
-        return "CAST(? AS boolean)"
-    if isinstance(value, int):
-        return "CAST(? AS integer)"
-    if isinstance(value, dt.datetime):
-        return "CAST(? AS timestamptz)"
-    return "CAST(? AS text)"
-
-
 async def insert_rows(
     table: str,
     columns: Mapping[str, str],
@@ -116,23 +106,16 @@ async def insert_rows(
 ) -> None:
     """INSERT `rows` in one statement: `columns` (name: kind) from each row, `fixed` the same
     value in every row. SQLite runs the INSERT once per row in one call (`executemany`: reading
-    rows out of one JSON text costs a parse per column per row there); PostgreSQL reads them
-    from one JSON parameter (no limit on the number of rows)."""
-    names = ", ".join([*columns, *fixed])
+    rows out of one JSON text costs a parse per column per row there); PostgreSQL takes them
+    by COPY, in its binary format (no limit on the number of rows, no text to parse)."""
+    constants = tuple(fixed.values())
+    records = [(*(row[name] for name in columns), *constants) for row in rows]
     if db.is_postgres():
-        select = ", ".join(
-            [f"x.{name}" for name in columns] + [_pg_typed(v) for v in fixed.values()]
-        )
-        await db.fetch(
-            f"INSERT INTO {table} ({names}) SELECT {select} FROM {rows_source(columns)}",
-            [*fixed.values(), encode_rows(rows)],
-        )
+        await db.copy_records(table, [*columns, *fixed], records)
         return
     marks = ", ".join("?" for _ in range(len(columns) + len(fixed)))
-    constants = tuple(fixed.values())
     await db.execute_many(
-        f"INSERT INTO {table} ({names}) VALUES ({marks})",
-        [(*(row[name] for name in columns), *constants) for row in rows],
+        f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) VALUES ({marks})", records
     )
 
 

@@ -123,6 +123,16 @@ async def execute_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
     await conn.execute_many(_placeholders(sql, is_postgres(conn)), [list(row) for row in rows])
 
 
+async def copy_records(table: str, columns: Sequence[str], records: Sequence[Any]) -> None:
+    """PostgreSQL's COPY of `records` (tuples in the order of `columns`) into `table`, on the
+    current connection (the transaction's inside one); logged, so counted, as one statement."""
+    conn = connection()
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary)"
+    async with conn.acquire_connection() as raw:
+        _STATEMENT_LOG.debug("%s: %s", sql, len(records))
+        await raw.copy_records_to_table(table, columns=list(columns), records=records)
+
+
 async def refresh_statistics() -> None:
     """Let the query planner know the tables' sizes and spreads (after a large change): without
     statistics SQLite scans a whole table where an index would serve."""
