@@ -8,7 +8,8 @@ import gc
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -29,19 +30,19 @@ class Wanted:
     type: CompanyType
     parent: str | None
     read_only: bool
-    status: int | None = None
-    email: str | None = None
-    custom_identifier: str | None = None
-    details: bool = False
-    digest: str = field(init=False)
-    """What the upstream decides of the company, fingerprinted: stored with its row, so a sync
-    sees the company unchanged without reading the row (`upstream_digest`)."""
+    status: int | None
+    email: str | None
+    custom_identifier: str | None
+    details: bool
+    digest: str
+    """What the upstream decides of the company, fingerprinted (`_digest`): stored with its
+    row, so a sync sees the company unchanged without reading the row (`upstream_digest`)."""
 
-    def __post_init__(self) -> None:
-        values: tuple[object, ...] = (self.name, self.type.value, self.parent, self.read_only)
-        if self.details:  # an ancestor's are kept as they are
-            values += (self.status, self.email, self.custom_identifier)
-        self.digest = hashlib.blake2b(orjson.dumps(values), digest_size=8).hexdigest()
+
+def _digest(values: tuple[object, ...]) -> str:
+    """(name, type, parent, read-only), then, unless an ancestor's (kept as they are), status,
+    email and custom identifier."""
+    return hashlib.blake2b(orjson.dumps(values), digest_size=8).hexdigest()
 
 
 _TYPES = {kind.value: kind for kind in CompanyType}
@@ -119,22 +120,23 @@ _STORED_TEXT = {
     "email": "email",
     "custom_identifier": "customIdentifier",
 }
+_REF_TEXT = ("public_id", "name")  # what an `UpstreamCompanyRef` holds of those
+_TYPE_VALUES = {code: kind.value for code, kind in COMPANY_TYPE.items()}
 
 
 def check_fits(snapshot: UpstreamSnapshot) -> None:
     """Refuse, before any write, a company with a value longer than its column holds (SQLite
     would keep it whole, PostgreSQL would fail mid-apply)."""
     fields = Company._meta.fields_map
-    companies: tuple[UpstreamCompanyRef | UpstreamCompany, ...] = (
-        *snapshot.ancestors,
-        *snapshot.companies,
-    )
+    companies = snapshot.companies
     for name, label in _STORED_TEXT.items():
         limit = int(fields[name].constraints["max_length"])
-        values = [getattr(company, name, None) or "" for company in companies]
-        if max(map(len, values), default=0) <= limit:
+        held: tuple[UpstreamCompanyRef | UpstreamCompany, ...] = companies
+        if name in _REF_TEXT:  # ancestors are named in passing: these two only
+            held = (*snapshot.ancestors, *companies)
+        if max(map(len, filter(None, map(attrgetter(name), held))), default=0) <= limit:
             continue
-        company = next(c for c, v in zip(companies, values, strict=True) if len(v) > limit)
+        company = next(c for c in held if len(getattr(c, name) or "") > limit)
         raise UpstreamProtocolError(
             f"MSP Administrator company {company.public_id[:64]} has a {label} of "
             f"{len(getattr(company, name))} characters; the console holds at most {limit}"
@@ -164,20 +166,41 @@ def wanted_companies(snapshot: UpstreamSnapshot) -> dict[str, Wanted]:
         wanted: dict[str, Wanted] = {}
         parent: str | None = None
         for ref in snapshot.ancestors:
+            kind = COMPANY_TYPE[ref.type]
             wanted[ref.public_id] = Wanted(
-                ref.public_id, ref.name, COMPANY_TYPE[ref.type], parent, True
+                ref.public_id,
+                ref.name,
+                kind,
+                parent,
+                True,
+                None,
+                None,
+                None,
+                False,
+                _digest((ref.name, kind.value, parent, True)),
             )
             parent = ref.public_id
+        types, values = COMPANY_TYPE, _TYPE_VALUES
+        root = snapshot.root
         for company in snapshot.companies:
-            wanted[company.public_id] = Wanted(
-                company.public_id,
+            name, code, email, custom = (
                 company.name,
-                COMPANY_TYPE[company.type],
-                parent if company is snapshot.root else company.parent_id,
-                False,
-                company.status,
+                company.type,
                 company.email,
                 company.custom_identifier,
+            )
+            above = parent if company is root else company.parent_id
+            digest = _digest((name, values[code], above, False, company.status, email, custom))
+            wanted[company.public_id] = Wanted(
+                company.public_id,
+                name,
+                types[code],
+                above,
+                False,
+                company.status,
+                email,
+                custom,
                 True,
+                digest,
             )
         return wanted
