@@ -7,9 +7,9 @@ unlink or relink, or whose license listing changed. When none but licenses diffe
 else is read. Otherwise `load` reads what `reconcile_plan` needs to plan them (its docstring):
 every company and group above each differing company (itself included) and above the parents
 the snapshot gives them, the whole subtree of each one moved or renamed (its layout follows),
-the top groups and the non-company groups beside those ancestors (their Shared Objects
-groups). The loaded set holds every ancestor of every row in it, and every row below a group
-whose layout may change; whatever else is stored matches the snapshot already.
+the two top groups and the Shared Objects groups of the companies loaded. The loaded set holds
+every ancestor of every row in it, and every row below a group whose layout may change;
+whatever else is stored matches the snapshot already.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from server.domain.reconcile_input import (
     no_collection,
 )
 from server.models import db
-from server.models.bulk import encode_ids, encode_rows, ids_source, rows_source
+from server.models.bulk import encode_rows, rows_source
 from server.models.enums import GroupKind, UnlinkReason
 
 _RANGE = {"low": "text", "high": "text"}
 _TEXT = {"value": "text"}
+_ID = {"id": "int"}
 
 
 @dataclass(slots=True)
@@ -102,15 +103,19 @@ async def load(
         and (parent := w.parent) is not None
         and parent not in new
     }
+    # Each statement walks its JSON parameter and seeks the index for every item (CROSS JOIN
+    # keeps SQLite from scanning the whole instance and probing the JSON for every row).
+    placed = "SELECT c.id, c.public_id, c.path, c.name, p.public_id FROM {} CROSS JOIN company c "
+    placed += "LEFT JOIN company p ON p.id = c.parent_id WHERE c.instance_id = ? AND {}"
     found = await db.fetch_tuples(
-        "SELECT c.id, c.public_id, c.path, c.name, p.public_id FROM company c "
-        "LEFT JOIN company p ON p.id = c.parent_id WHERE c.instance_id = ? "
-        f"AND (c.id IN ({ids_source()}) "
-        f"OR c.public_id IN (SELECT x.value FROM {rows_source(_TEXT)}))",
+        placed.format(rows_source(_ID), "c.id = x.id")
+        + " UNION ALL "
+        + placed.format(rows_source(_TEXT), "c.public_id = x.value"),
         [
+            encode_rows({"id": d.id} for d in changed if d.id is not None),
             instance_id,
-            encode_ids(d.id for d in changed if d.id is not None),
             encode_rows({"value": p} for p in sorted(parents)),
+            instance_id,
         ],
     )
     ids = {d.id for d in changed}
@@ -122,45 +127,39 @@ async def load(
         if company_id in ids and w is not None and (w.name != name or w.parent != parent):
             moved.append(path)
     heads = _tops(moved)
+    ancestors = encode_rows({"id": group_id} for group_id in sorted(group_ids))
     ranges = encode_rows(
         {"low": low, "high": high} for low, high in map(tree_paths.subtree_bounds, heads)
     )
-    ancestors = encode_ids(group_ids)
+    company = GroupKind.COMPANY.value
     company_rows = await db.fetch_tuples(
-        f"SELECT {COMPANY_COLUMNS} FROM company c JOIN static_group g "
-        "ON g.company_id = c.id AND g.kind = ? "
-        f"WHERE c.instance_id = ? AND g.id IN ({ids_source()}) "
-        f"UNION ALL SELECT {COMPANY_COLUMNS} FROM {rows_source(_RANGE, 'r')} "
-        "JOIN company c ON c.instance_id = ? AND c.path >= r.low AND c.path < r.high "
-        "JOIN static_group g ON g.company_id = c.id AND g.kind = ?",
-        [
-            GroupKind.COMPANY.value,
-            instance_id,
-            ancestors,
-            ranges,
-            instance_id,
-            GroupKind.COMPANY.value,
-        ],
-    )
-    group_rows = await db.fetch_tuples(
-        f"SELECT {GROUP_COLUMNS} FROM static_group g WHERE g.instance_id = ? AND g.kind <> ? "
-        f"AND (g.id IN ({ids_source()}) OR g.parent_id IN ({ids_source()}) "
-        "OR g.parent_id IS NULL OR g.parent_id IN (SELECT t.id FROM static_group t "
-        "WHERE t.instance_id = ? AND t.parent_id IS NULL)) "
-        f"UNION ALL SELECT {GROUP_COLUMNS} FROM {rows_source(_RANGE, 'r')} "
-        "JOIN static_group g ON g.instance_id = ? AND g.path >= r.low AND g.path < r.high "
-        "AND g.kind <> ?",
-        [
-            instance_id,
-            GroupKind.COMPANY.value,
-            ancestors,
-            ancestors,
-            instance_id,
-            ranges,
-            instance_id,
-            GroupKind.COMPANY.value,
-        ],
+        f"SELECT {COMPANY_COLUMNS} FROM {rows_source(_ID)} CROSS JOIN static_group g "
+        "JOIN company c ON c.id = g.company_id WHERE g.id = x.id AND g.kind = ? "
+        f"AND c.instance_id = ? UNION ALL SELECT {COMPANY_COLUMNS} FROM {rows_source(_RANGE)} "
+        "CROSS JOIN company c JOIN static_group g ON g.company_id = c.id AND g.kind = ? "
+        "WHERE c.instance_id = ? AND c.path >= x.low AND c.path < x.high",
+        [ancestors, company, instance_id, ranges, company, instance_id],
     )
     companies = {row[0]: row for row in company_rows}
+    # the loaded companies' Shared Objects groups, the top two levels (All, Companies: the
+    # top's parent is NULL; `+instance_id` keeps SQLite on the parent's index) and the subtrees
+    group_rows = await db.fetch_tuples(
+        f"SELECT {GROUP_COLUMNS} FROM {rows_source(_ID)} CROSS JOIN static_group g "
+        "WHERE g.company_id = x.id AND g.kind = ? "
+        f"UNION ALL SELECT {GROUP_COLUMNS} FROM static_group t CROSS JOIN static_group g "
+        "WHERE t.parent_id IS NULL AND +t.instance_id = ? AND (g.id = t.id OR g.parent_id = t.id) "
+        f"AND g.kind <> ? UNION ALL SELECT {GROUP_COLUMNS} FROM {rows_source(_RANGE)} "
+        "CROSS JOIN static_group g WHERE g.instance_id = ? AND g.path >= x.low "
+        "AND g.path < x.high AND g.kind <> ?",
+        [
+            encode_rows({"id": company_id} for company_id in companies),
+            GroupKind.SHARED_OBJECTS.value,
+            instance_id,
+            company,
+            ranges,
+            instance_id,
+            company,
+        ],
+    )
     groups = {row[0]: row for row in group_rows}
     return [CompanyRow.of(r) for r in companies.values()], [GroupRow.of(r) for r in groups.values()]
