@@ -5,8 +5,8 @@ listing digests, then the day's usage snapshot.
 
 Each company keeps a digest of the listing the last sync applied to it (`license_digest`, NULL
 when not known); only the sync writes licenses, so a company whose listing has the digest it
-keeps has those licenses already. Only the other companies' licenses (and those of the keys
-they list) are read and compared: a sync in which no listing changed reads none.
+keeps has those licenses already. Only the other companies' licenses (and those of the
+companies not listed) are read and compared: a sync in which no listing changed reads none.
 
 Only the companies that were asked are reconciled: a license of a company missing upstream (an
 unlinked company, kept) stays as it is, like its company. A key that moves to another company
@@ -55,7 +55,6 @@ _ROW = {
 }
 _NEW = {**_ROW, "public_license_key": "text"}
 _DIGEST_ROW = {"id": "int", "license_digest": "text"}
-_KEY = {"public_license_key": "text"}
 _COMPARED = (
     "company_id",
     "product_code",
@@ -168,14 +167,14 @@ async def apply_licenses(
         for license in listing[public_id]:
             wanted[license.public_license_key] = _wanted(license, company_id)
     # a key can come from a compared company (whose listing changed too) or from one not
-    # listed (missing upstream); never from one whose listing has its digest (the upstream
-    # lists a key under one company): read by key
+    # listed: unlinked (missing upstream, written so before this) or a read-only ancestor;
+    # never from one whose listing has its digest
     rows = await db.fetch(
         "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
         "activated, state, trial, expires_at FROM license WHERE instance_id = ? "
-        f"AND (company_id IN ({ids_source()}) OR public_license_key IN "
-        f"(SELECT k.public_license_key FROM {rows_source(_KEY, 'k')}))",
-        [instance_id, encode_ids(compared), encode_rows({"public_license_key": k} for k in wanted)],
+        f"AND company_id IN ({ids_source()} UNION SELECT id FROM company "
+        "WHERE instance_id = ? AND (unlinked_at IS NOT NULL OR read_only = ?))",
+        [instance_id, encode_ids(compared), instance_id, True],
     )
     current = {row["public_license_key"]: row for row in rows}
     new_keys = [key for key in wanted if key not in current]
