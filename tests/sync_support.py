@@ -1,6 +1,6 @@
 """Helpers for the sync tests: a tenant connected to a simulator and its runs, the console's trees
 as the upstream would spell them, the invariants of both trees, a byte-level dump of the data,
-and ports where no MSP Administrator answers."""
+what a plan from every row would still change, and ports where no MSP Administrator answers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ from typing import Any
 from server.domain import sync_runs, tree_paths
 from server.domain.hierarchy import SHARES_OBJECTS
 from server.domain.instances import create_instance
+from server.domain.reconcile_input import (
+    COMPANY_COLUMNS,
+    GROUP_COLUMNS,
+    CompanyRow,
+    GroupRow,
+    wanted_companies,
+)
+from server.domain.reconcile_plan import Planner
 from server.domain.upstream_connection import ClientFactory, connect_msp_administrator
 from server.models import Account, SyncRun, db
 from server.models.enums import CompanyType, GroupKind, Service
@@ -168,6 +176,43 @@ async def check_trees(instance_id: int) -> None:
         if CompanyType(company["type"]) in SHARES_OBJECTS:
             shared = kinds[(company["id"], GroupKind.SHARED_OBJECTS.value)]
             assert shared["parent_id"] == group["id"]
+
+
+async def left_to_plan(instance_id: int, sim: Simulator) -> list[str]:
+    """What a plan of the upstream's tree made from every row of the instance would still write
+    (a sync reads only the rows that differ, `reconcile_scope`): nothing after a sync, unless
+    that sync left a difference unread."""
+    async with MspAdministratorClient(sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD) as api:
+        snapshot = await api.fetch_tree(sim.tree.account_id)
+    companies = await db.fetch_tuples(
+        f"SELECT {COMPANY_COLUMNS} FROM company c JOIN static_group g "
+        "ON g.company_id = c.id AND g.kind = 'company' WHERE c.instance_id = ?",
+        [instance_id],
+    )
+    groups = await db.fetch_tuples(
+        f"SELECT {GROUP_COLUMNS} FROM static_group g WHERE g.instance_id = ? "
+        "AND g.kind <> 'company'",
+        [instance_id],
+    )
+    planner = Planner(
+        wanted_companies(snapshot),
+        [CompanyRow.of(row) for row in companies],
+        [GroupRow.of(row) for row in groups],
+    )
+    fresh = {table: range(-n, 0) for table, n in planner.ids_needed().items()}
+    plan = planner.plan(fresh)
+    return [
+        f"{name}: {rows}"
+        for name, rows in (
+            ("new companies", plan.new_companies),
+            ("changed companies", plan.changed_companies),
+            ("new groups", plan.new_groups),
+            ("changed groups", plan.changed_groups),
+            ("unlink", plan.unlink),
+            ("relink", plan.relink),
+        )
+        if rows
+    ]
 
 
 async def assert_mirrors(instance_id: int, upstream: UpstreamTree, ever_seen: set[str]) -> None:

@@ -5,8 +5,8 @@ listing digests, then the day's usage snapshot.
 
 Each company keeps a digest of the listing the last sync applied to it (`license_digest`, NULL
 when not known); only the sync writes licenses, so a company whose listing has the digest it
-keeps has those licenses already. Only the other companies' licenses are read and compared: a
-sync in which no listing changed reads none.
+keeps has those licenses already. Only the other companies' licenses (and those of the
+companies not listed) are read and compared: a sync in which no listing changed reads none.
 
 Only the companies that were asked are reconciled: a license of a company missing upstream (an
 unlinked company, kept) stays as it is, like its company. A key that moves to another company
@@ -145,15 +145,17 @@ async def apply_licenses(
     now: dt.datetime,
     inserted: Collection[str] = (),
 ) -> LicenseChanges:
-    """Make the licenses of the companies in `listing` (by public id; `companies` are all the
-    instance's, (id, license digest kept), `digests` the listings' `listing_digests`) match
-    it, then take the day's usage snapshot. Call inside the sync's transaction, after its
+    """Make the licenses of the companies in `listing` (by public id) match it, then take the
+    day's usage snapshot. `digests` are the listings' `listing_digests`; `companies` the
+    (id, license digest kept) of at least every listed company whose kept digest may differ
+    (one left out holds its listing already). Call inside the sync's transaction, after its
     companies are written (those `inserted` with their digests)."""
     changes = LicenseChanges(seen=sum(map(len, listing.values())))
     stale = [
         public_id
         for public_id, digest in digests.items()
-        if public_id in inserted or companies[public_id][1] != digest
+        if public_id in inserted
+        or ((held := companies.get(public_id)) is not None and held[1] != digest)
     ]
     if not stale:
         await usage.record_snapshot(instance_id, now, unchanged=True)
@@ -165,13 +167,14 @@ async def apply_licenses(
         for license in listing[public_id]:
             wanted[license.public_license_key] = _wanted(license, company_id)
     # a key can come from a compared company (whose listing changed too) or from one not
-    # listed (missing upstream); never from one whose listing has its digest
-    unlisted = [held[0] for public_id, held in companies.items() if public_id not in listing]
+    # listed: unlinked (missing upstream, written so before this) or a read-only ancestor;
+    # never from one whose listing has its digest
     rows = await db.fetch(
         "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
         "activated, state, trial, expires_at FROM license WHERE instance_id = ? "
-        f"AND company_id IN ({ids_source()})",
-        [instance_id, encode_ids([*compared, *unlisted])],
+        f"AND company_id IN ({ids_source()} UNION SELECT id FROM company "
+        "WHERE instance_id = ? AND (unlinked_at IS NOT NULL OR read_only = ?))",
+        [instance_id, encode_ids(compared), instance_id, True],
     )
     current = {row["public_license_key"]: row for row in rows}
     new_keys = [key for key in wanted if key not in current]

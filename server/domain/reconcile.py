@@ -1,37 +1,29 @@
 """Applying an upstream snapshot to an instance's company and group trees, in one transaction.
 
-Loads the instance's rows, has `reconcile_plan` work out the difference in memory, and writes
-it with a fixed set of batched statements (the count does not grow with the number of
-companies): new companies and their groups inserted, changed rows rewritten by one UPDATE per
-table, computers and installers following their groups by reference. Companies missing upstream
-are unlinked, never deleted (their installers revoked, the native users living in them disabled
-and signed out); those that come back are relinked unless a user unlinked them.
+Has the database find the companies whose rows differ from the snapshot's, loads those and
+what lies around them (`reconcile_scope`), has `reconcile_plan` work out the difference in
+memory, and writes it with a fixed set of batched statements (the count does not grow with the
+number of companies): new companies and their groups inserted, changed rows rewritten by one
+UPDATE per table, computers and installers following their groups by reference. Companies
+missing upstream are unlinked, never deleted (their installers revoked, the native users living
+in them disabled and signed out); those that come back are relinked unless a user unlinked them.
 
 Every company row keeps the fingerprint of what the upstream decided of it (`Wanted.digest`):
-when all match, a read of one index shows that nothing but licenses can have changed, and no
-row is loaded.
+the database compares them, so a sync reads only the rows that differ, and when none does,
+one statement shows that nothing but licenses can have changed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import gc
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from tortoise.transactions import in_transaction
 
-from server.domain import counters
+from server.domain import counters, reconcile_scope
 from server.domain.license_reconcile import apply_licenses, listing_digests
-from server.domain.reconcile_input import (
-    COMPANY_COLUMNS,
-    GROUP_COLUMNS,
-    CompanyRow,
-    GroupRow,
-    Wanted,
-    wanted_companies,
-)
+from server.domain.reconcile_input import CompanyRow, Wanted, no_collection
 from server.domain.reconcile_plan import Changes, Plan, Planner, users_to_disable
 from server.models import db
 from server.models.bulk import (
@@ -43,9 +35,8 @@ from server.models.bulk import (
     rows_source,
     update_rows,
 )
-from server.models.enums import GroupKind, SetupState, UnlinkReason
+from server.models.enums import SetupState, UnlinkReason
 from server.upstream.licenses import UpstreamLicense
-from server.upstream.records import UpstreamSnapshot
 
 __all__ = ["Changes", "Hook", "apply_snapshot"]
 
@@ -83,20 +74,6 @@ _USER_UNLINK = {"id": "int", "company_id": "int"}
 _NEW_SETUP_STATE = SetupState.PENDING.value
 
 
-@contextmanager
-def _no_collection() -> Iterator[None]:
-    """No cyclic garbage collection during a stretch of plain Python that builds a few hundred
-    thousand objects and no cycles: collections triggered by the allocations would walk the
-    growing heap again and again (a quarter of a 100,000-company plan). Never across an await."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 class _Writer:
     """Writes one plan; statements run on the transaction's connection."""
 
@@ -115,45 +92,6 @@ class _Writer:
             hook, self.after_first_write = self.after_first_write, None
             await hook()
         return result
-
-    async def unchanged(
-        self, wanted: Mapping[str, Wanted]
-    ) -> dict[str, tuple[int, str | None]] | None:
-        """Every company's (id, license digest) by public id, when every company is as the
-        snapshot wants it: stored with its `Wanted.digest`, linked or unlinked by a user, and
-        every other company unlinked; else None. Reads one index, not the rows: what makes a
-        sync that changed nothing cost little more than its fetch."""
-        rows = await db.fetch_tuples(
-            "SELECT public_id, upstream_digest, unlink_reason, id, license_digest FROM company "
-            "WHERE instance_id = ?",
-            [self.instance_id],
-        )
-        held: dict[str, tuple[int, str | None]] = {}
-        upstream = UnlinkReason.UPSTREAM.value
-        with _no_collection():
-            for public_id, digest, unlink_reason, company_id, license_digest in rows:
-                company = wanted.get(public_id)
-                if company is None:
-                    if unlink_reason is None:  # to unlink
-                        return None
-                elif digest != company.digest or unlink_reason == upstream:
-                    return None
-                held[public_id] = (company_id, license_digest)
-        return held if wanted.keys() <= held.keys() else None
-
-    async def load(self) -> tuple[list[CompanyRow], list[GroupRow]]:
-        """The rows the plan starts from (see `reconcile_plan`: not their layout)."""
-        companies = await db.fetch_tuples(
-            f"SELECT {COMPANY_COLUMNS} FROM company c JOIN static_group g "
-            "ON g.company_id = c.id AND g.kind = ? WHERE c.instance_id = ?",
-            [GroupKind.COMPANY.value, self.instance_id],
-        )
-        groups = await db.fetch_tuples(
-            f"SELECT {GROUP_COLUMNS} FROM static_group WHERE instance_id = ? AND kind <> ?",
-            [self.instance_id, GroupKind.COMPANY.value],
-        )
-        with _no_collection():
-            return [CompanyRow.of(r) for r in companies], [GroupRow.of(r) for r in groups]
 
     async def rows(self, plan: Plan) -> None:
         """Insert the new companies and groups, rewrite the changed ones: a statement each."""
@@ -244,33 +182,38 @@ class _Writer:
 
 async def apply_snapshot(
     instance_id: int,
-    snapshot: UpstreamSnapshot,
+    wanted: Mapping[str, Wanted],
     *,
     now: dt.datetime | None = None,
     after_first_write: Hook | None = None,
     licenses: Mapping[str, Sequence[UpstreamLicense]] | None = None,
 ) -> Changes:
     """Make the instance's trees (and, given them, the licenses of the companies read, with
-    the day's usage snapshot: `license_reconcile`) match the snapshot, all or nothing."""
-    with _no_collection():
-        wanted = wanted_companies(snapshot)
+    the day's usage snapshot: `license_reconcile`) match the companies a snapshot asks for
+    (`wanted_companies`, which checked them), all or nothing."""
+    with no_collection():
         digests = listing_digests(licenses) if licenses is not None else {}
     writer = _Writer(instance_id, now or dt.datetime.now(dt.UTC), after_first_write)
     async with in_transaction():
-        held = await writer.unchanged(wanted)
-        if held is not None:  # nothing to plan: only the licenses may have changed
+        found = await reconcile_scope.differing(instance_id, wanted, digests)
+        held = {d.public_id: (d.id, d.license_digest) for d in found if d.id is not None}
+        changed = [d for d in found if d.row]
+        if not changed:  # nothing to plan: only the licenses may have changed
             changes = Changes()
             if licenses is not None:
                 changes.licenses = await apply_licenses(
                     instance_id, licenses, held, digests, writer.now
                 )
             return changes
-        companies, groups = await writer.load()
-        with _no_collection():
-            planner = Planner(wanted, companies, groups)
+        companies, groups = await reconcile_scope.load(instance_id, wanted, changed)
+        with no_collection():
+            keep = {c.public_id for c in companies}
+            keep.update(d.public_id for d in changed if d.id is None)
+            scope = {public_id: w for public_id, w in wanted.items() if public_id in keep}
+            planner = Planner(scope, companies, groups)
             needed = planner.ids_needed()
         ids = await reserve_ids(needed) if any(needed.values()) else {}
-        with _no_collection():
+        with no_collection():
             plan = planner.plan(ids)
             for row in plan.new_companies:
                 row["license_digest"] = digests.get(row["public_id"])
@@ -286,7 +229,7 @@ async def apply_snapshot(
             plan.changes.licenses = await apply_licenses(
                 instance_id,
                 licenses,
-                {c.public_id: (c.id, c.license_digest) for c in planner.companies.values()},
+                held | {c.public_id: (c.id, c.license_digest) for c in planner.companies.values()},
                 digests,
                 writer.now,
                 inserted={row["public_id"] for row in plan.new_companies},

@@ -4,9 +4,12 @@ the upstream decides, not the layout, which follows from it)."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -27,19 +30,19 @@ class Wanted:
     type: CompanyType
     parent: str | None
     read_only: bool
-    status: int | None = None
-    email: str | None = None
-    custom_identifier: str | None = None
-    details: bool = False
-    digest: str = field(init=False)
-    """What the upstream decides of the company, fingerprinted: stored with its row, so a sync
-    sees the company unchanged without reading the row (`upstream_digest`)."""
+    status: int | None
+    email: str | None
+    custom_identifier: str | None
+    details: bool
+    digest: str
+    """What the upstream decides of the company, fingerprinted (`_digest`): stored with its
+    row, so a sync sees the company unchanged without reading the row (`upstream_digest`)."""
 
-    def __post_init__(self) -> None:
-        values: tuple[object, ...] = (self.name, self.type.value, self.parent, self.read_only)
-        if self.details:  # an ancestor's are kept as they are
-            values += (self.status, self.email, self.custom_identifier)
-        self.digest = hashlib.blake2b(orjson.dumps(values), digest_size=8).hexdigest()
+
+def _digest(values: tuple[object, ...]) -> str:
+    """(name, type, parent, read-only), then, unless an ancestor's (kept as they are), status,
+    email and custom identifier."""
+    return hashlib.blake2b(orjson.dumps(values), digest_size=8).hexdigest()
 
 
 _TYPES = {kind.value: kind for kind in CompanyType}
@@ -108,8 +111,8 @@ COMPANY_COLUMNS = (
     "c.upstream_digest, c.license_digest"
 )
 """What `CompanyRow.of` reads, from `company c` joined to its own group `g`."""
-GROUP_COLUMNS = "id, name, kind, parent_id, company_id"
-"""What `GroupRow.of` reads of a group row (every group but the companies' own)."""
+GROUP_COLUMNS = "g.id, g.name, g.kind, g.parent_id, g.company_id"
+"""What `GroupRow.of` reads of a group row `g` (every group but the companies' own)."""
 
 _STORED_TEXT = {
     "public_id": "publicId",
@@ -117,49 +120,87 @@ _STORED_TEXT = {
     "email": "email",
     "custom_identifier": "customIdentifier",
 }
+_REF_TEXT = ("public_id", "name")  # what an `UpstreamCompanyRef` holds of those
+_TYPE_VALUES = {code: kind.value for code, kind in COMPANY_TYPE.items()}
 
 
 def check_fits(snapshot: UpstreamSnapshot) -> None:
     """Refuse, before any write, a company with a value longer than its column holds (SQLite
     would keep it whole, PostgreSQL would fail mid-apply)."""
     fields = Company._meta.fields_map
-    companies: tuple[UpstreamCompanyRef | UpstreamCompany, ...] = (
-        *snapshot.ancestors,
-        *snapshot.companies,
-    )
+    companies = snapshot.companies
     for name, label in _STORED_TEXT.items():
         limit = int(fields[name].constraints["max_length"])
-        values = [getattr(company, name, None) or "" for company in companies]
-        if max(map(len, values), default=0) <= limit:
+        held: tuple[UpstreamCompanyRef | UpstreamCompany, ...] = companies
+        if name in _REF_TEXT:  # ancestors are named in passing: these two only
+            held = (*snapshot.ancestors, *companies)
+        if max(map(len, filter(None, map(attrgetter(name), held))), default=0) <= limit:
             continue
-        company = next(c for c, v in zip(companies, values, strict=True) if len(v) > limit)
+        company = next(c for c in held if len(getattr(c, name) or "") > limit)
         raise UpstreamProtocolError(
             f"MSP Administrator company {company.public_id[:64]} has a {label} of "
             f"{len(getattr(company, name))} characters; the console holds at most {limit}"
         )
 
 
+@contextmanager
+def no_collection() -> Iterator[None]:
+    """No cyclic garbage collection during a stretch of plain Python that builds a few hundred
+    thousand objects and no cycles: collections triggered by the allocations would walk the
+    growing heap again and again (a quarter of a 100,000-company plan). Never across an await."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def wanted_companies(snapshot: UpstreamSnapshot) -> dict[str, Wanted]:
     """The companies a snapshot asks for, top first: ancestors (read-only), the account's own
-    company, then its descendants, each parent before its children."""
+    company, then its descendants, each parent before its children; refused, before anything
+    is asked or written, when a value does not fit its column (`check_fits`)."""
     check_fits(snapshot)
-    wanted: dict[str, Wanted] = {}
-    parent: str | None = None
-    for ref in snapshot.ancestors:
-        wanted[ref.public_id] = Wanted(
-            ref.public_id, ref.name, COMPANY_TYPE[ref.type], parent, True
-        )
-        parent = ref.public_id
-    for company in snapshot.companies:
-        wanted[company.public_id] = Wanted(
-            company.public_id,
-            company.name,
-            COMPANY_TYPE[company.type],
-            parent if company is snapshot.root else company.parent_id,
-            False,
-            company.status,
-            company.email,
-            company.custom_identifier,
-            True,
-        )
-    return wanted
+    with no_collection():
+        wanted: dict[str, Wanted] = {}
+        parent: str | None = None
+        for ref in snapshot.ancestors:
+            kind = COMPANY_TYPE[ref.type]
+            wanted[ref.public_id] = Wanted(
+                ref.public_id,
+                ref.name,
+                kind,
+                parent,
+                True,
+                None,
+                None,
+                None,
+                False,
+                _digest((ref.name, kind.value, parent, True)),
+            )
+            parent = ref.public_id
+        types, values = COMPANY_TYPE, _TYPE_VALUES
+        root = snapshot.root
+        for company in snapshot.companies:
+            name, code, email, custom = (
+                company.name,
+                company.type,
+                company.email,
+                company.custom_identifier,
+            )
+            above = parent if company is root else company.parent_id
+            digest = _digest((name, values[code], above, False, company.status, email, custom))
+            wanted[company.public_id] = Wanted(
+                company.public_id,
+                name,
+                types[code],
+                above,
+                False,
+                company.status,
+                email,
+                custom,
+                True,
+                digest,
+            )
+        return wanted

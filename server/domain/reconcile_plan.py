@@ -1,9 +1,12 @@
 """What a sync must change, computed without a database: the plan of an apply.
 
 Input (`reconcile_input`): the companies an upstream snapshot asks for and the instance's
-current rows as loaded (the values the upstream decides, not the layout); output: a `Plan` of
-rows to insert and rewrite, companies to unlink and relink, and the `Changes` to report. Cost is
-linear in the tree and, when little changed, little more than one comparison per company:
+current rows as loaded (the values the upstream decides, not the layout): the whole instance,
+or any part of it that holds every ancestor of its rows and the whole subtree of every group
+whose layout changes, with the wanted companies of that part and the new ones
+(`reconcile_scope`). Output: a `Plan` of rows to insert and rewrite, companies to unlink and
+relink, and the `Changes` to report. Cost is linear in the rows given and, when little changed,
+little more than one comparison per company:
 
 - A group's layout (path, sort key, depth) follows from its parent's and its own id and name
   (`server.domain.tree_paths`), an invariant every writer of both trees keeps. So a row is rewritten
@@ -14,7 +17,7 @@ linear in the tree and, when little changed, little more than one comparison per
   NULL until first written) differ from what the snapshot wants.
 - New rows are handed over in sort-key order, so that the databases append to their indexes.
 
-`reconcile.apply_snapshot` loads the rows and writes the plan.
+`reconcile.apply_snapshot` loads the rows (`reconcile_scope`) and writes the plan.
 """
 
 from __future__ import annotations

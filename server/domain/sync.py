@@ -20,7 +20,7 @@ from server import events
 from server.domain import reconcile
 from server.domain.accounts import publish_sessions_ended
 from server.domain.errors import DomainError
-from server.domain.reconcile_input import check_fits
+from server.domain.reconcile_input import wanted_companies
 from server.domain.upstream_connection import (
     ClientFactory,
     check_importable,
@@ -130,7 +130,7 @@ async def execute(
             user = await client.current_user()
             check_importable(user)
             snapshot = await client.fetch_tree(user.company.public_id, on_progress=fetched)
-            check_fits(snapshot)  # before asking for companies the console cannot hold
+            wanted = wanted_companies(snapshot)  # refused before asking for licenses
             await update(run, bus, on_progress, phase=LICENSES)
 
             async def read(seen: int) -> None:
@@ -144,7 +144,7 @@ async def execute(
             )
         await update(run, bus, on_progress, phase=APPLY, companies_seen=len(snapshot.companies))
         changes = await reconcile.apply_snapshot(
-            instance.id, snapshot, after_first_write=after_first_write, licenses=licenses
+            instance.id, wanted, after_first_write=after_first_write, licenses=licenses
         )
         if instance.upstream_company_id != user.company.public_id:
             instance.upstream_company_id = user.company.public_id

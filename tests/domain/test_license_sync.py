@@ -13,6 +13,7 @@ import pytest
 
 from server import events
 from server.domain import reconcile
+from server.domain.reconcile_input import wanted_companies
 from server.events import InProcessEventBus
 from server.models import Company, UsageDay, db
 from server.models.enums import SyncState
@@ -195,7 +196,7 @@ async def test_more_licenses_than_allowed_fail_the_run_naming_the_setting(
 
 async def apply_statements(instance_id: int, snapshot: Any, licenses: Any) -> int:
     with db.count_statements() as counter:
-        await reconcile.apply_snapshot(instance_id, snapshot, licenses=licenses)
+        await reconcile.apply_snapshot(instance_id, wanted_companies(snapshot), licenses=licenses)
     return counter.count
 
 

@@ -36,6 +36,7 @@ from server.domain.errors import (
     UpstreamFailed,
     UpstreamNotConnected,
 )
+from server.domain.reconcile_input import wanted_companies
 from server.domain.secrets import hash_password
 from server.domain.sync_scheduler import SyncScheduler, due_instances
 from server.domain.tree_paths import COMPANY_LEVELS_THAT_FIT
@@ -64,6 +65,7 @@ from tests.sync_support import (
     dump,
     fast_client,
     groups_of,
+    left_to_plan,
     port_that,
     synced,
     synced_tenant,
@@ -542,6 +544,7 @@ async def test_random_upstream_edits_converge_node_for_node(
             run = await synced(owner, settings)
             assert run.state == SyncState.SUCCEEDED, run.error
             await assert_mirrors(instance_id, upstream, ever_seen)
+            assert await left_to_plan(instance_id, sim) == []
             before = await dump(instance_id)
             again = await synced(owner, settings)
             assert (again.created, again.updated, again.moved) == (0, 0, 0)
@@ -1191,7 +1194,7 @@ async def test_the_scheduler_syncs_instances_whose_last_sync_is_older_than_the_i
 
 async def apply_statements(instance_id: int, snapshot: Any) -> int:
     with db.count_statements() as counter:
-        await reconcile.apply_snapshot(instance_id, snapshot)
+        await reconcile.apply_snapshot(instance_id, wanted_companies(snapshot))
     return counter.count
 
 
