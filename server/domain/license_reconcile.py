@@ -160,7 +160,8 @@ async def apply_licenses(
     if not stale:
         await usage.record_snapshot(instance_id, now, unchanged=True)
         return changes
-    compared = {companies[public_id][0] for public_id in stale}
+    # a company inserted by this sync holds no license yet: nothing of it to read
+    compared = {companies[p][0] for p in stale if p not in inserted}
     wanted: dict[str, tuple[Any, ...]] = {}
     for public_id in stale:
         company_id = companies[public_id][0]
