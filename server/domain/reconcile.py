@@ -1,7 +1,7 @@
 """Applying an upstream snapshot to an instance's company and group trees, in one transaction.
 
-Has the database find the companies whose rows differ from the snapshot's, loads those and
-what lies around them (`reconcile_scope`), has `reconcile_plan` work out the difference in
+Finds the companies whose rows differ from the snapshot's, loads those and what lies around
+them (`reconcile_scope`), has `reconcile_plan` work out the difference in
 memory, and writes it with a fixed set of batched statements (the count does not grow with the
 number of companies): new companies and their groups inserted, changed rows rewritten by one
 UPDATE per table, computers and installers following their groups by reference. Companies
@@ -9,8 +9,8 @@ missing upstream are unlinked, never deleted (their installers revoked, the nati
 in them disabled and signed out); those that come back are relinked unless a user unlinked them.
 
 Every company row keeps the fingerprint of what the upstream decided of it (`Wanted.digest`):
-the database compares them, so a sync reads only the rows that differ, and when none does,
-one statement shows that nothing but licenses can have changed.
+compared with the snapshot's over one index read, they single out the rows a sync must load,
+and when none differs, that one statement shows that nothing but licenses can have changed.
 """
 
 from __future__ import annotations
