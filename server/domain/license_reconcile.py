@@ -28,6 +28,7 @@ from server.models.bulk import (
     encode_ids,
     encode_rows,
     ids_source,
+    insert_rows,
     reserve_ids,
     rows_source,
     update_rows,
@@ -132,6 +133,11 @@ def _row(key: str, wanted: tuple[Any, ...], row_id: int) -> dict[str, Any]:
     }
 
 
+def _expiry_value(text: str | None) -> dt.datetime | None:
+    """`_expiry_text` as the datetime it spells (which SQLite stores in that spelling)."""
+    return dt.datetime.fromisoformat(text) if text else None
+
+
 def _expiry_sql(column: str) -> str:
     """JSON carries the expiry as text; PostgreSQL stores it as a timestamp."""
     return f"CAST({column} AS timestamptz)" if db.is_postgres() else column
@@ -197,13 +203,13 @@ async def apply_licenses(
             {**_row(key, wanted[key], new_id), "public_license_key": key}
             for key, new_id in zip(new_keys, ids, strict=True)
         ]
-        await db.execute(
-            "INSERT INTO license (id, instance_id, company_id, public_license_key, product_code, "
-            "product_name, seats, activated, state, trial, expires_at, search_text, created_at, "
-            "updated_at) SELECT x.id, ?, x.company_id, x.public_license_key, x.product_code, "
-            f"x.product_name, x.seats, x.activated, x.state, x.trial, "
-            f"{_expiry_sql('x.expires_at')}, x.search_text, ?, ? FROM {rows_source(_NEW)}",
-            [instance_id, now, now, encode_rows(created)],
+        for row in created:  # inserted as a datetime (binary COPY on PostgreSQL)
+            row["expires_at"] = _expiry_value(row["expires_at"])
+        await insert_rows(
+            "license",
+            _NEW,
+            created,
+            {"instance_id": instance_id, "created_at": now, "updated_at": now},
         )
         changes.created = len(created)
         changes.changed_ids += ids
