@@ -143,6 +143,22 @@ def _expiry_sql(column: str) -> str:
     return f"CAST({column} AS timestamptz)" if db.is_postgres() else column
 
 
+def compared_licenses(instance_id: int, compared: Collection[int]) -> tuple[str, list[Any]]:
+    """The statement reading the licenses a sync compares with the listings. A key can come
+    from a compared company (whose listing changed) or from one not listed: unlinked (missing
+    upstream, written so before this) or a read-only ancestor; never from one whose listing
+    has its digest. Those two are looked up as their partial indexes say (migration 0012), so
+    each is read off its index, not off every company of the instance."""
+    return (
+        "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
+        "activated, state, trial, expires_at FROM license WHERE instance_id = ? "
+        f"AND company_id IN ({ids_source()} "
+        "UNION SELECT id FROM company WHERE instance_id = ? AND unlinked_at IS NOT NULL "
+        "UNION SELECT id FROM company WHERE instance_id = ? AND read_only = TRUE)",
+        [instance_id, encode_ids(compared), instance_id, instance_id],
+    )
+
+
 async def apply_licenses(
     instance_id: int,
     listing: Mapping[str, Sequence[UpstreamLicense]],
@@ -173,16 +189,7 @@ async def apply_licenses(
         company_id = companies[public_id][0]
         for license in listing[public_id]:
             wanted[license.public_license_key] = _wanted(license, company_id)
-    # a key can come from a compared company (whose listing changed too) or from one not
-    # listed: unlinked (missing upstream, written so before this) or a read-only ancestor;
-    # never from one whose listing has its digest
-    rows = await db.fetch(
-        "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
-        "activated, state, trial, expires_at FROM license WHERE instance_id = ? "
-        f"AND company_id IN ({ids_source()} UNION SELECT id FROM company "
-        "WHERE instance_id = ? AND (unlinked_at IS NOT NULL OR read_only = ?))",
-        [instance_id, encode_ids(compared), instance_id, True],
-    )
+    rows = await db.fetch(*compared_licenses(instance_id, compared))
     current = {row["public_license_key"]: row for row in rows}
     new_keys = [key for key in wanted if key not in current]
     changed = [

@@ -138,7 +138,7 @@ async def refresh_statistics() -> None:
     """Let the query planner know the tables' sizes and spreads (after a large change): without
     statistics SQLite scans a whole table where an index would serve."""
     if is_postgres():
-        await execute("ANALYZE company, static_group, computer")
+        await execute("ANALYZE company, static_group, computer, license, usage_line")
     else:
         await connection().execute_script("PRAGMA analysis_limit = 1000; ANALYZE")
 

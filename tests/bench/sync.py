@@ -202,7 +202,7 @@ async def bench(settings: Settings, companies: int, fraction: float, seed: int) 
             )
             first = await measured_sync("first", instance.id, settings, upstream)
             if settings.is_postgres:
-                await db.execute("VACUUM ANALYZE company, static_group")
+                await db.execute("VACUUM ANALYZE company, static_group, license, usage_line")
             changed = change_upstream(tree, fraction, seed)
             again = await measured_sync("re-sync", instance.id, settings, upstream)
             same = await measured_sync("no change", instance.id, settings, upstream)
