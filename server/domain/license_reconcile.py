@@ -147,8 +147,8 @@ def compared_licenses(instance_id: int, compared: Collection[int]) -> tuple[str,
     """The statement reading the licenses a sync compares with the listings. A key can come
     from a compared company (whose listing changed) or from one not listed: unlinked (missing
     upstream, written so before this) or a read-only ancestor; never from one whose listing
-    has its digest. Those two are looked up as their partial indexes say (migration 0012), so
-    each is read off its index, not off every company of the instance."""
+    has its digest. Those two are looked up as their partial indexes say (migration
+    0012_sync_upkeep), so each is read off its index, not off every company of the instance."""
     return (
         "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
         "activated, state, trial, expires_at FROM license WHERE instance_id = ? "
