@@ -38,6 +38,7 @@ from tests.bench.harness import (
     console,
     database,
     graphql,
+    login,
     percentile,
 )
 
@@ -101,14 +102,7 @@ async def measure(
 ) -> None:
     started = time.perf_counter()
     async with aiohttp.ClientSession() as session:
-        body = await graphql(
-            session,
-            url,
-            None,
-            "mutation($i: LoginInput!) { login(input: $i) { token } }",
-            {"i": {"email": email, "password": read_api.PASSWORD, "via": "EBA"}},
-        )
-    token = body["data"]["login"]["token"]
+        token = await login(session, url, email, read_api.PASSWORD)
 
     async def page(session: aiohttp.ClientSession, _n: int) -> bool:
         body = await graphql(session, url, token, read_api.MANAGED_CUSTOMERS, {"first": 50})
