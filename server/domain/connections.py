@@ -122,16 +122,47 @@ def connection_status_filter_sql(
     return "(" + " OR ".join(parts) + ")", params
 
 
-def _stale_announcement_sql(now: datetime, settings: Settings) -> tuple[str, list[Any]]:
-    """Computers whose computed status differs from `announced_status` (ranges, no CASE)."""
-    parts: list[str] = []
+def _stale_ranges(now: datetime, settings: Settings) -> list[tuple[str, list[Any]]]:
+    """Computers whose computed status differs from `announced_status`, as ranges of the
+    (announced_status, last_connected_at) index: per announced status, no check-in and the
+    check-ins outside that status's own range. Each range holds only stale rows, so a batch
+    reads no other row (one range per announced status with the check-ins filtered read every
+    computer announced alike, at each batch: a batch cost in proportion to the instance)."""
+    column = "last_connected_at"
+    connected_since, delayed_since = thresholds(now, settings)
+    outside: dict[ConnectionStatus, list[tuple[str, list[Any]]]] = {
+        CONNECTED: [(f"{column} < ?", [connected_since])],
+        DELAYED: [(f"{column} >= ?", [connected_since]), (f"{column} < ?", [delayed_since])],
+        NOT_CONNECTED: [(f"{column} >= ?", [delayed_since])],
+        NEVER_CONNECTED: [(f"{column} IS NOT NULL", [])],
+    }
+    ranges: list[tuple[str, list[Any]]] = []
+    for status, checked_in in outside.items():
+        if status is not NEVER_CONNECTED:
+            checked_in = [(f"{column} IS NULL", []), *checked_in]
+        for sql, values in checked_in:
+            ranges.append((f"announced_status = '{status.value}' AND {sql}", values))
+    return ranges
+
+
+def stale_batch_sql(
+    now: datetime, settings: Settings, batch: int, instance_id: int | None = None
+) -> tuple[str, list[Any]]:
+    """The ids of at most `batch` computers whose announcement is stale: each range read in
+    index order up to the batch (`ORDER BY` keeps PostgreSQL off a scan that would filter the
+    table), one after the other until the batch is full."""
+    arms: list[str] = []
     params: list[Any] = []
-    for status in ConnectionStatus:
-        others = [s for s in ConnectionStatus if s is not status]
-        sql, values = connection_status_filter_sql("", others, now, settings)
-        parts.append(f"(announced_status = '{status.value}' AND {sql})")
+    for n, (sql, values) in enumerate(_stale_ranges(now, settings)):
+        if instance_id is not None:
+            sql += " AND instance_id = ?"
+            values = [*values, instance_id]
+        arms.append(
+            f"SELECT id FROM (SELECT id FROM computer WHERE {sql} "
+            f"ORDER BY last_connected_at LIMIT {int(batch)}) AS stale_{n}"
+        )
         params.extend(values)
-    return "(" + " OR ".join(parts) + ")", params
+    return " UNION ALL ".join(arms) + f" LIMIT {int(batch)}", params
 
 
 async def announce_transitions(
@@ -140,28 +171,29 @@ async def announce_transitions(
     now: datetime | None = None,
     *,
     instance_id: int | None = None,
-    batch: int = 5000,
+    batch: int = 500,
 ) -> dict[int, list[int]]:
     """Store the computed status of every computer whose announcement is stale and publish
     `COMPUTER_CONNECTION` per instance with their ids; returns {instance_id: computer_ids}.
 
     Each batch is one statement (UPDATE ... RETURNING), so a row is claimed exactly once even
-    with several processes watching.
+    with several processes watching: one that waited on another's row locks (PostgreSQL) finds
+    the row announced when it checks the status again. Batches are small, each its own
+    transaction, and the event loop is given back between them: on SQLite every request's
+    statements share the connection (and the write lock) with the watcher, so each waits for
+    one batch at most, however many computers turned stale at once.
     """
     now = utc(now or datetime.now(UTC))
     status_sql, status_params = connection_status_sql("", now, settings)
-    stale_sql, stale_params = _stale_announcement_sql(now, settings)
-    if instance_id is not None:
-        stale_sql = f"({stale_sql} AND instance_id = ?)"
-        stale_params.append(instance_id)
+    stale_sql, stale_params = stale_batch_sql(now, settings, batch, instance_id)
     statement = (
         f"UPDATE computer SET announced_status = {status_sql} "
-        f"WHERE id IN (SELECT id FROM computer WHERE {stale_sql} LIMIT {int(batch)}) "
+        f"WHERE id IN ({stale_sql}) AND announced_status <> {status_sql} "
         "RETURNING id, instance_id"
     )
     changed: dict[int, list[int]] = defaultdict(list)
     while True:
-        rows = await db.fetch(statement, [*status_params, *stale_params])
+        rows = await db.fetch(statement, [*status_params, *stale_params, *status_params])
         batch_changes: dict[int, list[int]] = defaultdict(list)
         for row in rows:
             batch_changes[row["instance_id"]].append(row["id"])
@@ -175,6 +207,7 @@ async def announce_transitions(
             changed[instance].extend(ids)
         if len(rows) < batch:
             return {instance: sorted(ids) for instance, ids in changed.items()}
+        await asyncio.sleep(0)
 
 
 class ConnectionWatcher(PeriodicTask):
