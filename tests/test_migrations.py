@@ -1,6 +1,8 @@
 """Migrations: on PostgreSQL every path column the scope filter compares as a range is
 byte-ordered (COLLATE "C"), as on SQLite, the audit log's group paths included; on both
-databases the sort keys written before 0011 come out in its form, in the same tree order.
+databases the sort keys written before 0011 come out in its form, in the same tree order, and
+the usage ledger has 0013's index in place of the one it covers; and the migrations build the
+models as they are (`makemigrations` would write nothing).
 
 A fresh database (PostgreSQL on the suite's server or the local default; a SQLite file),
 migrated in a process of its own, so this process's ORM is left alone."""
@@ -15,11 +17,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate
+from tortoise.migrations.autodetector import MigrationAutodetector
 
 from server.domain import tree_paths
 from server.models import db
@@ -168,21 +172,26 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite://{tmp_path / 'old.db'}"
 
 
-def test_0011_writes_old_sort_keys_in_the_new_form_in_tree_order(empty_database: str) -> None:
+def _in_process(function: str, url: str) -> Any:
+    """What `function` of this module, run on `url` in a process of its own, prints last."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MSP_CONSOLE_")}
     script = (
-        "import asyncio, sys; from tests.test_migrations import migrate_old_sort_keys; "
-        "asyncio.run(migrate_old_sort_keys(sys.argv[1]))"
+        f"import asyncio, sys; from tests.test_migrations import {function}; "
+        f"asyncio.run({function}(sys.argv[1]))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, empty_database],
+        [sys.executable, "-c", script, url],
         env={**env, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     )
-    migrated = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_0011_writes_old_sort_keys_in_the_new_form_in_tree_order(empty_database: str) -> None:
+    migrated = _in_process("migrate_old_sort_keys", empty_database)
     expected: dict[int, str] = {}
     for group_id, parent, name in GROUPS:
         parent_key = expected[parent] if parent else None
@@ -190,3 +199,46 @@ def test_0011_writes_old_sort_keys_in_the_new_form_in_tree_order(empty_database:
     assert [group_id for group_id, _ in migrated["groups"]] == TREE_ORDER
     assert {group_id: key for group_id, key in migrated["groups"]} == expected
     assert migrated["company"] == expected[COMPANY_GROUP]
+
+
+async def usage_line_indexes(url: str) -> None:
+    """Migrate `url` to the end and print the columns of each index of the usage ledger."""
+    config = db.tortoise_config(url)
+    await migrate(config=config)
+    await Tortoise.close_connections()
+    await Tortoise.init(config=config)
+    if db.is_postgres():
+        rows = await db.fetch("SELECT indexdef FROM pg_indexes WHERE tablename = 'usage_line'")
+        columns = [row["indexdef"].split("(", 1)[1].rstrip(")").split(", ") for row in rows]
+    else:
+        columns = []
+        for index in await db.fetch("PRAGMA index_list('usage_line')"):
+            info = await db.fetch(f"PRAGMA index_info('{index['name']}')")
+            columns.append([c["name"] for c in sorted(info, key=lambda c: c["seqno"])])
+    await Tortoise.close_connections()
+    print(json.dumps(columns))
+
+
+def test_0013_reads_a_companys_month_of_usage_off_one_index(empty_database: str) -> None:
+    indexes = _in_process("usage_line_indexes", empty_database)
+    assert ["company_id", "day", "product_code", "seats", "product_name"] in indexes
+    assert ["company_id", "day"] not in indexes  # the covering index's prefix: no upkeep twice
+
+
+async def pending_operations(url: str) -> None:
+    """Print what `makemigrations` would write: the differences between the models and the
+    state the migrations build (Tortoise's own autodetector; nothing is written)."""
+    config = db.tortoise_config(url)
+    await Tortoise.init(config=config)
+    try:
+        detector = MigrationAutodetector(Tortoise.apps, config["apps"])
+        writers = await detector.changes()
+    finally:
+        await Tortoise.close_connections()
+    print(json.dumps([op.describe() for writer in writers for op in writer.operations]))
+
+
+def test_the_migrations_build_the_models_as_they_are(tmp_path: Path) -> None:
+    # a model changed without a migration: the next makemigrations writes it into whatever
+    # migration someone makes next (as a SubtreeCount description did until 0014)
+    assert _in_process("pending_operations", f"sqlite://{tmp_path / 'none.db'}") == []

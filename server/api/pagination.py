@@ -74,9 +74,9 @@ class Connection(Generic[T]):
     total_count: int = strawberry.field(resolver=_total_count)
     total_count_is_exact: bool = strawberry.field(
         resolver=_total_count_is_exact,
-        description="False when a search, or a filter no counter holds (a computer's "
-        "connection status, duplicates), stopped counting at 1,000: totalCount is then a lower "
-        "bound. Counts without them are exact.",
+        description="False when a search, a filter no counter holds (a computer's "
+        "connection status, duplicates) or a listing no counter holds (the usage report) "
+        "stopped counting at 1,000: totalCount is then a lower bound. Other counts are exact.",
     )
     edges: list[Edge[T]]
     page_info: PageInfo

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from server.domain.access import Scope
+from server.domain.access import ANYWHERE, Scope
 from server.domain.listing import Listing, Page, PageRequest, sql_in
 from server.models import StaticGroup, db
 from server.models.enums import GroupKind
@@ -17,12 +17,16 @@ from server.models.enums import GroupKind
 _IN_TREE = f"g.kind <> '{GroupKind.SHARED_OBJECTS.value}'"
 
 
-def visible(scope: Scope) -> Listing[StaticGroup]:
+def _of_instance(instance_id: int) -> Listing[StaticGroup]:
     listing = Listing(
         StaticGroup, "static_group g", "g", ("g.sort_key", "g.id"), ("sort_key", "id")
     )
+    return listing.filter("g.instance_id = ?", instance_id)
+
+
+def visible(scope: Scope) -> Listing[StaticGroup]:
     condition, params = scope.sql("g.path")
-    return listing.filter("g.instance_id = ?", scope.instance_id).filter(condition, *params)
+    return _of_instance(scope.instance_id).filter(condition, *params)
 
 
 def children(scope: Scope, parent_id: int) -> Listing[StaticGroup]:
@@ -71,14 +75,16 @@ async def own_home_group(scope: Scope) -> StaticGroup | None:
     return db.from_row(StaticGroup, rows[0]) if rows else None
 
 
+def roots_listing(scope: Scope) -> Listing[StaticGroup]:
+    """The tops of the group tree the viewer may see (Shared Objects groups left out): the
+    groups at the scope's minimal path prefixes, whose parents no grant covers, read off the
+    (instance_id, path) index one row each; the whole instance's top has no parent."""
+    prefixes = scope.paths()
+    listing = _of_instance(scope.instance_id).filter(_IN_TREE)
+    if ANYWHERE in prefixes:
+        return listing.filter("g.parent_id IS NULL")
+    return listing.filter(*sql_in("g.path", prefixes)) if prefixes else listing.filter("1=0")
+
+
 async def roots(scope: Scope) -> list[StaticGroup]:
-    """The tops of the group tree the viewer may see (Shared Objects groups left out)."""
-    listing = visible(scope).filter(_IN_TREE)
-    parent_visible, parent_params = scope.sql("p.path")
-    rows = await db.fetch(
-        f"SELECT g.* FROM static_group g LEFT JOIN static_group p ON p.id = g.parent_id "
-        f"WHERE {listing._where_sql()} AND (p.id IS NULL OR NOT {parent_visible}) "
-        "ORDER BY g.sort_key",
-        [*listing.params, *parent_params],
-    )
-    return [db.from_row(StaticGroup, row) for row in rows]
+    return await roots_listing(scope).rows()

@@ -25,6 +25,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from server.domain.access import Scope
+from server.domain.counters import COUNT_CAP
 from server.domain.errors import InvalidInput
 from server.domain.listing import Page, PageRequest, encode_cursor
 from server.models import db
@@ -187,11 +188,13 @@ def _cursor_values(after: tuple[Any, ...] | None) -> tuple[str, int, int] | None
     return sort_key, company_id, product_code
 
 
-async def _rows(
-    scope: Scope, start: dt.date, end: dt.date, after: tuple[str, int, int] | None, size: int
-) -> tuple[list[UsageRow], bool]:
-    """Up to `size` rows after `after`, and whether more follow: one statement. The page's
-    companies are picked first (tree order, usage in the month), then their usage summed."""
+def _companies(
+    scope: Scope, start: dt.date, end: dt.date, after: tuple[str, int, int] | None, limit: int
+) -> tuple[str, list[Any]]:
+    """The `page` of up to `limit` companies in tree order (from `after`'s on) with usage in
+    the month, as a WITH clause: a walk in tree order, one probe of the ledger index each,
+    that stops at `limit`. The probe is a scalar subquery, not EXISTS: PostgreSQL makes an
+    EXISTS a join that first reads every company of the month's ledger."""
     condition, params = scope.sql("c.path", Area.LICENSES)
     sort_key = db.text_order("c.sort_key")
     keyset, keyset_params = "", []
@@ -200,36 +203,62 @@ async def _rows(
         keyset_params = [after[0], after[1]]
     sql = (
         "WITH page AS (SELECT c.id AS id FROM company c "
-        f"WHERE c.instance_id = ? AND {condition} {keyset}AND EXISTS (SELECT 1 FROM usage_line u "
-        "WHERE u.company_id = c.id AND u.day >= ? AND u.day < ?) "
+        f"WHERE c.instance_id = ? AND {condition} {keyset}AND (SELECT 1 FROM usage_line u "
+        "WHERE u.company_id = c.id AND u.day >= ? AND u.day < ? LIMIT 1) IS NOT NULL "
         f"ORDER BY {sort_key}, c.id LIMIT ?) "
-        "SELECT c.id AS company_id, c.sort_key AS sort_key, c.public_id AS public_id, "
-        "c.name AS name, c.custom_identifier AS custom_identifier, "
+    )
+    return sql, [scope.instance_id, *params, *keyset_params, start, end, limit]
+
+
+def _sums_sql(
+    scope: Scope, start: dt.date, end: dt.date, after: tuple[str, int, int] | None, limit: int
+) -> tuple[str, list[Any]]:
+    """A row per company and product of up to `limit` companies (`_companies`), with the
+    month's sums, read off the ledger's (company, day, product, seats, name) index: no ledger
+    row is read. On PostgreSQL a LATERAL subquery has each company drive its own index range:
+    as a join, the planner may read the month's ledger first."""
+    page, params = _companies(scope, start, end, after, limit)
+    month = "u.day >= ? AND u.day < ?"
+    sums = (
         "u.product_code AS product_code, MAX(u.product_name) AS product_name, "
-        "SUM(u.seats) AS seat_days, MAX(u.seats) AS peak_seats, "
+        "SUM(u.seats) AS seat_days, MAX(u.seats) AS peak_seats"
+    )
+    if db.is_postgres():
+        columns = "u.product_code, u.product_name, u.seat_days, u.peak_seats"
+        source = (
+            f"CROSS JOIN LATERAL (SELECT {sums} FROM usage_line u WHERE u.company_id = p.id "
+            f"AND {month} GROUP BY u.product_code) u "
+        )
+        group = ""
+    else:
+        columns, source = sums, f"JOIN usage_line u ON u.company_id = p.id AND {month} "
+        group = (
+            "GROUP BY c.id, c.sort_key, c.public_id, c.name, c.custom_identifier, u.product_code "
+        )
+    sql = (
+        f"{page}SELECT c.id AS company_id, c.sort_key AS sort_key, c.public_id AS public_id, "
+        f"c.name AS name, c.custom_identifier AS custom_identifier, {columns}, "
         "(SELECT COUNT(*) FROM usage_day d WHERE d.instance_id = ? AND d.day >= ? "
         "AND d.day < ?) AS days "
-        "FROM page p JOIN company c ON c.id = p.id "
-        "JOIN usage_line u ON u.company_id = c.id AND u.day >= ? AND u.day < ? "
-        "GROUP BY c.id, c.sort_key, c.public_id, c.name, c.custom_identifier, u.product_code "
-        f"ORDER BY {sort_key}, c.id, u.product_code"
+        f"FROM page p JOIN company c ON c.id = p.id {source}{group}"
     )
-    found = await db.fetch(
-        sql,
-        [
-            scope.instance_id,
-            *params,
-            *keyset_params,
-            start,
-            end,
-            size + 2,  # the cursor's company may have nothing left after the cursor
-            scope.instance_id,
-            start,
-            end,
-            start,
-            end,
-        ],
-    )
+    return sql, [*params, scope.instance_id, start, end, start, end]
+
+
+def page_sql(
+    scope: Scope, start: dt.date, end: dt.date, after: tuple[str, int, int] | None, size: int
+) -> tuple[str, list[Any]]:
+    """The statement of a page: every product of `size` + 2 companies (the cursor's company
+    may have nothing left after the cursor), in order."""
+    sql, params = _sums_sql(scope, start, end, after, size + 2)
+    return f"{sql}ORDER BY {db.text_order('c.sort_key')}, c.id, u.product_code", params
+
+
+async def _rows(
+    scope: Scope, start: dt.date, end: dt.date, after: tuple[str, int, int] | None, size: int
+) -> tuple[list[UsageRow], bool]:
+    """Up to `size` rows after `after`, and whether more follow: one statement."""
+    found = await db.fetch(*page_sql(scope, start, end, after, size))
     rows = [
         UsageRow(
             company_id=int(row["company_id"]),
@@ -259,25 +288,20 @@ async def report_page(scope: Scope, month: str, request: PageRequest) -> Page[Us
     return Page(rows, [r.cursor for r in rows], more, after is not None)
 
 
-async def report_count(scope: Scope, month: str) -> int:
-    """Rows (company and product) of the month's report the viewer may see: one statement
-    over the month's ledger (asked only with `totalCount`)."""
+def count_sql(scope: Scope, start: dt.date, end: dt.date) -> tuple[str, list[Any]]:
+    """The rows of at most COUNT_CAP + 1 companies (each has one at least), up to one more
+    than COUNT_CAP, counted."""
+    sql, params = _sums_sql(scope, start, end, None, COUNT_CAP + 1)
+    return f"SELECT COUNT(*) AS n FROM ({sql}LIMIT {COUNT_CAP + 1}) x", params
+
+
+async def report_count(scope: Scope, month: str) -> tuple[int, bool]:
+    """Rows (company and product) of the month's report the viewer may see, counted up to
+    COUNT_CAP, and whether exactly: no counter holds them, and counting them all read the
+    month's whole ledger."""
     start, end = parse_month(month)
-    condition, params = scope.sql("c.path", Area.LICENSES)
-    companies, company_params = "", []
-    if condition != "1=1":  # the whole instance needs no look at the companies
-        companies = (
-            "AND u.company_id IN (SELECT c.id FROM company c "
-            f"WHERE c.instance_id = ? AND {condition}) "
-        )
-        company_params = [scope.instance_id, *params]
-    value = await db.fetch_value(
-        "SELECT COUNT(*) AS n FROM (SELECT u.company_id FROM usage_line u "
-        f"WHERE u.instance_id = ? AND u.day >= ? AND u.day < ? {companies}"
-        "GROUP BY u.company_id, u.product_code) x",
-        [scope.instance_id, start, end, *company_params],
-    )
-    return int(value or 0)
+    n = int(await db.fetch_value(*count_sql(scope, start, end)) or 0)
+    return min(n, COUNT_CAP), n <= COUNT_CAP
 
 
 async def report_rows(

@@ -105,10 +105,12 @@ class Company(Model):
 
 
 class SubtreeCount(Model):
-    """Companies in one static group's subtree (its own company included), by type and, for
-    customers, by status, and the computers of the subtree and of the group itself: kept right
-    by every write that changes them (`domain.counters`), so a count over a subtree reads one
-    row whatever its size. No row: nothing below."""
+    """Companies and computers in one static group's subtree, kept by every write.
+
+    Companies (its own company included) by type and, for customers, by status; computers of
+    the subtree and of the group itself. Every write that changes them keeps them right
+    (`domain.counters`), so a count over a subtree reads one row whatever its size. No row:
+    nothing below. The first line is the table's description, which the migrations record."""
 
     group_id = fields.IntField(primary_key=True, generated=False)
     instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(

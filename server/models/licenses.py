@@ -90,4 +90,6 @@ class UsageLine(Model):
     class Meta:
         table = "usage_line"
         unique_together = (("instance", "day", "company", "product_code"),)
-        indexes = (("company_id", "day"),)
+        # a company's month holds every column the report reads: a page of the report is read
+        # off this index alone, no row of the table (one per company, product and day)
+        indexes = (("company_id", "day", "product_code", "seats", "product_name"),)

@@ -173,6 +173,27 @@ async def test_the_report_costs_the_same_statements_for_few_or_many_companies(cl
     assert counts == [4, 4]
 
 
+async def test_the_report_counts_its_rows_up_to_the_cap(client, monkeypatch):
+    # no counter holds a month's rows: counting them all read the whole month's ledger
+    owner = await factories.owner(client)
+    tree = await factories.company_tree(
+        owner.instance_id, msps=1, customers_per_msp=3, computers_per_customer=0
+    )
+    for customer in tree.all_customers:
+        await factories.license(owner.instance_id, customer)
+        await factories.license(owner.instance_id, customer, product_code=300)
+    await usage.record_snapshot(owner.instance_id, on(3))
+    await usage.record_snapshot(owner.instance_id, on(4))
+    query = """query($month: String!) {
+      usageReport(month: $month, first: 0) { totalCount totalCountIsExact } }"""
+    # 6 rows: 3 companies reach a cap of 2 (more companies than it), or 5 with their products
+    for cap, expected in ((10, (6, True)), (6, (6, True)), (5, (5, False)), (2, (2, False))):
+        monkeypatch.setattr(usage, "COUNT_CAP", cap)
+        data = await client.query(query, {"month": "2026-10"}, owner.token)
+        counted = data["usageReport"]
+        assert (counted["totalCount"], counted["totalCountIsExact"]) == expected, cap
+
+
 async def test_the_csv_holds_the_same_rows_as_the_report(client):
     owner, tree = await _ledger(client)
     response = await client.http.get(

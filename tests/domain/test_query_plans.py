@@ -10,6 +10,7 @@ instance."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,11 +18,11 @@ from typing import Any
 import pytest
 from tortoise.transactions import in_transaction
 
-from server.domain import companies, computers, connections, customers, groups
-from server.domain.access import Scope
+from server.domain import companies, computers, connections, customers, groups, usage
+from server.domain.access import Scope, whole_instance
 from server.domain.listing import PageRequest
-from server.models import Computer, StaticGroup, User, db
-from server.models.enums import ConnectionStatus, GroupKind, Service
+from server.models import Company, Computer, StaticGroup, User, db
+from server.models.enums import Area, ConnectionStatus, GroupKind, Level, Service
 from tests import factories
 from tests.agents.conftest import SETTINGS
 
@@ -270,3 +271,94 @@ async def test_a_watcher_batch_reads_only_the_stale_computers_it_claims(instance
         n["Actual Rows"] * n["Actual Loops"] + n.get("Rows Removed by Filter", 0) for n in scans
     )
     assert read == batch, scans
+
+
+def _read(nodes: list[dict[str, Any]], table: str) -> int:
+    """Rows the scans of `table` read, those a filter then dropped included."""
+    return sum(
+        n.get("Actual Rows", 0) * n.get("Actual Loops", 1) + n.get("Rows Removed by Filter", 0)
+        for n in nodes
+        if "Scan" in n["Node Type"] and n.get("Relation Name") == table
+    )
+
+
+DAYS = 5
+
+
+@pytest.fixture(scope="module")
+async def ledger(instance: dict[str, Any]) -> dict[str, Any]:
+    """Every company of the tree bills two products, snapshotted on DAYS days of October."""
+    scope = instance["scope"]
+    for company in await Company.filter(instance_id=scope.instance_id):
+        await factories.license(scope.instance_id, company)
+        await factories.license(scope.instance_id, company, product_code=300)
+    for day in range(1, DAYS + 1):
+        await usage.record_snapshot(scope.instance_id, dt.datetime(2026, 10, day, tzinfo=dt.UTC))
+    await db.refresh_statistics()
+    return instance
+
+
+async def test_a_usage_report_page_reads_its_companies_and_their_ledger_off_indexes(ledger):
+    # a ledger row (company, product, day) read from the table was a table page read at size:
+    # the ledger is written a day at a time, so a company's month lies on as many pages
+    start, end = usage.parse_month("2026-10")
+    first = await usage.report_page(ledger["scope"], "2026-10", PageRequest(first=PAGE))
+    last = first.items[-1]
+    for after in (None, (last.company_sort_key, last.company_id, last.product_code)):
+        plan = await _plan(*usage.page_sql(ledger["scope"], start, end, after, PAGE))
+        if not db.is_postgres():
+            details = "\n".join(plan)  # type: ignore[arg-type]
+            assert "SCAN c" not in details and "SCAN u" not in details, details
+            ledger_reads = [d for d in plan if "SEARCH u " in d]  # type: ignore[operator]
+            assert len(ledger_reads) == 2, details  # a probe of each company, then its sums
+            assert all("USING COVERING INDEX" in d for d in ledger_reads), details
+            continue
+        nodes: list[dict[str, Any]] = plan  # type: ignore[assignment]
+        scans = [n for n in nodes if n.get("Relation Name") == "usage_line"]
+        assert scans and all(n["Node Type"] == "Index Only Scan" for n in scans), scans
+        walked = PAGE + 2  # every company has usage: the walk stops at its LIMIT
+        assert _read(nodes, "company") <= 2 * walked, nodes  # the walk, then each by id
+        # a probe of each walked company, then its month (2 products x DAYS)
+        assert _read(nodes, "usage_line") <= walked * (1 + 2 * DAYS), nodes
+
+
+async def test_a_usage_report_count_reads_the_ledger_of_cap_plus_one_companies(ledger, monkeypatch):
+    cap = 7
+    monkeypatch.setattr(usage, "COUNT_CAP", cap)
+    assert await usage.report_count(ledger["scope"], "2026-10") == (cap, False)
+    plan = await _plan(*usage.count_sql(ledger["scope"], *usage.parse_month("2026-10")))
+    if not db.is_postgres():
+        details = "\n".join(plan)  # type: ignore[arg-type]
+        assert "SCAN c" not in details and "SCAN u" not in details, details
+        return
+    nodes: list[dict[str, Any]] = plan  # type: ignore[assignment]
+    # the walk and the join by id stop after cap + 1 companies; each is probed, then summed
+    assert _read(nodes, "company") <= 2 * (cap + 1), nodes
+    assert _read(nodes, "usage_line") <= (cap + 1) * (1 + 2 * DAYS), nodes
+
+
+async def test_group_roots_are_read_off_the_path_index_one_row_each(instance):
+    # the roots were every group of the instance joined to its parent: a sequential scan of
+    # the instance's groups on PostgreSQL
+    tree = instance["tree"]
+    owner: Scope = instance["scope"]
+    paths = [
+        (await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)).path
+        for company in (tree.msps[1], tree.all_customers[0], tree.customers[tree.msps[1].id][3])
+    ]
+    grants = {Area.COMPUTERS: tuple((path, Level.READ) for path in paths)}
+    viewer = Scope(owner.instance_id, owner.user_id, owner=False, grants=grants)
+    for scope, expected in ((owner, 1), (viewer, 2)):  # the MSP's customer is in its subtree
+        listing = groups.roots_listing(scope)
+        found = await listing.rows()
+        assert len(found) == expected, found
+        sql = f"SELECT g.* FROM {listing.source} WHERE {listing._where_sql()}"
+        plan = await _plan(sql, list(listing.params))
+        if not db.is_postgres():
+            details = "\n".join(plan)  # type: ignore[arg-type]
+            assert "(instance_id=? AND path=?)" in details, details
+            continue
+        nodes: list[dict[str, Any]] = plan  # type: ignore[assignment]
+        assert _read(nodes, "static_group") == expected, nodes
+    everything = await groups.roots(whole_instance(owner.instance_id))  # the top, no parent
+    assert [g.kind for g in everything] == [GroupKind.ALL]
