@@ -28,7 +28,7 @@ from server.models.bulk import (
     encode_ids,
     encode_rows,
     ids_source,
-    insert_rows,
+    insert_records,
     reserve_ids,
     rows_source,
     update_rows,
@@ -54,8 +54,6 @@ _ROW = {
     "expires_at": "text",
     "search_text": "text",
 }
-_NEW = {**_ROW, "public_license_key": "text"}
-_DIGEST_ROW = {"id": "int", "license_digest": "text"}
 _COMPARED = (
     "company_id",
     "product_code",
@@ -66,6 +64,18 @@ _COMPARED = (
     "trial",
     "expires_at",
 )
+
+# a new license's columns: `_COMPARED`'s in its order (see `_wanted`), then what it adds
+_NEW = (
+    "id",
+    *_COMPARED,
+    "search_text",
+    "public_license_key",
+    "instance_id",
+    "created_at",
+    "updated_at",
+)
+_DIGEST_ROW = {"id": "int", "license_digest": "text"}
 
 
 @dataclass(slots=True)
@@ -201,19 +211,17 @@ async def apply_licenses(
     left = {current[key]["company_id"] for key in wanted if key in current} - compared
     if new_keys:
         ids = (await reserve_ids({"license": len(new_keys)}))["license"]
-        created = [
-            {**_row(key, wanted[key], new_id), "public_license_key": key}
-            for key, new_id in zip(new_keys, ids, strict=True)
-        ]
-        for row in created:  # inserted as a datetime (binary COPY on PostgreSQL)
-            row["expires_at"] = _expiry_value(row["expires_at"])
-        await insert_rows(
+        fixed = (instance_id, now, now)
+        await insert_records(
             "license",
             _NEW,
-            created,
-            {"instance_id": instance_id, "created_at": now, "updated_at": now},
+            [
+                (new_id, *row[:-1], _expiry_value(row[-1]), search_text(key, row[2]), key, *fixed)
+                for key, new_id in zip(new_keys, ids, strict=True)
+                for row in (wanted[key],)
+            ],
         )
-        changes.created = len(created)
+        changes.created = len(new_keys)
         changes.changed_ids += ids
     if changed:
         await db.execute(

@@ -99,28 +99,32 @@ async def reserve_ids(counts: Mapping[str, int]) -> dict[str, list[int]]:
     return reserved
 
 
+async def insert_records(
+    table: str, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+) -> None:
+    """INSERT `records` (tuples in the order of `columns`) in one statement. SQLite runs the
+    INSERT once per record in one call (`executemany`: reading rows out of one JSON text costs a
+    parse per column per row there); PostgreSQL takes them by COPY, in its binary format (no
+    limit on the number of rows, no text to parse)."""
+    if db.is_postgres():
+        await db.copy_records(table, columns, records)
+        return
+    marks = ", ".join("?" for _ in columns)
+    await db.execute_many(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", records)
+
+
 async def insert_rows(
     table: str,
     columns: Mapping[str, str],
     rows: Sequence[Mapping[str, Any]],
     fixed: Mapping[str, Any],
 ) -> None:
-    """INSERT `rows` in one statement: `columns` (name: kind) from each row, `fixed` the same
-    value in every row. SQLite runs the INSERT once per row in one call (`executemany`: reading
-    rows out of one JSON text costs a parse per column per row there); PostgreSQL takes them
-    by COPY, in its binary format (no limit on the number of rows, no text to parse)."""
-    constants = tuple(fixed.values())
+    """`insert_records` of `rows`: `columns` (name: kind) from each row, `fixed` the same value
+    in every row."""
     if len(columns) < 2:  # itemgetter of one name gives the value, not a tuple
         raise ValueError("insert_rows takes two or more columns from the rows")
-    values = itemgetter(*columns)
-    records = [values(row) + constants for row in rows]
-    if db.is_postgres():
-        await db.copy_records(table, [*columns, *fixed], records)
-        return
-    marks = ", ".join("?" for _ in range(len(columns) + len(fixed)))
-    await db.execute_many(
-        f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) VALUES ({marks})", records
-    )
+    values, constants = itemgetter(*columns), tuple(fixed.values())
+    await insert_records(table, [*columns, *fixed], [values(row) + constants for row in rows])
 
 
 async def update_rows(
