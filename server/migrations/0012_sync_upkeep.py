@@ -7,8 +7,8 @@ that changed a listing (0.2-0.4 s). The query spells the conditions as the index
 (`read_only = TRUE`, not a parameter), which is what lets either database use them.
 
 On PostgreSQL, the sequences of the tables a sync fills hand each connection 1,000 keys at a
-time: a first sync reserves some 400,000 keys (`bulk.reserve_ids`), and one `nextval` at a time
-cost half a second of it. Keys stay unique; a connection that closes leaves a gap, and nothing
+time: a first sync takes some 550,000 keys (`bulk.reserve_ids`, and the usage lines' defaults),
+and one `nextval` at a time cost half a second of it. Keys stay unique; a connection that closes leaves a gap, and nothing
 reads order into these keys beyond telling rows apart."""
 
 from tortoise import migrations
@@ -17,7 +17,7 @@ from tortoise.migrations import operations as ops
 UNLINKED_INDEX = "idx_company_unlinked"
 READ_ONLY_INDEX = "idx_company_read_only"
 SEQUENCE_CACHE = 1000
-SYNCED_TABLES = ("company", "static_group", "license")
+SYNCED_TABLES = ("company", "static_group", "license", "usage_line")
 
 
 async def cache_keys(apps, schema_editor) -> None:

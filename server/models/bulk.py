@@ -69,10 +69,11 @@ async def reserve_ids(counts: Mapping[str, int]) -> dict[str, list[int]]:
     if not wanted:
         return reserved
     if db.is_postgres():
-        # a row per table, its keys in one array: a row per key cost more than the keys
+        # a row per table, its keys in one array: a row per key cost more than the keys. The
+        # sequence by its name (a serial's, `<table>_id_seq`) as a literal, which PostgreSQL
+        # resolves once: looked up per key, 200,000 keys cost 0.4 s instead of 0.03 s
         union = " UNION ALL ".join(
-            f"SELECT '{table}' AS t, "
-            f"array_agg(nextval(pg_get_serial_sequence('{table}', 'id'))) AS ids "
+            f"SELECT '{table}' AS t, array_agg(nextval('{table}_id_seq')) AS ids "
             f"FROM generate_series(1, {int(n)})"
             for table, n in wanted.items()
         )
