@@ -1,6 +1,7 @@
 """Migrations: on PostgreSQL every path column the scope filter compares as a range is
 byte-ordered (COLLATE "C"), as on SQLite, the audit log's group paths included; on both
-databases the sort keys written before 0011 come out in its form, in the same tree order.
+databases the sort keys written before 0011 come out in its form, in the same tree order, and
+0012 counts the protected computers and the seats of the licenses already there.
 
 A fresh database (PostgreSQL on the suite's server or the local default; a SQLite file),
 migrated in a process of its own, so this process's ORM is left alone."""
@@ -39,8 +40,9 @@ BYTE_ORDERED = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def postgres_database() -> Iterator[str]:
+    """A new one per test: each migrates an empty database of its own."""
     yield from _postgres_database(postgres_server())
 
 
@@ -169,3 +171,88 @@ def test_0011_writes_old_sort_keys_in_the_new_form_in_tree_order(empty_database:
     assert [group_id for group_id, _ in migrated["groups"]] == TREE_ORDER
     assert {group_id: key for group_id, key in migrated["groups"]} == expected
     assert migrated["company"] == expected[COMPANY_GROUP]
+
+
+async def migrate_seat_counts(url: str) -> None:
+    """Migrate `url` to 0011, write a group below the top one with its company, computers and
+    licenses (counted as 0011 counted them: computers only), migrate to the end and print the
+    counter rows as JSON (run in its own process)."""
+    config = db.tortoise_config(url)
+    await migrate(config=config, target="models.0011_short_sort_keys")
+    await Tortoise.close_connections()
+    await Tortoise.init(config=config)
+    top, below = "/1/", tree_paths.child_path("/1/", 2)
+    statements = [
+        "INSERT INTO account (id, email, password_hash, services, created_at) "
+        "VALUES (1, 'owner@example.test', '!', 'EBA', CURRENT_TIMESTAMP)",
+        "INSERT INTO instance (id, name, created_via, created_at, owner_id) "
+        "VALUES (1, 'seats', 'EBA', CURRENT_TIMESTAMP, 1)",
+        "INSERT INTO company (id, instance_id, public_id, name, sort_name, type, path, sort_key, "
+        "depth, upstream_status, read_only, setup_state, created_at, updated_at) "
+        f"VALUES (1, 1, 'c', 'C', 'c', 'CUSTOMER', '{below}', 'k', 1, 1, FALSE, 'pending', "
+        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        *(
+            "INSERT INTO static_group (id, instance_id, name, kind, parent_id, company_id, path, "
+            f"sort_key, depth, description, created_at) VALUES ({group_id}, 1, 'g', "
+            f"'{kind}', {parent}, {company}, '{path}', 'k{group_id}', {depth}, '', "
+            "CURRENT_TIMESTAMP)"
+            for group_id, kind, parent, company, path, depth in (
+                (1, "all", "NULL", "NULL", top, 0),
+                (2, "company", 1, 1, below, 1),
+            )
+        ),
+        *(
+            "INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, "
+            f"hardware_id, enrolled_at, announced_status) VALUES (1, {group_id}, 1, 'pc', 'pc', "
+            f"'hw{n}', CURRENT_TIMESTAMP, '{status}')"
+            for n, (group_id, status) in enumerate(
+                ((2, "CONNECTED"), (2, "NOT_CONNECTED"), (1, "DELAYED"), (1, "NEVER_CONNECTED"))
+            )
+        ),
+        *(
+            "INSERT INTO license (instance_id, company_id, public_license_key, product_code, "
+            "product_name, seats, activated, state, trial, search_text, created_at, updated_at) "
+            f"VALUES (1, 1, '{key}', 1, 'p', {seats}, {activated}, '{state}', FALSE, 'k', "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            for key, seats, activated, state in (("A", 10, 3, "ACTIVE"), ("B", 5, 5, "SUSPENDED"))
+        ),
+        "INSERT INTO subtree_count (group_id, instance_id, distributors, divisions, msp_managers, "
+        "msps, managed_msps, customers_not_set_up, customers_normal, customers_unlinked, "
+        "computers, own_computers) VALUES (1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 4, 2), "
+        "(2, 1, 0, 0, 0, 0, 0, 1, 0, 0, 2, 2)",
+    ]
+    for statement in statements:
+        await db.execute(statement)
+    await Tortoise.close_connections()
+    await migrate(config=config)
+    rows = await db.fetch(
+        "SELECT group_id, protected, own_protected, seats, own_seats, activated, own_activated "
+        "FROM subtree_count ORDER BY group_id"
+    )
+    await Tortoise.close_connections()
+    print(json.dumps([list(row.values()) for row in rows]))
+
+
+def test_0012_counts_the_protected_computers_and_the_seats_already_there(
+    empty_database: str,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSP_CONSOLE_")}
+    script = (
+        "import asyncio, sys; from tests.test_migrations import migrate_seat_counts; "
+        "asyncio.run(migrate_seat_counts(sys.argv[1]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, empty_database],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # group, protected (own), seats (own), activated (own): the top one holds a DELAYED
+    # computer, its company group a CONNECTED one and the license in force
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [
+        [1, 2, 1, 10, 0, 3, 0],
+        [2, 1, 1, 10, 10, 3, 3],
+    ]

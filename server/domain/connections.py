@@ -15,8 +15,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tortoise.transactions import in_transaction
+
 from server import events
 from server.background import PeriodicTask
+from server.domain import counters
 from server.events import EventBus
 from server.models import db
 from server.models.enums import ConnectionStatus
@@ -122,11 +125,13 @@ def connection_status_filter_sql(
     return "(" + " OR ".join(parts) + ")", params
 
 
-def _stale_announcement_sql(now: datetime, settings: Settings) -> tuple[str, list[Any]]:
-    """Computers whose computed status differs from `announced_status` (ranges, no CASE)."""
+def _stale_announcement_sql(
+    now: datetime, settings: Settings, announced: Iterable[ConnectionStatus]
+) -> tuple[str, list[Any]]:
+    """Computers `announced` in one of these whose computed status differs (ranges, no CASE)."""
     parts: list[str] = []
     params: list[Any] = []
-    for status in ConnectionStatus:
+    for status in announced:
         others = [s for s in ConnectionStatus if s is not status]
         sql, values = connection_status_filter_sql("", others, now, settings)
         parts.append(f"(announced_status = '{status.value}' AND {sql})")
@@ -145,23 +150,46 @@ async def announce_transitions(
     """Store the computed status of every computer whose announcement is stale and publish
     `COMPUTER_CONNECTION` per instance with their ids; returns {instance_id: computer_ids}.
 
-    Each batch is one statement (UPDATE ... RETURNING), so a row is claimed exactly once even
-    with several processes watching.
-    """
+    A round claims up to `batch` computers announced protected (CONNECTED, DELAYED) and up to
+    `batch` others, each with one statement (UPDATE ... RETURNING, which gives the new status,
+    not the old: hence two), so a row is claimed exactly once even with several processes
+    watching; in the round's transaction the subtree counters' `protected` follows the
+    computers that crossed over (one upsert)."""
     now = utc(now or datetime.now(UTC))
     status_sql, status_params = connection_status_sql("", now, settings)
-    stale_sql, stale_params = _stale_announcement_sql(now, settings)
-    if instance_id is not None:
-        stale_sql = f"({stale_sql} AND instance_id = ?)"
-        stale_params.append(instance_id)
-    statement = (
-        f"UPDATE computer SET announced_status = {status_sql} "
-        f"WHERE id IN (SELECT id FROM computer WHERE {stale_sql} LIMIT {int(batch)}) "
-        "RETURNING id, instance_id"
-    )
+    protecting = [s for s in ConnectionStatus if s.value in counters.PROTECTING]
+    claims = []
+    for announced in (protecting, [s for s in ConnectionStatus if s not in protecting]):
+        stale_sql, stale_params = _stale_announcement_sql(now, settings, announced)
+        if instance_id is not None:
+            stale_sql = f"({stale_sql} AND instance_id = ?)"
+            stale_params.append(instance_id)
+        names = ", ".join(f"'{s.value}'" for s in announced)
+        statement = (
+            f"UPDATE computer SET announced_status = {status_sql} "
+            f"WHERE id IN (SELECT id FROM computer WHERE {stale_sql} LIMIT {int(batch)}) "
+            # again on the row itself: PostgreSQL checks it anew on a row another claim updated
+            f"AND announced_status IN ({names}) "
+            "RETURNING id, instance_id, announced_status, "
+            "(SELECT g.path FROM static_group g WHERE g.id = computer.group_id) AS group_path"
+        )
+        claims.append((statement, [*status_params, *stale_params], announced is protecting))
     changed: dict[int, list[int]] = defaultdict(list)
     while True:
-        rows = await db.fetch(statement, [*status_params, *stale_params])
+        rows, full = [], False
+        moves: list[counters.Held] = []
+        async with in_transaction():
+            for statement, params, was_protected in claims:
+                claimed = await db.fetch(statement, params)
+                full = full or len(claimed) == batch
+                rows += claimed
+                delta = -1 if was_protected else 1
+                moves += [
+                    (row["instance_id"], row["group_path"], counters.PROTECTED, delta)
+                    for row in claimed
+                    if (row["announced_status"] in counters.PROTECTING) != was_protected
+                ]
+            await counters.shift_held(moves)
         batch_changes: dict[int, list[int]] = defaultdict(list)
         for row in rows:
             batch_changes[row["instance_id"]].append(row["id"])
@@ -173,7 +201,7 @@ async def announce_transitions(
                 )
         for instance, ids in batch_changes.items():
             changed[instance].extend(ids)
-        if len(rows) < batch:
+        if not full:
             return {instance: sorted(ids) for instance, ids in changed.items()}
 
 

@@ -106,7 +106,8 @@ class Company(Model):
 
 class SubtreeCount(Model):
     """Companies in one static group's subtree (its own company included), by type and, for
-    customers, by status, and the computers of the subtree and of the group itself: kept right
+    customers, by status, and what the subtree and the group itself hold (computers, the
+    protected ones, the seats and activations of licenses in force): kept right
     by every write that changes them (`domain.counters`), so a count over a subtree reads one
     row whatever its size. No row: nothing below."""
 
@@ -125,6 +126,12 @@ class SubtreeCount(Model):
     customers_unlinked = fields.IntField(default=0)
     computers = fields.IntField(default=0, db_default=0)
     own_computers = fields.IntField(default=0, db_default=0)
+    protected = fields.IntField(default=0, db_default=0)  # computers announced CONNECTED, DELAYED
+    own_protected = fields.IntField(default=0, db_default=0)
+    seats = fields.IntField(default=0, db_default=0)  # of the licenses in force
+    own_seats = fields.IntField(default=0, db_default=0)
+    activated = fields.IntField(default=0, db_default=0)
+    own_activated = fields.IntField(default=0, db_default=0)
 
     class Meta:
         table = "subtree_count"

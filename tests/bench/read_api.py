@@ -85,7 +85,7 @@ async def build(settings: Settings, companies: int, computers: int) -> dict:
         print(f"statuses and counters in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         await _computers(settings, instance.id, list(customers), computers)
-        await counters.recount(instance.id, count_computers=True)  # written directly
+        await counters.recount(instance.id, count_held=True)  # written directly
         print(f"{computers} computers in {time.perf_counter() - started:.1f} s")
         scoped_email, scoped_top = await _scoped_user(instance.id, owner.id)
         started = time.perf_counter()
