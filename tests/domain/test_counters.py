@@ -291,6 +291,25 @@ def edit_licenses(upstream: UpstreamTree, edit: tuple[str, int, int]) -> None:
         ("keep_existing", 0, 1),
     ],
 )
+# And computers announced connected, delayed, not connected, then removed and settled while
+# protected, with licenses of every kind of change and a move of their companies.
+@example(
+    seed=2,
+    size=8,
+    steps=[
+        ("enrol", 0, 4),
+        ("announce", 0, 1),
+        ("announce", 1, 1),
+        ("checkin", 1, 1),
+        ("announce", 0, 1),
+        ("keep_new", 0, 1),
+        ("remove", 1, 1),
+        ("announce", 2, 1),
+        ("licenses", [("add", 1, 9), ("add", 2, 14), ("resize", 0, 30), ("move", 0, 4)]),
+        ("sync", [("move", 1, 0), ("move", 2, 1)]),
+        ("licenses", [("suspend", 0, 0), ("activate", 1, 0), ("remove", 1, 0)]),
+    ],
+)
 @given(
     seed=st.integers(0, 10_000),
     size=st.integers(5, 14),
