@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -149,21 +150,28 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite://{tmp_path / 'old.db'}"
 
 
-def test_0011_writes_old_sort_keys_in_the_new_form_in_tree_order(empty_database: str) -> None:
+def in_own_process(function: str, url: str) -> Any:
+    """What `function` of this module, run on `url` in a process of its own, printed last (as
+    JSON)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MSP_CONSOLE_")}
     script = (
-        "import asyncio, sys; from tests.test_migrations import migrate_old_sort_keys; "
-        "asyncio.run(migrate_old_sort_keys(sys.argv[1]))"
+        f"import asyncio, sys; from tests.test_migrations import {function}; "
+        f"asyncio.run({function}(sys.argv[1]))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, empty_database],
+        [sys.executable, "-c", script, url],
         env={**env, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
-    migrated = json.loads(done.stdout.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_0011_writes_old_sort_keys_in_the_new_form_in_tree_order(empty_database: str) -> None:
+    migrated = in_own_process("migrate_old_sort_keys", empty_database)
     expected: dict[int, str] = {}
     for group_id, parent, name in GROUPS:
         parent_key = expected[parent] if parent else None
@@ -236,23 +244,9 @@ async def migrate_seat_counts(url: str) -> None:
 def test_0012_counts_the_protected_computers_and_the_seats_already_there(
     empty_database: str,
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MSP_CONSOLE_")}
-    script = (
-        "import asyncio, sys; from tests.test_migrations import migrate_seat_counts; "
-        "asyncio.run(migrate_seat_counts(sys.argv[1]))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, empty_database],
-        env={**env, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
     # group, protected (own), seats (own), activated (own): the top one holds a DELAYED
     # computer, its company group a CONNECTED one and the license in force
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [
+    assert in_own_process("migrate_seat_counts", empty_database) == [
         [1, 2, 1, 10, 0, 3, 0],
         [2, 1, 1, 10, 10, 3, 3],
     ]

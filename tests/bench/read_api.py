@@ -196,9 +196,11 @@ async def _scoped_user(instance_id: int, owner_id: int) -> tuple[str, int]:
         await user.permission_sets.add(permission_set)
     granted = [g.id for g in targets[-SCOPED_SETS:]]
     marks = ", ".join("?" for _ in granted)
+    # companies and computers (not seats), so the pick stays the one it was before seats counted
+    held = [*counters.TYPE_COLUMNS.values(), *counters.STATUS_COLUMNS.values(), counters.COMPUTERS]
     largest = await db.fetch(
         f"SELECT s.group_id FROM subtree_count s WHERE s.group_id IN ({marks}) "
-        f"ORDER BY {' + '.join(counters.COLUMNS)} DESC LIMIT 1",
+        f"ORDER BY {' + '.join(held)} DESC LIMIT 1",
         granted,
     )
     group = next(g for g in targets if g.id == largest[0]["group_id"])
