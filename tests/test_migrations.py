@@ -1,7 +1,7 @@
 """Migrations: on PostgreSQL every path column the scope filter compares as a range is
 byte-ordered (COLLATE "C"), as on SQLite, the audit log's group paths included; on both
 databases the sort keys written before 0011 come out in its form, in the same tree order, and
-0012 counts the protected computers and the seats of the licenses already there.
+0013 counts the protected computers and the seats of the licenses already there.
 
 A fresh database (PostgreSQL on the suite's server or the local default; a SQLite file),
 migrated in a process of its own, so this process's ORM is left alone."""
@@ -182,11 +182,11 @@ def test_0011_writes_old_sort_keys_in_the_new_form_in_tree_order(empty_database:
 
 
 async def migrate_seat_counts(url: str) -> None:
-    """Migrate `url` to 0011, write a group below the top one with its company, computers and
-    licenses (counted as 0011 counted them: computers only), migrate to the end and print the
+    """Migrate `url` to 0012, write a group below the top one with its company, computers and
+    licenses (counted as 0012 counted them: computers only), migrate to the end and print the
     counter rows as JSON (run in its own process)."""
     config = db.tortoise_config(url)
-    await migrate(config=config, target="models.0011_short_sort_keys")
+    await migrate(config=config, target="models.0012_unlinked_and_read_only")
     await Tortoise.close_connections()
     await Tortoise.init(config=config)
     top, below = "/1/", tree_paths.child_path("/1/", 2)
@@ -241,7 +241,7 @@ async def migrate_seat_counts(url: str) -> None:
     print(json.dumps([list(row.values()) for row in rows]))
 
 
-def test_0012_counts_the_protected_computers_and_the_seats_already_there(
+def test_0013_counts_the_protected_computers_and_the_seats_already_there(
     empty_database: str,
 ) -> None:
     # group, protected (own), seats (own), activated (own): the top one holds a DELAYED

@@ -29,6 +29,7 @@ than the others.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 from server.domain import tree_paths
 from server.domain.access import Scope
 from server.models import Company, db
-from server.models.bulk import encode_ids, encode_rows, ids_source, rows_source
+from server.models.bulk import encode_ids, ids_source
 from server.models.enums import (
     CompanyType,
     ConnectionStatus,
@@ -141,18 +142,27 @@ def _row(group_id: int, instance_id: int, counts: dict[str, int]) -> dict[str, i
     return {"group_id": group_id, "instance_id": instance_id, **counts}
 
 
-def _upsert_sql(add: bool) -> str:
-    """Insert rows read from one JSON parameter; on an existing row, add to it or replace it."""
+async def _upsert(rows: Sequence[Mapping[str, int]], *, add: bool) -> None:
+    """Insert these rows in one statement; on an existing row, add to it or replace it. SQLite
+    runs it once per row (`execute_many`: reading JSON costs a parse per column per row there),
+    PostgreSQL reads one integer array per column."""
     names = ("group_id", "instance_id", *STORED)
-    source = rows_source(dict.fromkeys(names, "int"))
     update = ", ".join(
         f"{c} = subtree_count.{c} + excluded.{c}" if add else f"{c} = excluded.{c}" for c in STORED
     )
-    # ORDER BY: PostgreSQL takes the rows' locks in this order, the top group first
-    return (
-        f"INSERT INTO subtree_count ({', '.join(names)}) SELECT {', '.join(names)} "
-        f"FROM {source} WHERE 1=1 ORDER BY group_id "
-        f"ON CONFLICT (group_id) DO UPDATE SET {update}"
+    insert = f"INSERT INTO subtree_count ({', '.join(names)})"
+    conflict = f"ON CONFLICT (group_id) DO UPDATE SET {update}"
+    if db.is_postgres():
+        # ORDER BY: PostgreSQL takes the rows' locks in this order, the top group first
+        arrays = ", ".join("CAST(? AS integer[])" for _ in names)
+        await db.execute(
+            f"{insert} SELECT * FROM unnest({arrays}) ORDER BY 1 {conflict}",
+            [[row[name] for row in rows] for name in names],
+        )
+        return
+    marks = ", ".join("?" for _ in names)
+    await db.execute_many(
+        f"{insert} VALUES ({marks}) {conflict}", [tuple(map(row.get, names)) for row in rows]
     )
 
 
@@ -161,6 +171,8 @@ class _Deltas:
 
     def __init__(self) -> None:
         self.rows: dict[int, dict[str, int]] = {}
+        # (instance id, path, column) -> delta for every row of the path, rolled up at `write`
+        self.paths: Counter[tuple[int, str, str]] = Counter()
 
     def add(self, instance_id: int, group_id: int, column: str, delta: int) -> None:
         row = self.rows.get(group_id)
@@ -172,15 +184,32 @@ class _Deltas:
         """Add `delta` to `column` of every row of `path` (the group's and those above it);
         nothing for None (not counted there)."""
         if column is not None:
-            for group_id in tree_paths.path_ids(path):
+            self.paths[(instance_id, path, column)] += delta
+
+    def _roll_up(self) -> None:
+        """Each path's delta to its group's row, then to its parent's path, deepest first: the
+        rows above many changed groups (a first sync's) are added to once per child path, not
+        once per company below them."""
+        by_depth: dict[int, Counter[tuple[int, str, str]]] = defaultdict(Counter)
+        for key, delta in self.paths.items():
+            by_depth[key[1].count("/")][key] += delta
+        for depth in range(max(by_depth, default=0), 0, -1):
+            for (instance_id, path, column), delta in by_depth.pop(depth, {}).items():
+                if not delta:
+                    continue
+                parent, group_id = tree_paths.split_last(path)
                 self.add(instance_id, group_id, column, delta)
+                if parent:
+                    by_depth[depth - 1][(instance_id, parent, column)] += delta
+        self.paths.clear()
 
     async def write(self) -> None:
         """One upsert of the rows that change (moves may cancel out: a computer that changes
         groups under the same parent leaves the parent's count as it was)."""
+        self._roll_up()
         rows = [row for row in self.rows.values() if any(row[c] for c in STORED)]
         if rows:
-            await db.execute(_upsert_sql(add=True), [encode_rows(rows)])
+            await _upsert(rows, add=True)
 
 
 async def shift(instance_id: int, moves: Iterable[tuple[str, str | None, str | None]]) -> None:
@@ -417,7 +446,7 @@ async def recount(instance_id: int, *, count_held: bool = False) -> int:
     # a row of zeros (the last computer of a group removed) says what no row says: kept
     gone = [group_id for group_id, row in stored.items() if group_id not in wanted and any(row)]
     if changed:
-        await db.execute(_upsert_sql(add=False), [encode_rows(changed)])
+        await _upsert(changed, add=False)
     if gone:
         await db.execute(
             f"DELETE FROM subtree_count WHERE group_id IN ({ids_source()})", [encode_ids(gone)]

@@ -28,6 +28,7 @@ from server.models.bulk import (
     encode_ids,
     encode_rows,
     ids_source,
+    insert_rows,
     reserve_ids,
     rows_source,
     update_rows,
@@ -135,9 +136,30 @@ def _row(key: str, wanted: tuple[Any, ...], row_id: int) -> dict[str, Any]:
     }
 
 
+def _expiry_value(text: str | None) -> dt.datetime | None:
+    """`_expiry_text` as the datetime it spells (which SQLite stores in that spelling)."""
+    return dt.datetime.fromisoformat(text) if text else None
+
+
 def _expiry_sql(column: str) -> str:
     """JSON carries the expiry as text; PostgreSQL stores it as a timestamp."""
     return f"CAST({column} AS timestamptz)" if db.is_postgres() else column
+
+
+def compared_licenses(instance_id: int, compared: Collection[int]) -> tuple[str, list[Any]]:
+    """The statement reading the licenses a sync compares with the listings. A key can come
+    from a compared company (whose listing changed) or from one not listed: unlinked (missing
+    upstream, written so before this) or a read-only ancestor; never from one whose listing
+    has its digest. Those two are looked up as their partial indexes say (migration 0012), so
+    each is read off its index, not off every company of the instance."""
+    return (
+        "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
+        "activated, state, trial, expires_at FROM license WHERE instance_id = ? "
+        f"AND company_id IN ({ids_source()} "
+        "UNION SELECT id FROM company WHERE instance_id = ? AND unlinked_at IS NOT NULL "
+        "UNION SELECT id FROM company WHERE instance_id = ? AND read_only = TRUE)",
+        [instance_id, encode_ids(compared), instance_id, instance_id],
+    )
 
 
 async def apply_licenses(
@@ -170,16 +192,7 @@ async def apply_licenses(
         company_id = companies[public_id][0]
         for license in listing[public_id]:
             wanted[license.public_license_key] = _wanted(license, company_id)
-    # a key can come from a compared company (whose listing changed too) or from one not
-    # listed: unlinked (missing upstream, written so before this) or a read-only ancestor;
-    # never from one whose listing has its digest
-    rows = await db.fetch(
-        "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
-        "activated, state, trial, expires_at FROM license WHERE instance_id = ? "
-        f"AND company_id IN ({ids_source()} UNION SELECT id FROM company "
-        "WHERE instance_id = ? AND (unlinked_at IS NOT NULL OR read_only = ?))",
-        [instance_id, encode_ids(compared), instance_id, True],
-    )
+    rows = await db.fetch(*compared_licenses(instance_id, compared))
     current = {row["public_license_key"]: row for row in rows}
     new_keys = [key for key in wanted if key not in current]
     changed = [
@@ -204,13 +217,13 @@ async def apply_licenses(
             {**_row(key, wanted[key], new_id), "public_license_key": key}
             for key, new_id in zip(new_keys, ids, strict=True)
         ]
-        await db.execute(
-            "INSERT INTO license (id, instance_id, company_id, public_license_key, product_code, "
-            "product_name, seats, activated, state, trial, expires_at, search_text, created_at, "
-            "updated_at) SELECT x.id, ?, x.company_id, x.public_license_key, x.product_code, "
-            f"x.product_name, x.seats, x.activated, x.state, x.trial, "
-            f"{_expiry_sql('x.expires_at')}, x.search_text, ?, ? FROM {rows_source(_NEW)}",
-            [instance_id, now, now, encode_rows(created)],
+        for row in created:  # inserted as a datetime (binary COPY on PostgreSQL)
+            row["expires_at"] = _expiry_value(row["expires_at"])
+        await insert_rows(
+            "license",
+            _NEW,
+            created,
+            {"instance_id": instance_id, "created_at": now, "updated_at": now},
         )
         changes.created = len(created)
         changes.changed_ids += ids

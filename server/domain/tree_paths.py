@@ -54,6 +54,12 @@ def path_ids(path: str) -> list[int]:
     return [int(part) for part in path.strip("/").split("/") if part]
 
 
+def split_last(path: str) -> tuple[str | None, int]:
+    """The parent's path (None at the top) and the last id: "/1/2/9/" -> ("/1/2/", 9)."""
+    head, _, last = path[:-1].rpartition("/")
+    return (f"{head}/" if head else None), int(last)
+
+
 def is_top(path: str) -> bool:
     """The path of a tree's top (the All group): one id."""
     return path.count("/") == 2

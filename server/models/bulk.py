@@ -11,6 +11,7 @@ Column names come from code, never from data; every value is inside the bound JS
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -109,7 +110,10 @@ async def insert_rows(
     rows out of one JSON text costs a parse per column per row there); PostgreSQL takes them
     by COPY, in its binary format (no limit on the number of rows, no text to parse)."""
     constants = tuple(fixed.values())
-    records = [(*(row[name] for name in columns), *constants) for row in rows]
+    if len(columns) < 2:  # itemgetter of one name gives the value, not a tuple
+        raise ValueError("insert_rows takes two or more columns from the rows")
+    values = itemgetter(*columns)
+    records = [values(row) + constants for row in rows]
     if db.is_postgres():
         await db.copy_records(table, [*columns, *fixed], records)
         return

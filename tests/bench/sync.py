@@ -50,6 +50,7 @@ class Measure:
     waiting: float = 0.0
     calls: int = 0
     apply: float = 0.0
+    apply_cpu: float = 0.0
     statements: int = 0
     cpu: float = 0.0
     run: Any = None
@@ -67,7 +68,7 @@ class Measure:
         return (
             f"{self.label:<10} wall {self.wall:6.2f} s | upstream {self.waiting:6.2f} s "
             f"({self.calls} calls) | own {self.own:5.2f} s (cpu {self.cpu:5.2f} s) | "
-            f"apply {self.apply:5.2f} s, "
+            f"apply {self.apply:5.2f} s (cpu {self.apply_cpu:5.2f} s), "
             f"{self.statements} SQL statements | {counters}"
         )
 
@@ -116,14 +117,16 @@ class UpstreamInThread:
 
 
 @contextmanager
-def measured_apply(measure: Measure) -> Iterator[None]:
+def measured_apply(measure: Measure, upstream: UpstreamInThread) -> Iterator[None]:
     original = reconcile.apply_snapshot
 
     async def apply(*args: Any, **kwargs: Any) -> reconcile.Changes:
         started = time.perf_counter()
+        cpu = time.process_time() - thread_cpu(upstream.thread_id)
         with db.count_statements() as counter:
             changes = await original(*args, **kwargs)
         measure.apply = time.perf_counter() - started
+        measure.apply_cpu = time.process_time() - thread_cpu(upstream.thread_id) - cpu
         measure.statements = counter.count
         return changes
 
@@ -145,7 +148,7 @@ async def measured_sync(
         return clients[-1]
 
     cpu = time.process_time() - thread_cpu(upstream.thread_id)
-    with measured_apply(measure):
+    with measured_apply(measure, upstream):
         started = time.perf_counter()
         measure.run = await sync_runs.sync_now(
             instance_id, settings, trigger="bench", make_client=make_client
@@ -199,7 +202,7 @@ async def bench(settings: Settings, companies: int, fraction: float, seed: int) 
             )
             first = await measured_sync("first", instance.id, settings, upstream)
             if settings.is_postgres:
-                await db.execute("VACUUM ANALYZE company, static_group")
+                await db.execute("VACUUM ANALYZE company, static_group, license, usage_line")
             changed = change_upstream(tree, fraction, seed)
             again = await measured_sync("re-sync", instance.id, settings, upstream)
             same = await measured_sync("no change", instance.id, settings, upstream)

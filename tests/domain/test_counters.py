@@ -410,12 +410,12 @@ def depth_of(path: str) -> int:
 
 
 async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, settings: Settings):
-    """Migration 0006 fills the counters of a database that has companies already (0012 then
+    """Migration 0006 fills the counters of a database that has companies already (0013 then
     the seats of their licenses)."""
     import importlib
 
     migration = importlib.import_module("server.migrations.0006_subtree_counts")
-    seats = importlib.import_module("server.migrations.0012_seat_counts")
+    seats = importlib.import_module("server.migrations.0013_seat_counts")
     async with Simulator(UpstreamTree.generate(12, 4)) as sim:
         instance_id, _ = await synced(sim, settings)
         await customers.skip_setup_for_all_new_customers(
@@ -456,12 +456,12 @@ async def test_migration_0009_fills_the_computer_counters(app: object, settings:
         assert await stored(instance_id) == right == await full_recount(instance_id)
 
 
-async def test_migration_0012_fills_the_seat_counters(app: object, settings: Settings) -> None:
-    """Migration 0012 counts the protected computers and the seats of the licenses in force of
+async def test_migration_0013_fills_the_seat_counters(app: object, settings: Settings) -> None:
+    """Migration 0013 counts the protected computers and the seats of the licenses in force of
     a database that has them already, in the rows of their groups and of every group above."""
     import importlib
 
-    migration = importlib.import_module("server.migrations.0012_seat_counts")
+    migration = importlib.import_module("server.migrations.0013_seat_counts")
     upstream = UpstreamTree.generate(12, 4)
     for pick in range(6):
         edit_licenses(upstream, ("add", pick * 5, pick * 7 + 3))

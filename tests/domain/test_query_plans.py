@@ -216,3 +216,18 @@ async def test_a_large_subtrees_computers_are_read_off_the_name_index(instance, 
     else:
         nodes: list[dict[str, Any]] = plan  # type: ignore[assignment]
         assert not [n for n in nodes if n.get("Subplan Name", "").startswith("InitPlan")], nodes
+
+
+async def test_a_syncs_license_read_finds_unlinked_and_read_only_companies_off_their_indexes(
+    instance,
+):
+    from server.domain.license_reconcile import compared_licenses
+
+    plan = await _plan(*compared_licenses(instance["scope"].instance_id, [1, 2]))
+    if not db.is_postgres():
+        details = "\n".join(plan)  # type: ignore[arg-type]
+        assert "idx_company_unlinked" in details and "idx_company_read_only" in details, details
+        assert "SCAN company" not in details, details
+        return
+    scans = {n.get("Index Name") for n in plan if n.get("Relation Name") == "company"}  # type: ignore[union-attr]
+    assert scans == {"idx_company_unlinked", "idx_company_read_only"}, plan

@@ -231,6 +231,35 @@ async def test_a_second_sync_of_the_same_upstream_changes_nothing(
     assert await dump(owner.instance_id or 0) == before
 
 
+async def _analyzed_during(owner: factories.Owner, settings: Settings) -> bool:
+    """Whether a sync of the tenant refreshed the planner's statistics of the company table."""
+    if db.is_postgres():
+        count = "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'company'"
+        before = await db.fetch_value(count)
+        await synced(owner, settings)
+        return bool(await db.fetch_value(count) > before)
+    await db.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'company'")
+    await synced(owner, settings)
+    return bool(await db.fetch_value("SELECT COUNT(*) FROM sqlite_stat1 WHERE tbl = 'company'"))
+
+
+async def test_statistics_are_refreshed_after_a_sync_that_rewrote_a_tenth_of_the_tree(
+    app: object, sim: Simulator, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync, "STATISTICS_AFTER", 3)  # the tree has 60 companies, not 5,000
+    owner = await connected_tenant(None, sim)
+    await db.execute("ANALYZE")  # sqlite_stat1 exists from here on
+    assert await _analyzed_during(owner, settings)  # all 60 and their ancestors are new
+    customers = [c["publicId"] for c in sim.tree.of_type(CUSTOMER)]
+    for public_id in customers[:4]:  # more than 3, but fewer than a tenth of the tree
+        sim.tree.rename(public_id, f"{public_id} renamed")
+        sim.tree.move(public_id, sim.tree.account_id)
+    assert not await _analyzed_during(owner, settings)
+    for public_id in customers[4:12]:  # 12 moved in all: more than a tenth
+        sim.tree.move(public_id, sim.tree.account_id)
+    assert await _analyzed_during(owner, settings)
+
+
 async def test_renames_moves_and_removals_follow_with_groups_computers_and_custom_groups(
     app: object, sim: Simulator, settings: Settings
 ) -> None:
