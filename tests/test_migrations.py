@@ -9,6 +9,7 @@ migrated in a process of its own, so this process's ORM is left alone."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import subprocess
@@ -77,6 +78,26 @@ async def test_every_range_compared_text_column_is_byte_ordered(migrated_databas
     assert {column: collations.get(column) for column in BYTE_ORDERED} == dict.fromkeys(
         BYTE_ORDERED, "C"
     )
+
+
+@pytest.mark.needs_postgres
+async def test_the_sequences_of_the_tables_a_sync_fills_hand_out_keys_by_the_thousand(
+    migrated_database,
+):
+    connection = await asyncpg.connect(migrated_database.replace("postgres://", "postgresql://"))
+    try:
+        rows = await connection.fetch(
+            "SELECT c.relname AS name, s.seqcache AS cache FROM pg_sequence s "
+            "JOIN pg_class c ON c.oid = s.seqrelid"
+        )
+    finally:
+        await connection.close()
+    caches = {row["name"]: row["cache"] for row in rows}
+    upkeep = importlib.import_module("server.migrations.0012_sync_upkeep")
+    assert {name: caches[f"{name}_id_seq"] for name in upkeep.SYNCED_TABLES} == dict.fromkeys(
+        upkeep.SYNCED_TABLES, upkeep.SEQUENCE_CACHE
+    )
+    assert caches["computer_id_seq"] == 1  # the others as they were
 
 
 # (id, parent id, name) of a group tree, parents first; the names test the old padding: "a0"
@@ -186,7 +207,7 @@ async def migrate_seat_counts(url: str) -> None:
     licenses (counted as 0012 counted them: computers only), migrate to the end and print the
     counter rows as JSON (run in its own process)."""
     config = db.tortoise_config(url)
-    await migrate(config=config, target="models.0012_unlinked_and_read_only")
+    await migrate(config=config, target="models.0012_sync_upkeep")
     await Tortoise.close_connections()
     await Tortoise.init(config=config)
     top, below = "/1/", tree_paths.child_path("/1/", 2)

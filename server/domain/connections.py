@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from server.background import PeriodicTask
 from server.domain import counters
 from server.events import EventBus
 from server.models import db
+from server.models.bulk import encode_ids, ids_source
 from server.models.enums import ConnectionStatus
 from server.settings import Settings
 
@@ -125,18 +126,47 @@ def connection_status_filter_sql(
     return "(" + " OR ".join(parts) + ")", params
 
 
-def _stale_announcement_sql(
-    now: datetime, settings: Settings, announced: Iterable[ConnectionStatus]
+def _stale_ranges(now: datetime, settings: Settings) -> list[tuple[str, list[Any]]]:
+    """Computers whose computed status differs from `announced_status`, as ranges of the
+    (announced_status, last_connected_at) index: per announced status, no check-in and the
+    check-ins outside that status's own range. Each range holds only stale rows, so a batch
+    reads no other row (one range per announced status with the check-ins filtered read every
+    computer announced alike, at each batch: a batch cost in proportion to the instance)."""
+    column = "last_connected_at"
+    connected_since, delayed_since = thresholds(now, settings)
+    outside: dict[ConnectionStatus, list[tuple[str, list[Any]]]] = {
+        CONNECTED: [(f"{column} < ?", [connected_since])],
+        DELAYED: [(f"{column} >= ?", [connected_since]), (f"{column} < ?", [delayed_since])],
+        NOT_CONNECTED: [(f"{column} >= ?", [delayed_since])],
+        NEVER_CONNECTED: [(f"{column} IS NOT NULL", [])],
+    }
+    ranges: list[tuple[str, list[Any]]] = []
+    for status, checked_in in outside.items():
+        if status is not NEVER_CONNECTED:
+            checked_in = [(f"{column} IS NULL", []), *checked_in]
+        for sql, values in checked_in:
+            ranges.append((f"announced_status = '{status.value}' AND {sql}", values))
+    return ranges
+
+
+def stale_batch_sql(
+    now: datetime, settings: Settings, batch: int, instance_id: int | None = None
 ) -> tuple[str, list[Any]]:
-    """Computers `announced` in one of these whose computed status differs (ranges, no CASE)."""
-    parts: list[str] = []
+    """The ids of at most `batch` computers whose announcement is stale: each range read in
+    index order up to the batch (`ORDER BY` keeps PostgreSQL off a scan that would filter the
+    table), one after the other until the batch is full."""
+    arms: list[str] = []
     params: list[Any] = []
-    for status in announced:
-        others = [s for s in ConnectionStatus if s is not status]
-        sql, values = connection_status_filter_sql("", others, now, settings)
-        parts.append(f"(announced_status = '{status.value}' AND {sql})")
+    for n, (sql, values) in enumerate(_stale_ranges(now, settings)):
+        if instance_id is not None:
+            sql += " AND instance_id = ?"
+            values = [*values, instance_id]
+        arms.append(
+            f"SELECT id FROM (SELECT id FROM computer WHERE {sql} "
+            f"ORDER BY last_connected_at LIMIT {int(batch)}) AS stale_{n}"
+        )
         params.extend(values)
-    return "(" + " OR ".join(parts) + ")", params
+    return " UNION ALL ".join(arms) + f" LIMIT {int(batch)}", params
 
 
 async def announce_transitions(
@@ -145,51 +175,44 @@ async def announce_transitions(
     now: datetime | None = None,
     *,
     instance_id: int | None = None,
-    batch: int = 5000,
+    batch: int = 500,
 ) -> dict[int, list[int]]:
     """Store the computed status of every computer whose announcement is stale and publish
     `COMPUTER_CONNECTION` per instance with their ids; returns {instance_id: computer_ids}.
 
-    A round claims up to `batch` computers announced protected (CONNECTED, DELAYED) and up to
-    `batch` others, each with one statement (UPDATE ... RETURNING, which gives the new status,
-    not the old: hence two), so a row is claimed exactly once even with several processes
-    watching; in the round's transaction the subtree counters' `protected` follows the
-    computers that crossed over (one upsert)."""
+    Each batch is one transaction: the stale rows read (locked on PostgreSQL) with the status
+    they were announced in, the UPDATE ... RETURNING of those still stale, and the subtree
+    counters' `protected` shifted for those that entered or left CONNECTED/DELAYED (RETURNING
+    gives only the new status). So a row is claimed exactly once even with several processes
+    watching: one that waited on another's row locks (PostgreSQL) finds the row announced when
+    it checks the status again. Batches are small and the event loop is given back between
+    them: on SQLite every request's statements share the connection (and the write lock) with
+    the watcher, so each waits for one batch at most, however many computers turned stale at
+    once.
+    """
     now = utc(now or datetime.now(UTC))
     status_sql, status_params = connection_status_sql("", now, settings)
-    protecting = [s for s in ConnectionStatus if s.value in counters.PROTECTING]
-    claims = []
-    for announced in (protecting, [s for s in ConnectionStatus if s not in protecting]):
-        stale_sql, stale_params = _stale_announcement_sql(now, settings, announced)
-        if instance_id is not None:
-            stale_sql = f"({stale_sql} AND instance_id = ?)"
-            stale_params.append(instance_id)
-        names = ", ".join(f"'{s.value}'" for s in announced)
-        statement = (
-            f"UPDATE computer SET announced_status = {status_sql} "
-            f"WHERE id IN (SELECT id FROM computer WHERE {stale_sql} LIMIT {int(batch)}) "
-            # again on the row itself: PostgreSQL checks it anew on a row another claim updated
-            f"AND announced_status IN ({names}) "
-            "RETURNING id, instance_id, announced_status, "
-            "(SELECT g.path FROM static_group g WHERE g.id = computer.group_id) AS group_path"
-        )
-        claims.append((statement, [*status_params, *stale_params], announced is protecting))
+    stale_sql, stale_params = stale_batch_sql(now, settings, batch, instance_id)
+    claim = (
+        "SELECT m.id, m.announced_status, g.path FROM computer m "
+        f"JOIN static_group g ON g.id = m.group_id WHERE m.id IN ({stale_sql})"
+        + (" FOR UPDATE OF m" if db.is_postgres() else "")
+    )
+    statement = (
+        f"UPDATE computer SET announced_status = {status_sql} "
+        f"WHERE id IN ({ids_source()}) AND announced_status <> {status_sql} "
+        "RETURNING id, instance_id, announced_status"
+    )
     changed: dict[int, list[int]] = defaultdict(list)
     while True:
-        rows, full = [], False
-        moves: list[counters.Held] = []
         async with in_transaction():
-            for statement, params, was_protected in claims:
-                claimed = await db.fetch(statement, params)
-                full = full or len(claimed) == batch
-                rows += claimed
-                delta = -1 if was_protected else 1
-                moves += [
-                    (row["instance_id"], row["group_path"], counters.PROTECTED, delta)
-                    for row in claimed
-                    if (row["announced_status"] in counters.PROTECTING) != was_protected
-                ]
-            await counters.shift_held(moves)
+            claimed = {row["id"]: row for row in await db.fetch(claim, stale_params)}
+            rows = []
+            if claimed:
+                rows = await db.fetch(
+                    statement, [*status_params, encode_ids(claimed), *status_params]
+                )
+            await counters.shift_held(_protected_moves(claimed, rows))
         batch_changes: dict[int, list[int]] = defaultdict(list)
         for row in rows:
             batch_changes[row["instance_id"]].append(row["id"])
@@ -201,8 +224,24 @@ async def announce_transitions(
                 )
         for instance, ids in batch_changes.items():
             changed[instance].extend(ids)
-        if not full:
+        if len(claimed) < batch:
             return {instance: sorted(ids) for instance, ids in changed.items()}
+        await asyncio.sleep(0)
+
+
+def _protected_moves(
+    claimed: Mapping[int, Mapping[str, Any]], announced: Iterable[Mapping[str, Any]]
+) -> list[counters.Held]:
+    """A computer announced anew that entered CONNECTED/DELAYED (+1) or left them (-1)."""
+    moves: list[counters.Held] = []
+    for row in announced:
+        was = claimed[row["id"]]
+        delta = int(row["announced_status"] in counters.PROTECTING) - int(
+            was["announced_status"] in counters.PROTECTING
+        )
+        if delta:
+            moves.append((row["instance_id"], was["path"], counters.PROTECTED, delta))
+    return moves
 
 
 class ConnectionWatcher(PeriodicTask):

@@ -150,8 +150,8 @@ def compared_licenses(instance_id: int, compared: Collection[int]) -> tuple[str,
     """The statement reading the licenses a sync compares with the listings. A key can come
     from a compared company (whose listing changed) or from one not listed: unlinked (missing
     upstream, written so before this) or a read-only ancestor; never from one whose listing
-    has its digest. Those two are looked up as their partial indexes say (migration 0012), so
-    each is read off its index, not off every company of the instance."""
+    has its digest. Those two are looked up as their partial indexes say (migration
+    0012_sync_upkeep), so each is read off its index, not off every company of the instance."""
     return (
         "SELECT id, public_license_key, company_id, product_code, product_name, seats, "
         "activated, state, trial, expires_at FROM license WHERE instance_id = ? "
@@ -183,7 +183,7 @@ async def apply_licenses(
         or ((held := companies.get(public_id)) is not None and held[1] != digest)
     ]
     if not stale:
-        await usage.record_snapshot(instance_id, now, unchanged=True)
+        await usage.record_snapshot(instance_id, now, changed=())
         return changes
     # a company inserted by this sync holds no license yet: nothing of it to read
     compared = {companies[p][0] for p in stale if p not in inserted}
@@ -195,19 +195,13 @@ async def apply_licenses(
     rows = await db.fetch(*compared_licenses(instance_id, compared))
     current = {row["public_license_key"]: row for row in rows}
     new_keys = [key for key in wanted if key not in current]
-    changed = [
-        _row(key, row, current[key]["id"])
-        for key, row in wanted.items()
-        if key in current and _stored(current[key]) != row
-    ]
+    changed_keys = [k for k, row in wanted.items() if k in current and _stored(current[k]) != row]
+    changed = [_row(key, wanted[key], current[key]["id"]) for key in changed_keys]
     gone = [
-        row["id"]
-        for key, row in current.items()
-        if key not in wanted and row["company_id"] in compared
+        row for key, row in current.items() if key not in wanted and row["company_id"] in compared
     ]
-    before = {row["id"]: row for row in current.values()}
-    changes.held += [(before[i]["company_id"], before[i], -1) for i in gone]
-    changes.held += [(before[r["id"]]["company_id"], before[r["id"]], -1) for r in changed]
+    changes.held += [(row["company_id"], row, -1) for row in gone]
+    changes.held += [(current[key]["company_id"], current[key], -1) for key in changed_keys]
     changes.held += [(row["company_id"], row, 1) for row in changed]
     # a company a license moved away from no longer holds the listing its digest says
     left = {current[key]["company_id"] for key in wanted if key in current} - compared
@@ -242,7 +236,7 @@ async def apply_licenses(
     if gone:
         await db.execute(
             f"DELETE FROM license WHERE instance_id = ? AND id IN ({ids_source()})",
-            [instance_id, encode_ids(gone)],
+            [instance_id, encode_ids(row["id"] for row in gone)],
         )
         changes.removed = len(gone)
     kept = [
@@ -253,5 +247,10 @@ async def apply_licenses(
     kept += [{"id": company_id, "license_digest": None} for company_id in left]
     if kept:
         await update_rows("company", _DIGEST_ROW, kept, {})
-    await usage.record_snapshot(instance_id, now, unchanged=not (new_keys or changed or gone))
+    # whose licenses changed: where keys were added, deleted, or rewritten (a moved key on both
+    # sides): only their usage lines change
+    touched = {wanted[key][0] for key in (*new_keys, *changed_keys)}
+    touched.update(current[key]["company_id"] for key in changed_keys)
+    touched.update(row["company_id"] for row in gone)
+    await usage.record_snapshot(instance_id, now, changed=touched)
     return changes

@@ -18,7 +18,7 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from server.domain.access import Scope
 from server.domain.errors import InvalidInput
 from server.domain.listing import Page, PageRequest, encode_cursor
 from server.models import db
+from server.models.bulk import encode_ids, ids_source
 from server.models.enums import Area, LicenseState
 
 MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII digits only
@@ -65,30 +66,47 @@ def _date(param: str = "?") -> str:
 # -- snapshots --------------------------------------------------------------------------------
 
 
-async def _write_lines(instance_id: int, day: dt.date) -> None:
-    await db.execute("DELETE FROM usage_line WHERE instance_id = ? AND day = ?", [instance_id, day])
+async def _write_lines(
+    instance_id: int, day: dt.date, company_ids: Collection[int] | None = None
+) -> None:
+    """The day's lines as the licenses stand now: of every company, or of `company_ids`."""
+
+    def only(column: str) -> str:
+        return "" if company_ids is None else f" AND {column} IN ({ids_source()})"
+
+    chosen = [] if company_ids is None else [encode_ids(company_ids)]
+    await db.execute(
+        f"DELETE FROM usage_line WHERE instance_id = ? AND day = ?{only('company_id')}",
+        [instance_id, day, *chosen],
+    )
     await db.execute(
         "INSERT INTO usage_line (instance_id, day, company_id, product_code, product_name, "
         "seats, activated, licenses) "
         f"SELECT l.instance_id, {_date()}, l.company_id, l.product_code, MAX(l.product_name), "
         "SUM(l.seats), SUM(l.activated), COUNT(*) FROM license l "
-        "WHERE l.instance_id = ? AND l.state = ? AND l.trial = ? "
+        f"WHERE l.instance_id = ? AND l.state = ? AND l.trial = ?{only('l.company_id')} "
         "GROUP BY l.instance_id, l.company_id, l.product_code",
-        [day, instance_id, LicenseState.ACTIVE.value, False],
+        [day, instance_id, LicenseState.ACTIVE.value, False, *chosen],
     )
 
 
-async def record_snapshot(instance_id: int, now: dt.datetime, *, unchanged: bool = False) -> None:
+async def record_snapshot(
+    instance_id: int, now: dt.datetime, *, changed: Collection[int] | None = None
+) -> None:
     """The day's snapshot as the licenses stand now, replacing the day's earlier one; runs in
-    the caller's transaction (the sync's). A sync that changed no license only marks the
-    day's snapshot as taken when the day has one already: its lines would come out the same."""
+    the caller's transaction (the sync's). A sync says which companies' licenses it `changed`:
+    when the day has a snapshot already, only their lines are rewritten (the others' would
+    come out the same: only the sync writes licenses), so a sync costs what it changed, not
+    the instance's size."""
     day = now.astimezone(dt.UTC).date()
-    if unchanged:
+    if changed is not None:
         marked = await db.execute(
             "UPDATE usage_day SET taken_at = ?, trigger = ? WHERE instance_id = ? AND day = ?",
             [now, AFTER_SYNC, instance_id, day],
         )
         if marked:
+            if changed:
+                await _write_lines(instance_id, day, changed)
             return
     await db.execute(
         "INSERT INTO usage_day (instance_id, day, taken_at, trigger) VALUES (?, ?, ?, ?) "

@@ -21,8 +21,7 @@ async def byte_order(apps, schema_editor) -> None:
     for table, columns in BYTE_ORDERED.items():
         for column, length in columns.items():
             await client.execute_script(
-                f'ALTER TABLE "{table}" ALTER COLUMN "{column}" '
-                f'TYPE VARCHAR({length}) COLLATE "C"'
+                f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE VARCHAR({length}) COLLATE "C"'
             )
 
 

@@ -51,8 +51,21 @@ class Migration(migrations.Migration):
         ops.CreateModel(
             name="SubtreeCount",
             fields=[
-                ("group_id", fields.IntField(generated=False, primary_key=True, unique=True, db_index=True)),
-                ("instance", fields.ForeignKeyField("models.Instance", source_field="instance_id", db_constraint=True, to_field="id", related_name="subtree_counts", on_delete="CASCADE")),
+                (
+                    "group_id",
+                    fields.IntField(generated=False, primary_key=True, unique=True, db_index=True),
+                ),
+                (
+                    "instance",
+                    fields.ForeignKeyField(
+                        "models.Instance",
+                        source_field="instance_id",
+                        db_constraint=True,
+                        to_field="id",
+                        related_name="subtree_counts",
+                        on_delete="CASCADE",
+                    ),
+                ),
                 ("distributors", fields.IntField(default=0)),
                 ("divisions", fields.IntField(default=0)),
                 ("msp_managers", fields.IntField(default=0)),
@@ -62,18 +75,28 @@ class Migration(migrations.Migration):
                 ("customers_normal", fields.IntField(default=0)),
                 ("customers_unlinked", fields.IntField(default=0)),
             ],
-            options={"table": "subtree_count", "app": "models", "pk_attr": "group_id", "table_description": "Companies in one static group's subtree, by type and customer status."},
+            options={
+                "table": "subtree_count",
+                "app": "models",
+                "pk_attr": "group_id",
+                "table_description": "Companies in one static group's subtree, by type and customer status.",
+            },
             bases=["Model"],
         ),
         # pages order by (sort key, id): an index ending with id reads them in order and stops
         ops.RemoveIndex(model_name="Company", fields=["instance_id", "sort_key"]),
         ops.AddIndex(model_name="Company", index=Index(fields=["instance_id", "sort_key", "id"])),
         ops.RemoveIndex(model_name="Company", fields=["instance_id", "type", "sort_name"]),
-        ops.AddIndex(model_name="Company", index=Index(fields=["instance_id", "type", "sort_name", "id"])),
+        ops.AddIndex(
+            model_name="Company", index=Index(fields=["instance_id", "type", "sort_name", "id"])
+        ),
         ops.AddIndex(model_name="Company", index=Index(fields=["parent_id", "sort_key", "id"])),
         ops.AddIndex(model_name="StaticGroup", index=Index(fields=["parent_id", "sort_key", "id"])),
         ops.AddIndex(model_name="Computer", index=Index(fields=["instance_id", "sort_name", "id"])),
         ops.RemoveIndex(model_name="Computer", fields=["instance_id", "group_id", "sort_name"]),
-        ops.AddIndex(model_name="Computer", index=Index(fields=["instance_id", "group_id", "sort_name", "id"])),
+        ops.AddIndex(
+            model_name="Computer",
+            index=Index(fields=["instance_id", "group_id", "sort_name", "id"]),
+        ),
         ops.RunPython(fill, reverse_code=ops.RunPython.noop),
     ]

@@ -9,7 +9,7 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0009_computer_counts')]
+    dependencies = [("models", "0009_computer_counts")]
 
     initial = False
 
@@ -27,7 +27,14 @@ class Migration(migrations.Migration):
         ops.AddIndex(
             model_name="Company",
             index=Index(
-                fields=["instance_id", "public_id", "upstream_digest", "license_digest", "unlink_reason", "id"]
+                fields=[
+                    "instance_id",
+                    "public_id",
+                    "upstream_digest",
+                    "license_digest",
+                    "unlink_reason",
+                    "id",
+                ]
             ),
         ),
     ]

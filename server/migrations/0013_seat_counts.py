@@ -61,7 +61,7 @@ async def fill(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0012_unlinked_and_read_only")]
+    dependencies = [("models", "0012_sync_upkeep")]
 
     initial = False
 

@@ -29,7 +29,7 @@ from server.domain.access import scope_of
 from server.domain.listing import PageRequest
 from server.models.enums import CustomerStatus
 from server.settings import Settings
-from tests.bench.harness import Load, closed_loop, console, graphql
+from tests.bench.harness import Load, closed_loop, console, graphql, login
 from tests.bench.read_api import MANAGED_CUSTOMERS, PASSWORD, prepared_instance
 
 BARE = "{ __typename }"
@@ -125,14 +125,7 @@ async def graphql_bytes(
 
 async def run(url: str, email: str, seconds: float, concurrency: int) -> list:
     async with aiohttp.ClientSession() as session:
-        body = await graphql(
-            session,
-            url,
-            None,
-            "mutation($i: LoginInput!) { login(input: $i) { token } }",
-            {"i": {"email": email, "password": PASSWORD, "via": "EBA"}},
-        )
-        token = body["data"]["login"]["token"]
+        token = await login(session, url, email, PASSWORD)
         graphql_page = await graphql(session, url, token, MANAGED_CUSTOMERS, {"first": 50})
         async with session.get(
             f"{url}/bench/customers", headers={"authorization": f"Bearer {token}"}

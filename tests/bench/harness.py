@@ -161,3 +161,15 @@ async def graphql(
         f"{url}/graphql", json={"query": query, "variables": variables}, headers=headers
     ) as response:
         return await response.json()
+
+
+async def login(session: aiohttp.ClientSession, url: str, email: str, password: str) -> str:
+    """A session token of an account's owner, signed in through EBA."""
+    body = await graphql(
+        session,
+        url,
+        None,
+        "mutation($i: LoginInput!) { login(input: $i) { token } }",
+        {"i": {"email": email, "password": password, "via": "EBA"}},
+    )
+    return str(body["data"]["login"]["token"])

@@ -63,7 +63,8 @@ class Measure:
         run = self.run
         counters = (
             f"created {run.created:,}, updated {run.updated:,}, moved {run.moved:,}, "
-            f"unlinked {run.unlinked:,}, relinked {run.relinked:,}"
+            f"unlinked {run.unlinked:,}, relinked {run.relinked:,}; licenses "
+            f"+{run.licenses_created:,} ~{run.licenses_updated:,} -{run.licenses_removed:,}"
         )
         return (
             f"{self.label:<10} wall {self.wall:6.2f} s | upstream {self.waiting:6.2f} s "
@@ -163,7 +164,8 @@ async def measured_sync(
 
 
 def change_upstream(tree: UpstreamTree, fraction: float, seed: int) -> int:
-    """Renames, moves, removals, additions and suspensions: `fraction` of the companies."""
+    """Renames, moves, removals, additions and suspensions: `fraction` of the companies; and
+    quantity changes of as many licenses."""
     rng = random.Random(seed)
     count = max(5, round(len(tree.snapshot()) * fraction))
     customers = [c["publicId"] for c in tree.of_type(CUSTOMER)]
@@ -181,6 +183,9 @@ def change_upstream(tree: UpstreamTree, fraction: float, seed: int) -> int:
             tree.add(rng.choice(msps), f"New Customer {index}", CUSTOMER)
         else:
             tree.set_status(public_id, SUSPENDED)
+    book = tree.licenses  # and as many licenses change their quantity (seats change daily)
+    for key in rng.sample(sorted(book.licenses), min(count, len(book.licenses))):
+        book.set_quantity(key, book.licenses[key]["quantity"] + 1)
     tree.rename(msps[0], "Renamed MSP (its whole subtree's sort keys change)")
     tree.move(
         msps[1], tree.account_id if tree.get(msps[1])["parentId"] != tree.account_id else msps[2]

@@ -4,11 +4,13 @@ transitions are stored and announced once."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from tortoise.transactions import in_transaction
 
 from server import events
 from server.domain.connections import (
@@ -19,10 +21,11 @@ from server.domain.connections import (
     connection_status_sql,
 )
 from server.events import InProcessEventBus
-from server.models import Computer
+from server.models import Computer, db
 from server.models.db import count_statements, fetch
 from server.models.enums import ConnectionStatus
 from tests.agents.conftest import SETTINGS, Tree, database, tree
+from tests.waiting import eventually
 
 __all__ = ["database", "tree"]  # fixtures
 
@@ -163,6 +166,47 @@ async def test_transitions_are_stored_and_announced_once(tree: Tree) -> None:
     assert changed == {tree.instance.id: sorted([fresh.id, back.id, steady.id])}
 
 
+@pytest.fixture
+async def watcher_paused(app: Any) -> AsyncIterator[None]:
+    """The app's own watcher stopped: it would announce at the real time meanwhile."""
+    watcher = app.state.agent_runtime.watcher
+    await watcher.stop()
+    try:
+        yield
+    finally:
+        await watcher.start()
+
+
+async def test_every_stale_announcement_is_claimed_once_whatever_the_batches(
+    tree: Tree, watcher_paused: None
+) -> None:
+    # every status announced beside a check-in at every boundary: each stale pair is one
+    # index range of the watcher's, and the batches must leave none out and take none twice
+    now = datetime(2030, 5, 1, 12, 0, 0, 500_000, tzinfo=UTC)
+    checkins: list[datetime | None] = [now - offset for offset in _offsets()]
+    made = [
+        await add_computer(tree, seen, announced) for announced in S for seen in [*checkins, None]
+    ]
+    expected = {c.id: connection_status(c.last_connected_at, now, SETTINGS) for c in made}
+    stale = sorted(c.id for c in made if expected[c.id] is not c.announced_status)
+    assert len(stale) == 3 * (len(checkins) + 1)  # each check-in is stale for three of four
+    batch = 5
+    with count_statements() as counter:
+        changed = await announce_transitions(
+            None, SETTINGS, now, instance_id=tree.instance.id, batch=batch
+        )
+    assert changed == {tree.instance.id: stale}
+    batches = len(stale) // batch + 1  # the last batch is the one not full
+    # a batch: its claim, the UPDATE, and the counters' shift (an upsert and a check) when one
+    # of its computers entered or left CONNECTED/DELAYED; an empty last one, its claim only
+    assert 2 * batches - 1 <= counter.count <= 4 * batches
+    stored = dict(
+        await Computer.filter(instance_id=tree.instance.id).values_list("id", "announced_status")
+    )
+    assert stored == expected
+    assert await announce_transitions(None, SETTINGS, now, instance_id=tree.instance.id) == {}
+
+
 async def test_transitions_are_claimed_in_batches(tree: Tree) -> None:
     now = datetime.now(UTC)
     computers = [await add_computer(tree, now) for _ in range(7)]
@@ -175,6 +219,41 @@ async def test_transitions_are_claimed_in_batches(tree: Tree) -> None:
             published.append(await asyncio.wait_for(anext(stream), 1))
     assert sorted(changed[tree.instance.id]) == [c.id for c in computers]
     assert sorted(len(e["computer_ids"]) for e in published) == [1, 3, 3]
+
+
+async def test_rows_another_watcher_claimed_meanwhile_are_not_announced_again(
+    tree: Tree, watcher_paused: None
+) -> None:
+    # Every worker runs a watcher. On PostgreSQL a second one's UPDATE picks the rows the
+    # first is announcing, waits on their locks, then finds them announced: it must skip them
+    # (on SQLite it waits for the first's transaction before reading).
+    now = datetime.now(UTC)
+    late = [await add_computer(tree, now - timedelta(seconds=300), S.CONNECTED) for _ in range(3)]
+    claimed, release = asyncio.Event(), asyncio.Event()
+
+    async def first_watcher() -> dict[int, list[int]]:
+        async with in_transaction():
+            changed = await announce_transitions(None, SETTINGS, now, instance_id=tree.instance.id)
+            claimed.set()
+            await release.wait()
+        return changed
+
+    first = asyncio.create_task(first_watcher())
+    await claimed.wait()
+    second = asyncio.create_task(
+        announce_transitions(None, SETTINGS, now, instance_id=tree.instance.id)
+    )
+    if db.is_postgres():
+        await eventually(
+            lambda: db.fetch_value(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE 'SELECT m.id, m.announced_status%'"
+            ),
+            what="the second watcher waiting on the rows the first locked",
+        )
+    release.set()
+    assert await first == {tree.instance.id: [c.id for c in late]}
+    assert await second == {}
 
 
 async def test_the_watcher_announces_in_the_background(tree: Tree) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from server import events
-from server.domain import reconcile
+from server.domain import reconcile, usage
 from server.domain.reconcile_input import wanted_companies
 from server.events import InProcessEventBus
 from server.models import Company, UsageDay, db
@@ -140,6 +140,56 @@ async def test_a_resync_applies_every_kind_of_edit_and_announces_the_changed(
     assert (run.licenses_created, run.licenses_updated, run.licenses_removed) == (0, 0, 0)
     assert announced == []
     assert await db.fetch("SELECT * FROM usage_line WHERE instance_id = ?", [instance_id]) == lines
+
+
+async def usage_lines(instance_id: int) -> dict[tuple[str, int], tuple[Any, ...]]:
+    """The day's lines by (company public id, product): (row id, seats, activated, licenses)."""
+    rows = await db.fetch(
+        "SELECT u.id, c.public_id, u.product_code, u.seats, u.activated, u.licenses "
+        "FROM usage_line u JOIN company c ON c.id = u.company_id WHERE u.instance_id = ?",
+        [instance_id],
+    )
+    return {
+        (row["public_id"], row["product_code"]): (
+            row["id"],
+            row["seats"],
+            row["activated"],
+            row["licenses"],
+        )
+        for row in rows
+    }
+
+
+async def test_a_resync_rewrites_the_usage_lines_of_the_companies_whose_licenses_changed_alone(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await synced_tenant(sim, settings)
+    instance_id = owner.instance_id or 0
+    book = sim.tree.licenses
+    before = await usage_lines(instance_id)
+    billable = sorted(
+        key for key, lic in book.licenses.items() if lic["state"] == 1 and not lic["isTrial"]
+    )
+    raised = billable[0]
+    moved = next(
+        k for k in billable if book.licenses[k]["companyId"] != book.licenses[raised]["companyId"]
+    )
+    source = book.licenses[moved]["companyId"]
+    customers = [c["publicId"] for c in sim.tree.of_type(CUSTOMER)]
+    target = next(c for c in customers if c not in (source, book.licenses[raised]["companyId"]))
+    touched = {book.licenses[raised]["companyId"], source, target}
+    book.set_quantity(raised, book.licenses[raised]["quantity"] + 50)
+    book.move(moved, target)
+    run = await synced(owner, settings)
+    assert (run.licenses_created, run.licenses_updated, run.licenses_removed) == (0, 2, 0)
+    after = await usage_lines(instance_id)
+    untouched = {key: line for key, line in before.items() if key[0] not in touched}
+    assert untouched and {key: after.get(key) for key in untouched} == untouched  # same rows
+    # and the day holds what a whole snapshot writes
+    await usage.record_snapshot(instance_id, dt.datetime.now(dt.UTC))
+    whole = await usage_lines(instance_id)
+    assert {k: v[1:] for k, v in after.items()} == {k: v[1:] for k, v in whole.items()}
+    assert {k: v[1:] for k, v in after.items()} != {k: v[1:] for k, v in before.items()}
 
 
 MALFORMED = {

@@ -3,6 +3,7 @@ database the suite runs: SQLite's `EXPLAIN QUERY PLAN` shows a search on the rig
 temporary B-tree for the order; PostgreSQL's `EXPLAIN (ANALYZE, FORMAT JSON)` shows no Sort and
 scans that read no more rows than the page returns (plus the one that tells a next page
 exists); every page index ends with `id`, the last sort key, so not even an Incremental Sort.
+So is each batch of the connection watcher's stale lookup, ranges of announced status and check-in.
 PostgreSQL runs with sequential scans, bitmap scans, hash and merge joins off: the test tree is
 small, and at this size reading a table whole is cheaper and says nothing of a large
 instance."""
@@ -10,17 +11,19 @@ instance."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from tortoise.transactions import in_transaction
 
-from server.domain import companies, computers, customers, groups
+from server.domain import companies, computers, connections, customers, groups
 from server.domain.access import Scope
 from server.domain.listing import PageRequest
-from server.models import StaticGroup, User, db
-from server.models.enums import GroupKind, Service
+from server.models import Computer, StaticGroup, User, db
+from server.models.enums import ConnectionStatus, GroupKind, Service
 from tests import factories
+from tests.agents.conftest import SETTINGS
 
 PAGE = 10
 
@@ -231,3 +234,39 @@ async def test_a_syncs_license_read_finds_unlinked_and_read_only_companies_off_t
         return
     scans = {n.get("Index Name") for n in plan if n.get("Relation Name") == "company"}  # type: ignore[union-attr]
     assert scans == {"idx_company_unlinked", "idx_company_read_only"}, plan
+
+
+async def test_a_watcher_batch_reads_only_the_stale_computers_it_claims(instance):
+    # The app's own watcher runs meanwhile, at the real time: these computers are stale only
+    # ten days on (gone quiet), so it leaves them to this test; beside them, computers the
+    # same status was announced for and that are not stale, which a filter would read too.
+    now = datetime.now(UTC)
+    later = now + timedelta(days=10)
+    ids = [c.id for c in await Computer.filter(instance_id=instance["scope"].instance_id)]
+    states = [
+        (ConnectionStatus.CONNECTED, now),  # NOT_CONNECTED ten days on
+        (ConnectionStatus.DELAYED, now - timedelta(hours=1)),  # NOT_CONNECTED too
+        (ConnectionStatus.CONNECTED, later),  # not stale then
+        (ConnectionStatus.NOT_CONNECTED, now - timedelta(days=3)),  # nor
+    ]
+    for n, (announced, seen) in enumerate(states):
+        await Computer.filter(id__in=ids[n::4]).update(
+            announced_status=announced, last_connected_at=seen
+        )
+    batch = 5
+    sql, params = connections.stale_batch_sql(later, SETTINGS, batch)
+    plan = await _plan(sql, params)
+    if not db.is_postgres():
+        details: list[str] = plan  # type: ignore[assignment]
+        on_computers = [d for d in details if " computer " in f"{d} "]
+        ranges = [d for d in on_computers if "(announced_status=? AND last_connected_at" in d]
+        assert ranges == on_computers and len(ranges) == 8, details
+        assert not [d for d in details if "TEMP B-TREE" in d], details
+        return
+    nodes: list[dict[str, Any]] = plan  # type: ignore[assignment]
+    scans = [n for n in nodes if n.get("Relation Name") == "computer"]
+    assert all(n["Node Type"].startswith("Index") for n in scans), scans
+    read = sum(
+        n["Actual Rows"] * n["Actual Loops"] + n.get("Rows Removed by Filter", 0) for n in scans
+    )
+    assert read == batch, scans
