@@ -116,7 +116,7 @@ def cmd_recount(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
             for instance_id in ids:
                 async with in_transaction():
-                    fixed = await counters.recount(instance_id, count_computers=True)
+                    fixed = await counters.recount(instance_id, count_held=True)
                 print(f"instance {instance_id}: {fixed} counter rows corrected")
             return 0
         finally:

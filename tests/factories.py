@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 from tortoise.transactions import in_transaction
 
 from server.domain import accounts, counters, hierarchy, licenses, tree_paths
+from server.domain.connections import announce_transitions
 from server.domain.instances import create_instance
 from server.models import Company, Computer, License, StaticGroup
 from server.models.enums import CompanyType, GroupKind, LicenseState, Service, SetupState
+from server.settings import Settings
 from tests.graphql_client import GraphQLClient
+
+WATCHER = Settings(database_url="sqlite://:memory:", secret_key="factories-" + "0" * 40)
 
 PASSWORD = "correct horse battery"
 _serial = itertools.count(1)
@@ -121,7 +125,9 @@ async def computer(
             hardware_id=uuid.uuid4().hex,
             last_connected_at=last_connected_at,
         )
-        await counters.shift_computers([(instance_id, group.path, 1)])
+        await counters.shift_held(
+            counters.computer_held(instance_id, group.path, 1, made.announced_status)
+        )
     return made
 
 
@@ -154,18 +160,30 @@ async def license(
     expires_at: dt.datetime | None = None,
     key: str | None = None,
 ) -> License:
-    """A license of a company, as a sync would store it."""
+    """A license of a company, as a sync would store it (and count it)."""
     key = key or f"LIC-{next(_license_serial):06d}-{uuid.uuid4().hex[:6].upper()}"
-    return await License.create(
-        instance_id=instance_id,
-        company=company,
-        public_license_key=key,
-        product_code=product_code,
-        product_name=product_name,
-        seats=seats,
-        activated=activated,
-        state=state,
-        trial=trial,
-        expires_at=expires_at,
-        search_text=licenses.search_text(key, product_name),
-    )
+    async with in_transaction():
+        made = await License.create(
+            instance_id=instance_id,
+            company=company,
+            public_license_key=key,
+            product_code=product_code,
+            product_name=product_name,
+            seats=seats,
+            activated=activated,
+            state=state,
+            trial=trial,
+            expires_at=expires_at,
+            search_text=licenses.search_text(key, product_name),
+        )
+        row = {"seats": seats, "activated": activated, "state": state.value}
+        await counters.shift_licenses(instance_id, [(company.id, row, 1)])
+    return made
+
+
+async def check_in(computer: Computer, at: dt.datetime) -> None:
+    """A check-in at `at`, then the connection watcher's announcement of what it changed (what
+    seat usage counts)."""
+    computer.last_connected_at = at
+    await computer.save(update_fields=["last_connected_at"])
+    await announce_transitions(None, WATCHER, at, instance_id=computer.instance_id)

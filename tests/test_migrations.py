@@ -1,8 +1,9 @@
 """Migrations: on PostgreSQL every path column the scope filter compares as a range is
 byte-ordered (COLLATE "C"), as on SQLite, the audit log's group paths included; on both
 databases the sort keys written before 0011 come out in its form, in the same tree order, and
-the usage ledger has 0013's index in place of the one it covers; and the migrations build the
-models as they are (`makemigrations` would write nothing).
+the usage ledger has 0013's index in place of the one it covers, 0015 counts the
+protected computers and the seats of the licenses already there, and the migrations
+build the models as they are (`makemigrations` would write nothing).
 
 A fresh database (PostgreSQL on the suite's server or the local default; a SQLite file),
 migrated in a process of its own, so this process's ORM is left alone."""
@@ -44,8 +45,9 @@ BYTE_ORDERED = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def postgres_database() -> Iterator[str]:
+    """A new one per test: each migrates an empty database of its own."""
     yield from _postgres_database(postgres_server())
 
 
@@ -172,8 +174,9 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite://{tmp_path / 'old.db'}"
 
 
-def _in_process(function: str, url: str) -> Any:
-    """What `function` of this module, run on `url` in a process of its own, prints last."""
+def in_own_process(function: str, url: str) -> Any:
+    """What `function` of this module, run on `url` in a process of its own, printed last (as
+    JSON)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MSP_CONSOLE_")}
     script = (
         f"import asyncio, sys; from tests.test_migrations import {function}; "
@@ -185,13 +188,14 @@ def _in_process(function: str, url: str) -> Any:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_0011_writes_old_sort_keys_in_the_new_form_in_tree_order(empty_database: str) -> None:
-    migrated = _in_process("migrate_old_sort_keys", empty_database)
+    migrated = in_own_process("migrate_old_sort_keys", empty_database)
     expected: dict[int, str] = {}
     for group_id, parent, name in GROUPS:
         parent_key = expected[parent] if parent else None
@@ -220,7 +224,7 @@ async def usage_line_indexes(url: str) -> None:
 
 
 def test_0013_reads_a_companys_month_of_usage_off_one_index(empty_database: str) -> None:
-    indexes = _in_process("usage_line_indexes", empty_database)
+    indexes = in_own_process("usage_line_indexes", empty_database)
     assert ["company_id", "day", "product_code", "seats", "product_name"] in indexes
     assert ["company_id", "day"] not in indexes  # the covering index's prefix: no upkeep twice
 
@@ -241,4 +245,75 @@ async def pending_operations(url: str) -> None:
 def test_the_migrations_build_the_models_as_they_are(tmp_path: Path) -> None:
     # a model changed without a migration: the next makemigrations writes it into whatever
     # migration someone makes next (as a SubtreeCount description did until 0014)
-    assert _in_process("pending_operations", f"sqlite://{tmp_path / 'none.db'}") == []
+    assert in_own_process("pending_operations", f"sqlite://{tmp_path / 'none.db'}") == []
+
+
+async def migrate_seat_counts(url: str) -> None:
+    """Migrate `url` to 0014, write a group below the top one with its company, computers and
+    licenses (counted as 0014 counted them: computers only), migrate to the end and print the
+    counter rows as JSON (run in its own process)."""
+    config = db.tortoise_config(url)
+    await migrate(config=config, target="models.0014_subtree_count_description")
+    await Tortoise.close_connections()
+    await Tortoise.init(config=config)
+    top, below = "/1/", tree_paths.child_path("/1/", 2)
+    statements = [
+        "INSERT INTO account (id, email, password_hash, services, created_at) "
+        "VALUES (1, 'owner@example.test', '!', 'EBA', CURRENT_TIMESTAMP)",
+        "INSERT INTO instance (id, name, created_via, created_at, owner_id) "
+        "VALUES (1, 'seats', 'EBA', CURRENT_TIMESTAMP, 1)",
+        "INSERT INTO company (id, instance_id, public_id, name, sort_name, type, path, sort_key, "
+        "depth, upstream_status, read_only, setup_state, created_at, updated_at) "
+        f"VALUES (1, 1, 'c', 'C', 'c', 'CUSTOMER', '{below}', 'k', 1, 1, FALSE, 'pending', "
+        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        *(
+            "INSERT INTO static_group (id, instance_id, name, kind, parent_id, company_id, path, "
+            f"sort_key, depth, description, created_at) VALUES ({group_id}, 1, 'g', "
+            f"'{kind}', {parent}, {company}, '{path}', 'k{group_id}', {depth}, '', "
+            "CURRENT_TIMESTAMP)"
+            for group_id, kind, parent, company, path, depth in (
+                (1, "all", "NULL", "NULL", top, 0),
+                (2, "company", 1, 1, below, 1),
+            )
+        ),
+        *(
+            "INSERT INTO computer (instance_id, group_id, company_id, name, sort_name, "
+            f"hardware_id, enrolled_at, announced_status) VALUES (1, {group_id}, 1, 'pc', 'pc', "
+            f"'hw{n}', CURRENT_TIMESTAMP, '{status}')"
+            for n, (group_id, status) in enumerate(
+                ((2, "CONNECTED"), (2, "NOT_CONNECTED"), (1, "DELAYED"), (1, "NEVER_CONNECTED"))
+            )
+        ),
+        *(
+            "INSERT INTO license (instance_id, company_id, public_license_key, product_code, "
+            "product_name, seats, activated, state, trial, search_text, created_at, updated_at) "
+            f"VALUES (1, 1, '{key}', 1, 'p', {seats}, {activated}, '{state}', FALSE, 'k', "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            for key, seats, activated, state in (("A", 10, 3, "ACTIVE"), ("B", 5, 5, "SUSPENDED"))
+        ),
+        "INSERT INTO subtree_count (group_id, instance_id, distributors, divisions, msp_managers, "
+        "msps, managed_msps, customers_not_set_up, customers_normal, customers_unlinked, "
+        "computers, own_computers) VALUES (1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 4, 2), "
+        "(2, 1, 0, 0, 0, 0, 0, 1, 0, 0, 2, 2)",
+    ]
+    for statement in statements:
+        await db.execute(statement)
+    await Tortoise.close_connections()
+    await migrate(config=config)
+    rows = await db.fetch(
+        "SELECT group_id, protected, own_protected, seats, own_seats, activated, own_activated "
+        "FROM subtree_count ORDER BY group_id"
+    )
+    await Tortoise.close_connections()
+    print(json.dumps([list(row.values()) for row in rows]))
+
+
+def test_0015_counts_the_protected_computers_and_the_seats_already_there(
+    empty_database: str,
+) -> None:
+    # group, protected (own), seats (own), activated (own): the top one holds a DELAYED
+    # computer, its company group a CONNECTED one and the license in force
+    assert in_own_process("migrate_seat_counts", empty_database) == [
+        [1, 2, 1, 10, 0, 3, 0],
+        [2, 1, 1, 10, 10, 3, 3],
+    ]

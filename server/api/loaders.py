@@ -130,7 +130,7 @@ class Loaders:
 
     async def _seat_usage(self, recursive: bool, ids: list[int]) -> dict[int, Any]:
         found = [c for c in await self.company_by_id.load_many(ids) if c is not None]
-        usage = await licenses.seat_usage(self.scope, found, recursive, self.settings)
+        usage = await licenses.seat_usage(self.scope, found, recursive)
         return {i: usage.get(i, licenses.SeatUsage()) for i in ids}
 
     async def _company_children_pages(

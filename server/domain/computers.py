@@ -201,14 +201,19 @@ async def _writable(scope: Scope, computer_id: int, *, lock: bool = True) -> Loc
     return found
 
 
-async def _delete(removed: Located, *moved: tuple[str, int]) -> None:
-    """Delete the computer, and shift the counters in one statement: out of its group, and
-    (group path, +1 or -1) for each other computer `moved`."""
-    await db.execute("DELETE FROM computer WHERE id = ?", [removed.computer.id])
-    instance_id = removed.computer.instance_id
-    await counters.shift_computers(
-        [(instance_id, removed.group_path, -1), *((instance_id, *move) for move in moved)]
+def _held(found: Located, delta: int, path: str | None = None) -> list[counters.Held]:
+    """The computer added to the group at `path` (its own group's when None; -1: taken)."""
+    computer = found.computer
+    return counters.computer_held(
+        computer.instance_id, path or found.group_path, delta, computer.announced_status
     )
+
+
+async def _delete(removed: Located, *moved: counters.Held) -> None:
+    """Delete the computer, and shift the counters in one statement: out of its group, and
+    what the other computers `moved` took along."""
+    await db.execute("DELETE FROM computer WHERE id = ?", [removed.computer.id])
+    await counters.shift_held([*_held(removed, -1), *moved])
 
 
 async def remove_computer(scope: Scope, computer_id: int) -> Removal:
@@ -254,7 +259,7 @@ async def resolve_duplicate(scope: Scope, duplicate_id: int, keep: DuplicateReso
         [group_id, duplicate_id],
     )
     # the kept computer moves from its group to the removed one's
-    await _delete(existing, (duplicate.group_path, -1), (existing.group_path, 1))
+    await _delete(existing, *_held(duplicate, -1), *_held(duplicate, 1, existing.group_path))
     kept = duplicate.computer
     kept.duplicate_of_id, kept.group_id = None, group_id
     return Removal(Located(kept, existing.group_path), [existing])

@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tortoise.transactions import in_transaction
+
 from server import events
 from server.background import PeriodicTask
+from server.domain import counters
 from server.events import EventBus
 from server.models import db
+from server.models.bulk import encode_ids, ids_source
 from server.models.enums import ConnectionStatus
 from server.settings import Settings
 
@@ -176,24 +180,39 @@ async def announce_transitions(
     """Store the computed status of every computer whose announcement is stale and publish
     `COMPUTER_CONNECTION` per instance with their ids; returns {instance_id: computer_ids}.
 
-    Each batch is one statement (UPDATE ... RETURNING), so a row is claimed exactly once even
-    with several processes watching: one that waited on another's row locks (PostgreSQL) finds
-    the row announced when it checks the status again. Batches are small, each its own
-    transaction, and the event loop is given back between them: on SQLite every request's
-    statements share the connection (and the write lock) with the watcher, so each waits for
-    one batch at most, however many computers turned stale at once.
+    Each batch is one transaction: the stale rows read (locked on PostgreSQL) with the status
+    they were announced in, the UPDATE ... RETURNING of those still stale, and the subtree
+    counters' `protected` shifted for those that entered or left CONNECTED/DELAYED (RETURNING
+    gives only the new status). So a row is claimed exactly once even with several processes
+    watching: one that waited on another's row locks (PostgreSQL) finds the row announced when
+    it checks the status again. Batches are small and the event loop is given back between
+    them: on SQLite every request's statements share the connection (and the write lock) with
+    the watcher, so each waits for one batch at most, however many computers turned stale at
+    once.
     """
     now = utc(now or datetime.now(UTC))
     status_sql, status_params = connection_status_sql("", now, settings)
     stale_sql, stale_params = stale_batch_sql(now, settings, batch, instance_id)
+    claim = (
+        "SELECT m.id, m.announced_status, g.path FROM computer m "
+        f"JOIN static_group g ON g.id = m.group_id WHERE m.id IN ({stale_sql})"
+        + (" FOR UPDATE OF m" if db.is_postgres() else "")
+    )
     statement = (
         f"UPDATE computer SET announced_status = {status_sql} "
-        f"WHERE id IN ({stale_sql}) AND announced_status <> {status_sql} "
-        "RETURNING id, instance_id"
+        f"WHERE id IN ({ids_source()}) AND announced_status <> {status_sql} "
+        "RETURNING id, instance_id, announced_status"
     )
     changed: dict[int, list[int]] = defaultdict(list)
     while True:
-        rows = await db.fetch(statement, [*status_params, *stale_params, *status_params])
+        async with in_transaction():
+            claimed = {row["id"]: row for row in await db.fetch(claim, stale_params)}
+            rows = []
+            if claimed:
+                rows = await db.fetch(
+                    statement, [*status_params, encode_ids(claimed), *status_params]
+                )
+            await counters.shift_held(_protected_moves(claimed, rows))
         batch_changes: dict[int, list[int]] = defaultdict(list)
         for row in rows:
             batch_changes[row["instance_id"]].append(row["id"])
@@ -205,9 +224,24 @@ async def announce_transitions(
                 )
         for instance, ids in batch_changes.items():
             changed[instance].extend(ids)
-        if len(rows) < batch:
+        if len(claimed) < batch:
             return {instance: sorted(ids) for instance, ids in changed.items()}
         await asyncio.sleep(0)
+
+
+def _protected_moves(
+    claimed: Mapping[int, Mapping[str, Any]], announced: Iterable[Mapping[str, Any]]
+) -> list[counters.Held]:
+    """A computer announced anew that entered CONNECTED/DELAYED (+1) or left them (-1)."""
+    moves: list[counters.Held] = []
+    for row in announced:
+        was = claimed[row["id"]]
+        delta = int(row["announced_status"] in counters.PROTECTING) - int(
+            was["announced_status"] in counters.PROTECTING
+        )
+        if delta:
+            moves.append((row["instance_id"], was["path"], counters.PROTECTED, delta))
+    return moves
 
 
 class ConnectionWatcher(PeriodicTask):

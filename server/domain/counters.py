@@ -1,15 +1,18 @@
 """Maintained subtree counters: companies per static group subtree, by type and customer status,
-and computers, per subtree and per group.
+and what groups hold (`HELD`: computers, the protected ones among them, the seats and
+activations of the licenses in force), per subtree and per group.
 
 A company's path lists the ids of its group and of every group above it, so a company counts in
 the `subtree_count` row of each of those groups; a computer likewise, through its group's path,
-and once more in its own group's `own_computers`. Writes keep the rows right in their own
-transaction: a customer action shifts the rows of its path (`shift`, one upsert), an enrolment,
-removal or resolution those of its computers' paths (`shift_computers`, one upsert), the sync
-moves the counts of the companies it wrote and of the computers of the groups it moved
-(`placed` and `group_paths` before its writes, then `relocate`: one upsert, whatever the size
-of the tree), and `msp-console recount` recounts an instance (`recount`: one read of the
-companies, the computers rolled up from `own_computers`, only the rows that differ written).
+and once more in its own group's `own_computers` (a license in its company's group's
+`own_seats`, `own_activated`). Writes keep the rows right in their own transaction: a customer
+action shifts the rows of its path (`shift`, one upsert), an enrolment, removal, resolution,
+announced connection transition or license change those of its groups' paths (`shift_held`,
+one upsert), the sync moves the counts of the companies it wrote and what the groups it moved
+hold (`placed` and `group_paths` before its writes, then `relocate`: one upsert, whatever the
+size of the tree), and `msp-console recount` recounts an instance (`recount`: one read of the
+companies, what groups hold rolled up from the `own_` columns, only the rows that differ
+written).
 Reads (`Totals` for a viewer) then cost one row per minimal scope prefix, however large the
 tree.
 
@@ -36,7 +39,13 @@ from server.domain import tree_paths
 from server.domain.access import Scope
 from server.models import Company, db
 from server.models.bulk import encode_ids, ids_source
-from server.models.enums import CompanyType, CustomerStatus, SetupState
+from server.models.enums import (
+    CompanyType,
+    ConnectionStatus,
+    CustomerStatus,
+    LicenseState,
+    SetupState,
+)
 
 TYPE_COLUMNS = {
     CompanyType.DISTRIBUTOR: "distributors",
@@ -52,10 +61,23 @@ STATUS_COLUMNS = {
 }
 COUNT_CAP = 1000  # counted under a search (no counter answers one): then at least this many
 COMPUTERS = "computers"
-OWN_COMPUTERS = "own_computers"  # stored, not rolled up: what a group's `computers` adds up
+# of the computers, those announced CONNECTED or DELAYED (`connections.announce_transitions`)
+PROTECTED = "protected"
+PROTECTING = frozenset({ConnectionStatus.CONNECTED.value, ConnectionStatus.DELAYED.value})
+SEATS, ACTIVATED = "seats", "activated"  # of the licenses in force
+IN_FORCE = LicenseState.ACTIVE  # the state whose seats count as ordered
+# what a group holds itself, by the column that rolls it up over the group's subtree; the `own_`
+# columns are stored, not rolled up: what the group's row adds to the rows above
+HELD = {
+    COMPUTERS: "own_computers",
+    PROTECTED: "own_protected",
+    SEATS: "own_seats",
+    ACTIVATED: "own_activated",
+}
+OWN_COMPUTERS = HELD[COMPUTERS]
 # the columns counted over a whole subtree (rolled up to every group above), then every column
-COLUMNS = (*TYPE_COLUMNS.values(), *STATUS_COLUMNS.values(), COMPUTERS)
-STORED = (*COLUMNS, OWN_COMPUTERS)
+COLUMNS = (*TYPE_COLUMNS.values(), *STATUS_COLUMNS.values(), *HELD)
+STORED = (*COLUMNS, *HELD.values())
 
 
 def status_of(setup_state: str | SetupState, unlinked: bool) -> CustomerStatus:
@@ -90,6 +112,9 @@ class Counts:
     customers_normal: int = 0
     customers_unlinked: int = 0
     computers: int = 0
+    protected: int = 0
+    seats: int = 0
+    activated: int = 0
 
     def add(self, row: Mapping[str, Any], sign: int = 1) -> None:
         for name in COLUMNS:
@@ -200,41 +225,73 @@ async def shift(instance_id: int, moves: Iterable[tuple[str, str | None, str | N
     await deltas.write()
 
 
-async def shift_computers(moves: Iterable[tuple[int, str, int]]) -> None:
-    """Apply (instance id, group path, computers added or, negative, removed) to every row of
-    each path (`computers`) and to the group's own (`own_computers`), in one statement."""
-    moves = list(moves)
-    await _computer_deltas(moves).write()
+Held = tuple[int, str, str, int]
+"""(instance id, a group's path, a column of HELD, how much the group holds more or, negative,
+less)."""
+
+
+def computer_held(
+    instance_id: int, path: str, delta: int, announced: str | ConnectionStatus
+) -> list[Held]:
+    """A computer (announced as `announced`) added to the group at `path` (-1: taken from it)."""
+    protected = ConnectionStatus(announced).value in PROTECTING
+    columns = (COMPUTERS, PROTECTED) if protected else (COMPUTERS,)
+    return [(instance_id, path, column, delta) for column in columns]
+
+
+async def shift_held(moves: Iterable[Held]) -> None:
+    """Apply each move to its column on every row of the path and to the group's own column, in
+    one statement."""
+    moves = [move for move in moves if move[3]]
+    await _held_deltas(moves).write()
     if moves:
         await _follow_moved_groups(moves)
 
 
-def _computer_deltas(moves: Iterable[tuple[int, str, int]]) -> _Deltas:
+def _held_deltas(moves: Iterable[Held]) -> _Deltas:
     deltas = _Deltas()
-    for instance_id, path, delta in moves:
-        deltas.along(instance_id, path, COMPUTERS, delta)
-        deltas.add(instance_id, tree_paths.path_ids(path)[-1], OWN_COMPUTERS, delta)
+    for instance_id, path, column, delta in moves:
+        deltas.along(instance_id, path, column, delta)
+        deltas.add(instance_id, tree_paths.path_ids(path)[-1], HELD[column], delta)
     return deltas
 
 
-async def _follow_moved_groups(moves: list[tuple[int, str, int]]) -> None:
+async def _follow_moved_groups(moves: list[Held]) -> None:
     """The paths were read before the shift took the top row; on PostgreSQL a sync that moved a
     group in between committed first (else its recount would wait for the top row and then see
-    this shift), so its recount missed these computers, shifted here along the old path: move
-    them to the new one. No sync commits a move while the top row is held: the check holds.
+    this shift), so its recount missed these moves, shifted here along the old path: move them
+    to the new one. No sync commits a move while the top row is held: the check holds.
     (SQLite runs one writer at a time, so it finds nothing there; one indexed read is cheaper
     than a second way of shifting.)"""
-    paths = {tree_paths.path_ids(path)[-1]: path for _, path, _ in moves}
-    rows = await db.fetch(
-        f"SELECT id, path FROM static_group WHERE id IN ({ids_source()})", [encode_ids(paths)]
-    )
-    now = {row["id"]: row["path"] for row in rows}
-    moved = []
-    for instance_id, path, delta in moves:
+    now = await group_paths({tree_paths.path_ids(path)[-1] for _, path, _, _ in moves})
+    moved: list[Held] = []
+    for instance_id, path, column, delta in moves:
         current = now.get(tree_paths.path_ids(path)[-1], path)
         if current != path:
-            moved += [(instance_id, path, -delta), (instance_id, current, delta)]
-    await _computer_deltas(moved).write()
+            moved += [(instance_id, path, column, -delta), (instance_id, current, column, delta)]
+    await _held_deltas(moved).write()
+
+
+async def shift_licenses(
+    instance_id: int, moves: Iterable[tuple[int, Mapping[str, Any], int]]
+) -> None:
+    """Apply (company id, license row with `seats`, `activated` and `state`, +1 added or -1
+    taken away) for each license a sync wrote or removed, along its company's path as it is
+    now: one read and one statement."""
+    moves = [move for move in moves if move[1]["state"] == IN_FORCE.value]
+    if not moves:
+        return
+    paths = dict(
+        await db.fetch_tuples(
+            f"SELECT id, path FROM company WHERE id IN ({ids_source()})",
+            [encode_ids({company_id for company_id, _, _ in moves})],
+        )
+    )
+    await shift_held(
+        (instance_id, paths[company_id], column, sign * int(row[column]))
+        for company_id, row, sign in moves
+        for column in (SEATS, ACTIVATED)
+    )
 
 
 Placed = dict[int, tuple[str, str]]
@@ -274,9 +331,9 @@ async def relocate(
     groups_after: Mapping[int, str],
 ) -> None:
     """Move companies' counts from where they were (`before`, none for new companies) to where
-    they are (`after`), and the computers of each group from its path `groups_before` to its
-    path `groups_after`, in one upsert: for a sync that moved, added, unlinked or retyped a few
-    companies, instead of a `recount` of all of them. The groups' own computers are read under
+    they are (`after`), and what each group holds from its path `groups_before` to its path
+    `groups_after`, in one upsert: for a sync that moved, added, unlinked or retyped a few
+    companies, instead of a `recount` of all of them. What the groups hold is read under
     the top row's lock, after the sync's other writes: a shift along a path read earlier then
     either came first (and moves with the rest) or waits, and follows the group."""
     deltas = _Deltas()
@@ -295,10 +352,11 @@ async def relocate(
     }
     if moved:
         await _lock_top(instance_id)
-        own = await sums(instance_id, OWN_COMPUTERS, {g: [g] for g in moved})
+        own = await totals(instance_id, HELD.values(), {g: [g] for g in moved})
         for group_id, (was_at, now_at) in moved.items():
-            deltas.along(instance_id, was_at, COMPUTERS, -own[group_id])
-            deltas.along(instance_id, now_at, COMPUTERS, own[group_id])
+            for column, own_column in HELD.items():
+                deltas.along(instance_id, was_at, column, -own[group_id][own_column])
+                deltas.along(instance_id, now_at, column, own[group_id][own_column])
     await deltas.write()
 
 
@@ -311,15 +369,15 @@ async def _lock_top(instance_id: int) -> None:
         )
 
 
-async def recount(instance_id: int, *, count_computers: bool = False) -> int:
+async def recount(instance_id: int, *, count_held: bool = False) -> int:
     """Make the instance's counters match its companies; returns how many rows it wrote. For
     `msp-console recount`, and after rows were written behind the counters' back (a restore,
     a test's fixtures). One read of the companies and one of the counters, then only the rows
     that differ.
 
-    Each group's `computers` is the roll-up of the groups' `own_computers` along the current
-    paths: as stored, or, with `count_computers` (the repair), counted from the computers
-    first."""
+    What each group holds over its subtree is the roll-up of the groups' `own_` columns along
+    the current paths: as stored, or, with `count_held` (the repair), counted from the
+    computers and the licenses first (two more reads)."""
     await _lock_top(instance_id)
     companies = await db.fetch(
         "SELECT path, type, setup_state, unlinked_at IS NOT NULL AS unlinked FROM company "
@@ -332,17 +390,13 @@ async def recount(instance_id: int, *, count_computers: bool = False) -> int:
         [instance_id],
     )
     stored = {row["group_id"]: [int(row[name]) for name in STORED] for row in stored_rows}
-    if count_computers:
-        own_rows = await db.fetch(
-            "SELECT g.path, COUNT(*) AS n FROM computer m JOIN static_group g ON g.id = m.group_id "
-            "WHERE m.instance_id = ? GROUP BY m.group_id, g.path",
-            [instance_id],
-        )
+    if count_held:
+        own_rows = await _count_held(instance_id)
     else:
         own_rows = [
-            {"path": row["path"], "n": row[OWN_COMPUTERS]}
+            {"path": row["path"], **{c: row[own] for c, own in HELD.items()}}
             for row in stored_rows
-            if row["path"] is not None and row[OWN_COMPUTERS]
+            if row["path"] is not None and any(row[own] for own in HELD.values())
         ]
     # each company counted in its own group, then every group's counts added to its parent's,
     # deepest first: N + groups additions, not one per company and level
@@ -358,13 +412,17 @@ async def recount(instance_id: int, *, count_computers: bool = False) -> int:
         if row is None:
             row = totals[company["path"]] = [0] * len(COLUMNS)
         row[at] += 1
-    own: dict[str, int] = {}
+    own: dict[str, list[int]] = {}
     for group in own_rows:
-        own[group["path"]] = int(group["n"])
-        row = totals.get(group["path"])
+        held = own.setdefault(group["path"], [0] * len(HELD))
+        for n, column in enumerate(HELD):
+            held[n] += int(group.get(column) or 0)
+    for path, held in own.items():
+        row = totals.get(path)
         if row is None:
-            row = totals[group["path"]] = [0] * len(COLUMNS)
-        row[column_at[COMPUTERS]] += int(group["n"])
+            row = totals[path] = [0] * len(COLUMNS)
+        for column, value in zip(HELD, held, strict=True):
+            row[column_at[column]] += value
     by_depth: dict[int, list[str]] = {}
     for path in totals:
         by_depth.setdefault(path.count("/"), []).append(path)
@@ -377,8 +435,10 @@ async def recount(instance_id: int, *, count_computers: bool = False) -> int:
                 by_depth.setdefault(depth - 1, []).append(parent)
             for n, value in enumerate(totals[path]):
                 above[n] += value
+    nothing = [0] * len(HELD)
     wanted = {
-        tree_paths.path_ids(path)[-1]: [*row, own.get(path, 0)] for path, row in totals.items()
+        tree_paths.path_ids(path)[-1]: [*row, *own.get(path, nothing)]
+        for path, row in totals.items()
     }
     changed = [
         _row(group_id, instance_id, dict(zip(STORED, row, strict=True)))
@@ -394,6 +454,26 @@ async def recount(instance_id: int, *, count_computers: bool = False) -> int:
             f"DELETE FROM subtree_count WHERE group_id IN ({ids_source()})", [encode_ids(gone)]
         )
     return len(changed) + len(gone)
+
+
+async def _count_held(instance_id: int) -> list[dict[str, Any]]:
+    """What each group holds, counted from the computers and the licenses (a company's
+    licenses in its group, which shares its path): rows of a path and HELD's columns."""
+    protecting = ", ".join(f"'{status}'" for status in sorted(PROTECTING))
+    computers = await db.fetch(
+        f"SELECT g.path, COUNT(*) AS {COMPUTERS}, SUM(CASE WHEN m.announced_status IN "
+        f"({protecting}) THEN 1 ELSE 0 END) AS {PROTECTED} FROM computer m "
+        "JOIN static_group g ON g.id = m.group_id WHERE m.instance_id = ? "
+        "GROUP BY m.group_id, g.path",
+        [instance_id],
+    )
+    licenses = await db.fetch(
+        f"SELECT c.path, SUM(l.seats) AS {SEATS}, SUM(l.activated) AS {ACTIVATED} FROM license l "
+        "JOIN company c ON c.id = l.company_id WHERE l.instance_id = ? AND l.state = ? "
+        "GROUP BY c.id, c.path",
+        [instance_id, IN_FORCE.value],
+    )
+    return [*computers, *licenses]
 
 
 async def visible_counts(scope: Scope, path: str | None = None) -> Counts:
@@ -413,20 +493,32 @@ async def visible_counts(scope: Scope, path: str | None = None) -> Counts:
     return counts
 
 
+async def totals(
+    instance_id: int, columns: Iterable[str], groups_of: Mapping[Any, Sequence[int]]
+) -> dict[Any, dict[str, int]]:
+    """For each key, `columns` added up over the rows of its group ids, in one statement."""
+    columns = list(columns)
+    ids = {group_id for group_ids in groups_of.values() for group_id in group_ids}
+    found: dict[int, dict[str, Any]] = {}
+    if ids:
+        rows = await db.fetch(
+            f"SELECT group_id, {', '.join(columns)} FROM subtree_count WHERE instance_id = ? "
+            f"AND group_id IN ({ids_source()})",
+            [instance_id, encode_ids(ids)],
+        )
+        found = {row["group_id"]: row for row in rows}
+    return {
+        key: {c: sum(int(found[i][c]) for i in group_ids if i in found) for c in columns}
+        for key, group_ids in groups_of.items()
+    }
+
+
 async def sums(
     instance_id: int, column: str, groups_of: Mapping[Any, Sequence[int]]
 ) -> dict[Any, int]:
     """For each key, `column` added up over the rows of its group ids, in one statement."""
-    ids = {group_id for group_ids in groups_of.values() for group_id in group_ids}
-    found: dict[int, int] = {}
-    if ids:
-        rows = await db.fetch(
-            f"SELECT group_id, {column} AS n FROM subtree_count WHERE instance_id = ? "
-            f"AND group_id IN ({ids_source()})",
-            [instance_id, encode_ids(ids)],
-        )
-        found = {row["group_id"]: int(row["n"]) for row in rows}
-    return {key: sum(found.get(i, 0) for i in group_ids) for key, group_ids in groups_of.items()}
+    found = await totals(instance_id, [column], groups_of)
+    return {key: counts[column] for key, counts in found.items()}
 
 
 async def descendant_counts(scope: Scope, company: Company) -> Counts:

@@ -278,8 +278,9 @@ async def _write(batch: Sequence[Pending], plans: list[_Plan], now: datetime) ->
     await _insert(batch, duplicates, now)  # after their originals: they refer to them
     await _continue(batch, continued, now)
     await _count(plans)  # the installers locked before the counters, as an unlink does
-    await counters.shift_computers(
-        (p.found["instance_id"], p.found["group_path"], 1) for p in [*originals, *duplicates]
+    await counters.shift_held(  # new computers are announced NEVER_CONNECTED: not protected
+        (p.found["instance_id"], p.found["group_path"], counters.COMPUTERS, 1)
+        for p in [*originals, *duplicates]
     )
     await audit.record_all([_conflict(batch[p.index], p) for p in duplicates])
 

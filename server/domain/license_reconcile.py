@@ -81,13 +81,16 @@ _DIGEST_ROW = {"id": "int", "license_digest": "text"}
 @dataclass(slots=True)
 class LicenseChanges:
     """What a sync did to the licenses; `changed_ids` are the created and updated ones (the
-    `licenseChanged` events)."""
+    `licenseChanged` events); `held`, for `counters.shift_licenses` once the sync moved its
+    companies' counters, (company id, license row, +1) for each license as written and
+    (company id, license row, -1) for each as it was before an update or a removal."""
 
     seen: int = 0
     created: int = 0
     updated: int = 0
     removed: int = 0
     changed_ids: list[int] = field(default_factory=list)
+    held: list[tuple[int, dict[str, Any], int]] = field(default_factory=list)
 
 
 def listing_digests(listing: Mapping[str, Sequence[UpstreamLicense]]) -> dict[str, str]:
@@ -207,6 +210,9 @@ async def apply_licenses(
     gone = [
         row for key, row in current.items() if key not in wanted and row["company_id"] in compared
     ]
+    changes.held += [(row["company_id"], row, -1) for row in gone]
+    changes.held += [(current[key]["company_id"], current[key], -1) for key in changed_keys]
+    changes.held += [(row["company_id"], row, 1) for row in changed]
     # a company a license moved away from no longer holds the listing its digest says
     left = {current[key]["company_id"] for key in wanted if key in current} - compared
     if new_keys:
@@ -223,6 +229,9 @@ async def apply_licenses(
         )
         changes.created = len(new_keys)
         changes.changed_ids += ids
+        changes.held += [
+            (wanted[key][0], dict(zip(_COMPARED, wanted[key], strict=True)), 1) for key in new_keys
+        ]
     if changed:
         await db.execute(
             "UPDATE license SET company_id = x.company_id, product_code = x.product_code, "

@@ -2,32 +2,26 @@
 within the viewer's LICENSES scope (READ), so a viewer without that area sees none, anywhere.
 
 `seat_usage` sets the seats a company's licenses order against the computers this console holds
-for it (the discrepancy an MSP looks for). Computer counts come from `computer_counts`, the one
-place a stored subtree counter can replace the count.
+for it (the discrepancy an MSP looks for); over a subtree, from the subtree counters.
 """
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from server.domain import counters, tree_paths
 from server.domain import search as name_search
-from server.domain import tree_paths
-from server.domain.access import Scope, minimal_prefixes
-from server.domain.connections import thresholds
+from server.domain.access import Scope
 from server.domain.errors import InvalidInput
 from server.domain.listing import Listing, Page, PageRequest, sql_in
 from server.models import Company, License, db
 from server.models.enums import Area, LicenseState
-from server.settings import Settings
 
 SOURCE = "license l JOIN company c ON c.id = l.company_id"
 MAX_EXPIRING_DAYS = 3650
-IN_FORCE = LicenseState.ACTIVE  # the state whose seats count as ordered
 
 
 def search_text(key: str, product_name: str) -> str:
@@ -128,104 +122,76 @@ class SeatUsage:
         return self.activated > self.seats
 
 
-def _subtree_sums(
-    rows: list[dict[str, Any]], columns: Sequence[str], paths: Iterable[tuple[int, str]]
-) -> dict[int, tuple[int, ...]]:
-    """Per (key, path): the sums of `columns` over the rows (ordered by `path`) in its subtree."""
-    ordered = [row["path"] for row in rows]
-    running = [
-        list(itertools.accumulate((int(row[column] or 0) for row in rows), initial=0))
-        for column in columns
-    ]
-    sums = {}
-    for key, path in paths:
-        low, high = tree_paths.subtree_bounds(path)
-        start, end = bisect.bisect_left(ordered, low), bisect.bisect_left(ordered, high)
-        sums[key] = tuple(total[end] - total[start] for total in running)
-    return sums
-
-
-def _subtrees(column: str, companies: Sequence[Company]) -> list[tuple[str, list[str]]]:
-    return [tree_paths.subtree_sql(column, p) for p in minimal_prefixes(c.path for c in companies)]
-
-
-async def license_sums(
+async def seat_usage(
     scope: Scope, companies: Sequence[Company], recursive: bool
-) -> dict[int, tuple[int, int]]:
-    """(seats, activated) of the licenses in force of each company (with its subtree when
-    recursive), in one statement."""
+) -> dict[int, SeatUsage]:
+    """Seat usage of each company, whatever their number: recursive, from the counter rows of
+    the minimal prefixes of the viewer's LICENSES and COMPUTERS scopes inside each subtree (one
+    statement); otherwise from the company's own licenses and computers (two statements).
+    `protected` counts the computers announced CONNECTED or DELAYED: as of the last
+    announcement (`connections.announce_transitions`, within seconds of the clock), the
+    instant the computerConnectionChanged subscription reports."""
     if not companies:
         return {}
-    condition, params = scope.sql("c.path", Area.LICENSES)
     if recursive:
-        subtrees = _subtrees("c.path", companies)
-        where = "(" + " OR ".join(sql for sql, _ in subtrees) + ")"
-        where_params = [v for _, values in subtrees for v in values]
-    else:
-        ids: list[Any] = [c.id for c in companies]
-        where, where_params = sql_in("c.id", ids)[0], ids
-    rows = await db.fetch(
-        "SELECT c.path AS path, SUM(l.seats) AS seats, SUM(l.activated) AS activated "
-        f"FROM {SOURCE} WHERE l.instance_id = ? AND l.state = ? AND {condition} AND {where} "
-        f"GROUP BY c.path ORDER BY {db.text_order('c.path')}",
-        [scope.instance_id, IN_FORCE.value, *params, *where_params],
+        return await _subtree_usage(scope, companies)
+    seats = await _own_license_sums(scope, companies)
+    counts = await _own_computer_counts(scope, companies)
+    return {c.id: SeatUsage(*seats[c.id], *counts[c.id]) for c in companies}
+
+
+async def _subtree_usage(scope: Scope, companies: Sequence[Company]) -> dict[int, SeatUsage]:
+    columns = {
+        Area.LICENSES: (counters.SEATS, counters.ACTIVATED),
+        Area.COMPUTERS: (counters.COMPUTERS, counters.PROTECTED),
+    }
+    groups_of = {
+        (c.id, area): [tree_paths.path_ids(p)[-1] for p in scope.within(c.path, area)]
+        for c in companies
+        for area in columns
+    }
+    found = await counters.totals(
+        scope.instance_id, [c for pair in columns.values() for c in pair], groups_of
     )
-    if recursive:
-        sums = _subtree_sums(rows, ("seats", "activated"), ((c.id, c.path) for c in companies))
-        return {key: (value[0], value[1]) for key, value in sums.items()}
-    by_path = {row["path"]: (int(row["seats"] or 0), int(row["activated"] or 0)) for row in rows}
-    return {c.id: by_path.get(c.path, (0, 0)) for c in companies}
-
-
-async def computer_counts(
-    scope: Scope,
-    companies: Sequence[Company],
-    recursive: bool,
-    settings: Settings,
-    now: dt.datetime | None = None,
-) -> dict[int, tuple[int, int]]:
-    """(computers, protected) per company, through the viewer's COMPUTERS scope, in one
-    statement: recursive counts every computer in the company group's subtree (a company's
-    group shares its path), otherwise the computers enrolled for the company itself. The one
-    place a stored subtree counter may replace the count."""
-    if not companies:
-        return {}
-    _, delayed_since = thresholds(now or dt.datetime.now(dt.UTC), settings)
-    condition, params = scope.sql("g.path", Area.COMPUTERS)
-    protected = "SUM(CASE WHEN m.last_connected_at >= ? THEN 1 ELSE 0 END)"
-    if recursive:
-        subtrees = _subtrees("g.path", companies)
-        rows = await db.fetch(
-            f"SELECT g.path AS path, COUNT(*) AS computers, {protected} AS protected "
-            "FROM computer m JOIN static_group g ON g.id = m.group_id "
-            f"WHERE m.instance_id = ? AND {condition} AND "
-            f"({' OR '.join(sql for sql, _ in subtrees)}) "
-            f"GROUP BY g.path ORDER BY {db.text_order('g.path')}",
-            [
-                delayed_since,
-                scope.instance_id,
-                *params,
-                *[v for _, values in subtrees for v in values],
-            ],
+    return {
+        c.id: SeatUsage(
+            *(found[(c.id, area)][column] for area, pair in columns.items() for column in pair)
         )
-        sums = _subtree_sums(rows, ("computers", "protected"), ((c.id, c.path) for c in companies))
-        return {key: (value[0], value[1]) for key, value in sums.items()}
-    ids = [c.id for c in companies]
+        for c in companies
+    }
+
+
+async def _own_license_sums(
+    scope: Scope, companies: Sequence[Company]
+) -> dict[int, tuple[int, int]]:
+    """(seats, activated) of the licenses in force of each company itself, in one statement."""
+    condition, params = scope.sql("c.path", Area.LICENSES)
+    ids: list[Any] = [c.id for c in companies]
     rows = await db.fetch(
-        f"SELECT m.company_id AS company_id, COUNT(*) AS computers, {protected} AS protected "
-        "FROM computer m JOIN static_group g ON g.id = m.group_id "
-        f"WHERE m.instance_id = ? AND {condition} AND {sql_in('m.company_id', ids)[0]} "
-        "GROUP BY m.company_id",
-        [delayed_since, scope.instance_id, *params, *ids],
+        "SELECT c.id AS id, SUM(l.seats) AS seats, SUM(l.activated) AS activated "
+        f"FROM {SOURCE} WHERE l.instance_id = ? AND l.state = ? AND {condition} "
+        f"AND {sql_in('c.id', ids)[0]} GROUP BY c.id",
+        [scope.instance_id, counters.IN_FORCE.value, *params, *ids],
     )
-    found = {row["company_id"]: (int(row["computers"]), int(row["protected"] or 0)) for row in rows}
+    found = {row["id"]: (int(row["seats"] or 0), int(row["activated"] or 0)) for row in rows}
     return {key: found.get(key, (0, 0)) for key in ids}
 
 
-async def seat_usage(
-    scope: Scope, companies: Sequence[Company], recursive: bool, settings: Settings
-) -> dict[int, SeatUsage]:
-    """Seat usage of each company, in two statements whatever their number."""
-    seats = await license_sums(scope, companies, recursive)
-    counts = await computer_counts(scope, companies, recursive, settings)
-    return {c.id: SeatUsage(*seats.get(c.id, (0, 0)), *counts.get(c.id, (0, 0))) for c in companies}
+async def _own_computer_counts(
+    scope: Scope, companies: Sequence[Company]
+) -> dict[int, tuple[int, int]]:
+    """(computers, protected) enrolled for each company itself, through the viewer's COMPUTERS
+    scope, in one statement."""
+    condition, params = scope.sql("g.path", Area.COMPUTERS)
+    ids = [c.id for c in companies]
+    protecting = ", ".join("?" for _ in counters.PROTECTING)
+    rows = await db.fetch(
+        "SELECT m.company_id AS company_id, COUNT(*) AS computers, "
+        f"SUM(CASE WHEN m.announced_status IN ({protecting}) THEN 1 ELSE 0 END) AS protected "
+        "FROM computer m JOIN static_group g ON g.id = m.group_id "
+        f"WHERE m.instance_id = ? AND {condition} AND {sql_in('m.company_id', ids)[0]} "
+        "GROUP BY m.company_id",
+        [*sorted(counters.PROTECTING), scope.instance_id, *params, *ids],
+    )
+    found = {row["company_id"]: (int(row["computers"]), int(row["protected"] or 0)) for row in rows}
+    return {key: found.get(key, (0, 0)) for key in ids}

@@ -204,6 +204,7 @@ async def apply_snapshot(
                 changes.licenses = await apply_licenses(
                     instance_id, licenses, held, digests, writer.now
                 )
+                await counters.shift_licenses(instance_id, changes.licenses.held)
             return changes
         companies, groups = await reconcile_scope.load(instance_id, wanted, changed)
         with no_collection():
@@ -236,8 +237,9 @@ async def apply_snapshot(
             )
         after = await counters.placed(instance_id, rewritten)
         after.update(_placed_new(plan))
-        # the subtree counters follow
+        # the subtree counters follow: the licenses along the paths relocate moved to
         await counters.relocate(instance_id, before, after, groups_before, moved_groups)
+        await counters.shift_licenses(instance_id, plan.changes.licenses.held)
         return plan.changes
 
 

@@ -107,10 +107,11 @@ class Company(Model):
 class SubtreeCount(Model):
     """Companies and computers in one static group's subtree, kept by every write.
 
-    Companies (its own company included) by type and, for customers, by status; computers of
-    the subtree and of the group itself. Every write that changes them keeps them right
-    (`domain.counters`), so a count over a subtree reads one row whatever its size. No row:
-    nothing below. The first line is the table's description, which the migrations record."""
+    Companies (its own company included) by type and, for customers, by status; what the
+    subtree and the group itself hold: computers, the protected ones, the seats and activations
+    of licenses in force. Every write that changes them keeps them right (`domain.counters`),
+    so a count over a subtree reads one row whatever its size. No row: nothing below. The first
+    line is the table's description, which the migrations record."""
 
     group_id = fields.IntField(primary_key=True, generated=False)
     instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
@@ -127,6 +128,12 @@ class SubtreeCount(Model):
     customers_unlinked = fields.IntField(default=0)
     computers = fields.IntField(default=0, db_default=0)
     own_computers = fields.IntField(default=0, db_default=0)
+    protected = fields.IntField(default=0, db_default=0)  # computers announced CONNECTED, DELAYED
+    own_protected = fields.IntField(default=0, db_default=0)
+    seats = fields.IntField(default=0, db_default=0)  # of the licenses in force
+    own_seats = fields.IntField(default=0, db_default=0)
+    activated = fields.IntField(default=0, db_default=0)
+    own_activated = fields.IntField(default=0, db_default=0)
 
     class Meta:
         table = "subtree_count"

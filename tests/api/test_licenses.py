@@ -7,7 +7,7 @@ import datetime as dt
 
 from server.models.enums import Area, Level, LicenseState
 from tests import factories
-from tests.api.scoped_users import group_of, scoped_user
+from tests.api.scoped_users import group_of, permission_set, scoped_user
 from tests.graphql_client import error_codes
 
 LICENSES = """query($first: Int, $after: String, $last: Int, $before: String,
@@ -32,8 +32,7 @@ async def _world(client):
     now = dt.datetime.now(dt.UTC)
     # one computer of `first` connected, one never
     computer = tree.computers[first.id][0]
-    computer.last_connected_at = now
-    await computer.save(update_fields=["last_connected_at"])
+    await factories.check_in(computer, now)
     made = {
         "a": await factories.license(
             owner.instance_id, first, seats=10, activated=12, key="KEY-A", product_name="Entry"
@@ -124,6 +123,67 @@ async def test_a_company_shows_its_own_licenses_and_its_seat_usage(client):
     assert data["node"]["seatUsage"] == {
         "seats": 0, "activated": 0, "computers": 0, "protected": 0, "overUsed": False,
     }  # fmt: skip
+
+
+async def recounted(instance_id: int, prefixes: dict[Area, list[str]]) -> dict[str, object]:
+    """Seat usage counted from every license and computer (no counter), of those whose path
+    lies under one of the viewer's `prefixes` per area."""
+    from server.models import db
+
+    def seen(path: str, area: Area) -> bool:
+        return any(path.startswith(prefix) for prefix in prefixes[area])
+
+    licenses = await db.fetch(
+        "SELECT c.path, l.seats, l.activated FROM license l JOIN company c "
+        "ON c.id = l.company_id WHERE l.instance_id = ? AND l.state = 'ACTIVE'",
+        [instance_id],
+    )
+    machines = await db.fetch(
+        "SELECT g.path, m.announced_status FROM computer m JOIN static_group g "
+        "ON g.id = m.group_id WHERE m.instance_id = ?",
+        [instance_id],
+    )
+    mine = [row for row in licenses if seen(row["path"], Area.LICENSES)]
+    held = [row for row in machines if seen(row["path"], Area.COMPUTERS)]
+    seats, activated = sum(r["seats"] for r in mine), sum(r["activated"] for r in mine)
+    return {
+        "seats": seats,
+        "activated": activated,
+        "computers": len(held),
+        "protected": sum(r["announced_status"] in ("CONNECTED", "DELAYED") for r in held),
+        "overUsed": activated > seats,
+    }
+
+
+async def test_seat_usage_over_a_subtree_is_what_a_recount_finds_of_what_the_viewer_sees(client):
+    """The top company's seat usage, as its owner and as a user who reads the licenses of one
+    customer and the computers of the other MSP: each the count of what it may see, after
+    computers connected, went quiet and left, and licenses were added."""
+    owner, tree, _ = await _world(client)
+    now = dt.datetime.now(dt.UTC)
+    first_msp, second_msp = tree.msps
+    for n, computer in enumerate(tree.computers[tree.customers[second_msp.id][0].id]):
+        await factories.check_in(computer, now - dt.timedelta(seconds=600 * n))  # one delayed
+    await factories.license(owner.instance_id, tree.manager, seats=100, activated=4)
+    await factories.license(owner.instance_id, tree.customers[second_msp.id][1], seats=8)
+    later = now + dt.timedelta(days=2)  # the first connected computer is not connected now
+    await factories.check_in(tree.computers[tree.customers[second_msp.id][1].id][0], later)
+    top = await group_of(tree.manager)
+    licensed = await group_of(tree.customers[first_msp.id][0])
+    counted = await group_of(second_msp)
+    grants = [(top, Area.COMPANIES), (licensed, Area.LICENSES), (counted, Area.COMPUTERS)]
+    sets = [await permission_set(owner.instance_id, [g], {area: Level.READ}) for g, area in grants]
+    viewer = await scoped_user(client, owner.instance_id, [top], sets=sets)
+    for token, prefixes in (
+        (owner.token, {Area.LICENSES: [top.path], Area.COMPUTERS: [top.path]}),
+        (viewer.token, {Area.LICENSES: [licensed.path], Area.COMPUTERS: [counted.path]}),
+    ):
+        data = await client.query(
+            COMPANY, {"id": factories.global_id(tree.manager), "recursive": True}, token
+        )
+        expected = await recounted(owner.instance_id, prefixes)
+        assert data["node"]["seatUsage"] == expected
+        assert expected["computers"] and expected["seats"]
 
 
 async def test_a_license_is_refetched_by_its_id(client):

@@ -546,7 +546,7 @@ async def test_computer_counts_under_a_filter_stop_at_a_thousand_and_say_so(clie
         for n in range(1001)
     ]
     await Computer.bulk_create(rows, batch_size=250)
-    await counters.recount(owner.instance_id, count_computers=True)  # written directly
+    await counters.recount(owner.instance_id, count_held=True)  # written directly
     query = """query($status: [ConnectionStatus!], $search: String) {
         computers(first: 0, status: $status, search: $search) { totalCount totalCountIsExact } }"""
     run = lambda **v: client.query(query, v, owner.token)  # noqa: E731

@@ -85,7 +85,7 @@ async def build(settings: Settings, companies: int, computers: int) -> dict:
         print(f"statuses and counters in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         await _computers(settings, instance.id, list(customers), computers)
-        await counters.recount(instance.id, count_computers=True)  # written directly
+        await counters.recount(instance.id, count_held=True)  # written directly
         print(f"{computers} computers in {time.perf_counter() - started:.1f} s")
         scoped_email, scoped_top = await _scoped_user(instance.id, owner.id)
         started = time.perf_counter()
@@ -196,9 +196,11 @@ async def _scoped_user(instance_id: int, owner_id: int) -> tuple[str, int]:
         await user.permission_sets.add(permission_set)
     granted = [g.id for g in targets[-SCOPED_SETS:]]
     marks = ", ".join("?" for _ in granted)
+    # companies and computers (not seats), so the pick stays the one it was before seats counted
+    held = [*counters.TYPE_COLUMNS.values(), *counters.STATUS_COLUMNS.values(), counters.COMPUTERS]
     largest = await db.fetch(
         f"SELECT s.group_id FROM subtree_count s WHERE s.group_id IN ({marks}) "
-        f"ORDER BY {' + '.join(counters.COLUMNS)} DESC LIMIT 1",
+        f"ORDER BY {' + '.join(held)} DESC LIMIT 1",
         granted,
     )
     group = next(g for g in targets if g.id == largest[0]["group_id"])

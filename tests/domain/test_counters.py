@@ -1,9 +1,10 @@
 """The subtree counters stay equal to a full recount through any sequence of writes: syncs of a
-randomly edited upstream (adds, moves, removals, re-adds, renames), every customer action
-(setup, skip, skip for all, unlink, relink), and the computers' writes (enrolment batches with
-duplicates, into company and custom groups; removals; duplicates resolved both ways), on
-whichever database the suite runs. The recount here is the slow, independent one: a GROUP BY
-per group over its subtree's path range."""
+randomly edited upstream (adds, moves, removals, re-adds, renames; licenses added, moved,
+resized, suspended, reactivated, removed), every customer action (setup, skip, skip for all,
+unlink, relink), and the computers' writes (enrolment batches with duplicates, into company
+and custom groups; check-ins and the connection watcher's announcements at any later moment;
+removals; duplicates resolved both ways), on whichever database the suite runs. The recount
+here is the slow, independent one: a GROUP BY per group over its subtree's path range."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from tortoise.transactions import in_transaction
 
 from server.domain import computers, counters, customers, sync_runs
 from server.domain.access import Scope
+from server.domain.agents import CheckinRecord, write_checkins
+from server.domain.connections import announce_transitions
 from server.domain.enrolment import EnrolmentRequest, Pending, enroll_batch
 from server.domain.errors import DomainError
 from server.domain.installers import create_installer
@@ -26,6 +29,7 @@ from server.models import Company, Computer, StaticGroup, SyncRun, User, db
 from server.models.enums import CompanyType, DuplicateResolution, GroupKind, SyncState
 from server.settings import Settings
 from server.upstream.simulator import Simulator, UpstreamTree
+from server.upstream.simulator.license_book import ACTIVE
 from tests.domain.test_sync import EDIT, apply_edit
 from tests.sync_support import connected_tenant
 
@@ -33,13 +37,24 @@ ACTION = st.tuples(
     st.sampled_from(["setup", "skip", "unlink", "relink", "skip_all"]), st.integers(0, 10**6)
 )
 COMPUTER_ACTION = st.tuples(
-    st.sampled_from(["enrol", "remove", "keep_new", "keep_existing"]),
+    st.sampled_from(["enrol", "remove", "keep_new", "keep_existing", "checkin", "announce"]),
     st.integers(0, 10**6),
     st.integers(1, 4),
 )
-STEP = st.one_of(
-    st.tuples(st.just("sync"), st.lists(EDIT, min_size=1, max_size=4)), ACTION, COMPUTER_ACTION
+LICENSE_EDIT = st.tuples(
+    st.sampled_from(["add", "resize", "suspend", "activate", "move", "remove"]),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
 )
+STEP = st.one_of(
+    st.tuples(st.just("sync"), st.lists(EDIT, min_size=1, max_size=4)),
+    st.tuples(st.just("licenses"), st.lists(LICENSE_EDIT, min_size=1, max_size=4)),
+    ACTION,
+    COMPUTER_ACTION,
+)
+PROTECTED_SQL = "m.announced_status IN ('CONNECTED', 'DELAYED')"
+# when the watcher announces, after the test started: connected, delayed, not connected
+LATER = (0, 600, 10**6)
 
 
 async def full_recount(instance_id: int) -> dict[int, dict[str, int]]:
@@ -71,14 +86,39 @@ async def full_recount(instance_id: int) -> dict[int, dict[str, int]]:
         counts_of(row["group_id"])[column] += int(row["n"])
     held = await db.fetch(
         "SELECT g.id AS group_id, COUNT(*) AS n, "
-        "SUM(CASE WHEN m.group_id = g.id THEN 1 ELSE 0 END) AS own FROM static_group g "
+        "SUM(CASE WHEN m.group_id = g.id THEN 1 ELSE 0 END) AS own, "
+        f"SUM(CASE WHEN {PROTECTED_SQL} THEN 1 ELSE 0 END) AS p, "
+        f"SUM(CASE WHEN m.group_id = g.id AND {PROTECTED_SQL} THEN 1 ELSE 0 END) AS own_p "
+        "FROM static_group g "
         "JOIN static_group d ON d.instance_id = g.instance_id AND d.path >= g.path "
         "AND d.path < substr(g.path, 1, length(g.path) - 1) || '0' "
         "JOIN computer m ON m.group_id = d.id WHERE g.instance_id = ? GROUP BY g.id",
         [instance_id],
     )
     for row in held:
-        counts_of(row["group_id"]).update(computers=int(row["n"]), own_computers=int(row["own"]))
+        counts_of(row["group_id"]).update(
+            computers=int(row["n"]),
+            own_computers=int(row["own"]),
+            protected=int(row["p"]),
+            own_protected=int(row["own_p"]),
+        )
+    seats = await db.fetch(
+        "SELECT g.id AS group_id, SUM(l.seats) AS s, SUM(l.activated) AS a, "
+        "SUM(CASE WHEN c.path = g.path THEN l.seats ELSE 0 END) AS own_s, "
+        "SUM(CASE WHEN c.path = g.path THEN l.activated ELSE 0 END) AS own_a FROM static_group g "
+        "JOIN company c ON c.instance_id = g.instance_id AND c.path >= g.path "
+        "AND c.path < substr(g.path, 1, length(g.path) - 1) || '0' "
+        "JOIN license l ON l.company_id = c.id WHERE g.instance_id = ? AND l.state = 'ACTIVE' "
+        "GROUP BY g.id",
+        [instance_id],
+    )
+    for row in seats:
+        counts_of(row["group_id"]).update(
+            seats=int(row["s"]),
+            own_seats=int(row["own_s"]),
+            activated=int(row["a"]),
+            own_activated=int(row["own_a"]),
+        )
     return expected
 
 
@@ -152,10 +192,21 @@ class Computers:
     def __init__(self, scope: Scope, settings: Settings) -> None:
         self.scope, self.settings = scope, settings
         self.tokens: dict[int, list[str]] = {}
+        self.started = dt.datetime.now(dt.UTC)
 
     async def act(self, kind: str, pick: int, size: int) -> None:
         if kind == "enrol":
             await self._enrol(pick, size)
+            return
+        if kind == "announce":
+            moment = self.started + dt.timedelta(seconds=LATER[pick % len(LATER)])
+            await announce_transitions(None, self.settings, moment)
+            return
+        if kind == "checkin":
+            found = await Computer.filter(instance_id=self.scope.instance_id).order_by("id")
+            await write_checkins(
+                [CheckinRecord(c.agent_token_hash or "", self.started) for c in found[pick % 3 :]]
+            )
             return
         duplicates = kind.startswith("keep")
         found = await Computer.filter(
@@ -204,6 +255,28 @@ class Computers:
         await enroll_batch(batch, settings=self.settings)  # refusals change nothing
 
 
+def edit_licenses(upstream: UpstreamTree, edit: tuple[str, int, int]) -> None:
+    kind, a, b = edit
+    book = upstream.licenses
+    companies = [c["publicId"] for c in upstream.subtree(upstream.account_id)]
+    keys = sorted(book.licenses)
+    if kind == "add" or not keys:
+        book.add(companies[a % len(companies)], quantity=b % 50, usage=b % 7)
+        return
+    key = keys[a % len(keys)]
+    if kind == "resize":
+        book.set_quantity(key, b % 50)
+        book.set_usage(key, b % 60)
+    elif kind == "suspend":
+        book.suspend(key)
+    elif kind == "activate":
+        book.set_state(key, ACTIVE)
+    elif kind == "move":
+        book.move(key, companies[b % len(companies)])
+    else:
+        book.remove(key)
+
+
 # Besides the random ones: a duplicate in another group kept (it moves to the enrolled
 # computer's group), and companies with computers below them moved by a sync, then settled.
 @example(seed=0, size=5, steps=[("enrol", 0, 2), ("keep_new", 0, 1)])
@@ -216,6 +289,25 @@ class Computers:
         ("keep_new", 1, 1),
         ("remove", 2, 1),
         ("keep_existing", 0, 1),
+    ],
+)
+# And computers announced connected, delayed, not connected, then removed and settled while
+# protected, with licenses of every kind of change and a move of their companies.
+@example(
+    seed=2,
+    size=8,
+    steps=[
+        ("enrol", 0, 4),
+        ("announce", 0, 1),
+        ("announce", 1, 1),
+        ("checkin", 1, 1),
+        ("announce", 0, 1),
+        ("keep_new", 0, 1),
+        ("remove", 1, 1),
+        ("announce", 2, 1),
+        ("licenses", [("add", 1, 9), ("add", 2, 14), ("resize", 0, 30), ("move", 0, 4)]),
+        ("sync", [("move", 1, 0), ("move", 2, 1)]),
+        ("licenses", [("suspend", 0, 0), ("activate", 1, 0), ("remove", 1, 0)]),
     ],
 )
 @given(
@@ -238,12 +330,15 @@ async def test_counters_equal_a_full_recount_after_any_writes(
         machines = Computers(scope, settings)
         removed: list[str] = []
         for step in steps:
-            if step[0] == "sync":
+            if step[0] in ("sync", "licenses"):
                 for edit in step[1]:
-                    apply_edit(upstream, removed, edit)
+                    if step[0] == "sync":
+                        apply_edit(upstream, removed, edit)
+                    else:
+                        edit_licenses(upstream, edit)
                 run = await sync_runs.sync_now(instance_id, settings)
                 assert run.state == SyncState.SUCCEEDED, run.error
-            elif step[0] in ("enrol", "remove", "keep_new", "keep_existing"):
+            elif step[0] in ("enrol", "remove", "keep_new", "keep_existing", "checkin", "announce"):
                 await machines.act(*step)
             else:
                 await act(scope, scope.user_id, *step)
@@ -274,7 +369,7 @@ async def test_the_repair_counts_the_computers_the_sync_only_rolls_up(
     app: object, settings: Settings
 ) -> None:
     """Computers written behind the counters' back (a restore): a recount that rolls up the
-    stored own counts leaves them wrong; `recount(count_computers=True)` counts them."""
+    stored own counts leaves them wrong; `recount(count_held=True)` counts them."""
     async with Simulator(UpstreamTree.generate(12, 3)) as sim:
         instance_id, _ = await synced(sim, settings)
         customer, group = await a_customer_and_its_group(instance_id)
@@ -282,7 +377,7 @@ async def test_the_repair_counts_the_computers_the_sync_only_rolls_up(
         right = await full_recount(instance_id)
         assert await counters.recount(instance_id) == 0
         assert await stored(instance_id) != right
-        assert await counters.recount(instance_id, count_computers=True) == depth_of(group.path)
+        assert await counters.recount(instance_id, count_held=True) == depth_of(group.path)
         assert await stored(instance_id) == right
 
 
@@ -306,7 +401,7 @@ async def test_computers_shifted_along_a_path_a_sync_changed_follow_their_group(
         assert (await StaticGroup.get(id=group.id)).path != read_before
         async with in_transaction():
             await insert_behind_the_counters(customer, group, "hw-late")
-            await counters.shift_computers([(instance_id, read_before, 1)])
+            await counters.shift_held([(instance_id, read_before, counters.COMPUTERS, 1)])
         assert await stored(instance_id) == await full_recount(instance_id)
 
 
@@ -315,10 +410,12 @@ def depth_of(path: str) -> int:
 
 
 async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, settings: Settings):
-    """Migration 0006 fills the counters of a database that has companies already."""
+    """Migration 0006 fills the counters of a database that has companies already (0015 then
+    the seats of their licenses)."""
     import importlib
 
     migration = importlib.import_module("server.migrations.0006_subtree_counts")
+    seats = importlib.import_module("server.migrations.0015_seat_counts")
     async with Simulator(UpstreamTree.generate(12, 4)) as sim:
         instance_id, _ = await synced(sim, settings)
         await customers.skip_setup_for_all_new_customers(
@@ -328,6 +425,7 @@ async def test_the_migration_fills_the_counters_a_recount_keeps(app: object, set
         right = await stored(instance_id)
         await db.execute("DELETE FROM subtree_count")
         await db.connection().execute_script(migration.fill_sql())
+        await db.connection().execute_script(seats.fill_sql())
         assert await stored(instance_id) == right == await full_recount(instance_id)
 
 
@@ -352,6 +450,34 @@ async def test_migration_0009_fills_the_computer_counters(app: object, settings:
             "DELETE FROM subtree_count WHERE instance_id = ? AND distributors + divisions "
             "+ msp_managers + msps + managed_msps + customers_not_set_up + customers_normal "
             "+ customers_unlinked = 0",
+            [instance_id],
+        )
+        await db.connection().execute_script(migration.fill_sql())
+        assert await stored(instance_id) == right == await full_recount(instance_id)
+
+
+async def test_migration_0015_fills_the_seat_counters(app: object, settings: Settings) -> None:
+    """Migration 0015 counts the protected computers and the seats of the licenses in force of
+    a database that has them already, in the rows of their groups and of every group above."""
+    import importlib
+
+    migration = importlib.import_module("server.migrations.0015_seat_counts")
+    upstream = UpstreamTree.generate(12, 4)
+    for pick in range(6):
+        edit_licenses(upstream, ("add", pick * 5, pick * 7 + 3))
+    async with Simulator(upstream) as sim:
+        instance_id, _ = await synced(sim, settings)
+        machines = Computers(await owner_scope(instance_id), settings)
+        for pick in range(4):
+            await machines.act("enrol", pick, 3)
+        await machines.act("checkin", 1, 1)
+        await machines.act("announce", 0, 1)
+        right = await stored(instance_id)
+        assert any(counts["own_protected"] for counts in right.values())
+        assert any(counts["own_seats"] for counts in right.values())
+        await db.execute(
+            "UPDATE subtree_count SET protected = 0, own_protected = 0, seats = 0, own_seats = 0, "
+            "activated = 0, own_activated = 0 WHERE instance_id = ?",
             [instance_id],
         )
         await db.connection().execute_script(migration.fill_sql())
