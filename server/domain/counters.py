@@ -248,11 +248,11 @@ async def shift_held(moves: Iterable[Held]) -> None:
         await _follow_moved_groups(moves)
 
 
-def _held_deltas(moves: Iterable[Held]) -> _Deltas:
-    deltas = _Deltas()
+def _held_deltas(moves: Iterable[Held], deltas: _Deltas | None = None) -> _Deltas:
+    deltas = deltas or _Deltas()
     for instance_id, path, column, delta in moves:
         deltas.along(instance_id, path, column, delta)
-        deltas.add(instance_id, tree_paths.path_ids(path)[-1], HELD[column], delta)
+        deltas.add(instance_id, tree_paths.split_last(path)[1], HELD[column], delta)
     return deltas
 
 
@@ -272,26 +272,39 @@ async def _follow_moved_groups(moves: list[Held]) -> None:
     await _held_deltas(moved).write()
 
 
+async def license_held(
+    instance_id: int,
+    moves: Iterable[tuple[int, Mapping[str, Any], int]],
+    known: Mapping[int, str],
+) -> list[Held]:
+    """The `Held` moves of (company id, license row with `seats`, `activated` and `state`, +1
+    added or -1 taken away) for each license a sync wrote or removed, along its company's path
+    as it is now: `known` paths (company id: path), the others read in one statement."""
+    held: Counter[tuple[int, str]] = Counter()  # summed per company first: fewer moves
+    for company_id, row, sign in moves:
+        if row["state"] == IN_FORCE.value:
+            held[(company_id, SEATS)] += sign * int(row[SEATS])
+            held[(company_id, ACTIVATED)] += sign * int(row[ACTIVATED])
+    missing = {company_id for company_id, _ in held if company_id not in known}
+    paths = dict(
+        await db.fetch_tuples(
+            f"SELECT id, path FROM company WHERE id IN ({ids_source()})", [encode_ids(missing)]
+        )
+        if missing
+        else ()
+    )
+    return [
+        (instance_id, known.get(company_id) or paths[company_id], column, delta)
+        for (company_id, column), delta in held.items()
+        if delta
+    ]
+
+
 async def shift_licenses(
     instance_id: int, moves: Iterable[tuple[int, Mapping[str, Any], int]]
 ) -> None:
-    """Apply (company id, license row with `seats`, `activated` and `state`, +1 added or -1
-    taken away) for each license a sync wrote or removed, along its company's path as it is
-    now: one read and one statement."""
-    moves = [move for move in moves if move[1]["state"] == IN_FORCE.value]
-    if not moves:
-        return
-    paths = dict(
-        await db.fetch_tuples(
-            f"SELECT id, path FROM company WHERE id IN ({ids_source()})",
-            [encode_ids({company_id for company_id, _, _ in moves})],
-        )
-    )
-    await shift_held(
-        (instance_id, paths[company_id], column, sign * int(row[column]))
-        for company_id, row, sign in moves
-        for column in (SEATS, ACTIVATED)
-    )
+    """`license_held` shifted, in one statement (and one read)."""
+    await shift_held(await license_held(instance_id, moves, {}))
 
 
 Placed = dict[int, tuple[str, str]]
@@ -329,14 +342,17 @@ async def relocate(
     after: Placed,
     groups_before: Mapping[int, str],
     groups_after: Mapping[int, str],
+    held: Iterable[Held] = (),
 ) -> None:
     """Move companies' counts from where they were (`before`, none for new companies) to where
     they are (`after`), and what each group holds from its path `groups_before` to its path
-    `groups_after`, in one upsert: for a sync that moved, added, unlinked or retyped a few
-    companies, instead of a `recount` of all of them. What the groups hold is read under
-    the top row's lock, after the sync's other writes: a shift along a path read earlier then
-    either came first (and moves with the rest) or waits, and follows the group."""
-    deltas = _Deltas()
+    `groups_after`, and add what the sync's own writes changed of it (`held`, along the paths
+    as they are now: the licenses'), in one upsert: for a sync that moved, added, unlinked or
+    retyped a few companies, instead of a `recount` of all of them. What the groups hold is
+    read under the top row's lock, after the sync's other writes: a shift along a path read
+    earlier then either came first (and moves with the rest) or waits, and follows the group.
+    (`held` is not in the stored rows yet, so it is not moved twice.)"""
+    deltas = _held_deltas(held)
     for company_id in before.keys() | after.keys():
         was, now = before.get(company_id), after.get(company_id)
         if was == now:

@@ -237,9 +237,10 @@ async def apply_snapshot(
             )
         after = await counters.placed(instance_id, rewritten)
         after.update(_placed_new(plan))
-        # the subtree counters follow: the licenses along the paths relocate moved to
-        await counters.relocate(instance_id, before, after, groups_before, moved_groups)
-        await counters.shift_licenses(instance_id, plan.changes.licenses.held)
+        paths = {company_id: path for company_id, (path, _) in after.items()}
+        seats = await counters.license_held(instance_id, plan.changes.licenses.held, paths)
+        # the subtree counters follow, the licenses' along the paths as they are now
+        await counters.relocate(instance_id, before, after, groups_before, moved_groups, seats)
         return plan.changes
 
 
