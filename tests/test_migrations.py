@@ -67,16 +67,22 @@ async def _migrate(env: dict[str, str]) -> None:
     assert await process.wait() == 0
 
 
-@pytest.mark.needs_postgres
-async def test_every_range_compared_text_column_is_byte_ordered(migrated_database):
-    connection = await asyncpg.connect(migrated_database.replace("postgres://", "postgresql://"))
+async def _catalog(url: str, sql: str) -> list[asyncpg.Record]:
+    """Rows of a query on PostgreSQL's catalog of the migrated database."""
+    connection = await asyncpg.connect(url.replace("postgres://", "postgresql://"))
     try:
-        rows = await connection.fetch(
-            "SELECT table_name, column_name, collation_name FROM information_schema.columns "
-            "WHERE table_schema = 'public'"
-        )
+        return await connection.fetch(sql)
     finally:
         await connection.close()
+
+
+@pytest.mark.needs_postgres
+async def test_every_range_compared_text_column_is_byte_ordered(migrated_database):
+    rows = await _catalog(
+        migrated_database,
+        "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+        "WHERE table_schema = 'public'",
+    )
     collations = {(r["table_name"], r["column_name"]): r["collation_name"] for r in rows}
     assert {column: collations.get(column) for column in BYTE_ORDERED} == dict.fromkeys(
         BYTE_ORDERED, "C"
@@ -87,14 +93,11 @@ async def test_every_range_compared_text_column_is_byte_ordered(migrated_databas
 async def test_the_sequences_of_the_tables_a_sync_fills_hand_out_keys_by_the_thousand(
     migrated_database,
 ):
-    connection = await asyncpg.connect(migrated_database.replace("postgres://", "postgresql://"))
-    try:
-        rows = await connection.fetch(
-            "SELECT c.relname AS name, s.seqcache AS cache FROM pg_sequence s "
-            "JOIN pg_class c ON c.oid = s.seqrelid"
-        )
-    finally:
-        await connection.close()
+    rows = await _catalog(
+        migrated_database,
+        "SELECT c.relname AS name, s.seqcache AS cache FROM pg_sequence s "
+        "JOIN pg_class c ON c.oid = s.seqrelid",
+    )
     caches = {row["name"]: row["cache"] for row in rows}
     upkeep = importlib.import_module("server.migrations.0012_sync_upkeep")
     assert {name: caches[f"{name}_id_seq"] for name in upkeep.SYNCED_TABLES} == dict.fromkeys(
