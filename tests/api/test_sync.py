@@ -58,12 +58,15 @@ def credentials(sim: Simulator, **changes: str) -> dict[str, Any]:
 
 
 async def finished(client: GraphQLClient, token: str) -> dict[str, Any]:
-    """The instance once its last sync has ended."""
+    """The instance once its last sync has ended. Not the first answer saying so: a response's
+    fields are read one after the other, so `mspStatus` may have been read just before the run
+    ended and `lastSync` just after (seen under load on PostgreSQL)."""
 
     async def ended() -> dict[str, Any] | None:
         instance = (await client.query(STATUS, token=token))["instance"]
         last = instance["lastSync"]
-        return instance if last and last["state"] in ("SUCCEEDED", "FAILED") else None
+        done = last and last["state"] in ("SUCCEEDED", "FAILED")
+        return instance if done and instance["mspStatus"] != "SYNCHRONIZING" else None
 
     return await eventually(ended, within=20, what="the last sync ended")
 
