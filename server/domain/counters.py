@@ -37,6 +37,7 @@ from typing import Any
 
 from server.domain import tree_paths
 from server.domain.access import Scope
+from server.domain.reconcile_input import no_collection
 from server.models import Company, db
 from server.models.bulk import encode_ids, ids_source
 from server.models.enums import (
@@ -208,8 +209,9 @@ class _Deltas:
     async def write(self) -> None:
         """One upsert of the rows that change (moves may cancel out: a computer that changes
         groups under the same parent leaves the parent's count as it was)."""
-        self._roll_up()
-        rows = [row for row in self.rows.values() if any(row[c] for c in STORED)]
+        with no_collection():  # a row per group a first sync wrote: 100,000
+            self._roll_up()
+            rows = [row for row in self.rows.values() if any(row[c] for c in STORED)]
         if rows:
             await _upsert(rows, add=True)
 

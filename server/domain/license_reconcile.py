@@ -23,6 +23,7 @@ from typing import Any
 
 from server.domain import usage
 from server.domain.licenses import search_text
+from server.domain.reconcile_input import no_collection
 from server.models import db
 from server.models.bulk import (
     encode_ids,
@@ -198,10 +199,11 @@ async def apply_licenses(
     # a company inserted by this sync holds no license yet: nothing of it to read
     compared = {companies[p][0] for p in stale if p not in inserted}
     wanted: dict[str, tuple[Any, ...]] = {}
-    for public_id in stale:
-        company_id = companies[public_id][0]
-        for license in listing[public_id]:
-            wanted[license.public_license_key] = _wanted(license, company_id)
+    with no_collection():  # 200,000 licenses in a first sync
+        for public_id in stale:
+            company_id = companies[public_id][0]
+            for license in listing[public_id]:
+                wanted[license.public_license_key] = _wanted(license, company_id)
     rows = await db.fetch(*compared_licenses(instance_id, compared))
     current = {row["public_license_key"]: row for row in rows}
     new_keys = [key for key in wanted if key not in current]
@@ -218,20 +220,19 @@ async def apply_licenses(
     if new_keys:
         ids = (await reserve_ids({"license": len(new_keys)}))["license"]
         fixed = (instance_id, now, now)
-        await insert_records(
-            "license",
-            _NEW,
-            [
+        with no_collection():
+            records = [
                 (new_id, *row[:-1], _expiry_value(row[-1]), search_text(key, row[2]), key, *fixed)
                 for key, new_id in zip(new_keys, ids, strict=True)
                 for row in (wanted[key],)
-            ],
-        )
+            ]
+            changes.held += [
+                (wanted[key][0], dict(zip(_COMPARED, wanted[key], strict=True)), 1)
+                for key in new_keys
+            ]
+        await insert_records("license", _NEW, records)
         changes.created = len(new_keys)
         changes.changed_ids += ids
-        changes.held += [
-            (wanted[key][0], dict(zip(_COMPARED, wanted[key], strict=True)), 1) for key in new_keys
-        ]
     if changed:
         await db.execute(
             "UPDATE license SET company_id = x.company_id, product_code = x.product_code, "
