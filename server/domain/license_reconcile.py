@@ -17,7 +17,8 @@ reference to it, so the days it was billed stay in the reports.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping, Sequence
+import functools
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +85,8 @@ class LicenseChanges:
     """What a sync did to the licenses; `changed_ids` are the created and updated ones (the
     `licenseChanged` events); `held`, for `counters.shift_licenses` once the sync moved its
     companies' counters, (company id, license row, +1) for each license as written and
-    (company id, license row, -1) for each as it was before an update or a removal."""
+    (company id, license row, -1) for each as it was before an update or a removal; the new
+    ones summed per company and state (`_added`)."""
 
     seen: int = 0
     created: int = 0
@@ -147,6 +149,25 @@ def _row(key: str, wanted: tuple[Any, ...], row_id: int) -> dict[str, Any]:
     }
 
 
+def _added(rows: Iterable[tuple[Any, ...]]) -> list[tuple[int, dict[str, Any], int]]:
+    """`LicenseChanges.held` of new licenses (`_wanted` tuples): summed per company and state,
+    which is all the counters read of them (a first sync adds 200,000)."""
+    sums: dict[tuple[int, str], list[int]] = {}
+    for row in rows:
+        key = (row[0], row[5])
+        total = sums.get(key)
+        if total is None:
+            sums[key] = [row[3], row[4]]
+        else:
+            total[0] += row[3]
+            total[1] += row[4]
+    return [
+        (company_id, {"state": state, "seats": seats, "activated": activated}, 1)
+        for (company_id, state), (seats, activated) in sums.items()
+    ]
+
+
+@functools.lru_cache(maxsize=4096)  # a first sync's 200,000 licenses share a few hundred days
 def _expiry_value(text: str | None) -> dt.datetime | None:
     """`_expiry_text` as the datetime it spells (which SQLite stores in that spelling)."""
     return dt.datetime.fromisoformat(text) if text else None
@@ -226,10 +247,7 @@ async def apply_licenses(
                 for key, new_id in zip(new_keys, ids, strict=True)
                 for row in (wanted[key],)
             ]
-            changes.held += [
-                (wanted[key][0], dict(zip(_COMPARED, wanted[key], strict=True)), 1)
-                for key in new_keys
-            ]
+            changes.held += _added(wanted[key] for key in new_keys)
         await insert_records("license", _NEW, records)
         changes.created = len(new_keys)
         changes.changed_ids += ids

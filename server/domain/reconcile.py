@@ -35,7 +35,7 @@ from server.models.bulk import (
     rows_source,
     update_rows,
 )
-from server.models.enums import SetupState, UnlinkReason
+from server.models.enums import CompanyType, SetupState, UnlinkReason
 from server.upstream.licenses import UpstreamLicense
 
 __all__ = ["Changes", "Hook", "apply_snapshot"]
@@ -240,13 +240,14 @@ async def apply_snapshot(
         paths = {company_id: path for company_id, (path, _) in after.items()}
         seats = await counters.license_held(instance_id, plan.changes.licenses.held, paths)
         # the subtree counters follow, the licenses' along the paths as they are now
-        await counters.relocate(instance_id, before, after, groups_before, moved_groups, seats)
+        new_groups = {row["id"] for row in plan.new_groups}
+        await counters.relocate(
+            instance_id, before, after, groups_before, moved_groups, seats, new_groups
+        )
         return plan.changes
 
 
 def _placed_new(plan: Plan) -> counters.Placed:
     """Where the new companies count (as `_Writer.rows` inserts them: not set up yet)."""
-    return {
-        row["id"]: (row["path"], counters.column_of(row["type"], _NEW_SETUP_STATE, False))
-        for row in plan.new_companies
-    }
+    column = {t.value: counters.column_of(t, _NEW_SETUP_STATE, False) for t in CompanyType}
+    return {row["id"]: (row["path"], column[row["type"]]) for row in plan.new_companies}
