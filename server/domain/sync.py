@@ -44,8 +44,8 @@ FETCH, LICENSES, APPLY, DONE = "fetch", "licenses", "apply", "done"
 # large tree does not pay for an ANALYZE (a second at 100,000 companies and 1,000,000 computers)
 STATISTICS_AFTER = 500
 STATISTICS_AFTER_SHARE = 0.1
-# what a sync writes (computers follow their groups by reference: their rows do not change, and
-# sampling 1,000,000 of them at random cost more than the four tables a sync wrote)
+# what a sync writes, whose statistics it refreshes (computers follow their groups by reference:
+# no computer row changes, so sampling up to a million of them would be time for nothing)
 WRITTEN_TABLES = ("company", "static_group", "license", "usage_line")
 EVENT_BATCH = 500
 
