@@ -40,7 +40,7 @@ from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
 from server.upstream.codes import CUSTOMER, MSP, SUSPENDED
 from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
-from tests.bench.harness import BENCH_SECRET, database
+from tests.bench.harness import BENCH_SECRET, database, machine_speed
 
 
 @dataclass
@@ -215,8 +215,7 @@ async def bench(settings: Settings, companies: int, fraction: float, seed: int) 
         print(f"sync of {companies:,} companies on {backend}; {changed} changed before the re-sync")
         for measure in (first, again, same):
             print(measure.line())
-        load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
-        print(f"load average (1, 5, 15 min) at the end: {load} on {os.cpu_count()} cores")
+        print(machine_speed())
         verdict = first.own < 8.0 and again.own < 1.5 and same.own < 1.0
         if companies >= 100_000:
             print(
