@@ -27,6 +27,7 @@ from server.domain.sync_scheduler import SyncScheduler
 from server.domain.usage_snapshots import UsageSnapshots
 from server.events import EventBus, create_event_bus
 from server.models import db
+from server.models.checkpoints import WalCheckpointer
 from server.observability import RequestIdMiddleware, metrics_endpoint, worker_stopped
 from server.settings import Settings
 
@@ -71,8 +72,11 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with RegisterTortoise(app, config=db.tortoise_config(settings.database_url)):
+            checkpoints = None
             if not settings.is_postgres:  # PostgreSQL's autovacuum keeps its own statistics
                 await db.refresh_statistics()
+                checkpoints = WalCheckpointer(db.sqlite_file())
+                await checkpoints.start()
             await bus.start()
             scheduler = SyncScheduler(settings, bus)
             await scheduler.start()
@@ -89,6 +93,8 @@ def create_app(settings: Settings | None = None, bus: EventBus | None = None) ->
                 await scheduler.stop()
                 await snapshots.stop()
                 await bus.stop()
+                if checkpoints is not None:
+                    await checkpoints.stop()
                 worker_stopped()
 
     routes: list[BaseRoute] = [

@@ -17,10 +17,12 @@ from urllib.parse import urlsplit
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.sqlite import SqliteClient
 from tortoise.fields import DatetimeField
 from tortoise.models import Model
 
 from server.models import MODELS_MODULES
+from server.models.checkpoints import AUTOCHECKPOINT_PAGES
 
 M = TypeVar("M", bound=Model)
 MIGRATIONS_MODULE = "server.migrations"
@@ -58,9 +60,11 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         # failing with "database is locked"; WAL lets readers go on meanwhile. 64 MiB of page
         # cache (the default is 2 MiB): at 100,000 companies the company table's nine indexes
         # alone outgrow 2 MiB, and every insert of a first sync went back to the file for them.
+        # The log is copied back by `checkpoints.WalCheckpointer`, not by the committing writer.
         separator = "&" if "?" in url else "?"
         connection = (
             f"{url}{separator}busy_timeout=5000&synchronous=NORMAL&cache_size={-SQLITE_CACHE_KIB}"
+            f"&wal_autocheckpoint={AUTOCHECKPOINT_PAGES}"
         )
     return {
         "connections": {"default": connection},
@@ -79,6 +83,14 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
 def connection() -> BaseDBAsyncClient:
     """The current connection: the transaction's inside `in_transaction()`."""
     return connections.get("default")
+
+
+def sqlite_file() -> str:
+    """The file of the SQLite database the app is connected to."""
+    client = connection()
+    if not isinstance(client, SqliteClient):
+        raise RuntimeError("not connected to SQLite")
+    return str(client.filename)
 
 
 def is_postgres(conn: BaseDBAsyncClient | None = None) -> bool:

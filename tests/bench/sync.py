@@ -35,6 +35,7 @@ from server.cli import apply_migrations
 from server.domain import reconcile, sync_runs, upstream_connection
 from server.domain.instances import create_instance
 from server.models import Account, db
+from server.models.checkpoints import WalCheckpointer
 from server.models.enums import Service, SyncState
 from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
@@ -196,6 +197,10 @@ def change_upstream(tree: UpstreamTree, fraction: float, seed: int) -> int:
 async def bench(settings: Settings, companies: int, fraction: float, seed: int) -> None:
     await apply_migrations(settings)
     await Tortoise.init(config=db.tortoise_config(settings.database_url))
+    # as the app does on SQLite: the log copied back beside the syncs, not by their commits
+    checkpoints = None if settings.is_postgres else WalCheckpointer(db.sqlite_file())
+    if checkpoints is not None:
+        await checkpoints.start()
     try:
         email = f"bench-sync-{uuid.uuid4().hex[:8]}@example.test"
         account = await Account.create(email=email, password_hash="!", services="EBA")
@@ -223,6 +228,8 @@ async def bench(settings: Settings, companies: int, fraction: float, seed: int) 
                 f"{'met' if verdict else 'MISSED'}"
             )
     finally:
+        if checkpoints is not None:
+            await checkpoints.stop()
         await Tortoise.close_connections()
 
 
