@@ -2,8 +2,10 @@
 byte-ordered (COLLATE "C"), as on SQLite, the audit log's group paths included; on both
 databases the sort keys written before 0011 come out in its form, in the same tree order, and
 the usage ledger has 0013's index in place of the one it covers, 0015 counts the
-protected computers and the seats of the licenses already there, and the migrations
-build the models as they are (`makemigrations` would write nothing).
+protected computers and the seats of the licenses already there, 0016 gives licenses and
+usage lines one key to their company within its instance (keeping every row, column, index and
+key counter, and reversibly), and the migrations build the models as they are
+(`makemigrations` would write nothing).
 
 A fresh database (PostgreSQL on the suite's server or the local default; a SQLite file),
 migrated in a process of its own, so this process's ORM is left alone."""
@@ -23,6 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 from tortoise import Tortoise
+from tortoise.exceptions import IntegrityError
 from tortoise.migrations.api import migrate
 from tortoise.migrations.autodetector import MigrationAutodetector
 
@@ -320,3 +323,268 @@ def test_0015_counts_the_protected_computers_and_the_seats_already_there(
         [1, 2, 1, 10, 0, 3, 0],
         [2, 1, 1, 10, 10, 3, 3],
     ]
+
+
+COMPANY_OWNED = ("license", "usage_line")
+
+
+async def _tenants_with_companies() -> None:
+    """Two instances, with companies 1 and 2 in instance 1 and company 3 in instance 2."""
+    statements = [
+        *(
+            statement
+            for instance in (1, 2)
+            for statement in (
+                "INSERT INTO account (id, email, password_hash, services, created_at) "
+                f"VALUES ({instance}, 'owner{instance}@example.test', '!', 'EBA', "
+                "CURRENT_TIMESTAMP)",
+                "INSERT INTO instance (id, name, created_via, created_at, owner_id) "
+                f"VALUES ({instance}, 'i{instance}', 'EBA', CURRENT_TIMESTAMP, {instance})",
+            )
+        ),
+        *(
+            "INSERT INTO company (id, instance_id, public_id, name, sort_name, type, path, "
+            "sort_key, depth, upstream_status, read_only, setup_state, created_at, updated_at) "
+            f"VALUES ({company}, {instance}, 'c{company}', 'C', 'c', 'CUSTOMER', '/', 'k', 0, 1, "
+            "FALSE, 'pending', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            for company, instance in ((1, 1), (2, 1), (3, 2))
+        ),
+    ]
+    for statement in statements:
+        await db.execute(statement)
+
+
+def _license_sql(instance: int, company: int, key: str) -> str:
+    return (
+        "INSERT INTO license (instance_id, company_id, public_license_key, product_code, "
+        "product_name, seats, activated, state, trial, search_text, created_at, updated_at) "
+        f"VALUES ({instance}, {company}, '{key}', 1, 'p', 10, 3, 'ACTIVE', FALSE, 'k', "
+        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+
+
+def _usage_line_sql(instance: int, company: int, product: int) -> str:
+    return (
+        "INSERT INTO usage_line (instance_id, day, company_id, product_code, product_name, "
+        f"seats, activated, licenses) VALUES ({instance}, '2026-01-01', {company}, {product}, "
+        "'p', 10, 3, 1)"
+    )
+
+
+async def insert_across_instances(url: str) -> None:
+    """Migrate `url` to the end, then insert a license and a usage line of instance 1's company
+    1 into instance 2, then into instance 1; print what the database made of each (as JSON)."""
+    config = db.tortoise_config(url)
+    await migrate(config=config)
+    await Tortoise.close_connections()
+    await Tortoise.init(config=config)
+    answers: dict[str, list[str]] = {}
+    try:  # closed whatever happens: an open SQLite connection keeps the process alive
+        await _tenants_with_companies()
+        for table, insert in (("license", _license_sql), ("usage_line", _usage_line_sql)):
+            for instance in (2, 1):
+                try:
+                    await db.execute(insert(instance, 1, 7))
+                    answers.setdefault(table, []).append("accepted")
+                except IntegrityError:
+                    answers.setdefault(table, []).append("refused")
+    finally:
+        await Tortoise.close_connections()
+    print(json.dumps(answers))
+
+
+def test_a_license_or_usage_line_outside_its_companys_instance_is_refused(
+    empty_database: str,
+) -> None:
+    # into the other instance, then into the company's own
+    assert in_own_process("insert_across_instances", empty_database) == {
+        "license": ["refused", "accepted"],
+        "usage_line": ["refused", "accepted"],
+    }
+
+
+ON_DELETE = {"r": "RESTRICT", "c": "CASCADE", "a": "NO ACTION", "n": "SET NULL"}
+FOREIGN_KEYS_SQL = (
+    "SELECT conname, confrelid::regclass::text AS target, confdeltype::text AS on_delete, "
+    "(SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(conkey) WITH ORDINALITY k(num, n) "
+    "JOIN pg_attribute a ON a.attrelid = conrelid AND a.attnum = k.num) AS columns, "
+    "(SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(confkey) WITH ORDINALITY k(num, n) "
+    "JOIN pg_attribute a ON a.attrelid = confrelid AND a.attnum = k.num) AS target_columns "
+    "FROM pg_constraint WHERE contype = 'f' AND conrelid = '{table}'::regclass ORDER BY conname"
+)
+
+
+async def _foreign_keys(table: str) -> list[list[Any]]:
+    """Each foreign key of `table`: [target table, columns, target columns, on delete]."""
+    if db.is_postgres():
+        rows = await db.fetch(FOREIGN_KEYS_SQL.replace("{table}", table))
+        return sorted(
+            [r["target"], list(r["columns"]), list(r["target_columns"]), ON_DELETE[r["on_delete"]]]
+            for r in rows
+        )
+    keys: dict[int, list[Any]] = {}
+    for row in sorted(
+        await db.fetch(f"PRAGMA foreign_key_list('{table}')"), key=lambda r: r["seq"]
+    ):
+        key = keys.setdefault(row["id"], [row["table"], [], [], row["on_delete"]])
+        key[1].append(row["from"])
+        key[2].append(row["to"])
+    return sorted(keys.values())
+
+
+async def _shape(table: str) -> dict[str, Any]:
+    """A table's columns (types, defaults, nullability), its indexes and other constraints
+    (primary and unique keys), as the database's catalog states them."""
+    if db.is_postgres():
+        columns = await db.fetch(
+            "SELECT column_name, data_type, character_maximum_length, collation_name, "
+            "column_default, is_nullable, ordinal_position FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+            [table],
+        )
+        indexes = await db.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ? ORDER BY indexname",
+            [table],
+        )
+        constraints = await db.fetch(
+            "SELECT conname, contype, pg_get_constraintdef(oid) AS definition FROM pg_constraint "
+            "WHERE conrelid = ?::regclass AND contype <> 'f' ORDER BY conname",
+            [table],
+        )
+    else:
+        columns = await db.fetch(f"PRAGMA table_info('{table}')")
+        indexes = await db.fetch(f"PRAGMA index_list('{table}')")
+        for index in indexes:  # a unique constraint's own index included
+            listed = await db.fetch(f"PRAGMA index_xinfo('{index['name']}')")
+            index["columns"] = [(c["name"], c["desc"], c["coll"], c["key"]) for c in listed]
+        constraints = await db.fetch(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+            "ORDER BY name",
+            [table],
+        )
+    return {"columns": columns, "indexes": indexes, "constraints": constraints}
+
+
+async def _key_state() -> dict[str, Any]:
+    """Where each company-owned table's keys stand: the last one handed out."""
+    if db.is_postgres():
+        return {
+            table: await db.fetch(f"SELECT last_value, is_called FROM {table}_id_seq")
+            for table in COMPANY_OWNED
+        }
+    return {
+        table: await db.fetch_value("SELECT seq FROM sqlite_sequence WHERE name = ?", [table])
+        for table in COMPANY_OWNED
+    }
+
+
+async def migrate_company_owned_rows(url: str) -> None:
+    """Migrate `url` to 0015, write licenses and usage lines (removing the last of each, so a
+    table's key counter stands above its highest id), migrate to the end and print the rows,
+    shapes and key counters before and after, and the id of a license inserted then."""
+    config = db.tortoise_config(url)
+    await migrate(config=config, target="models.0015_seat_counts")
+    await Tortoise.close_connections()
+    await Tortoise.init(config=config)
+
+    async def state() -> dict[str, Any]:
+        return {
+            "rows": {
+                table: await db.fetch(f"SELECT * FROM {table} ORDER BY id")
+                for table in COMPANY_OWNED
+            },
+            "shapes": {table: await _shape(table) for table in COMPANY_OWNED},
+            "foreign_keys": {table: await _foreign_keys(table) for table in COMPANY_OWNED},
+            "keys": await _key_state(),
+        }
+
+    try:  # closed whatever happens: an open SQLite connection keeps the process alive
+        await _tenants_with_companies()
+        for n, (instance, company) in enumerate(((1, 1), (1, 2), (2, 3), (1, 1))):
+            await db.execute(_license_sql(instance, company, f"K{n}"))
+            await db.execute(_usage_line_sql(instance, company, n))
+        for table in COMPANY_OWNED:
+            await db.execute(f"DELETE FROM {table} WHERE id = (SELECT MAX(id) FROM {table})")
+        before = await state()
+        await Tortoise.close_connections()
+        await migrate(config=config)
+        after = await state()
+        await db.execute(_license_sql(1, 2, "new"))
+        new_id = await db.fetch_value("SELECT id FROM license WHERE public_license_key = 'new'")
+    finally:
+        await Tortoise.close_connections()
+    print(json.dumps({"before": before, "after": after, "new_id": new_id}, default=str))
+
+
+def test_0016_keeps_every_row_column_index_and_key_counter_of_the_company_owned_tables(
+    empty_database: str,
+) -> None:
+    migrated = in_own_process("migrate_company_owned_rows", empty_database)
+    before, after = migrated["before"], migrated["after"]
+    assert [len(before["rows"][table]) for table in COMPANY_OWNED] == [3, 3]
+    assert after["rows"] == before["rows"]
+    assert after["keys"] == before["keys"]
+    assert after["shapes"] == before["shapes"]
+    # only the foreign keys change: two (the company's and the instance's) become one
+    for table in COMPANY_OWNED:
+        assert before["foreign_keys"][table] == [
+            ["company", ["company_id"], ["id"], "RESTRICT"],
+            ["instance", ["instance_id"], ["id"], "CASCADE"],
+        ]
+        assert after["foreign_keys"][table] == [
+            ["company", ["company_id", "instance_id"], ["id", "instance_id"], "RESTRICT"]
+        ]
+    highest = max(row["id"] for row in before["rows"]["license"])
+    assert migrated["new_id"] > highest + 1  # above the removed one's too: no id reused
+
+
+@pytest.mark.needs_postgres
+async def test_each_company_owned_table_has_one_key_to_the_company_and_none_to_the_instance(
+    migrated_database,
+):
+    for table in COMPANY_OWNED:
+        rows = await _catalog(migrated_database, FOREIGN_KEYS_SQL.replace("{table}", table))
+        keys = [
+            (r["target"], list(r["columns"]), list(r["target_columns"]), r["on_delete"])
+            for r in rows
+        ]
+        assert keys == [("company", ["company_id", "instance_id"], ["id", "instance_id"], "r")]
+
+
+async def reverse_company_keys(url: str) -> None:
+    """Migrate `url` to 0015, to the end and back to 0015, printing the company-owned tables'
+    and the company's definitions at 0015 and after the way back (as JSON)."""
+    config = db.tortoise_config(url)
+
+    async def definitions() -> dict[str, Any]:
+        await Tortoise.init(config=config)
+        try:
+            return {
+                table: [await _shape(table), await _foreign_keys(table)]
+                + (
+                    []
+                    if db.is_postgres()
+                    else [
+                        await db.fetch_value(
+                            "SELECT sql FROM sqlite_master WHERE name = ?", [table]
+                        )
+                    ]
+                )
+                for table in (*COMPANY_OWNED, "company")
+            }
+        finally:
+            await Tortoise.close_connections()
+
+    await migrate(config=config, target="models.0015_seat_counts")
+    await Tortoise.close_connections()
+    at_0015 = await definitions()
+    await migrate(config=config)
+    await Tortoise.close_connections()
+    await migrate(config=config, target="models.0015_seat_counts")
+    await Tortoise.close_connections()
+    print(json.dumps({"at_0015": at_0015, "back": await definitions()}, default=str))
+
+
+def test_0016_reversed_gives_back_the_keys_and_tables_of_0015(empty_database: str) -> None:
+    migrated = in_own_process("reverse_company_keys", empty_database)
+    assert migrated["back"] == migrated["at_0015"]

@@ -80,10 +80,15 @@ async def owner_user_id(instance: Instance) -> int:
     return owner.id
 
 
-# Children before parents: every table that holds rows of an instance.
+# Children before parents: every table that holds rows of an instance (a test reads the
+# database's catalog for any table with an `instance_id` this misses).
 _INSTANCE_TABLES = (
     "audit_entry",
     "session",
+    "usage_line",
+    "usage_day",
+    "license",
+    "subtree_count",
     "computer",
     "installer",
     "user_permission_set",

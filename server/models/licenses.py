@@ -21,6 +21,14 @@ SEARCH_TEXT_LENGTH = LICENSE_KEY_LENGTH + 1 + PRODUCT_NAME_LENGTH
 
 
 class License(Model):
+    """A license of a company, synced from the MSP Administrator.
+
+    The database holds one composite key where these fields declare two (migration 0016,
+    which Tortoise cannot express): (company_id, instance_id) references company (id,
+    instance_id), ON DELETE RESTRICT, so a license never sits in another instance than its
+    company's; the instance's CASCADE is the ORM's only, and removing an instance deletes its
+    licenses first."""
+
     id = fields.IntField(primary_key=True)
     instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(
         "models.Instance", related_name="licenses", on_delete=fields.CASCADE
@@ -69,7 +77,11 @@ class UsageDay(Model):
 
 
 class UsageLine(Model):
-    """Seats of one company and product in a day's last snapshot (billable licenses only)."""
+    """Seats of one company and product in a day's last snapshot (billable licenses only).
+
+    As for `License`, the database holds one composite key where these fields declare two
+    (migration 0016): (company_id, instance_id) references company (id, instance_id), ON
+    DELETE RESTRICT; the instance's CASCADE is the ORM's only."""
 
     id = fields.BigIntField(primary_key=True)
     instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(

@@ -3,15 +3,17 @@
 import asyncio
 import re
 import threading
+from typing import Any
 
 import pytest
 
 from server.domain import accounts, secrets
-from server.models import Company, Instance, Session, StaticGroup
-from server.models.enums import Service
+from server.models import Company, Instance, Session, StaticGroup, db
+from server.models.enums import Service, SyncState
 from tests import factories
 from tests.conftest import METRICS_TOKEN
 from tests.graphql_client import error_codes
+from tests.sync_support import connected_tenant, synced
 
 VIEWER = (
     "{ viewer { via account { id email services mixed } user { email }"
@@ -127,6 +129,59 @@ async def test_removal_through_the_creating_service_removes_everything_of_the_in
     # the account may create a new one afterwards
     again = await client.operation("CreateInstance", {"input": {"name": "Again"}}, owner.token)
     assert again["createInstance"]["errors"] == []
+
+
+async def tables_with_instance_rows() -> list[str]:
+    """Every table of the database with an `instance_id` column, read from its catalog (so a
+    table added later is counted without being listed here)."""
+    if db.is_postgres():
+        rows = await db.fetch(
+            "SELECT table_name AS name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND column_name = 'instance_id'"
+        )
+    else:
+        rows = await db.fetch(
+            "SELECT m.name FROM sqlite_master m JOIN pragma_table_info(m.name) p "
+            "WHERE m.type = 'table' AND p.name = 'instance_id'"
+        )
+    return sorted(row["name"] for row in rows)
+
+
+async def rows_of(instance_id: int) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the instance, table by table, the instance's own included."""
+    rows = {
+        table: await db.fetch(
+            f"SELECT * FROM {table} WHERE instance_id = ? ORDER BY 1", [instance_id]
+        )
+        for table in await tables_with_instance_rows()
+    }
+    rows["instance"] = await db.fetch("SELECT * FROM instance WHERE id = ?", [instance_id])
+    return rows
+
+
+@pytest.mark.upstream_tree(60, 21)
+async def test_removing_a_synced_instance_leaves_no_row_of_it_and_the_others_as_they_were(
+    client, sim, settings
+):
+    owners = [await connected_tenant(client, sim) for _ in range(2)]
+    for owner in owners:
+        assert (await synced(owner, settings)).state == SyncState.SUCCEEDED
+        customer = await Company.filter(instance_id=owner.instance_id, type="CUSTOMER").first()
+        assert customer is not None
+        await factories.computer(owner.instance_id, customer, "pc-1")
+    removed, kept = owners
+    before = await rows_of(kept.instance_id)
+    held = {table for table, rows in (await rows_of(removed.instance_id)).items() if rows}
+    # the rows a sync and an enrolment write, those RESTRICT keys guard among them
+    assert {"license", "usage_line", "usage_day", "subtree_count", "computer"} <= held
+    instance_id = (await client.query(VIEWER, token=removed.token))["viewer"]["instance"]["id"]
+    data = await client.operation(
+        "RemoveInstance", {"input": {"instanceId": instance_id}}, removed.token
+    )
+    assert data["removeInstance"]["errors"] == []
+    left = await rows_of(removed.instance_id)
+    assert {table: rows for table, rows in left.items() if rows} == {}
+    assert await rows_of(kept.instance_id) == before
 
 
 async def test_an_account_cannot_remove_another_accounts_instance(client):
