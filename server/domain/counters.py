@@ -152,23 +152,22 @@ async def _upsert(rows: Sequence[Mapping[str, int]], *, add: bool) -> None:
     """Insert these rows in one statement; on an existing row, add to it or replace it. SQLite
     runs it once per row (`execute_many`: reading JSON costs a parse per column per row there),
     PostgreSQL reads one integer array per column."""
-    names = _NAMES
     update = ", ".join(
         f"{c} = subtree_count.{c} + excluded.{c}" if add else f"{c} = excluded.{c}" for c in STORED
     )
-    insert = f"INSERT INTO subtree_count ({', '.join(names)})"
+    insert = f"INSERT INTO subtree_count ({', '.join(_NAMES)})"
     conflict = f"ON CONFLICT (group_id) DO UPDATE SET {update}"
     if db.is_postgres():
         # ORDER BY: PostgreSQL takes the rows' locks in this order, the top group first
-        arrays = ", ".join("CAST(? AS integer[])" for _ in names)
+        arrays = ", ".join("CAST(? AS integer[])" for _ in _NAMES)
         await db.execute(
             f"{insert} SELECT * FROM unnest({arrays}) ORDER BY 1 {conflict}",
-            [[row[name] for row in rows] for name in names],
+            [[row[name] for row in rows] for name in _NAMES],
         )
         return
-    marks = ", ".join("?" for _ in names)
+    marks = ", ".join("?" for _ in _NAMES)
     await db.execute_many(
-        f"{insert} VALUES ({marks}) {conflict}", [tuple(map(row.get, names)) for row in rows]
+        f"{insert} VALUES ({marks}) {conflict}", [tuple(map(row.get, _NAMES)) for row in rows]
     )
 
 
@@ -181,7 +180,8 @@ def _gather(deltas: dict[Any, dict[str, int]], key: Any, column: str, delta: int
 
 
 class _Deltas:
-    """Changes to add to counter rows, gathered per group, then written in one upsert."""
+    """Changes to add to counter rows, gathered per path and per group, then written in one
+    statement (and one more for the rows of groups the transaction created)."""
 
     def __init__(self) -> None:
         self.rows: dict[int, dict[str, int]] = {}
