@@ -99,7 +99,6 @@ def cmd_recount(args: argparse.Namespace, settings: Settings) -> int:
     computers): each instance recounted, its computers counted too, in its own transaction;
     prints how many rows were wrong."""
     from tortoise import Tortoise
-    from tortoise.transactions import in_transaction
 
     from server.domain import counters
     from server.models import Instance, db
@@ -115,7 +114,7 @@ def cmd_recount(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"no instance {args.instance}", file=sys.stderr)
                 return 1
             for instance_id in ids:
-                async with in_transaction():
+                async with db.transaction():
                     fixed = await counters.recount(instance_id, count_held=True)
                 print(f"instance {instance_id}: {fixed} counter rows corrected")
             return 0

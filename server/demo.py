@@ -18,7 +18,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from starlette.applications import Starlette
-from tortoise.transactions import in_transaction
 
 from server.app import create_app
 from server.domain import agents, customers, secrets, sync_runs, upstream_connection, usage
@@ -132,7 +131,7 @@ async def seed_usage_history(instance_id: int, days: int = USAGE_HISTORY_DAYS) -
     today = datetime.now(UTC)
     for back in range(days, 0, -1):
         moment = today - timedelta(days=back)
-        async with in_transaction():
+        async with db.transaction():
             await usage.record_snapshot(instance_id, moment)
             await db.execute(  # fewer seats further back: some customers grew since
                 "UPDATE usage_line SET seats = seats - (company_id + ?) % 3 "

@@ -11,8 +11,6 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tortoise.transactions import in_transaction
-
 from server import events
 from server.domain import secrets, validation
 from server.domain.errors import AlreadyExists, InvalidCredentials, InvalidInput
@@ -45,7 +43,7 @@ async def create_account(email: str, password: str, services: list[Service]) -> 
         raise InvalidInput("an account is registered with at least one service", "services")
     names = sorted({Service(s).value for s in services})
     password_hash = await secrets.hash_password(password)
-    async with in_transaction():
+    async with db.transaction():
         if await email_taken(email):
             raise AlreadyExists("an account or user with this email exists", "email")
         return await Account.create(

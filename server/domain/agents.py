@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise.transactions import in_transaction
-
 from server import events
 from server.domain import enrolment
 from server.domain.enrolment import (  # noqa: F401 - enrolment is part of the agents' API
@@ -281,7 +279,7 @@ async def write_checkins(records: Sequence[CheckinRecord]) -> WrittenCheckins:
         rows = await _write_chunk(chunks[0], postgres)
     else:
         rows = []
-        async with in_transaction():
+        async with db.transaction():
             for chunk in chunks:
                 rows.extend(await _write_chunk(chunk, postgres))
     written.rows = {row["agent_token_hash"]: row for row in rows}

@@ -13,8 +13,6 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tortoise.transactions import in_transaction
-
 from server.domain import global_ids
 from server.domain.access import Scope
 from server.domain.errors import DomainError
@@ -193,7 +191,7 @@ async def recorded(
         failure_group_path,
     )
     try:
-        async with in_transaction():
+        async with db.transaction():
             yield pending
             await pending.write(SUCCESS)
     except DomainError as exc:

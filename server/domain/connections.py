@@ -15,8 +15,6 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tortoise.transactions import in_transaction
-
 from server import events
 from server.background import PeriodicTask
 from server.domain import counters
@@ -205,7 +203,7 @@ async def announce_transitions(
     )
     changed: dict[int, list[int]] = defaultdict(list)
     while True:
-        async with in_transaction():
+        async with db.transaction():
             claimed = {row["id"]: row for row in await db.fetch(claim, stale_params)}
             rows = []
             if claimed:

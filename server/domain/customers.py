@@ -15,8 +15,6 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tortoise.transactions import in_transaction
-
 from server import events
 from server.domain import (
     companies,
@@ -236,7 +234,7 @@ async def setup_customer(
     customer_levels = capped_levels(scope, CUSTOMER_LEVELS, [group.path])
     shared_levels = capped_levels(scope, SHARED_OBJECTS_LEVELS, [g.path for g in shared])
     result = SetupResult(company)
-    async with in_transaction():
+    async with db.transaction():
         rows = await db.fetch(
             "UPDATE company SET setup_state = ?, setup_at = ?, updated_at = ? "
             "WHERE id = ? AND setup_state = ? AND unlinked_at IS NULL RETURNING path",
@@ -341,7 +339,7 @@ async def skip_customer_setup(
     company = await _customer(scope, customer_id)
     if company.unlinked_at is not None or company.setup_state != SetupState.PENDING:
         raise InvalidTransition("only a customer that is not set up can skip its setup")
-    async with in_transaction():
+    async with db.transaction():
         await _mark_handled(scope, company.id, SetupState.SKIPPED, now or utcnow())
         return await Company.get(id=company.id)
 
@@ -352,7 +350,7 @@ async def skip_setup_for_all_new_customers(
     """Skip the setup of every NOT_SET_UP customer the viewer may write, in one statement."""
     now = now or utcnow()
     writable, params = scope.sql("path", Area.COMPANIES, Level.WRITE)
-    async with in_transaction():
+    async with db.transaction():
         rows = await db.fetch(
             "UPDATE company SET setup_state = ?, setup_at = ?, updated_at = ? "
             "WHERE instance_id = ? AND type = ? AND setup_state = ? AND unlinked_at IS NULL "
@@ -383,7 +381,7 @@ async def unlink_customer(
     company = await _customer(scope, customer_id)
     if company.unlinked_at is not None:
         raise InvalidTransition("the customer is already unlinked", "customerId")
-    async with in_transaction():
+    async with db.transaction():
         rows = await db.fetch(
             "UPDATE company SET unlinked_at = ?, unlink_reason = ?, updated_at = ? "
             "WHERE id = ? AND unlinked_at IS NULL RETURNING path, setup_state",
@@ -416,7 +414,7 @@ async def relink_customer(
             "the customer is missing in the MSP Administrator; a sync relinks it when it reappears",
             "customerId",
         )
-    async with in_transaction():
+    async with db.transaction():
         rows = await db.fetch(
             "UPDATE company SET unlinked_at = NULL, unlink_reason = NULL, updated_at = ? "
             "WHERE id = ? AND unlinked_at IS NOT NULL AND unlink_reason = ? "

@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from server.domain import audit, counters, global_ids
 from server.domain.errors import DomainError
@@ -185,7 +184,7 @@ async def enroll_batch(
     tokens = [new_token(AGENT_TOKEN_PREFIX) for _ in batch]
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            async with in_transaction():
+            async with db.transaction():
                 return await _enroll(batch, tokens, settings, now)
         except (IntegrityError, _RaceLost):
             if attempt == ATTEMPTS:

@@ -3,8 +3,6 @@ account is registered with, removed or suspended only through the service that c
 
 from __future__ import annotations
 
-from tortoise.transactions import in_transaction
-
 from server.domain import tree_paths, validation
 from server.domain.access import Scope
 from server.domain.errors import (
@@ -53,7 +51,7 @@ async def create_instance(account_id: int, via: Service | None, name: str | None
     if via not in account.service_list:
         raise PermissionDenied(f"this account is not registered with {via.value}")
     name = validation.name(name or f"{account.email} console", "name")
-    async with in_transaction():
+    async with db.transaction():
         if await Instance.filter(owner_id=account_id).exists():
             raise AlreadyExists("this account already has an instance", "name")
         instance = await Instance.create(name=name, owner_id=account_id, created_via=via)
@@ -114,7 +112,7 @@ async def remove_instance(account_id: int, via: Service | None, instance_id: int
             f"it can only be removed through {instance.created_via.value}",
             "instanceId",
         )
-    async with in_transaction():
+    async with db.transaction():
         await db.execute(
             "UPDATE static_group SET parent_id = NULL, company_id = NULL WHERE instance_id = ?",
             [instance_id],

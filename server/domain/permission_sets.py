@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from server.domain import tree_paths, validation
 from server.domain.access import Scope, parse_levels
@@ -241,7 +240,7 @@ async def create_permission_set(
     parsed = parse_level_input(levels)
     groups = await _groups(scope, group_ids, "groupIds")
     require_within(scope, [(g.path, parsed) for g in groups], "the permission set", "levels")
-    async with in_transaction():
+    async with db.transaction():
         await _free_name(scope, name)
         try:
             permission_set = await PermissionSet.create(
@@ -310,7 +309,7 @@ async def update_permission_set(
         else:
             paths = [g.path for g in groups]
         require_within(scope, [(p, new_levels) for p in paths], "the permission set", "levels")
-    async with in_transaction():
+    async with db.transaction():
         fields: list[str] = []
         if name is not None and name != permission_set.name:
             await _free_name(scope, name, exclude=set_id)
@@ -337,7 +336,7 @@ async def delete_permission_set(scope: Scope, set_id: int) -> list[int]:
     """Delete a set the viewer may manage; returns the users who held it."""
     permission_set = await get_visible(scope, set_id)
     await require_editable(scope, permission_set)
-    async with in_transaction():
+    async with db.transaction():
         holders = [
             row["user_id"]
             for row in await db.fetch(

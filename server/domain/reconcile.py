@@ -19,8 +19,6 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from tortoise.transactions import in_transaction
-
 from server.domain import counters, reconcile_scope
 from server.domain.license_reconcile import apply_licenses, listing_digests
 from server.domain.reconcile_input import CompanyRow, Wanted, no_collection
@@ -194,7 +192,7 @@ async def apply_snapshot(
     with no_collection():
         digests = listing_digests(licenses) if licenses is not None else {}
     writer = _Writer(instance_id, now or dt.datetime.now(dt.UTC), after_first_write)
-    async with in_transaction():
+    async with db.transaction():
         found = await reconcile_scope.differing(instance_id, wanted, digests)
         held = {d.public_id: (d.id, d.license_digest) for d in found if d.id is not None}
         changed = [d for d in found if d.row]

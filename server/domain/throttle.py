@@ -25,8 +25,6 @@ import hmac
 import time
 from dataclasses import dataclass
 
-from tortoise.transactions import in_transaction
-
 from server.client_address import site
 from server.domain.errors import RateLimited
 from server.models import db
@@ -83,7 +81,7 @@ async def begin_sign_in(
     limited = _keys(secret_key, email, address, limits)
     keys = sorted(limited)  # one order for every transaction: row locks cannot deadlock
     marks = ", ".join("?" * len(keys))
-    async with in_transaction():
+    async with db.transaction():
         # The upsert locks each row until commit: concurrent attempts count one after another.
         current = {
             row["key_hash"]: row["attempts"]

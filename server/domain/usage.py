@@ -22,8 +22,6 @@ from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from tortoise.transactions import in_transaction
-
 from server.domain.access import Scope
 from server.domain.counters import COUNT_CAP
 from server.domain.errors import InvalidInput
@@ -122,7 +120,7 @@ async def take_scheduled_snapshot(instance_id: int, now: dt.datetime) -> bool:
     """The day's scheduled snapshot, if no process (nor a sync) took one today; returns
     whether this call took it. The claim and the lines commit together."""
     day = now.astimezone(dt.UTC).date()
-    async with in_transaction():
+    async with db.transaction():
         claimed = await db.fetch(
             "INSERT INTO usage_day (instance_id, day, taken_at, trigger) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (instance_id, day) DO NOTHING RETURNING id",

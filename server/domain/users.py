@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from server.domain import permission_sets, secrets, validation
 from server.domain import search as text_search
@@ -90,7 +89,7 @@ async def create_user(
     group = await _home_group(scope, home_group_id)
     sets = await permission_sets.checked_sets(scope, permission_set_ids)
     password_hash = await secrets.hash_password(password)
-    async with in_transaction():
+    async with db.transaction():
         user = await insert(
             scope.instance_id,
             email,
@@ -195,7 +194,7 @@ async def update_user(
         user.home_group_id = group.id
         fields.append("home_group_id")
     ended: list[int] = []
-    async with in_transaction():
+    async with db.transaction():
         if fields:
             await user.save(update_fields=fields)
         if end_sessions:
@@ -210,7 +209,7 @@ async def assign_permission_sets(
     user = await editable(scope, actor_id, user_id)
     sets = await permission_sets.checked_sets(scope, set_ids)
     visible_now = (await permission_sets.by_user_ids(scope, [user.id]))[user.id]
-    async with in_transaction():
+    async with db.transaction():
         if visible_now:
             await user.permission_sets.remove(*visible_now)
         if sets:

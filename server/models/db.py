@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.sqlite import SqliteClient
 from tortoise.fields import DatetimeField
 from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
 from server.models import MODELS_MODULES
 from server.models.checkpoints import AUTOCHECKPOINT_PAGES
@@ -81,8 +82,35 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
 
 
 def connection() -> BaseDBAsyncClient:
-    """The current connection: the transaction's inside `in_transaction()`."""
+    """The current connection: the transaction's inside `transaction()`."""
     return connections.get("default")
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[BaseDBAsyncClient]:
+    """A transaction (a savepoint inside one): Tortoise's `in_transaction()`, safe to cancel.
+
+    Tortoise takes the connection (SQLite: the lock every statement of the process waits for;
+    PostgreSQL: one of the pool's) before it sends BEGIN, and gives it back in `__aexit__`
+    alone, which never runs when BEGIN fails or the task is cancelled while it runs. One
+    cancellation there (a worker stopping its background tasks, a client leaving) froze every
+    statement of a SQLite console for good; twenty emptied a PostgreSQL worker's pool. A start
+    that fails here is ended as a failed transaction is: rolled back, its connection returned."""
+    context = in_transaction()
+    try:
+        client = await context.__aenter__()
+    except BaseException as exc:
+        # the outermost contexts hold their connection once they set their token
+        if getattr(context, "token", None) is not None:
+            with suppress(Exception):  # the rollback of a BEGIN that never ran may refuse
+                await context.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    try:
+        yield client
+    except BaseException as exc:
+        await context.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    await context.__aexit__(None, None, None)
 
 
 def sqlite_file() -> str:
