@@ -29,7 +29,8 @@ class DeadlineH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection whose request line and headers are not all in
     `header_timeout` seconds after it opened or after its previous response, or whose body is
     not all in `body_timeout` seconds after its headers. Bytes arriving meanwhile do not move the
-    deadline. A websocket, once upgraded, belongs to another protocol and escapes both."""
+    deadline. A websocket, once upgraded, belongs to another protocol and escapes both; its
+    handshake is held to the connection cap like a plain request."""
 
     def __init__(
         self, *args: Any, header_timeout: float, body_timeout: float, **kwargs: Any
@@ -51,6 +52,30 @@ class DeadlineH11Protocol(H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._follow_request()
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """uvicorn applies its connection cap (`limit_concurrency`) to plain requests only: a
+        websocket handshake past it gets the same 503, or websockets would have no cap at all."""
+        if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
+            self.logger.warning("Exceeded concurrency limit.")
+            self._refuse_as_unavailable()
+        else:
+            super().handle_websocket_upgrade(event)
+
+    def _refuse_as_unavailable(self) -> None:
+        body = b"Service Unavailable"
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=503, headers=headers, reason=body),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
