@@ -22,6 +22,7 @@ from server.api.http import GraphQLView
 from server.api.reports import usage_csv
 from server.api.schema import build_schema
 from server.body_limit import BodyLimitMiddleware
+from server.connection_limits import uvicorn_options
 from server.domain.secrets import bound_password_hashing
 from server.domain.sync_scheduler import SyncScheduler
 from server.domain.usage_snapshots import UsageSnapshots
@@ -54,7 +55,7 @@ async def serve_agent_port(settings: Settings, runtime: AgentRuntime) -> uvicorn
         port=settings.agent_port,
         lifespan="off",
         log_level="warning",
-        proxy_headers=False,  # server.client_address decides
+        **uvicorn_options(settings),
     )
     server = uvicorn.Server(config)
     asyncio.create_task(server.serve(), name="agent-listener")  # noqa: RUF006 - kept by uvicorn

@@ -40,6 +40,8 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from server.connection_limits import uvicorn_options
+
     settings = Settings.from_env(demo=args.demo)
     settings.check_secure()
     asyncio.run(apply_migrations(settings))
@@ -55,11 +57,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             workers=args.workers,
             log_level=args.log_level,
             log_config=uvicorn_log_config(args.log_level),
-            proxy_headers=False,  # server.client_address decides
-            ws_max_size=settings.max_request_bytes,
-            # subscription messages are a few hundred bytes: compressing each costs a socket's
-            # write more CPU than it saves bytes, and a zlib context per open socket
-            ws_per_message_deflate=False,
+            **uvicorn_options(settings),
             # a connection that never closes must not hold the shutdown (and the final flush of
             # buffered check-ins) forever
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

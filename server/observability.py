@@ -56,6 +56,12 @@ GRAPHQL_SECONDS = Histogram(
 SYNC_RUNS = Counter("msp_sync_runs_total", "Finished sync runs", ["state"], registry=REGISTRY)
 CHECKINS = Counter("msp_agent_checkins_total", "Agent check-ins accepted", registry=REGISTRY)
 ENROLMENTS = Counter("msp_agent_enrolments_total", "Agent enrolments", registry=REGISTRY)
+CONNECTIONS_TIMED_OUT = Counter(
+    "msp_connections_timed_out_total",
+    "Connections closed because a request's headers or body did not arrive in time",
+    ["phase"],
+    registry=REGISTRY,
+)
 SUBSCRIPTIONS_OPEN = Gauge(
     "msp_subscriptions_open",
     "GraphQL subscriptions being served",

@@ -55,6 +55,12 @@ class Settings:
     max_query_cost: int = 500_000
     max_request_bytes: int = 1_048_576
     max_subscriptions_per_socket: int = 50
+    # Connection limits (server.connection_limits), per worker process.
+    request_header_timeout: float = 10.0  # request line and headers, from connect or last response
+    request_body_timeout: float = 60.0  # the whole body, from the end of the headers
+    keep_alive_timeout: int = 5  # an idle connection between requests
+    max_header_bytes: int = 16_384  # request line and headers together
+    max_connections: int = 1_000  # open connections, websockets included; past it: 503
     persisted_query_bytes: int = 4 * 1_048_576  # per worker, for automatic persisted queries
     login_attempts_per_minute: int = 10  # failed sign-ins of one account from one address
     login_attempts_per_address_per_minute: int = 60  # failed sign-ins from one address, any account
@@ -135,6 +141,9 @@ class Settings:
             "upstream_max_companies",
             "upstream_max_depth",
             "upstream_max_licenses",
+            "keep_alive_timeout",
+            "max_header_bytes",
+            "max_connections",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"MSP_CONSOLE_{name.upper()} must be at least 1")
@@ -155,8 +164,13 @@ class Settings:
                 f"MSP_CONSOLE_UPSTREAM_MAX_DEPTH must be at most {COMPANY_LEVELS_THAT_FIT}: "
                 "deeper company trees do not fit the database's path columns"
             )
-        if not self.upstream_max_fetch_seconds > 0:
-            raise SettingsError("MSP_CONSOLE_UPSTREAM_MAX_FETCH_SECONDS must be positive")
+        for name in (
+            "upstream_max_fetch_seconds",
+            "request_header_timeout",
+            "request_body_timeout",
+        ):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"MSP_CONSOLE_{name.upper()} must be positive")
         try:
             self.usage_snapshot_time  # noqa: B018 - parsed to refuse a malformed value early
         except ValueError:

@@ -16,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -26,6 +27,7 @@ from tortoise import Tortoise
 from tortoise.migrations.api import migrate
 
 from server.app import create_app
+from server.connection_limits import uvicorn_options
 from server.models import db
 from server.settings import Settings
 from server.upstream.simulator import Simulator, UpstreamTree
@@ -142,16 +144,17 @@ async def server_url(app: object) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: object) -> AsyncIterator[str]:
-    """`app` behind a real uvicorn, without its lifespan (the caller runs what it needs)."""
+async def serving(app: Any, settings: Settings | None = None) -> AsyncIterator[str]:
+    """`app` behind a real uvicorn as `serve` runs it, with the connection limits of `settings`
+    (by default the app's own), without its lifespan (the caller runs what it needs)."""
     port = _free_port()
     config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
+        app,
         host="127.0.0.1",
         port=port,
         lifespan="off",
         log_level="warning",
-        proxy_headers=False,  # as `serve` runs it: server.client_address decides
+        **uvicorn_options(settings or app.state.settings),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

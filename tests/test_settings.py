@@ -93,6 +93,42 @@ def test_enrolment_limits_and_installer_lifetime_come_from_the_environment():
     assert settings.installer_ttl_days == 7
 
 
+def test_connection_limits_come_from_the_environment():
+    defaults = Settings()
+    assert (defaults.request_header_timeout, defaults.request_body_timeout) == (10.0, 60.0)
+    assert (defaults.keep_alive_timeout, defaults.max_header_bytes) == (5, 16_384)
+    assert defaults.max_connections == 1_000
+    settings = Settings.from_env(
+        {
+            "MSP_CONSOLE_REQUEST_HEADER_TIMEOUT": "2.5",
+            "MSP_CONSOLE_REQUEST_BODY_TIMEOUT": "30",
+            "MSP_CONSOLE_KEEP_ALIVE_TIMEOUT": "15",
+            "MSP_CONSOLE_MAX_HEADER_BYTES": "8192",
+            "MSP_CONSOLE_MAX_CONNECTIONS": "5000",
+        }
+    )
+    assert (settings.request_header_timeout, settings.request_body_timeout) == (2.5, 30.0)
+    assert (settings.keep_alive_timeout, settings.max_header_bytes) == (15, 8192)
+    assert settings.max_connections == 5000
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REQUEST_HEADER_TIMEOUT", "0"),
+        ("REQUEST_HEADER_TIMEOUT", "nan"),
+        ("REQUEST_BODY_TIMEOUT", "-1"),
+        ("KEEP_ALIVE_TIMEOUT", "0"),
+        ("MAX_HEADER_BYTES", "0"),
+        ("MAX_CONNECTIONS", "-5"),
+        ("MAX_CONNECTIONS", "many"),
+    ],
+)
+def test_a_connection_limit_that_would_not_limit_is_refused_with_its_name(name, value):
+    with pytest.raises(SettingsError, match=f"MSP_CONSOLE_{name}"):
+        Settings.from_env({f"MSP_CONSOLE_{name}": value})
+
+
 @pytest.mark.parametrize("days", ["0", "-1", "3651", "soon"])
 def test_an_installer_lifetime_out_of_range_is_refused(days):
     with pytest.raises(SettingsError, match="MSP_CONSOLE_INSTALLER_TTL_DAYS"):

@@ -22,6 +22,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from server.agents import AgentRuntime, agent_routes
+from server.connection_limits import uvicorn_options
 from server.domain import hierarchy
 from server.domain.access import Scope
 from server.domain.installers import create_installer
@@ -169,7 +170,7 @@ async def start_agent_server(
         port=0,
         log_level="warning",
         access_log=False,
-        proxy_headers=False,  # as `serve` runs it: server.client_address decides
+        **uvicorn_options(settings),  # as `serve` runs it
     )
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve())

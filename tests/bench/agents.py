@@ -86,6 +86,7 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from server.agents import create_agent_app
+    from server.connection_limits import uvicorn_options
 
     settings = Settings(
         database_url=args.database_url,
@@ -102,9 +103,9 @@ def serve(args: argparse.Namespace) -> None:
         log_level="warning",
         access_log=False,
         loop="uvloop",
-        http="httptools",
         backlog=4096,
         timeout_graceful_shutdown=20,
+        **uvicorn_options(settings),  # the protocol and limits `serve` runs with
     )
 
 
