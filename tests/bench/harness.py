@@ -102,6 +102,32 @@ def machine_speed() -> str:
     )
 
 
+class LoopStalls:
+    """How long the event loop went without running other tasks while something ran on it:
+    a ticker sleeps `tick` seconds again and again and records how late it woke. A request
+    served by the same worker waits that long (`longest`: the worst wait, in seconds)."""
+
+    def __init__(self, tick: float = 0.005) -> None:
+        self.tick = tick
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.tick
+            await asyncio.sleep(self.tick)
+            self.longest = max(self.longest, loop.time() - due)
+
+    def __enter__(self) -> LoopStalls:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return 0.0

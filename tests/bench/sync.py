@@ -41,7 +41,7 @@ from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
 from server.upstream.codes import CUSTOMER, MSP, SUSPENDED
 from server.upstream.simulator import DEFAULT_PASSWORD, DEFAULT_USERNAME, Simulator, UpstreamTree
-from tests.bench.harness import BENCH_SECRET, database, machine_speed
+from tests.bench.harness import BENCH_SECRET, LoopStalls, database, machine_speed
 
 
 @dataclass
@@ -54,6 +54,7 @@ class Measure:
     apply_cpu: float = 0.0
     statements: int = 0
     cpu: float = 0.0
+    stall: float = 0.0
     run: Any = None
 
     @property
@@ -71,7 +72,8 @@ class Measure:
             f"{self.label:<10} wall {self.wall:6.2f} s | upstream {self.waiting:6.2f} s "
             f"({self.calls} calls) | own {self.own:5.2f} s (cpu {self.cpu:5.2f} s) | "
             f"apply {self.apply:5.2f} s (cpu {self.apply_cpu:5.2f} s), "
-            f"{self.statements} SQL statements | {counters}"
+            f"{self.statements} SQL statements | loop held up to {self.stall * 1000:,.0f} ms | "
+            f"{counters}"
         )
 
 
@@ -150,13 +152,14 @@ async def measured_sync(
         return clients[-1]
 
     cpu = time.process_time() - thread_cpu(upstream.thread_id)
-    with measured_apply(measure, upstream):
+    with measured_apply(measure, upstream), LoopStalls() as stalls:
         started = time.perf_counter()
         measure.run = await sync_runs.sync_now(
             instance_id, settings, trigger="bench", make_client=make_client
         )
         measure.wall = time.perf_counter() - started
     measure.cpu = time.process_time() - thread_cpu(upstream.thread_id) - cpu
+    measure.stall = stalls.longest
     if measure.run.state != SyncState.SUCCEEDED:
         raise SystemExit(f"{label} sync failed: {measure.run.error}")
     measure.waiting = sum(c.stats.busy_seconds for c in clients)
