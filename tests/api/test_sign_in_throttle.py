@@ -31,6 +31,7 @@ def worker(settings: Settings, address: str, **changes: object) -> httpx.AsyncCl
     limits = {
         "login_attempts_per_minute": defaults.login_attempts_per_minute,
         "login_attempts_per_address_per_minute": defaults.login_attempts_per_address_per_minute,
+        "login_attempts_per_account_per_hour": defaults.login_attempts_per_account_per_hour,
     }
     app = create_app(replace(settings, **{**limits, **changes}))  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app, client=(address, 40000))

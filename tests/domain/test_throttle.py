@@ -5,6 +5,7 @@ nothing readable stored."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +15,12 @@ from server.models import SignInWindow
 from server.settings import Settings
 
 SECRET = "throttle-test-secret"
-LIMITS = SignInLimits(per_account_and_address=3, per_address=100)
+LIMITS = SignInLimits(
+    per_account_and_address=3,
+    per_address=100,
+    per_account_from_unknown_sites=1000,
+    known_site_seconds=90 * 86_400,
+)
 START = 1_000_000 * 60.0  # the start of a minute
 
 
@@ -68,7 +74,10 @@ async def test_an_office_of_technicians_behind_one_address_is_not_stopped_by_its
     password three times in the same minute, and all of them then sign in."""
     defaults = Settings()
     limits = SignInLimits(
-        defaults.login_attempts_per_minute, defaults.login_attempts_per_address_per_minute
+        defaults.login_attempts_per_minute,
+        defaults.login_attempts_per_address_per_minute,
+        defaults.login_attempts_per_account_per_hour,
+        defaults.login_known_site_days * 86_400,
     )
     office = "198.51.100.200"
     technicians = [unique("technician") for _ in range(15)]
@@ -87,7 +96,7 @@ async def test_the_limits_are_counted_per_account_and_address_and_per_address(ap
         await fail(email, address)
     await fail(email, "203.0.113.61")  # another address
     await fail(unique("other"), address)  # another account from the same address
-    sprayer = SignInLimits(per_account_and_address=3, per_address=2)
+    sprayer = replace(LIMITS, per_address=2)
     spraying = "203.0.113.62"
     await fail(unique("a"), spraying, sprayer)
     await fail(unique("b"), spraying, sprayer)
@@ -104,7 +113,7 @@ async def test_the_addresses_of_one_ipv6_site_share_its_allowances(app):
     with pytest.raises(RateLimited):
         await fail(email, "2001:db8:7:7:ffff:ffff:ffff:ffff")
     await fail(email, "2001:db8:7:8::1")  # the next /64 is another site
-    sprayer = SignInLimits(per_account_and_address=3, per_address=2)
+    sprayer = replace(LIMITS, per_address=2)
     await fail(unique("a"), "2001:db8:9:9::a", sprayer)
     await fail(unique("b"), "2001:db8:9:9::b", sprayer)
     with pytest.raises(RateLimited):
