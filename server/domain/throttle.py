@@ -48,12 +48,13 @@ from server.models import db
 @dataclass(frozen=True, slots=True)
 class SignInLimits:
     """Failed sign-ins allowed in a sliding minute (per account and address, per address) and
-    in a sliding hour (per account, from its unknown sites); how long a site stays known."""
+    in a sliding hour (per account, from its unknown sites); how many days a site stays known
+    after a success from it."""
 
     per_account_and_address: int
     per_address: int
     per_account_from_unknown_sites: int
-    known_site_seconds: int
+    known_site_days: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class Window:
 
 MINUTE = Window("sign_in_window", "minute", 60)
 HOUR = Window("sign_in_account_window", "hour", 3600)
+DAY_SECONDS = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +82,12 @@ class Count:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """A sign-in attempt counted as failed until `succeeded` takes it back and remembers its
-    site."""
+    """A sign-in attempt counted as failed until `succeeded` takes it back (and, on the first
+    success of the day from its site, records the day)."""
 
     counts: tuple[Count, ...]
     site_key: str
-    at: int
+    today: int | None  # None: its site's success is already recorded for today
     forget_sites_before: int
 
 
@@ -109,7 +111,9 @@ async def begin_sign_in(
     account = email.strip().lower()[:254]
     where = site(address)  # no address (not over TCP): all such attempts share one key
     site_key = _key(secret_key, "known-site", f"{account}\x00{where}")
-    forget_before = int(now) - limits.known_site_seconds
+    today = int(now // DAY_SECONDS)
+    forget_before = today - limits.known_site_days
+    last_day = await _last_success_day(site_key)
     limited = {
         MINUTE: {
             _key(secret_key, "account-address", f"{account}\x00{where}"): (
@@ -118,7 +122,7 @@ async def begin_sign_in(
             _key(secret_key, "address", where): limits.per_address,
         }
     }
-    if not await _is_known(site_key, forget_before):
+    if last_day is None or last_day < forget_before:
         limited[HOUR] = {
             _key(secret_key, "account-unknown-sites", account): (
                 limits.per_account_from_unknown_sites
@@ -127,8 +131,12 @@ async def begin_sign_in(
     async with in_transaction():
         # minute before hour, keys sorted: one lock order for every transaction
         counted = [await _count(window, keys, now) for window, keys in limited.items()]
+        recorded = last_day == today
         attempt = Attempt(
-            tuple(count for count, _ in counted), site_key, int(now), forget_before
+            tuple(count for count, _ in counted),
+            site_key,
+            None if recorded else today,
+            forget_before,
         )
         refused = [count.window for count, over in counted if over]
         if refused:
@@ -144,25 +152,24 @@ async def begin_sign_in(
 
 
 async def succeeded(attempt: Attempt) -> None:
-    """A successful sign-in never counts: take its attempt back, and know its site from now on
-    (forgetting, through the index on the time, the sites whose retention has run out)."""
+    """A successful sign-in never counts: take its attempt back, and know its site from now on.
+    The day of the success is written once a day per site (the usual sign-in writes nothing
+    more), and that write forgets, through the index on the day, the sites not seen within
+    the retention."""
     await _take_back(attempt)
+    if attempt.today is None:
+        return
     await db.execute(
-        "INSERT INTO known_sign_in_site (key_hash, signed_in_at) VALUES (?, ?) "
-        "ON CONFLICT (key_hash) DO UPDATE SET signed_in_at = excluded.signed_in_at",
-        [attempt.site_key, attempt.at],
+        "INSERT INTO known_sign_in_site (key_hash, day) VALUES (?, ?) "
+        "ON CONFLICT (key_hash) DO UPDATE SET day = excluded.day",
+        [attempt.site_key, attempt.today],
     )
-    await db.execute(
-        "DELETE FROM known_sign_in_site WHERE signed_in_at < ?", [attempt.forget_sites_before]
-    )
+    await db.execute("DELETE FROM known_sign_in_site WHERE day < ?", [attempt.forget_sites_before])
 
 
-async def _is_known(site_key: str, forget_before: int) -> bool:
-    found = await db.fetch(
-        "SELECT 1 FROM known_sign_in_site WHERE key_hash = ? AND signed_in_at >= ?",
-        [site_key, forget_before],
-    )
-    return bool(found)
+async def _last_success_day(site_key: str) -> int | None:
+    day = await db.fetch_value("SELECT day FROM known_sign_in_site WHERE key_hash = ?", [site_key])
+    return None if day is None else int(day)
 
 
 async def _count(window: Window, limited: dict[str, int], now: float) -> tuple[Count, bool]:
@@ -172,29 +179,23 @@ async def _count(window: Window, limited: dict[str, int], now: float) -> tuple[C
     keys = sorted(limited)
     table, column = window.table, window.bucket
     # The upsert locks each row until commit: concurrent attempts count one after another.
-    current = {
-        row["key_hash"]: row["attempts"]
+    # It returns each key's count in the previous bucket too: one statement for both.
+    counted = {
+        row["key_hash"]: (row["attempts"], row["previous"] or 0)
         for row in await db.fetch(
             f"INSERT INTO {table} (key_hash, {column}, attempts) VALUES "
             + ", ".join("(?, ?, 1)" for _ in keys)
             + f" ON CONFLICT (key_hash, {column}) DO UPDATE "
-            f"SET attempts = {table}.attempts + 1 RETURNING key_hash, attempts",
+            f"SET attempts = {table}.attempts + 1 RETURNING key_hash, attempts, "
+            f"(SELECT p.attempts FROM {table} p WHERE p.key_hash = {table}.key_hash "
+            f"AND p.{column} = {table}.{column} - 1) AS previous",
             [value for key in keys for value in (key, bucket)],
-        )
-    }
-    previous = {
-        row["key_hash"]: row["attempts"]
-        for row in await db.fetch(
-            f"SELECT key_hash, attempts FROM {table} "
-            f"WHERE {column} = ? AND key_hash IN ({', '.join('?' * len(keys))})",
-            [bucket - 1, *keys],
         )
     }
     await db.execute(f"DELETE FROM {table} WHERE {column} < ?", [bucket - 1])
     still_covered = 1 - into / window.seconds
     over = any(
-        current[key] + previous.get(key, 0) * still_covered > limit
-        for key, limit in limited.items()
+        counted[key][0] + counted[key][1] * still_covered > limit for key, limit in limited.items()
     )
     return Count(window, bucket, tuple(keys)), over
 

@@ -150,15 +150,15 @@ class SignInAccountWindow(Model):
 
 
 class KnownSignInSite(Model):
-    """A client site an account signed in from, with the time (Unix seconds) of the last success.
+    """A client site an account signed in from, with the day (since 1970, UTC) of its last success.
 
     The key is an HMAC of the account's email and the site under the secret key, so no email
     or address is stored (server.domain.throttle)."""
 
     id = fields.IntField(primary_key=True)
     key_hash = fields.CharField(max_length=64, unique=True)
-    signed_in_at = fields.BigIntField()
+    day = fields.BigIntField()
 
     class Meta:
         table = "known_sign_in_site"
-        indexes = (("signed_in_at",),)
+        indexes = (("day",),)
