@@ -131,13 +131,8 @@ async def begin_sign_in(
     async with in_transaction():
         # minute before hour, keys sorted: one lock order for every transaction
         counted = [await _count(window, keys, now) for window, keys in limited.items()]
-        recorded = last_day == today
-        attempt = Attempt(
-            tuple(count for count, _ in counted),
-            site_key,
-            None if recorded else today,
-            forget_before,
-        )
+        first_today = None if last_day == today else today
+        attempt = Attempt(tuple(c for c, _ in counted), site_key, first_today, forget_before)
         refused = [count.window for count, over in counted if over]
         if refused:
             await _take_back(attempt)
