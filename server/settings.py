@@ -15,6 +15,7 @@ from server.domain.tree_paths import COMPANY_LEVELS_THAT_FIT
 DEFAULT_SECRET_KEY = "insecure-demo-secret-change-me"  # noqa: S105 - refused outside --demo
 DEFAULT_INSTALLER_TTL_DAYS = 30
 MAX_INSTALLER_TTL_DAYS = 3650
+MAX_KNOWN_SITE_DAYS = 3650
 _HH_MM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
@@ -64,6 +65,10 @@ class Settings:
     persisted_query_bytes: int = 4 * 1_048_576  # per worker, for automatic persisted queries
     login_attempts_per_minute: int = 10  # failed sign-ins of one account from one address
     login_attempts_per_address_per_minute: int = 60  # failed sign-ins from one address, any account
+    # Failed sign-ins of one account from the sites it has not signed in from, all together (a
+    # botnet's), in a sliding hour; then only its known sites may try (server.domain.throttle).
+    login_attempts_per_account_per_hour: int = 100
+    login_known_site_days: int = 90  # a site stays known this long after a success from it
     password_hashing_threads: int = 2  # argon2 calls at once per process, 64 MiB each
     trusted_proxies: tuple[
         str, ...
@@ -136,6 +141,8 @@ class Settings:
         for name in (
             "login_attempts_per_minute",
             "login_attempts_per_address_per_minute",
+            "login_attempts_per_account_per_hour",
+            "login_known_site_days",
             "password_hashing_threads",
             "upstream_max_body_bytes",
             "upstream_max_companies",
@@ -178,6 +185,10 @@ class Settings:
                 "MSP_CONSOLE_USAGE_SNAPSHOT_AT: expected HH:MM (UTC), got "
                 f"{self.usage_snapshot_at!r}"
             ) from None
+        if self.login_known_site_days > MAX_KNOWN_SITE_DAYS:
+            raise SettingsError(
+                f"MSP_CONSOLE_LOGIN_KNOWN_SITE_DAYS: at most {MAX_KNOWN_SITE_DAYS} days"
+            )
         if not 1 <= self.installer_ttl_days <= MAX_INSTALLER_TTL_DAYS:
             raise SettingsError(
                 f"MSP_CONSOLE_INSTALLER_TTL_DAYS: between 1 and {MAX_INSTALLER_TTL_DAYS} days"

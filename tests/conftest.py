@@ -100,6 +100,7 @@ def settings(database_url: str) -> Settings:
         login_attempts_per_minute=1000,
         upstream_allowed_hosts=LOCAL_UPSTREAM,
         login_attempts_per_address_per_minute=1000,
+        login_attempts_per_account_per_hour=1000,
         metrics_token=METRICS_TOKEN,
     )
 

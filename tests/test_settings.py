@@ -135,6 +135,38 @@ def test_an_installer_lifetime_out_of_range_is_refused(days):
         Settings.from_env({"MSP_CONSOLE_INSTALLER_TTL_DAYS": days})
 
 
+def test_the_accounts_hourly_sign_in_limit_and_known_site_days_come_from_the_environment():
+    defaults = Settings()
+    assert (defaults.login_attempts_per_account_per_hour, defaults.login_known_site_days) == (
+        100,
+        90,
+    )
+    settings = Settings.from_env(
+        {
+            "MSP_CONSOLE_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_HOUR": "50",
+            "MSP_CONSOLE_LOGIN_KNOWN_SITE_DAYS": "30",
+        }
+    )
+    assert (settings.login_attempts_per_account_per_hour, settings.login_known_site_days) == (
+        50,
+        30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LOGIN_ATTEMPTS_PER_ACCOUNT_PER_HOUR", "0"),
+        ("LOGIN_KNOWN_SITE_DAYS", "0"),
+        ("LOGIN_KNOWN_SITE_DAYS", "3651"),
+        ("LOGIN_KNOWN_SITE_DAYS", "forever"),
+    ],
+)
+def test_an_accounts_sign_in_limit_or_known_site_days_out_of_range_is_refused(name, value):
+    with pytest.raises(SettingsError, match=f"MSP_CONSOLE_{name}"):
+        Settings.from_env({f"MSP_CONSOLE_{name}": value})
+
+
 def test_the_default_secret_is_refused_outside_the_demo():
     with pytest.raises(SettingsError, match="SECRET_KEY"):
         Settings(secret_key=DEFAULT_SECRET_KEY).check_secure()

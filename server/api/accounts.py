@@ -121,6 +121,8 @@ def sign_in_limits(settings: Settings) -> throttle.SignInLimits:
     return throttle.SignInLimits(
         per_account_and_address=settings.login_attempts_per_minute,
         per_address=settings.login_attempts_per_address_per_minute,
+        per_account_from_unknown_sites=settings.login_attempts_per_account_per_hour,
+        known_site_days=settings.login_known_site_days,
     )
 
 

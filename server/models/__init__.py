@@ -1,6 +1,14 @@
 """Tortoise models, one module per aggregate; `MODELS_MODULES` is what Tortoise loads."""
 
-from server.models.accounts import Account, PermissionSet, Session, SignInWindow, User
+from server.models.accounts import (
+    Account,
+    KnownSignInSite,
+    PermissionSet,
+    Session,
+    SignInAccountWindow,
+    SignInWindow,
+    User,
+)
 from server.models.companies import Company, StaticGroup, SubtreeCount
 from server.models.computers import Computer, Installer, SyncRun
 from server.models.instances import AuditEntry, Instance
@@ -22,9 +30,11 @@ __all__ = [
     "Computer",
     "Installer",
     "Instance",
+    "KnownSignInSite",
     "License",
     "PermissionSet",
     "Session",
+    "SignInAccountWindow",
     "SignInWindow",
     "StaticGroup",
     "SubtreeCount",

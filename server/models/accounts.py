@@ -119,7 +119,8 @@ class PermissionSet(Model):
 class SignInWindow(Model):
     """Sign-in attempts per throttled key and minute, shared by every worker and host.
 
-    A key is the SHA-256 of an account's email or of a client address."""
+    A key is an HMAC, under the secret key, of an account's email and client site or of a
+    client site (server.domain.throttle)."""
 
     id = fields.IntField(primary_key=True)
     key_hash = fields.CharField(max_length=64)
@@ -130,3 +131,34 @@ class SignInWindow(Model):
         table = "sign_in_window"
         unique_together = (("key_hash", "minute"),)
         indexes = (("minute",),)
+
+
+class SignInAccountWindow(Model):
+    """Failed sign-ins of an account from sites not known for it, per key and hour.
+
+    The key is an HMAC of the account's email under the secret key (server.domain.throttle)."""
+
+    id = fields.IntField(primary_key=True)
+    key_hash = fields.CharField(max_length=64)
+    hour = fields.BigIntField()
+    attempts = fields.IntField(default=0)
+
+    class Meta:
+        table = "sign_in_account_window"
+        unique_together = (("key_hash", "hour"),)
+        indexes = (("hour",),)
+
+
+class KnownSignInSite(Model):
+    """A client site an account signed in from, with the day (since 1970, UTC) of its last success.
+
+    The key is an HMAC of the account's email and the site under the secret key, so no email
+    or address is stored (server.domain.throttle)."""
+
+    id = fields.IntField(primary_key=True)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    day = fields.BigIntField()
+
+    class Meta:
+        table = "known_sign_in_site"
+        indexes = (("day",),)

@@ -31,6 +31,7 @@ def worker(settings: Settings, address: str, **changes: object) -> httpx.AsyncCl
     limits = {
         "login_attempts_per_minute": defaults.login_attempts_per_minute,
         "login_attempts_per_address_per_minute": defaults.login_attempts_per_address_per_minute,
+        "login_attempts_per_account_per_hour": defaults.login_attempts_per_account_per_hour,
     }
     app = create_app(replace(settings, **{**limits, **changes}))  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app, client=(address, 40000))
@@ -141,4 +142,24 @@ async def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(app, settin
         assert codes == ["INVALID_CREDENTIALS"] * LIMIT + ["RATE_LIMITED"]
         # the owner behind the same proxy comes from another address
         signed_in = await sign_in(proxy, email, factories.PASSWORD, forwarded_for="198.51.100.9")
+        assert signed_in["errors"] == [] and signed_in["token"]
+
+
+async def test_a_botnet_is_refused_at_an_account_while_its_owner_signs_in_from_a_known_address(
+    app, settings
+):
+    email, home = await account(), "198.51.100.30"
+    limits = {"trusted_proxies": (PROXY,), "login_attempts_per_account_per_hour": 5}
+    async with worker(settings, PROXY, **limits) as proxy:
+        signed_in = await sign_in(proxy, email, factories.PASSWORD, forwarded_for=home)
+        assert signed_in["token"]
+        bots = [f"198.18.1.{n}" for n in range(7)]
+        codes = [code(await sign_in(proxy, email, "guess", forwarded_for=bot)) for bot in bots[:5]]
+        assert codes == ["INVALID_CREDENTIALS"] * 5  # one guess each, far below their own limit
+        # the account is refused to every new address, right password or not
+        for bot in bots[5:]:
+            refused = await sign_in(proxy, email, factories.PASSWORD, forwarded_for=bot)
+            assert refused["token"] is None and code(refused) == "RATE_LIMITED"
+        # while its owner signs in from home
+        signed_in = await sign_in(proxy, email, factories.PASSWORD, forwarded_for=home)
         assert signed_in["errors"] == [] and signed_in["token"]

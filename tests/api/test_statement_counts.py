@@ -1,7 +1,8 @@
 """How many SQL statements the heaviest pages cost: pinned, and the same whatever the size."""
 
+from server.domain import accounts
 from server.models.db import count_statements
-from server.models.enums import Area, Level
+from server.models.enums import Area, Level, Service
 from tests import factories
 from tests.api.scoped_users import group_of, permission_set
 
@@ -102,3 +103,25 @@ async def test_licenses_and_seat_usage_of_a_page_cost_the_same_for_ten_or_sixty_
     # SeatUsage: session, page, totalCount, licenses pages, their counts, the seat usage
     # (recursive: counter rows, one statement); Licenses: session, page, totalCount, companies
     assert counts == [6, 4, 6, 4]
+
+
+async def test_a_sign_in_from_a_known_address_costs_what_it_did_before_addresses_were_known(
+    client,
+):
+    email = factories.unique_email("counted")
+    await accounts.create_account(email, factories.PASSWORD, [Service.EBA])
+
+    async def statements_of_login(password: str) -> int:
+        variables = {"input": {"email": email, "password": password, "via": "EBA"}}
+        with count_statements() as counter:
+            await client.query(factories.LOGIN, variables)
+        return counter.count
+
+    # known?, count the minute (upsert, prune), the account, the session, take back, viewer;
+    # from an address not known yet also: count the hour (upsert, prune), take it back, and
+    # remember the address (upsert, prune); a failure: no session, take back nor viewer, but
+    # the audit's look-up
+    first = await statements_of_login(factories.PASSWORD)
+    usual = await statements_of_login(factories.PASSWORD)
+    typo = await statements_of_login("typo")
+    assert (first, usual, typo) == (12, 7, 5)
