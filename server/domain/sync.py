@@ -20,7 +20,7 @@ from server import events
 from server.domain import reconcile
 from server.domain.accounts import publish_sessions_ended
 from server.domain.errors import DomainError
-from server.domain.reconcile_input import wanted_companies
+from server.domain.reconcile_input import no_full_collection, wanted_companies
 from server.domain.upstream_connection import (
     ClientFactory,
     check_importable,
@@ -133,26 +133,27 @@ async def execute(
         async def fetched(seen: int) -> None:
             await update(run, bus, on_progress, companies_seen=seen)
 
-        async with client:
-            user = await client.current_user()
-            check_importable(user)
-            snapshot = await client.fetch_tree(user.company.public_id, on_progress=fetched)
-            wanted = wanted_companies(snapshot)  # refused before asking for licenses
-            await update(run, bus, on_progress, phase=LICENSES)
+        with no_full_collection():  # a snapshot of the whole tree is held from here
+            async with client:
+                user = await client.current_user()
+                check_importable(user)
+                snapshot = await client.fetch_tree(user.company.public_id, on_progress=fetched)
+                wanted = wanted_companies(snapshot)  # refused before asking for licenses
+                await update(run, bus, on_progress, phase=LICENSES)
 
-            async def read(seen: int) -> None:
-                await update(run, bus, on_progress, licenses_seen=seen)
+                async def read(seen: int) -> None:
+                    await update(run, bus, on_progress, licenses_seen=seen)
 
-            licenses = await fetch_licenses(
-                client,
-                [company.public_id for company in snapshot.companies],
-                max_licenses=settings.upstream_max_licenses,
-                on_progress=read,
+                licenses = await fetch_licenses(
+                    client,
+                    [company.public_id for company in snapshot.companies],
+                    max_licenses=settings.upstream_max_licenses,
+                    on_progress=read,
+                )
+            await update(run, bus, on_progress, phase=APPLY, companies_seen=len(snapshot.companies))
+            changes = await reconcile.apply_snapshot(
+                instance.id, wanted, after_first_write=after_first_write, licenses=licenses
             )
-        await update(run, bus, on_progress, phase=APPLY, companies_seen=len(snapshot.companies))
-        changes = await reconcile.apply_snapshot(
-            instance.id, wanted, after_first_write=after_first_write, licenses=licenses
-        )
         if instance.upstream_company_id != user.company.public_id:
             instance.upstream_company_id = user.company.public_id
             await instance.save(update_fields=["upstream_company_id"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import gc
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from server import events
 from server.domain import (
     counters,
     reconcile,
+    reconcile_input,
     sync,
     sync_runs,
     tree_paths,
@@ -229,6 +231,28 @@ async def test_a_second_sync_of_the_same_upstream_changes_nothing(
     run = await synced(owner, settings)
     assert (run.created, run.updated, run.moved, run.unlinked, run.relinked) == (0, 0, 0, 0, 0)
     assert await dump(owner.instance_id or 0) == before
+
+
+async def test_a_sync_holds_full_garbage_collections_back_until_it_ends(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    usual = gc.get_threshold()
+    seen: dict[str | None, int] = {}
+
+    def threshold_of_full_collections(run: SyncRun) -> None:
+        seen[run.phase] = gc.get_threshold()[2]
+
+    owner = await connected_tenant(None, sim)
+    await synced(owner, settings, on_progress=threshold_of_full_collections)
+    # while the snapshot is held (its licenses read, then applied): none; at the end: as usual
+    assert seen[sync.LICENSES] > 1_000_000 and seen[sync.APPLY] > 1_000_000
+    assert seen[sync.DONE] == usual[2]
+    assert gc.get_threshold() == usual
+    with reconcile_input.no_full_collection():  # two at once: back when the last one ends
+        with reconcile_input.no_full_collection():
+            assert gc.get_threshold()[2] > 1_000_000
+        assert gc.get_threshold()[2] > 1_000_000
+    assert gc.get_threshold() == usual
 
 
 async def _analyzed_during(owner: factories.Owner, settings: Settings) -> bool:
