@@ -13,14 +13,14 @@ import contextlib
 import datetime as dt
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from server import events
 from server.domain import reconcile
 from server.domain.accounts import publish_sessions_ended
 from server.domain.errors import DomainError
-from server.domain.reconcile_input import no_full_collection, wanted_companies
+from server.domain.reconcile_input import Wanted, no_full_collection, wanting
 from server.domain.upstream_connection import (
     ClientFactory,
     check_importable,
@@ -106,6 +106,12 @@ async def finish(
     )
 
 
+async def _take_turns(turns: Iterator[None]) -> None:
+    """Run a computation in turns, letting the event loop run other tasks between them."""
+    for _ in turns:
+        await asyncio.sleep(0)
+
+
 async def execute(
     run: SyncRun,
     lock: locks.Lock,
@@ -138,18 +144,26 @@ async def execute(
                 user = await client.current_user()
                 check_importable(user)
                 snapshot = await client.fetch_tree(user.company.public_id, on_progress=fetched)
-                wanted = wanted_companies(snapshot)  # refused before asking for licenses
+                wanted: dict[str, Wanted] = {}
+                turns = wanting(snapshot, wanted)
+                next(turns)  # every value checked: refused before asking for licenses
                 await update(run, bus, on_progress, phase=LICENSES)
 
                 async def read(seen: int) -> None:
                     await update(run, bus, on_progress, licenses_seen=seen)
 
-                licenses = await fetch_licenses(
-                    client,
-                    [company.public_id for company in snapshot.companies],
-                    max_licenses=settings.upstream_max_licenses,
-                    on_progress=read,
-                )
+                # the companies are built between the license reads, while those are awaited
+                building = asyncio.create_task(_take_turns(turns))
+                try:
+                    licenses = await fetch_licenses(
+                        client,
+                        [company.public_id for company in snapshot.companies],
+                        max_licenses=settings.upstream_max_licenses,
+                        on_progress=read,
+                    )
+                    await building
+                finally:
+                    building.cancel()
             await update(run, bus, on_progress, phase=APPLY, companies_seen=len(snapshot.companies))
             changes = await reconcile.apply_snapshot(
                 instance.id, wanted, after_first_write=after_first_write, licenses=licenses
