@@ -194,8 +194,12 @@ def wanted_companies(snapshot: UpstreamSnapshot) -> dict[str, Wanted]:
     return wanted
 
 
+COMPANIES_PER_TURN = 2_000
+"""Companies a sync handles between two turns of the event loop: some 10 ms of work."""
+
+
 def wanting(
-    snapshot: UpstreamSnapshot, wanted: dict[str, Wanted], per_turn: int = 2_000
+    snapshot: UpstreamSnapshot, wanted: dict[str, Wanted], per_turn: int = COMPANIES_PER_TURN
 ) -> Iterator[None]:
     """`wanted_companies` into `wanted`, in turns: the first checks every value (`check_fits`)
     and takes the ancestors, each next one `per_turn` companies. Between turns an async caller
