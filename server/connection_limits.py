@@ -3,13 +3,14 @@
 The console faces the internet (agents reach it), so a client without any token must not hold a
 connection, its file descriptor and its buffers, for ever: by sending nothing, by trickling its
 request headers a byte every few seconds (slowloris; uvicorn starts no timer until a first
-response completes) or by trickling a body that stays within the size limit. `DeadlineH11Protocol`
-closes such connections; `uvicorn_options` is the one place that says how every listener
-(`serve`, the agent port, the tests' servers) runs, so the tests run what production runs.
+response completes), by trickling a body that stays within the size limit, or by sending header
+bytes without end (httptools, uvicorn's fastest protocol, keeps any number: 48 MB in one request,
+measured). `DeadlineHttpToolsProtocol` closes such connections; `uvicorn_options` is the one
+place that says how every listener (`serve`, the agent port, the tests' servers) runs, so the
+tests run what production runs.
 
-uvicorn's h11 protocol is pinned, not its default ("auto", httptools when installed): httptools
-keeps any number of header bytes (48 MB in one request, measured), h11 refuses a header block
-past `h11_max_incomplete_event_size` with 400 and closes.
+httptools rather than h11 (which has a header size limit): an agent check-in costs about a third
+less server CPU with it (`python -m tests.bench.agents`).
 """
 
 from __future__ import annotations
@@ -18,27 +19,40 @@ import asyncio
 import functools
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from server.observability import CONNECTIONS_TIMED_OUT
 from server.settings import Settings
 
+HEADERS = "headers"
+BODY = "body"
 
-class DeadlineH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose request line and headers are not all in
-    `header_timeout` seconds after it opened or after its previous response, or whose body is
-    not all in `body_timeout` seconds after its headers. Bytes arriving meanwhile do not move the
-    deadline. A websocket, once upgraded, belongs to another protocol and escapes both; its
+
+class DeadlineHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing a connection whose request line and headers are not
+    all in `header_timeout` seconds after it opened or after its previous response, or whose
+    body is not all in `body_timeout` seconds after its headers. Bytes arriving meanwhile do not
+    move the deadline. A request line and headers still incomplete past `max_header_bytes` get
+    431. A websocket, once upgraded, belongs to another protocol and escapes all three; its
     handshake is held to the connection cap like a plain request."""
 
     def __init__(
-        self, *args: Any, header_timeout: float, body_timeout: float, **kwargs: Any
+        self,
+        *args: Any,
+        header_timeout: float,
+        body_timeout: float,
+        max_header_bytes: int,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        # the client's h11 state a deadline bounds: headers awaited, or a body
-        self.timeouts: dict[object, float] = {h11.IDLE: header_timeout, h11.SEND_BODY: body_timeout}
-        self.awaited: object = None
+        self.timeouts = {HEADERS: header_timeout, BODY: body_timeout}
+        self.max_header_bytes = max_header_bytes
+        # httptools buffers a header's name and value itself and calls back only once each is
+        # whole, so the head is counted by the bytes read while it is incomplete
+        self.head_bytes = 0
+        self.head_complete = False
+        self.receiving_body = False
+        self.awaited: str | None = None
         self.deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -46,35 +60,54 @@ class DeadlineH11Protocol(H11Protocol):
         self._follow_request()
 
     def data_received(self, data: bytes) -> None:
+        if not self.head_complete:
+            self.head_bytes += len(data)
         super().data_received(data)
+        if (
+            not self.head_complete
+            and self.head_bytes > self.max_header_bytes
+            and not self.transport.is_closing()
+        ):
+            self.logger.warning("Request header fields too large.")
+            self._refuse(431, b"Request Header Fields Too Large")
         self._follow_request()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.head_complete = True
+        self.receiving_body = True
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.receiving_body = False
+        self.head_complete = False  # the next request's head starts
+        self.head_bytes = 0
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._follow_request()
 
-    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+    def handle_websocket_upgrade(self) -> None:
         """uvicorn applies its connection cap (`limit_concurrency`) to plain requests only: a
         websocket handshake past it gets the same 503, or websockets would have no cap at all."""
         if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
             self.logger.warning("Exceeded concurrency limit.")
-            self._refuse_as_unavailable()
+            self._refuse(503, b"Service Unavailable")
         else:
-            super().handle_websocket_upgrade(event)
+            super().handle_websocket_upgrade()
 
-    def _refuse_as_unavailable(self) -> None:
-        body = b"Service Unavailable"
-        headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(body)),
-            (b"connection", b"close"),
+    def _refuse(self, status: int, message: bytes) -> None:
+        """Answer `status` with `message` and close, as uvicorn answers a malformed request."""
+        response = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            response += [name, b": ", value, b"\r\n"]
+        response += [
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(message),
+            b"connection: close\r\n\r\n",
+            message,
         ]
-        for event in (
-            h11.Response(status_code=503, headers=headers, reason=body),
-            h11.Data(data=body),
-            h11.EndOfMessage(),
-        ):
-            self.transport.write(self.conn.send(event) or b"")
+        self.transport.write(b"".join(response))
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -82,24 +115,28 @@ class DeadlineH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _follow_request(self) -> None:
-        """Arm a deadline when the client's side of the connection starts waiting for headers
-        (IDLE) or a body (SEND_BODY); keep it while it stays there; drop it otherwise."""
-        state = self.conn.their_state
-        if self.transport.get_protocol() is not self or state not in self.timeouts:
+        """Arm a deadline when the client starts owing a body (its headers are in and its request
+        is the one being served) or the next request's headers (no response is outstanding);
+        keep it while the client owes the same; drop it otherwise."""
+        awaited: str | None
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            awaited = None
+        elif self.receiving_body and not self.pipeline:
+            awaited = BODY
+        elif self.cycle is None or self.cycle.response_complete:
+            awaited = HEADERS
+        else:
+            awaited = None
+        if awaited != self.awaited:
             self._cancel_deadline()
-        elif state is not self.awaited:
-            self._cancel_deadline()
-            self.awaited = state
-            self.deadline = self.loop.call_later(self.timeouts[state], self._expire, state)
+            if awaited is not None:
+                self.awaited = awaited
+                self.deadline = self.loop.call_later(self.timeouts[awaited], self._expire)
 
-    def _expire(self, awaited: object) -> None:
+    def _expire(self) -> None:
         self.deadline = None
-        if (
-            self.conn.their_state is awaited
-            and self.transport.get_protocol() is self
-            and not self.transport.is_closing()
-        ):
-            CONNECTIONS_TIMED_OUT.labels("headers" if awaited is h11.IDLE else "body").inc()
+        if self.transport.get_protocol() is self and not self.transport.is_closing():
+            CONNECTIONS_TIMED_OUT.labels(self.awaited).inc()
             self.transport.close()
 
     def _cancel_deadline(self) -> None:
@@ -114,11 +151,11 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         # a partial of a module-level class: `--workers` pickles it into each worker process
         "http": functools.partial(
-            DeadlineH11Protocol,
+            DeadlineHttpToolsProtocol,
             header_timeout=settings.request_header_timeout,
             body_timeout=settings.request_body_timeout,
+            max_header_bytes=settings.max_header_bytes,
         ),
-        "h11_max_incomplete_event_size": settings.max_header_bytes,
         "timeout_keep_alive": settings.keep_alive_timeout,
         "limit_concurrency": settings.max_connections,
         "proxy_headers": False,  # server.client_address decides

@@ -186,7 +186,33 @@ async def test_a_header_block_past_the_limit_is_refused(limited_url, settings):
     async with connection(limited_url) as (reader, writer):
         writer.write(HEALTHZ.removesuffix(b"\r\n"))
         writer.write(padding * (settings.max_header_bytes // len(padding) + 1))
-        assert (await closing(reader)).startswith(b"HTTP/1.1 400 ")
+        assert (await closing(reader)).startswith(b"HTTP/1.1 431 ")
     async with connection(limited_url) as (reader, writer):
         writer.write(HEALTHZ.removesuffix(b"\r\n") + padding * 8 + b"\r\n")
         assert await response(reader) == (200, b"ok")
+
+
+async def test_pipelined_requests_are_each_answered_then_the_header_deadline_closes(limited_url):
+    body = json.dumps({"query": "{ __typename }"}).encode()
+    graphql = (
+        b"POST /graphql HTTP/1.1\r\nHost: console.test\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    async with connection(limited_url) as (reader, writer):
+        writer.write(HEALTHZ + graphql + HEALTHZ)  # one write: the server reads them together
+        assert await response(reader) == (200, b"ok")
+        status, answer = await response(reader)
+        assert (status, json.loads(answer)["data"]) == (200, {"__typename": "Query"})
+        assert await response(reader) == (200, b"ok")
+        assert await closing(reader) == b""
+
+
+async def test_a_header_block_pipelined_behind_a_request_is_held_to_the_limit_too(
+    limited_url, settings
+):
+    padding = b"X-Padding: " + b"a" * 1000 + b"\r\n"
+    async with connection(limited_url) as (reader, writer):
+        writer.write(HEALTHZ + HEALTHZ.removesuffix(b"\r\n"))  # the next head begins at once
+        assert await response(reader) == (200, b"ok")
+        writer.write(padding * (settings.max_header_bytes // len(padding) + 1))
+        assert (await closing(reader)).startswith(b"HTTP/1.1 431 ")
