@@ -165,10 +165,10 @@ _full_collection_threshold = 0  # the oldest generation's threshold before the f
 def no_full_collection() -> Iterator[None]:
     """No full (oldest-generation) cyclic garbage collection while a sync holds a snapshot in
     memory: each one walks every object of it, and one ran whenever the heap had grown by a
-    quarter (16 for the three syncs of the sync benchmark at 20,000 companies: 4.4 s of CPU,
-    and the worker's other requests held up to 0.46 s each time). The young generations are
-    still collected, so the cycles a request leaves behind go as they come; once the last sync
-    ends, the threshold is back. Across awaits (unlike `no_collection`)."""
+    quarter (5 during the three syncs of the sync benchmark at 20,000 companies, holding the
+    worker's other requests up to 0.19 s each time, more the larger the instance). The young
+    generations are still collected, so the cycles a request leaves behind go as they come;
+    once the last sync ends, the threshold is back. Across awaits (unlike `no_collection`)."""
     global _holding_full_collections, _full_collection_threshold
     young, middle, oldest = gc.get_threshold()
     if _holding_full_collections == 0:
