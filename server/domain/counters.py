@@ -37,7 +37,6 @@ from typing import Any
 
 from server.domain import tree_paths
 from server.domain.access import Scope
-from server.domain.reconcile_input import no_collection
 from server.models import Company, db
 from server.models.bulk import encode_ids, ids_source, insert_records
 from server.models.enums import (
@@ -47,6 +46,7 @@ from server.models.enums import (
     LicenseState,
     SetupState,
 )
+from server.offload import computed, no_collection
 
 TYPE_COLUMNS = {
     CompanyType.DISTRIBUTOR: "distributors",
@@ -231,17 +231,24 @@ class _Deltas:
                         for column, delta in deltas.items():
                             gathered[column] = gathered.get(column, 0) + delta
 
-    async def write(self, new: Collection[int] = ()) -> None:
+    def _rows(self, new: Collection[int]) -> tuple[list[tuple[Any, ...]], list[dict[str, int]]]:
+        """The rows of `new` groups to insert, and the other rows' changes to add."""
+        self._roll_up()
+        rows = [row for row in self.rows.values() if any(row[c] for c in STORED)]
+        fresh = [tuple(map(row.get, _NAMES)) for row in rows if row["group_id"] in new]
+        return fresh, [row for row in rows if row["group_id"] not in new]
+
+    async def write(self, new: Collection[int] = (), *, large: bool = False) -> None:
         """One upsert of the rows that change (moves may cancel out: a computer that changes
         groups under the same parent leaves the parent's count as it was). The rows of `new`
         groups (inserted by this transaction, so no row of theirs can exist) are inserted
         instead: a first sync's 100,000 rows cost half as much on PostgreSQL without the
-        conflict checks and the arrays."""
-        with no_collection():  # a row per group a first sync wrote: 100,000
-            self._roll_up()
-            rows = [row for row in self.rows.values() if any(row[c] for c in STORED)]
-            fresh = [tuple(map(row.get, _NAMES)) for row in rows if row["group_id"] in new]
-            rows = [row for row in rows if row["group_id"] not in new]
+        conflict checks and the arrays. `large` (a sync's): rolled up off the event loop."""
+        if large:
+            fresh, rows = await computed(self._rows, new)
+        else:
+            with no_collection():
+                fresh, rows = self._rows(new)
         if fresh:
             await insert_records("subtree_count", _NAMES, fresh)
         if rows:
@@ -313,12 +320,9 @@ async def license_held(
 ) -> list[Held]:
     """The `Held` moves of (company id, license row with `seats`, `activated` and `state`, +1
     added or -1 taken away) for each license a sync wrote or removed, along its company's path
-    as it is now: `known` paths (company id: path), the others read in one statement."""
-    held: Counter[tuple[int, str]] = Counter()  # summed per company first: fewer moves
-    for company_id, row, sign in moves:
-        if row["state"] == IN_FORCE.value:
-            held[(company_id, SEATS)] += sign * int(row[SEATS])
-            held[(company_id, ACTIVATED)] += sign * int(row[ACTIVATED])
+    as it is now: `known` paths (company id: path), the others read in one statement. Summed
+    off the event loop (a first sync adds 200,000)."""
+    held = await computed(_license_sums, moves)
     missing = {company_id for company_id, _ in held if company_id not in known}
     paths = dict(
         await db.fetch_tuples(
@@ -327,6 +331,27 @@ async def license_held(
         if missing
         else ()
     )
+    return await computed(_license_moves, instance_id, held, known, paths)
+
+
+def _license_sums(
+    moves: Iterable[tuple[int, Mapping[str, Any], int]],
+) -> Counter[tuple[int, str]]:
+    """Seats and activations of the licenses in force, summed per company: fewer moves."""
+    held: Counter[tuple[int, str]] = Counter()
+    for company_id, row, sign in moves:
+        if row["state"] == IN_FORCE.value:
+            held[(company_id, SEATS)] += sign * int(row[SEATS])
+            held[(company_id, ACTIVATED)] += sign * int(row[ACTIVATED])
+    return held
+
+
+def _license_moves(
+    instance_id: int,
+    held: Mapping[tuple[int, str], int],
+    known: Mapping[int, str],
+    paths: Mapping[int, str],
+) -> list[Held]:
     return [
         (instance_id, known.get(company_id) or paths[company_id], column, delta)
         for (company_id, column), delta in held.items()
@@ -388,15 +413,7 @@ async def relocate(
     earlier then either came first (and moves with the rest) or waits, and follows the group.
     (`held` is not in the stored rows yet, so it is not moved twice.) `new_groups`: the groups
     the sync inserted, whose rows are inserted whole."""
-    deltas = _held_deltas(held)
-    for company_id in before.keys() | after.keys():
-        was, now = before.get(company_id), after.get(company_id)
-        if was == now:
-            continue
-        if was is not None:
-            deltas.along(instance_id, *was, -1)
-        if now is not None:
-            deltas.along(instance_id, *now, 1)
+    deltas = await computed(_placed_deltas, instance_id, before, after, held)
     moved = {
         group_id: (path, groups_after[group_id])
         for group_id, path in groups_before.items()
@@ -409,7 +426,23 @@ async def relocate(
             for column, own_column in HELD.items():
                 deltas.along(instance_id, was_at, column, -own[group_id][own_column])
                 deltas.along(instance_id, now_at, column, own[group_id][own_column])
-    await deltas.write(new_groups)
+    await deltas.write(new_groups, large=True)
+
+
+def _placed_deltas(
+    instance_id: int, before: Placed, after: Placed, held: Iterable[Held]
+) -> _Deltas:
+    """`held`, and the companies moved from where they counted `before` to `after`."""
+    deltas = _held_deltas(held)
+    for company_id in before.keys() | after.keys():
+        was, now = before.get(company_id), after.get(company_id)
+        if was == now:
+            continue
+        if was is not None:
+            deltas.along(instance_id, *was, -1)
+        if now is not None:
+            deltas.along(instance_id, *now, 1)
+    return deltas
 
 
 async def _lock_top(instance_id: int) -> None:

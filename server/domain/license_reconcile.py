@@ -24,7 +24,6 @@ from typing import Any
 
 from server.domain import usage
 from server.domain.licenses import search_text
-from server.domain.reconcile_input import no_collection
 from server.models import db
 from server.models.bulk import (
     encode_ids,
@@ -36,6 +35,7 @@ from server.models.bulk import (
     update_rows,
 )
 from server.models.enums import LicenseState
+from server.offload import computed
 from server.upstream.licenses import UpstreamLicense, listing_digest
 
 STATES = {
@@ -194,6 +194,83 @@ def compared_licenses(instance_id: int, compared: Collection[int]) -> tuple[str,
     )
 
 
+@dataclass(slots=True)
+class _Listed:
+    """What the listings ask of the companies whose listing is compared (`stale`): every license
+    key they list, as the console must hold it (`_wanted`)."""
+
+    stale: list[str]
+    wanted: dict[str, tuple[Any, ...]]
+
+
+def _listed(
+    listing: Mapping[str, Sequence[UpstreamLicense]],
+    companies: Mapping[str, tuple[int, str | None]],
+    digests: Mapping[str, str],
+    inserted: Collection[str],
+) -> _Listed:
+    stale = [
+        public_id
+        for public_id, digest in digests.items()
+        if public_id in inserted
+        or ((held := companies.get(public_id)) is not None and held[1] != digest)
+    ]
+    wanted: dict[str, tuple[Any, ...]] = {}
+    for public_id in stale:
+        company_id = companies[public_id][0]
+        for license in listing[public_id]:
+            wanted[license.public_license_key] = _wanted(license, company_id)
+    return _Listed(stale, wanted)
+
+
+@dataclass(slots=True)
+class _Compared:
+    """The listed licenses against those stored (`current`, by key): keys to insert, rows to
+    rewrite and to delete, the companies a license moved away from, and the counters' moves of
+    the rewritten and deleted (`LicenseChanges.held`)."""
+
+    current: dict[str, dict[str, Any]]
+    new_keys: list[str]
+    changed_keys: list[str]
+    changed: list[dict[str, Any]]
+    gone: list[dict[str, Any]]
+    left: set[int]
+    held: list[tuple[int, dict[str, Any], int]]
+
+
+def _compare(
+    wanted: Mapping[str, tuple[Any, ...]], rows: Iterable[dict[str, Any]], compared: set[int]
+) -> _Compared:
+    current = {row["public_license_key"]: row for row in rows}
+    new_keys = [key for key in wanted if key not in current]
+    changed_keys = [k for k, row in wanted.items() if k in current and _stored(current[k]) != row]
+    changed = [_row(key, wanted[key], current[key]["id"]) for key in changed_keys]
+    gone = [
+        row for key, row in current.items() if key not in wanted and row["company_id"] in compared
+    ]
+    held = [(row["company_id"], row, -1) for row in gone]
+    held += [(current[key]["company_id"], current[key], -1) for key in changed_keys]
+    held += [(row["company_id"], row, 1) for row in changed]
+    # a company a license moved away from no longer holds the listing its digest says
+    left = {current[key]["company_id"] for key in wanted if key in current} - compared
+    return _Compared(current, new_keys, changed_keys, changed, gone, left, held)
+
+
+def _records(
+    wanted: Mapping[str, tuple[Any, ...]],
+    new_keys: Sequence[str],
+    ids: Sequence[int],
+    fixed: tuple[Any, ...],
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, dict[str, Any], int]]]:
+    """The rows of the new licenses (in `_NEW` order), and their `LicenseChanges.held`."""
+    records = [
+        (new_id, *row[:-1], _expiry_value(row[-1]), search_text(key, row[2]), key, *fixed)
+        for key, new_id in zip(new_keys, ids, strict=True)
+        for row in (wanted[key],)
+    ]
+    return records, _added(wanted[key] for key in new_keys)
+
+
 async def apply_licenses(
     instance_id: int,
     listing: Mapping[str, Sequence[UpstreamLicense]],
@@ -206,48 +283,25 @@ async def apply_licenses(
     day's usage snapshot. `digests` are the listings' `listing_digests`; `companies` the
     (id, license digest kept) of at least every listed company whose kept digest may differ
     (one left out holds its listing already). Call inside the sync's transaction, after its
-    companies are written (those `inserted` with their digests)."""
+    companies are written (those `inserted` with their digests). The comparisons run off the
+    event loop (`computed`): a first sync lists 200,000 licenses."""
     changes = LicenseChanges(seen=sum(map(len, listing.values())))
-    stale = [
-        public_id
-        for public_id, digest in digests.items()
-        if public_id in inserted
-        or ((held := companies.get(public_id)) is not None and held[1] != digest)
-    ]
+    listed = await computed(_listed, listing, companies, digests, inserted)
+    stale, wanted = listed.stale, listed.wanted
     if not stale:
         await usage.record_snapshot(instance_id, now, changed=())
         return changes
     # a company inserted by this sync holds no license yet: nothing of it to read
     compared = {companies[p][0] for p in stale if p not in inserted}
-    wanted: dict[str, tuple[Any, ...]] = {}
-    with no_collection():  # 200,000 licenses in a first sync
-        for public_id in stale:
-            company_id = companies[public_id][0]
-            for license in listing[public_id]:
-                wanted[license.public_license_key] = _wanted(license, company_id)
     rows = await db.fetch(*compared_licenses(instance_id, compared))
-    current = {row["public_license_key"]: row for row in rows}
-    new_keys = [key for key in wanted if key not in current]
-    changed_keys = [k for k, row in wanted.items() if k in current and _stored(current[k]) != row]
-    changed = [_row(key, wanted[key], current[key]["id"]) for key in changed_keys]
-    gone = [
-        row for key, row in current.items() if key not in wanted and row["company_id"] in compared
-    ]
-    changes.held += [(row["company_id"], row, -1) for row in gone]
-    changes.held += [(current[key]["company_id"], current[key], -1) for key in changed_keys]
-    changes.held += [(row["company_id"], row, 1) for row in changed]
-    # a company a license moved away from no longer holds the listing its digest says
-    left = {current[key]["company_id"] for key in wanted if key in current} - compared
+    diff = await computed(_compare, wanted, rows, compared)
+    current, new_keys, changed_keys = diff.current, diff.new_keys, diff.changed_keys
+    changed, gone = diff.changed, diff.gone
+    changes.held += diff.held
     if new_keys:
         ids = (await reserve_ids({"license": len(new_keys)}))["license"]
-        fixed = (instance_id, now, now)
-        with no_collection():
-            records = [
-                (new_id, *row[:-1], _expiry_value(row[-1]), search_text(key, row[2]), key, *fixed)
-                for key, new_id in zip(new_keys, ids, strict=True)
-                for row in (wanted[key],)
-            ]
-            changes.held += _added(wanted[key] for key in new_keys)
+        records, added = await computed(_records, wanted, new_keys, ids, (instance_id, now, now))
+        changes.held += added
         await insert_records("license", _NEW, records)
         changes.created = len(new_keys)
         changes.changed_ids += ids
@@ -273,7 +327,7 @@ async def apply_licenses(
         for public_id in stale
         if public_id not in inserted  # inserted with it
     ]
-    kept += [{"id": company_id, "license_digest": None} for company_id in left]
+    kept += [{"id": company_id, "license_digest": None} for company_id in diff.left]
     if kept:
         await update_rows("company", _DIGEST_ROW, kept, {})
     # whose licenses changed: where keys were added, deleted, or rewritten (a moved key on both

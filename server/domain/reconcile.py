@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from server.domain import counters, reconcile_scope
 from server.domain.license_reconcile import apply_licenses, listing_digests
-from server.domain.reconcile_input import CompanyRow, Wanted, no_collection
+from server.domain.reconcile_input import CompanyRow, GroupRow, Wanted
 from server.domain.reconcile_plan import Changes, Plan, Planner, users_to_disable
 from server.models import db
 from server.models.bulk import (
@@ -34,6 +34,7 @@ from server.models.bulk import (
     update_rows,
 )
 from server.models.enums import CompanyType, SetupState, UnlinkReason
+from server.offload import computed
 from server.upstream.licenses import UpstreamLicense
 
 __all__ = ["Changes", "Hook", "apply_snapshot"]
@@ -189,8 +190,7 @@ async def apply_snapshot(
     """Make the instance's trees (and, given them, the licenses of the companies read, with
     the day's usage snapshot: `license_reconcile`) match the companies a snapshot asks for
     (`wanted_companies`, which checked them), all or nothing."""
-    with no_collection():
-        digests = listing_digests(licenses) if licenses is not None else {}
+    digests = await computed(listing_digests, licenses) if licenses is not None else {}
     writer = _Writer(instance_id, now or dt.datetime.now(dt.UTC), after_first_write)
     async with db.transaction():
         found = await reconcile_scope.differing(instance_id, wanted, digests)
@@ -205,17 +205,10 @@ async def apply_snapshot(
                 await counters.shift_licenses(instance_id, changes.licenses.held)
             return changes
         companies, groups = await reconcile_scope.load(instance_id, wanted, changed)
-        with no_collection():
-            keep = {c.public_id for c in companies}
-            keep.update(d.public_id for d in changed if d.id is None)
-            scope = {public_id: w for public_id, w in wanted.items() if public_id in keep}
-            planner = Planner(scope, companies, groups)
-            needed = planner.ids_needed()
+        planner = await computed(_planner, wanted, companies, groups, changed)
+        needed = planner.ids_needed()
         ids = await reserve_ids(needed) if any(needed.values()) else {}
-        with no_collection():
-            plan = planner.plan(ids)
-            for row in plan.new_companies:
-                row["license_digest"] = digests.get(row["public_id"])
+        plan = await computed(_planned, planner, ids, digests)
         rewritten = [row["id"] for row in plan.changed_companies]
         rewritten += [company.id for company in (*plan.unlink, *plan.relink)]
         before = await counters.placed(instance_id, rewritten, lock=True)
@@ -243,6 +236,28 @@ async def apply_snapshot(
             instance_id, before, after, groups_before, moved_groups, seats, new_groups
         )
         return plan.changes
+
+
+def _planner(
+    wanted: Mapping[str, Wanted],
+    companies: list[CompanyRow],
+    groups: list[GroupRow],
+    changed: list[reconcile_scope.Differing],
+) -> Planner:
+    """A planner of the companies loaded and the new ones, its fresh ids counted."""
+    keep = {c.public_id for c in companies}
+    keep.update(d.public_id for d in changed if d.id is None)
+    planner = Planner({p: w for p, w in wanted.items() if p in keep}, companies, groups)
+    planner.ids_needed()  # kept by the planner: counted here, off the event loop
+    return planner
+
+
+def _planned(planner: Planner, ids: Mapping[str, list[int]], digests: Mapping[str, str]) -> Plan:
+    """The plan, its new companies holding their license listings' digests."""
+    plan = planner.plan(ids)
+    for row in plan.new_companies:
+        row["license_digest"] = digests.get(row["public_id"])
+    return plan
 
 
 def _placed_new(plan: Plan) -> counters.Placed:

@@ -4,10 +4,8 @@ the upstream decides, not the layout, which follows from it)."""
 
 from __future__ import annotations
 
-import gc
 import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -143,69 +141,14 @@ def check_fits(snapshot: UpstreamSnapshot) -> None:
         )
 
 
-@contextmanager
-def no_collection() -> Iterator[None]:
-    """No cyclic garbage collection during a stretch of plain Python that builds a few hundred
-    thousand objects and no cycles: collections triggered by the allocations would walk the
-    growing heap again and again (a quarter of a 100,000-company plan). Never across an await."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-_holding_full_collections = 0  # syncs of this process running under `no_full_collection`
-_full_collection_threshold = 0  # the oldest generation's threshold before the first of them
-
-
-@contextmanager
-def no_full_collection() -> Iterator[None]:
-    """No full (oldest-generation) cyclic garbage collection while a sync holds a snapshot in
-    memory: each one walks every object of it, and one ran whenever the heap had grown by a
-    quarter (5 during the three syncs of the sync benchmark at 20,000 companies, holding the
-    worker's other requests up to 0.19 s each time, more the larger the instance). The young
-    generations are still collected, so the cycles a request leaves behind go as they come;
-    once the last sync ends, the threshold is back. Across awaits (unlike `no_collection`)."""
-    global _holding_full_collections, _full_collection_threshold
-    young, middle, oldest = gc.get_threshold()
-    if _holding_full_collections == 0:
-        _full_collection_threshold = oldest
-        gc.set_threshold(young, middle, 1 << 30)  # young collections between two full ones
-    _holding_full_collections += 1
-    try:
-        yield
-    finally:
-        _holding_full_collections -= 1
-        if _holding_full_collections == 0:
-            young, middle, _ = gc.get_threshold()
-            gc.set_threshold(young, middle, _full_collection_threshold)
-
-
-def wanted_companies(snapshot: UpstreamSnapshot) -> dict[str, Wanted]:
+def wanted_companies(snapshot: UpstreamSnapshot, *, checked: bool = False) -> dict[str, Wanted]:
     """The companies a snapshot asks for, top first: ancestors (read-only), the account's own
     company, then its descendants, each parent before its children; refused, before anything
-    is asked or written, when a value does not fit its column (`check_fits`)."""
+    is asked or written, when a value does not fit its column (`check_fits`, unless the caller
+    did: a sync checks before it asks for licenses, and builds these while it reads them)."""
+    if not checked:
+        check_fits(snapshot)
     wanted: dict[str, Wanted] = {}
-    for _ in wanting(snapshot, wanted):
-        pass
-    return wanted
-
-
-COMPANIES_PER_TURN = 2_000
-"""Companies a sync handles between two turns of the event loop: some 10 ms of work."""
-
-
-def wanting(
-    snapshot: UpstreamSnapshot, wanted: dict[str, Wanted], per_turn: int = COMPANIES_PER_TURN
-) -> Iterator[None]:
-    """`wanted_companies` into `wanted`, in turns: the first checks every value (`check_fits`)
-    and takes the ancestors, each next one `per_turn` companies. Between turns an async caller
-    lets other tasks run: a sync builds 100,000 companies (half a second of CPU) between its
-    license reads, instead of holding the worker's other requests that long."""
-    check_fits(snapshot)
     parent: str | None = None
     for ref in snapshot.ancestors:
         kind = COMPANY_TYPE[ref.type]
@@ -222,30 +165,22 @@ def wanting(
             _digest((ref.name, kind.value, parent, True)),
         )
         parent = ref.public_id
-    yield
-    types, values = COMPANY_TYPE, _TYPE_VALUES
-    root, companies = snapshot.root, snapshot.companies
-    for start in range(0, len(companies), per_turn):
-        with no_collection():
-            for company in companies[start : start + per_turn]:
-                name, code, email, custom = (
-                    company.name,
-                    company.type,
-                    company.email,
-                    company.custom_identifier,
-                )
-                above = parent if company is root else company.parent_id
-                digest = _digest((name, values[code], above, False, company.status, email, custom))
-                wanted[company.public_id] = Wanted(
-                    company.public_id,
-                    name,
-                    types[code],
-                    above,
-                    False,
-                    company.status,
-                    email,
-                    custom,
-                    True,
-                    digest,
-                )
-        yield
+    types, values, root = COMPANY_TYPE, _TYPE_VALUES, snapshot.root
+    for company in snapshot.companies:
+        name, code = company.name, company.type
+        email, custom = company.email, company.custom_identifier
+        above = parent if company is root else company.parent_id
+        digest = _digest((name, values[code], above, False, company.status, email, custom))
+        wanted[company.public_id] = Wanted(
+            company.public_id,
+            name,
+            types[code],
+            above,
+            False,
+            company.status,
+            email,
+            custom,
+            True,
+            digest,
+        )
+    return wanted

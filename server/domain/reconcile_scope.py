@@ -14,23 +14,22 @@ whatever else is stored matches the snapshot already.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from server.domain import tree_paths
 from server.domain.reconcile_input import (
-    COMPANIES_PER_TURN,
     COMPANY_COLUMNS,
     GROUP_COLUMNS,
     CompanyRow,
     GroupRow,
     Wanted,
-    no_collection,
 )
 from server.models import db
 from server.models.bulk import encode_rows, rows_source
 from server.models.enums import GroupKind, UnlinkReason
+from server.offload import computed
 
 _RANGE = {"low": "text", "high": "text"}
 _TEXT = {"value": "text"}
@@ -63,25 +62,27 @@ async def differing(
         "WHERE instance_id = ?",
         [instance_id],
     )
+    return await computed(_compare, rows, wanted, listings)
+
+
+def _compare(
+    rows: Sequence[tuple[Any, ...]], wanted: Mapping[str, Wanted], listings: Mapping[str, str]
+) -> list[Differing]:
+    """`differing`, from the stored fingerprints."""
     found: list[Differing] = []
     stored = 0  # wanted companies that have a row
     upstream = UnlinkReason.UPSTREAM.value
-    for start in range(0, len(rows), COMPANIES_PER_TURN):
-        await asyncio.sleep(0)  # the worker's other tasks run between turns
-        with no_collection():
-            for public_id, digest, unlink_reason, company_id, license_digest in rows[
-                start : start + COMPANIES_PER_TURN
-            ]:
-                company = wanted.get(public_id)
-                if company is None:
-                    if unlink_reason is None:  # to unlink
-                        found.append(Differing(public_id, company_id, license_digest, True))
-                    continue
-                stored += 1
-                row = digest != company.digest or unlink_reason == upstream
-                listing = listings.get(public_id)
-                if row or (listing is not None and listing != license_digest):
-                    found.append(Differing(public_id, company_id, license_digest, row))
+    for public_id, digest, unlink_reason, company_id, license_digest in rows:
+        company = wanted.get(public_id)
+        if company is None:
+            if unlink_reason is None:  # to unlink
+                found.append(Differing(public_id, company_id, license_digest, True))
+            continue
+        stored += 1
+        row = digest != company.digest or unlink_reason == upstream
+        listing = listings.get(public_id)
+        if row or (listing is not None and listing != license_digest):
+            found.append(Differing(public_id, company_id, license_digest, row))
     if stored < len(wanted):  # public ids are unique per instance: some are new
         held = {row[0] for row in rows}
         found += [Differing(p, None, None, True) for p in wanted if p not in held]

@@ -13,14 +13,14 @@ import contextlib
 import datetime as dt
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server import events
 from server.domain import reconcile
 from server.domain.accounts import publish_sessions_ended
 from server.domain.errors import DomainError
-from server.domain.reconcile_input import Wanted, no_full_collection, wanting
+from server.domain.reconcile_input import check_fits, wanted_companies
 from server.domain.upstream_connection import (
     ClientFactory,
     check_importable,
@@ -32,6 +32,7 @@ from server.events import EventBus
 from server.models import SyncRun, db, locks
 from server.models.enums import SyncState
 from server.observability import SYNC_RUNS
+from server.offload import computed, no_full_collection
 from server.settings import Settings
 from server.upstream.client import UpstreamError
 from server.upstream.licenses import fetch_licenses
@@ -106,12 +107,6 @@ async def finish(
     )
 
 
-async def _take_turns(turns: Iterator[None]) -> None:
-    """Run a computation in turns, letting the event loop run other tasks between them."""
-    for _ in turns:
-        await asyncio.sleep(0)
-
-
 async def execute(
     run: SyncRun,
     lock: locks.Lock,
@@ -144,16 +139,15 @@ async def execute(
                 user = await client.current_user()
                 check_importable(user)
                 snapshot = await client.fetch_tree(user.company.public_id, on_progress=fetched)
-                wanted: dict[str, Wanted] = {}
-                turns = wanting(snapshot, wanted)
-                next(turns)  # every value checked: refused before asking for licenses
+                # every value checked: refused before asking for licenses
+                await computed(check_fits, snapshot)
                 await update(run, bus, on_progress, phase=LICENSES)
 
                 async def read(seen: int) -> None:
                     await update(run, bus, on_progress, licenses_seen=seen)
 
-                # the companies are built between the license reads, while those are awaited
-                building = asyncio.create_task(_take_turns(turns))
+                # the companies are built while the license reads are awaited
+                building = asyncio.ensure_future(computed(wanted_companies, snapshot, checked=True))
                 try:
                     licenses = await fetch_licenses(
                         client,
@@ -161,7 +155,7 @@ async def execute(
                         max_licenses=settings.upstream_max_licenses,
                         on_progress=read,
                     )
-                    await building
+                    wanted = await building
                 finally:
                     building.cancel()
             await update(run, bus, on_progress, phase=APPLY, companies_seen=len(snapshot.companies))

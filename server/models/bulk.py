@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from server.models import db
+from server.offload import computed
 
 _PG_TYPES = {"int": "integer", "text": "text", "bool": "boolean"}
 
@@ -125,7 +126,12 @@ async def insert_rows(
     if len(columns) < 2:  # itemgetter of one name gives the value, not a tuple
         raise ValueError("insert_rows takes two or more columns from the rows")
     values, constants = itemgetter(*columns), tuple(fixed.values())
-    await insert_records(table, [*columns, *fixed], [values(row) + constants for row in rows])
+
+    def records() -> list[tuple[Any, ...]]:
+        return [values(row) + constants for row in rows]
+
+    # off the event loop: a first sync inserts 100,000 companies and as many groups
+    await insert_records(table, [*columns, *fixed], await computed(records))
 
 
 async def update_rows(

@@ -19,11 +19,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from server import events
+from server import events, offload
 from server.domain import (
     counters,
     reconcile,
-    reconcile_input,
     sync,
     sync_runs,
     tree_paths,
@@ -248,8 +247,8 @@ async def test_a_sync_holds_full_garbage_collections_back_until_it_ends(
     assert seen[sync.LICENSES] > 1_000_000 and seen[sync.APPLY] > 1_000_000
     assert seen[sync.DONE] == usual[2]
     assert gc.get_threshold() == usual
-    with reconcile_input.no_full_collection():  # two at once: back when the last one ends
-        with reconcile_input.no_full_collection():
+    with offload.no_full_collection():  # two at once: back when the last one ends
+        with offload.no_full_collection():
             assert gc.get_threshold()[2] > 1_000_000
         assert gc.get_threshold()[2] > 1_000_000
     assert gc.get_threshold() == usual

@@ -1,0 +1,82 @@
+"""Plain-Python work over a whole instance runs off the event loop, without cyclic garbage
+collection until the last such stretch ends (`server.offload`)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+
+import pytest
+
+from server import offload
+
+
+async def test_a_computation_leaves_the_event_loop_free_for_other_tasks() -> None:
+    served = threading.Event()
+
+    def computation() -> tuple[bool, int]:
+        # set by a callback of the event loop: never, if this ran on the loop
+        return served.wait(timeout=10), threading.get_ident()
+
+    asyncio.get_running_loop().call_later(0.01, served.set)
+    was_served, thread = await offload.computed(computation)
+    assert was_served
+    assert thread != threading.get_ident()
+
+
+async def test_a_computation_runs_without_cyclic_collection_and_passes_its_error_on() -> None:
+    assert gc.isenabled()
+    assert await offload.computed(gc.isenabled) is False
+    assert gc.isenabled()
+
+    def failing(message: str) -> None:
+        raise ValueError(message)
+
+    with pytest.raises(ValueError, match="bad row"):
+        await offload.computed(failing, message="bad row")
+    assert gc.isenabled()
+
+
+def test_collection_comes_back_when_the_last_of_overlapping_stretches_ends() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def stretch() -> None:
+        with offload.no_collection():
+            started.set()
+            release.wait(timeout=10)
+
+    worker = threading.Thread(target=stretch)
+    with offload.no_collection():
+        assert not gc.isenabled()
+        worker.start()
+        assert started.wait(timeout=10)
+    assert not gc.isenabled()  # the worker's stretch still runs
+    release.set()
+    worker.join(timeout=10)
+    assert gc.isenabled()
+
+
+def test_collection_disabled_before_a_stretch_stays_disabled_after_it() -> None:
+    gc.disable()
+    try:
+        with offload.no_collection():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_within_a_sync_what_a_stretch_built_is_frozen_until_the_last_sync_ends() -> None:
+    assert gc.get_freeze_count() == 0
+    with offload.no_collection():  # no sync: nothing to hold it for
+        pass
+    assert gc.get_freeze_count() == 0
+    with offload.no_full_collection():
+        with offload.no_full_collection():
+            with offload.no_collection():
+                built = [{"row": n} for n in range(1_000)]
+            assert gc.get_freeze_count() >= len(built)  # the young collections skip them
+        assert gc.get_freeze_count() >= len(built)
+    assert gc.get_freeze_count() == 0
+    assert gc.isenabled()
