@@ -1,21 +1,24 @@
 """Connection limits on a real uvicorn, served as `serve` serves the console: a client that sends
 nothing, or trickles its headers or body, loses the connection at the deadline; requests and
 websockets that keep to it are served; past the connection cap a request gets 503; an
-oversized header block is refused."""
+oversized header block is refused; a flood of refusals is logged in one line."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
 import websockets
+from starlette.applications import Starlette
 
 from server.observability import REGISTRY
+from server.settings import Settings
 from tests import factories
 from tests.api.sockets import subscribed
 from tests.conftest import serving
@@ -89,6 +92,18 @@ def timed_out(phase: str) -> float:
     return REGISTRY.get_sample_value("msp_connections_timed_out_total", {"phase": phase}) or 0.0
 
 
+def requests_served() -> int:
+    """uvicorn's tasks serving a request, in this process (the tests' servers run in it)."""
+    return sum(
+        getattr(task.get_coro(), "__qualname__", "") == "RequestResponseCycle.run_asgi"
+        for task in asyncio.all_tasks()
+    )
+
+
+def headers_too_large() -> float:
+    return REGISTRY.get_sample_value("msp_request_headers_too_large_total") or 0.0
+
+
 async def test_a_connection_that_sends_nothing_is_closed_at_the_header_deadline(limited_url):
     before = timed_out("headers")
     async with connection(limited_url) as (reader, _):
@@ -106,7 +121,9 @@ async def test_headers_trickled_byte_by_byte_are_cut_at_the_deadline(limited_url
     assert 0 < sent < len(slow_request)
 
 
-async def test_a_body_trickled_within_the_size_limit_is_cut_at_the_body_deadline(limited_url):
+async def test_a_body_trickled_within_the_size_limit_is_cut_at_the_body_deadline(
+    limited_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     body = json.dumps({"query": "{ __typename }"}).encode()
     head = (
         b"POST /graphql HTTP/1.1\r\nHost: console.test\r\nContent-Type: application/json\r\n"
@@ -120,6 +137,9 @@ async def test_a_body_trickled_within_the_size_limit_is_cut_at_the_body_deadline
         sent = await sending
     assert sent < len(body)
     assert timed_out("body") > before
+    # the request's task, seeing its client gone, ends without an error logged
+    await eventually(lambda: not requests_served(), what="the request's task ending")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_requests_on_a_keep_alive_connection_each_get_a_fresh_deadline(limited_url):
@@ -205,6 +225,22 @@ async def test_pipelined_requests_are_each_answered_then_the_header_deadline_clo
         assert (status, json.loads(answer)["data"]) == (200, {"__typename": "Query"})
         assert await response(reader) == (200, b"ok")
         assert await closing(reader) == b""
+
+
+async def test_a_flood_of_oversized_heads_is_counted_in_full_and_logged_in_one_line(
+    app: Starlette, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    padding = b"X-Padding: " + b"a" * 1000 + b"\r\n"
+    oversized = HEALTHZ.removesuffix(b"\r\n") + padding * (settings.max_header_bytes // 1000 + 1)
+    before = headers_too_large()
+    async with serving(app, settings) as url:  # a listener of its own: none of its lines yet
+        for _ in range(50):
+            async with connection(url) as (reader, writer):
+                writer.write(oversized)
+                assert (await closing(reader)).startswith(b"HTTP/1.1 431 ")
+    assert headers_too_large() - before == 50
+    lines = [r.getMessage() for r in caplog.records if "431" in r.getMessage()]
+    assert len(lines) == 1, lines
 
 
 async def test_a_header_block_pipelined_behind_a_request_is_held_to_the_limit_too(
