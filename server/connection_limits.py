@@ -37,11 +37,13 @@ HEADERS_TOO_LARGE = "headers_too_large"
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing a connection whose request line and headers are not
     all in `header_timeout` seconds after it opened or after its previous response, or whose
-    body is not all in `body_timeout` seconds after its headers. Bytes arriving meanwhile do not
-    move the deadline. A request line and headers still incomplete past `max_header_bytes` get
-    431. A websocket, once upgraded, belongs to another protocol and escapes all three; its
-    handshake is held to the connection cap like a plain request. `warnings` (by HEADERS, BODY,
-    HEADERS_TOO_LARGE) are the listener's, shared by its connections."""
+    body is not all in `body_timeout` seconds after its headers: with 408 when part of a request
+    came that nothing answered yet, without a word when none did (an idle or silent client).
+    Bytes arriving meanwhile do not move the deadline. A request line and headers still
+    incomplete past `max_header_bytes` get 431. A websocket, once upgraded, belongs to another
+    protocol and escapes all three; its handshake is held to the connection cap like a plain
+    request. `warnings` (by HEADERS, BODY, HEADERS_TOO_LARGE) are the listener's, shared by its
+    connections."""
 
     def __init__(
         self,
@@ -150,7 +152,19 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         assert self.awaited is not None
         CONNECTIONS_TIMED_OUT.labels(self.awaited).inc()
         self.warnings[self.awaited].warn()
-        self.transport.close()
+        if self._request_unanswered():
+            self._refuse(408, b"Request Timeout")  # RFC 9110 15.5.9
+        else:
+            self.transport.close()
+
+    def _request_unanswered(self) -> bool:
+        """Whether part of a request came that nothing answered yet: its body is awaited and
+        no response started (one may have, to a body refused unread), or its head began. uvicorn
+        gives a request a new scope at its first byte and the scope a method once its head is
+        in; this is read only when a deadline passes, so a request costs nothing more."""
+        if self.awaited == BODY:
+            return self.cycle is not None and not self.cycle.response_started
+        return self.scope is not None and "method" not in self.scope
 
     def _cancel_deadline(self) -> None:
         if self.deadline is not None:
@@ -165,12 +179,12 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         HEADERS: ThrottledWarning(
             log,
             "Closed a connection whose request line and headers were not all in within "
-            f"{settings.request_header_timeout:g} s",
+            f"{settings.request_header_timeout:g} s (408 if part had come)",
         ),
         BODY: ThrottledWarning(
             log,
             "Closed a connection whose request body was not all in within "
-            f"{settings.request_body_timeout:g} s",
+            f"{settings.request_body_timeout:g} s (408 unless answered already)",
         ),
         HEADERS_TOO_LARGE: ThrottledWarning(
             log,
