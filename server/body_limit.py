@@ -1,11 +1,12 @@
 """A bound on request bodies, for every route: a hostile client must not make a worker hold
-(and JSON-decode) an arbitrarily large body. The agent API and installer downloads keep their
-own, tighter bounds."""
+(and JSON-decode) an arbitrarily large body, nor log an error for one it never finished
+sending. The agent API and installer downloads keep their own, tighter bounds."""
 
 from __future__ import annotations
 
 import orjson
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -15,7 +16,8 @@ class BodyTooLarge(Exception):
 
 class BodyLimitMiddleware:
     """Pure ASGI: answers 413 to a body over `limit` bytes, whether its length is declared or
-    only found while it streams in, before the route has read it all."""
+    only found while it streams in, before the route has read it all; ends quietly a request
+    whose client left before its body was in."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -51,6 +53,10 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await self._refuse(send)
+        except ClientDisconnect:
+            # gone before its body was in (hung up, or its deadline closed it): no one to answer,
+            # and no error of ours to log with a traceback, once per connection of a flood
+            pass
 
     async def _refuse(self, send: Send) -> None:
         message = f"request body larger than {self.limit} bytes"

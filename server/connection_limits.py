@@ -7,7 +7,8 @@ response completes), by trickling a body that stays within the size limit, or by
 bytes without end (httptools, uvicorn's fastest protocol, keeps any number: 48 MB in one request,
 measured). `DeadlineHttpToolsProtocol` closes such connections; `uvicorn_options` is the one
 place that says how every listener (`serve`, the agent port, the tests' servers) runs, so the
-tests run what production runs.
+tests run what production runs. A flood of such clients is counted in full by the metrics but
+logged in one line per kind a minute, so it cannot flood the log too.
 
 httptools rather than h11 (which has a header size limit): an agent check-in costs about a third
 less server CPU with it (`python -m tests.bench.agents`).
@@ -17,24 +18,32 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from server.observability import CONNECTIONS_TIMED_OUT
+from server.observability import CONNECTIONS_TIMED_OUT, REQUEST_HEADERS_TOO_LARGE, ThrottledWarning
 from server.settings import Settings
+
+log = logging.getLogger(__name__)
 
 HEADERS = "headers"
 BODY = "body"
+HEADERS_TOO_LARGE = "headers_too_large"
 
 
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing a connection whose request line and headers are not
     all in `header_timeout` seconds after it opened or after its previous response, or whose
-    body is not all in `body_timeout` seconds after its headers. Bytes arriving meanwhile do not
-    move the deadline. A request line and headers still incomplete past `max_header_bytes` get
-    431. A websocket, once upgraded, belongs to another protocol and escapes all three; its
-    handshake is held to the connection cap like a plain request."""
+    body is not all in `body_timeout` seconds after its headers: with 408 when part of a request
+    came that nothing answered yet, without a word when none did (an idle or silent client).
+    Bytes arriving meanwhile do not move the deadline. A request line and headers still
+    incomplete past `max_header_bytes` get 431. A websocket, once upgraded, belongs to another
+    protocol and escapes all three; its handshake is held to the connection cap like a plain
+    request. `warnings` (by HEADERS, BODY, HEADERS_TOO_LARGE) are the listener's, shared by its
+    connections."""
 
     def __init__(
         self,
@@ -42,11 +51,13 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         header_timeout: float,
         body_timeout: float,
         max_header_bytes: int,
+        warnings: Mapping[str, ThrottledWarning],
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.timeouts = {HEADERS: header_timeout, BODY: body_timeout}
         self.max_header_bytes = max_header_bytes
+        self.warnings = warnings
         # httptools buffers a header's name and value itself and calls back only once each is
         # whole, so the head is counted by the bytes read while it is incomplete
         self.head_bytes = 0
@@ -68,7 +79,8 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
             and self.head_bytes > self.max_header_bytes
             and not self.transport.is_closing()
         ):
-            self.logger.warning("Request header fields too large.")
+            REQUEST_HEADERS_TOO_LARGE.inc()
+            self.warnings[HEADERS_TOO_LARGE].warn()
             self._refuse(431, b"Request Header Fields Too Large")
         self._follow_request()
 
@@ -135,9 +147,24 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
     def _expire(self) -> None:
         self.deadline = None
-        if self.transport.get_protocol() is self and not self.transport.is_closing():
-            CONNECTIONS_TIMED_OUT.labels(self.awaited).inc()
+        if self.transport.get_protocol() is not self or self.transport.is_closing():
+            return
+        assert self.awaited is not None
+        CONNECTIONS_TIMED_OUT.labels(self.awaited).inc()
+        self.warnings[self.awaited].warn()
+        if self._request_unanswered():
+            self._refuse(408, b"Request Timeout")  # RFC 9110 15.5.9
+        else:
             self.transport.close()
+
+    def _request_unanswered(self) -> bool:
+        """Whether part of a request came that nothing answered yet: its body is awaited and
+        no response started (one may have, to a body refused unread), or its head began. uvicorn
+        gives a request a new scope at its first byte and the scope a method once its head is
+        in; this is read only when a deadline passes, so a request costs nothing more."""
+        if self.awaited == BODY:
+            return self.cycle is not None and not self.cycle.response_started
+        return self.scope is not None and "method" not in self.scope
 
     def _cancel_deadline(self) -> None:
         if self.deadline is not None:
@@ -148,6 +175,23 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The options every uvicorn serving the console is given (`uvicorn.run` or `Config`)."""
+    warnings = {
+        HEADERS: ThrottledWarning(
+            log,
+            "Closed a connection whose request line and headers were not all in within "
+            f"{settings.request_header_timeout:g} s (408 if part had come)",
+        ),
+        BODY: ThrottledWarning(
+            log,
+            "Closed a connection whose request body was not all in within "
+            f"{settings.request_body_timeout:g} s (408 unless answered already)",
+        ),
+        HEADERS_TOO_LARGE: ThrottledWarning(
+            log,
+            "Refused a request line and headers past "
+            f"{settings.max_header_bytes} bytes with 431 (Request Header Fields Too Large)",
+        ),
+    }
     return {
         # a partial of a module-level class: `--workers` pickles it into each worker process
         "http": functools.partial(
@@ -155,6 +199,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             header_timeout=settings.request_header_timeout,
             body_timeout=settings.request_body_timeout,
             max_header_bytes=settings.max_header_bytes,
+            warnings=warnings,
         ),
         "timeout_keep_alive": settings.keep_alive_timeout,
         "limit_concurrency": settings.max_connections,

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -60,6 +61,11 @@ CONNECTIONS_TIMED_OUT = Counter(
     "msp_connections_timed_out_total",
     "Connections closed because a request's headers or body did not arrive in time",
     ["phase"],
+    registry=REGISTRY,
+)
+REQUEST_HEADERS_TOO_LARGE = Counter(
+    "msp_request_headers_too_large_total",
+    "Connections refused with 431: a request line and headers past MSP_CONSOLE_MAX_HEADER_BYTES",
     registry=REGISTRY,
 )
 SUBSCRIPTIONS_OPEN = Gauge(
@@ -152,6 +158,43 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class ThrottledWarning:
+    """A warning a flood repeats (one per refused connection), logged at most once per
+    `interval` seconds, each line telling how many more came since the previous one: the log
+    stays readable while the metric beside it counts every one."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        message: str,
+        interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.message = message
+        self.interval = interval
+        self.clock = clock
+        self.unlogged = 0
+        self.logged_at = -math.inf
+
+    def warn(self) -> None:
+        now = self.clock()
+        if now < self.logged_at + self.interval:
+            self.unlogged += 1
+            return
+        if self.unlogged:
+            self.logger.warning(
+                "%s (and %d more in the %.0f s since the previous such line)",
+                self.message,
+                self.unlogged,
+                now - self.logged_at,
+            )
+        else:
+            self.logger.warning("%s", self.message)
+        self.unlogged = 0
+        self.logged_at = now
 
 
 class OperationMetrics(SchemaExtension):

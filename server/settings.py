@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -62,6 +63,7 @@ class Settings:
     keep_alive_timeout: int = 5  # an idle connection between requests
     max_header_bytes: int = 16_384  # request line and headers together
     max_connections: int = 1_000  # open connections, websockets included; past it: 503
+    websocket_init_timeout: float = 10.0  # from a websocket's acceptance to its connection_init
     persisted_query_bytes: int = 4 * 1_048_576  # per worker, for automatic persisted queries
     login_attempts_per_minute: int = 10  # failed sign-ins of one account from one address
     login_attempts_per_address_per_minute: int = 60  # failed sign-ins from one address, any account
@@ -175,9 +177,10 @@ class Settings:
             "upstream_max_fetch_seconds",
             "request_header_timeout",
             "request_body_timeout",
+            "websocket_init_timeout",
         ):
-            if not getattr(self, name) > 0:
-                raise SettingsError(f"MSP_CONSOLE_{name.upper()} must be positive")
+            if not 0 < getattr(self, name) < math.inf:  # nan and inf too: no limit at all
+                raise SettingsError(f"MSP_CONSOLE_{name.upper()} must be positive and finite")
         try:
             self.usage_snapshot_time  # noqa: B018 - parsed to refuse a malformed value early
         except ValueError:

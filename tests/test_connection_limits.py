@@ -1,21 +1,24 @@
 """Connection limits on a real uvicorn, served as `serve` serves the console: a client that sends
-nothing, or trickles its headers or body, loses the connection at the deadline; requests and
-websockets that keep to it are served; past the connection cap a request gets 503; an
-oversized header block is refused."""
+nothing loses the connection at the deadline, one that trickles its headers or body gets 408
+then; requests and websockets that keep to it are served; past the connection cap a request
+gets 503; an oversized header block is refused; a flood of refusals is logged in one line."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
 import websockets
+from starlette.applications import Starlette
 
 from server.observability import REGISTRY
+from server.settings import Settings
 from tests import factories
 from tests.api.sockets import subscribed
 from tests.conftest import serving
@@ -71,6 +74,17 @@ async def closing(reader: asyncio.StreamReader) -> bytes:
         return b""
 
 
+def timed_out_with_408(answer: bytes) -> bool:
+    """Whether `answer`, all the server sent before closing, is a 408 that says it closes."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").lower().split("\r\n")
+    return (
+        status_line == "http/1.1 408 request timeout"
+        and "connection: close" in header_lines
+        and body == b"Request Timeout"
+    )
+
+
 async def trickle(writer: asyncio.StreamWriter, data: bytes) -> int:
     """Send `data` a byte at a time; how many bytes went before the server closed."""
     for sent, byte in enumerate(data):
@@ -89,6 +103,18 @@ def timed_out(phase: str) -> float:
     return REGISTRY.get_sample_value("msp_connections_timed_out_total", {"phase": phase}) or 0.0
 
 
+def requests_served() -> int:
+    """uvicorn's tasks serving a request, in this process (the tests' servers run in it)."""
+    return sum(
+        getattr(task.get_coro(), "__qualname__", "") == "RequestResponseCycle.run_asgi"
+        for task in asyncio.all_tasks()
+    )
+
+
+def headers_too_large() -> float:
+    return REGISTRY.get_sample_value("msp_request_headers_too_large_total") or 0.0
+
+
 async def test_a_connection_that_sends_nothing_is_closed_at_the_header_deadline(limited_url):
     before = timed_out("headers")
     async with connection(limited_url) as (reader, _):
@@ -96,17 +122,21 @@ async def test_a_connection_that_sends_nothing_is_closed_at_the_header_deadline(
     assert timed_out("headers") > before
 
 
-async def test_headers_trickled_byte_by_byte_are_cut_at_the_deadline(limited_url):
+async def test_headers_trickled_byte_by_byte_are_cut_at_the_deadline_with_408(
+    limited_url: str,
+) -> None:
     slow_request = HEALTHZ.replace(b"\r\n\r\n", b"\r\nX-Padding: " + b"a" * 200 + b"\r\n\r\n")
     async with connection(limited_url) as (reader, writer):
         sending = asyncio.create_task(trickle(writer, slow_request))
-        assert await closing(reader) == b""
+        assert timed_out_with_408(await closing(reader))
         sent = await sending
     # cut while bytes were still coming, long before the request was complete
     assert 0 < sent < len(slow_request)
 
 
-async def test_a_body_trickled_within_the_size_limit_is_cut_at_the_body_deadline(limited_url):
+async def test_a_body_trickled_within_the_size_limit_is_cut_at_the_body_deadline_with_408(
+    limited_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     body = json.dumps({"query": "{ __typename }"}).encode()
     head = (
         b"POST /graphql HTTP/1.1\r\nHost: console.test\r\nContent-Type: application/json\r\n"
@@ -116,10 +146,25 @@ async def test_a_body_trickled_within_the_size_limit_is_cut_at_the_body_deadline
     async with connection(limited_url) as (reader, writer):
         writer.write(head)
         sending = asyncio.create_task(trickle(writer, body))
-        assert await closing(reader) == b""
+        assert timed_out_with_408(await closing(reader))
         sent = await sending
     assert sent < len(body)
     assert timed_out("body") > before
+    # the request's task, seeing its client gone, ends without an error logged
+    await eventually(lambda: not requests_served(), what="the request's task ending")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_body_owed_to_a_request_answered_already_is_cut_without_a_second_answer(
+    limited_url: str,
+) -> None:
+    # the agent API refuses a check-in without a token before reading its body
+    head = b"POST /agent/v1/checkin HTTP/1.1\r\nHost: console.test\r\nContent-Length: 50\r\n\r\n"
+    async with connection(limited_url) as (reader, writer):
+        writer.write(head + b"{")
+        status, _ = await response(reader)
+        assert status == 401
+        assert await closing(reader) == b""  # at the body deadline, no 408 after the 401
 
 
 async def test_requests_on_a_keep_alive_connection_each_get_a_fresh_deadline(limited_url):
@@ -205,6 +250,31 @@ async def test_pipelined_requests_are_each_answered_then_the_header_deadline_clo
         assert (status, json.loads(answer)["data"]) == (200, {"__typename": "Query"})
         assert await response(reader) == (200, b"ok")
         assert await closing(reader) == b""
+
+
+async def test_a_head_left_incomplete_behind_a_pipelined_request_gets_408(
+    limited_url: str,
+) -> None:
+    async with connection(limited_url) as (reader, writer):
+        writer.write(HEALTHZ + b"GET /healthz HTTP/1.1\r\nHost: con")  # read together
+        assert await response(reader) == (200, b"ok")
+        assert timed_out_with_408(await closing(reader))
+
+
+async def test_a_flood_of_oversized_heads_is_counted_in_full_and_logged_in_one_line(
+    app: Starlette, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    padding = b"X-Padding: " + b"a" * 1000 + b"\r\n"
+    oversized = HEALTHZ.removesuffix(b"\r\n") + padding * (settings.max_header_bytes // 1000 + 1)
+    before = headers_too_large()
+    async with serving(app, settings) as url:  # a listener of its own: none of its lines yet
+        for _ in range(50):
+            async with connection(url) as (reader, writer):
+                writer.write(oversized)
+                assert (await closing(reader)).startswith(b"HTTP/1.1 431 ")
+    assert headers_too_large() - before == 50
+    lines = [r.getMessage() for r in caplog.records if "431" in r.getMessage()]
+    assert len(lines) == 1, lines
 
 
 async def test_a_header_block_pipelined_behind_a_request_is_held_to_the_limit_too(

@@ -1,14 +1,17 @@
 """/metrics is not handed to strangers: a bearer token when one is set, 404 without one,
-open only when the operator says it is public."""
+open only when the operator says it is public. A warning a flood repeats is logged once a
+minute, with how many more came."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import httpx
 import pytest
 
 from server.app import create_app
+from server.observability import ThrottledWarning
 from server.settings import Settings
 
 TOKEN = "metrics-scraper-token-0123456789"
@@ -64,3 +67,27 @@ def test_the_metrics_settings_come_from_the_environment():
     )
     assert settings.metrics_token == TOKEN and settings.metrics_public is True
     assert Settings().metrics_token == "" and Settings().metrics_public is False
+
+
+def test_a_repeated_warning_is_logged_once_a_minute_saying_how_many_more_came(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1000.0]
+    warning = ThrottledWarning(logging.getLogger("tests.flood"), "refused", clock=lambda: now[0])
+    caplog.set_level(logging.WARNING, logger="tests.flood")
+
+    def lines_after(*times: float) -> list[str]:
+        caplog.clear()
+        for at in times:
+            now[0] = at
+            warning.warn()
+        return [record.getMessage() for record in caplog.records]
+
+    assert lines_after(1000.0, 1000.0, 1030.0, 1059.9) == ["refused"]
+    assert lines_after(1060.0) == ["refused (and 3 more in the 60 s since the previous such line)"]
+    assert lines_after(1100.0, 1119.0) == []
+    # quiet for long: the next one comes at once, with the ones the quiet hid
+    assert lines_after(5000.0) == [
+        "refused (and 2 more in the 3940 s since the previous such line)"
+    ]
+    assert lines_after(5060.0, 5120.0) == ["refused", "refused"]  # none between: a plain line

@@ -97,7 +97,7 @@ def test_connection_limits_come_from_the_environment():
     defaults = Settings()
     assert (defaults.request_header_timeout, defaults.request_body_timeout) == (10.0, 60.0)
     assert (defaults.keep_alive_timeout, defaults.max_header_bytes) == (5, 16_384)
-    assert defaults.max_connections == 1_000
+    assert (defaults.max_connections, defaults.websocket_init_timeout) == (1_000, 10.0)
     settings = Settings.from_env(
         {
             "MSP_CONSOLE_REQUEST_HEADER_TIMEOUT": "2.5",
@@ -105,11 +105,12 @@ def test_connection_limits_come_from_the_environment():
             "MSP_CONSOLE_KEEP_ALIVE_TIMEOUT": "15",
             "MSP_CONSOLE_MAX_HEADER_BYTES": "8192",
             "MSP_CONSOLE_MAX_CONNECTIONS": "5000",
+            "MSP_CONSOLE_WEBSOCKET_INIT_TIMEOUT": "2.5",
         }
     )
     assert (settings.request_header_timeout, settings.request_body_timeout) == (2.5, 30.0)
     assert (settings.keep_alive_timeout, settings.max_header_bytes) == (15, 8192)
-    assert settings.max_connections == 5000
+    assert (settings.max_connections, settings.websocket_init_timeout) == (5000, 2.5)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,11 @@ def test_connection_limits_come_from_the_environment():
     [
         ("REQUEST_HEADER_TIMEOUT", "0"),
         ("REQUEST_HEADER_TIMEOUT", "nan"),
+        ("REQUEST_HEADER_TIMEOUT", "inf"),
         ("REQUEST_BODY_TIMEOUT", "-1"),
+        ("WEBSOCKET_INIT_TIMEOUT", "0"),
+        ("WEBSOCKET_INIT_TIMEOUT", "inf"),
+        ("WEBSOCKET_INIT_TIMEOUT", "soon"),
         ("KEEP_ALIVE_TIMEOUT", "0"),
         ("MAX_HEADER_BYTES", "0"),
         ("MAX_CONNECTIONS", "-5"),

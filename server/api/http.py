@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 from typing import Any
 
 import orjson
@@ -60,6 +61,8 @@ class GraphQLView(GraphQL[Context, None]):
             graphql_ide="graphiql" if settings.graphiql else None,
             allowed_origins=settings.cors_origins,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # not the legacy graphql-ws
+            # a socket that never sends connection_init holds a capped connection slot till then
+            connection_init_wait_timeout=dt.timedelta(seconds=settings.websocket_init_timeout),
         )
         self.settings = settings
         self.bus = bus

@@ -9,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import websockets
+from starlette.applications import Starlette
 
 from server.api.companies import Company
 from server.api.subscriptions import RIGHTS_RECHECK_SECONDS
 from server.app import create_app
 from server.models import Session
 from server.observability import REGISTRY
+from server.settings import Settings
 from tests import factories
 from tests.api import scoped_users
 from tests.api.sockets import (
@@ -28,6 +30,7 @@ from tests.api.sockets import (
     ws_url,
 )
 from tests.conftest import serving
+from tests.graphql_client import GraphQLClient
 from tests.waiting import eventually, subscriptions_open
 
 
@@ -202,6 +205,28 @@ async def test_a_client_asking_for_the_legacy_graphql_ws_protocol_is_refused(ser
         assert closed.value.rcvd.code == 4406
     finally:
         await socket.close()
+
+
+INIT_TIMEOUT = 0.3
+
+
+async def test_a_socket_that_never_sends_connection_init_is_closed_with_4408_at_the_timeout(
+    client: GraphQLClient, app: Starlette, settings: Settings
+) -> None:
+    owner = await factories.owner(client)
+    short = create_app(replace(settings, websocket_init_timeout=INIT_TIMEOUT), bus=app.state.bus)
+    async with (
+        serving(short) as url,
+        websockets.connect(ws_url(url), subprotocols=[PROTOCOL]) as silent,
+        acknowledged(url, owner.token) as signed_in,
+    ):
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(silent.recv(), 5)  # Strawberry's default, 60 s, fails here
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+        # the socket that sent connection_init in time is served past the timeout
+        await asyncio.sleep(2 * INIT_TIMEOUT)
+        payload = await operation(signed_in, "1", "{ __typename }")
+        assert payload["data"] == {"__typename": "Query"}
 
 
 def session_watches() -> int:
