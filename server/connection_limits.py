@@ -24,7 +24,12 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from server.observability import CONNECTIONS_TIMED_OUT, REQUEST_HEADERS_TOO_LARGE, ThrottledWarning
+from server.observability import (
+    CONNECTIONS_REFUSED,
+    CONNECTIONS_TIMED_OUT,
+    REQUEST_HEADERS_TOO_LARGE,
+    ThrottledWarning,
+)
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,29 @@ log = logging.getLogger(__name__)
 HEADERS = "headers"
 BODY = "body"
 HEADERS_TOO_LARGE = "headers_too_large"
+OVER_CAPACITY = "over_capacity"
+CAPACITY_WARNING = "Exceeded concurrency limit."  # uvicorn's, for each request past the cap
+
+
+class _ProtocolLog(logging.LoggerAdapter):
+    """uvicorn's logger as a connection's protocol uses it, but uvicorn's warning for each
+    request refused past the connection cap counts in the metric and goes through the
+    listener's `ThrottledWarning`: a flood at the cap would flood the log too."""
+
+    def __init__(self, logger: logging.Logger, over_capacity: ThrottledWarning) -> None:
+        super().__init__(logger, {})
+        self.over_capacity = over_capacity
+
+    @property
+    def level(self) -> int:  # read by uvicorn on every connection
+        return self.logger.level
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg == CAPACITY_WARNING:
+            CONNECTIONS_REFUSED.inc()
+            self.over_capacity.warn()
+        else:
+            super().warning(msg, *args, **kwargs)
 
 
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
@@ -55,6 +83,8 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # typed a Logger by uvicorn, which calls warning, error, log and level of it
+        self.logger = _ProtocolLog(self.logger, warnings[OVER_CAPACITY])  # type: ignore[assignment]
         self.timeouts = {HEADERS: header_timeout, BODY: body_timeout}
         self.max_header_bytes = max_header_bytes
         self.warnings = warnings
@@ -103,7 +133,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn applies its connection cap (`limit_concurrency`) to plain requests only: a
         websocket handshake past it gets the same 503, or websockets would have no cap at all."""
         if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
-            self.logger.warning("Exceeded concurrency limit.")
+            self.logger.warning(CAPACITY_WARNING)
             self._refuse(503, b"Service Unavailable")
         else:
             super().handle_websocket_upgrade()
@@ -190,6 +220,11 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             log,
             "Refused a request line and headers past "
             f"{settings.max_header_bytes} bytes with 431 (Request Header Fields Too Large)",
+        ),
+        OVER_CAPACITY: ThrottledWarning(
+            log,
+            f"Refused a request with 503: {settings.max_connections} connections open "
+            "(MSP_CONSOLE_MAX_CONNECTIONS)",
         ),
     }
     return {

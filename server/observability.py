@@ -63,6 +63,11 @@ CONNECTIONS_TIMED_OUT = Counter(
     ["phase"],
     registry=REGISTRY,
 )
+CONNECTIONS_REFUSED = Counter(
+    "msp_connections_refused_total",
+    "Requests and websocket handshakes refused with 503: MSP_CONSOLE_MAX_CONNECTIONS open",
+    registry=REGISTRY,
+)
 REQUEST_HEADERS_TOO_LARGE = Counter(
     "msp_request_headers_too_large_total",
     "Connections refused with 431: a request line and headers past MSP_CONSOLE_MAX_HEADER_BYTES",

@@ -115,6 +115,10 @@ def headers_too_large() -> float:
     return REGISTRY.get_sample_value("msp_request_headers_too_large_total") or 0.0
 
 
+def refused_total() -> float:
+    return REGISTRY.get_sample_value("msp_connections_refused_total") or 0.0
+
+
 async def test_a_connection_that_sends_nothing_is_closed_at_the_header_deadline(limited_url):
     before = timed_out("headers")
     async with connection(limited_url) as (reader, _):
@@ -211,6 +215,24 @@ async def test_past_the_connection_cap_a_request_gets_503_and_the_others_are_ser
         assert await response(served) == (200, b"ok")
 
 
+async def test_a_flood_past_the_connection_cap_is_counted_in_full_and_logged_in_one_line(
+    app: Starlette, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = refused_total()
+    async with (
+        serving(app, replace(settings, max_connections=2)) as url,  # its own lines: none yet
+        connection(url),  # open, idle: with the flood's, two
+    ):
+        for _ in range(50):
+            async with connection(url) as (reader, writer):
+                writer.write(HEALTHZ)
+                assert await response(reader) == (503, b"Service Unavailable")
+    assert refused_total() - before == 50
+    lines = [r.getMessage() for r in caplog.records if "503" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert not [r for r in caplog.records if r.getMessage() == "Exceeded concurrency limit."]
+
+
 async def test_past_the_connection_cap_a_websocket_handshake_gets_503_too(client, app, settings):
     owner = await factories.owner(client)
     query = "subscription { customerStatusChanged { id } }"
@@ -219,10 +241,12 @@ async def test_past_the_connection_cap_a_websocket_handshake_gets_503_too(client
         subscribed(url, owner.token, query) as first,
         connection(url),  # open, idle
     ):
+        before = refused_total()
         with pytest.raises(websockets.InvalidStatus) as refused:
             async with subscribed(url, owner.token, query):
                 pass
         assert refused.value.response.status_code == 503
+        assert refused_total() - before == 1
         await first.ping()  # the earlier socket is still served
 
 
