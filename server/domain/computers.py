@@ -218,48 +218,53 @@ async def _delete(removed: Located, *moved: counters.Held) -> None:
 
 async def remove_computer(scope: Scope, computer_id: int) -> Removal:
     """Remove a computer (its agent token dies with it). One that has duplicates waits until a
-    user settles them: which of them is the real machine is not ours to guess. Runs in the
-    caller's transaction."""
-    found = await _writable(scope, computer_id)
-    if await Computer.filter(duplicate_of_id=computer_id).exists():
-        raise InvalidTransition(
-            "the computer has duplicates: settle them first (resolveDuplicateComputer)",
-            "computerId",
-        )
-    await _delete(found)
-    return Removal(None, [found])
+    user settles them: which of them is the real machine is not ours to guess. In a
+    transaction of its own (a savepoint in the caller's): the computer stays locked from the
+    read of its announced status to the counters' shift, so the connection watcher cannot
+    announce it in between (the watcher's shift and ours would both count the change)."""
+    async with db.transaction():
+        found = await _writable(scope, computer_id)
+        if await Computer.filter(duplicate_of_id=computer_id).exists():
+            raise InvalidTransition(
+                "the computer has duplicates: settle them first (resolveDuplicateComputer)",
+                "computerId",
+            )
+        await _delete(found)
+        return Removal(None, [found])
 
 
 async def resolve_duplicate(scope: Scope, duplicate_id: int, keep: DuplicateResolution) -> Removal:
     """Settle a duplicate: KEEP_EXISTING removes it; KEEP_NEW removes the enrolled computer and
     puts the duplicate in its place (its group, no longer a duplicate; the enrolled computer's
-    other duplicates become the kept one's). Runs in the caller's transaction."""
-    seen = await _writable(scope, duplicate_id, lock=False)
-    existing_id = seen.computer.duplicate_of_id
-    if existing_id is None:
-        raise InvalidTransition("the computer is not a duplicate", "computerId")
-    # Lock the enrolled computer first, then the duplicate: every resolution of its duplicates
-    # takes the locks in that order.
-    existing = await _located(None, existing_id)
-    duplicate = await _writable(scope, duplicate_id)
-    if existing is None or duplicate.computer.duplicate_of_id != existing_id:
-        raise InvalidTransition("the duplicate was settled meanwhile", "computerId")
-    if keep is DuplicateResolution.KEEP_EXISTING:
-        await _delete(duplicate)
-        return Removal(existing, [duplicate])
-    scope.require(existing.group_path, Area.COMPUTERS, Level.WRITE)
-    # At no moment two originals: the enrolled one first becomes a duplicate of the kept one.
-    await db.execute(
-        "UPDATE computer SET duplicate_of_id = ? WHERE (duplicate_of_id = ? OR id = ?) AND id <> ?",
-        [duplicate_id, existing_id, existing_id, duplicate_id],
-    )
-    group_id = existing.computer.group_id
-    await db.execute(
-        "UPDATE computer SET duplicate_of_id = NULL, group_id = ? WHERE id = ?",
-        [group_id, duplicate_id],
-    )
-    # the kept computer moves from its group to the removed one's
-    await _delete(existing, *_held(duplicate, -1), *_held(duplicate, 1, existing.group_path))
-    kept = duplicate.computer
-    kept.duplicate_of_id, kept.group_id = None, group_id
-    return Removal(Located(kept, existing.group_path), [existing])
+    other duplicates become the kept one's). In a transaction of its own, as a removal."""
+    async with db.transaction():
+        seen = await _writable(scope, duplicate_id, lock=False)
+        existing_id = seen.computer.duplicate_of_id
+        if existing_id is None:
+            raise InvalidTransition("the computer is not a duplicate", "computerId")
+        # Lock the enrolled computer first, then the duplicate: every resolution of its duplicates
+        # takes the locks in that order.
+        existing = await _located(None, existing_id)
+        duplicate = await _writable(scope, duplicate_id)
+        if existing is None or duplicate.computer.duplicate_of_id != existing_id:
+            raise InvalidTransition("the duplicate was settled meanwhile", "computerId")
+        if keep is DuplicateResolution.KEEP_EXISTING:
+            await _delete(duplicate)
+            return Removal(existing, [duplicate])
+        scope.require(existing.group_path, Area.COMPUTERS, Level.WRITE)
+        # At no moment two originals: the enrolled one first becomes a duplicate of the kept one.
+        await db.execute(
+            "UPDATE computer SET duplicate_of_id = ? "
+            "WHERE (duplicate_of_id = ? OR id = ?) AND id <> ?",
+            [duplicate_id, existing_id, existing_id, duplicate_id],
+        )
+        group_id = existing.computer.group_id
+        await db.execute(
+            "UPDATE computer SET duplicate_of_id = NULL, group_id = ? WHERE id = ?",
+            [group_id, duplicate_id],
+        )
+        # the kept computer moves from its group to the removed one's
+        await _delete(existing, *_held(duplicate, -1), *_held(duplicate, 1, existing.group_path))
+        kept = duplicate.computer
+        kept.duplicate_of_id, kept.group_id = None, group_id
+        return Removal(Located(kept, existing.group_path), [existing])

@@ -9,9 +9,11 @@ here is the slow, independent one: a GROUP BY per group over its subtree's path 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -26,7 +28,13 @@ from server.domain.errors import DomainError
 from server.domain.installers import create_installer
 from server.domain.instances import create_group
 from server.models import Company, Computer, StaticGroup, SyncRun, User, db
-from server.models.enums import CompanyType, DuplicateResolution, GroupKind, SyncState
+from server.models.enums import (
+    CompanyType,
+    ConnectionStatus,
+    DuplicateResolution,
+    GroupKind,
+    SyncState,
+)
 from server.settings import Settings
 from server.upstream.simulator import Simulator, UpstreamTree
 from server.upstream.simulator.license_book import ACTIVE
@@ -129,6 +137,18 @@ async def stored(instance_id: int) -> dict[int, dict[str, int]]:
     )
     found = {row.pop("group_id"): {k: int(v) for k, v in row.items()} for row in rows}
     return {key: counts for key, counts in found.items() if any(counts.values())}
+
+
+async def stored_and_recounted(
+    instance_id: int,
+) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
+    """`stored` and `full_recount` read from one snapshot: the app's connection watcher runs
+    through the session and announces the test's new computers whenever it wakes; its commit
+    between two separate reads made them differ by what it announced."""
+    async with db.transaction():
+        if db.is_postgres():  # else each statement reads its own snapshot
+            await db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return await stored(instance_id), await full_recount(instance_id)
 
 
 async def synced(sim: Simulator, settings: Settings) -> tuple[int, SyncRun]:
@@ -342,7 +362,8 @@ async def test_counters_equal_a_full_recount_after_any_writes(
                 await machines.act(*step)
             else:
                 await act(scope, scope.user_id, *step)
-            assert await stored(instance_id) == await full_recount(instance_id), step
+            counted, recounted = await stored_and_recounted(instance_id)
+            assert counted == recounted, step
         # the repair finds nothing to repair
         assert await counters.recount(instance_id) == 0
 
@@ -403,6 +424,53 @@ async def test_computers_shifted_along_a_path_a_sync_changed_follow_their_group(
             await insert_behind_the_counters(customer, group, "hw-late")
             await counters.shift_held([(instance_id, read_before, counters.COMPUTERS, 1)])
         assert await stored(instance_id) == await full_recount(instance_id)
+
+
+async def test_a_removal_takes_away_the_status_the_watcher_announced_meanwhile(
+    app: object, settings: Settings
+) -> None:
+    """The connection watcher announces a computer between a removal's read of it and its
+    delete (run right before the DELETE reaches the driver): the removal keeps the computer
+    locked in a transaction of its own from that read to the counters' shift, so the watcher
+    waits for it and then finds nothing to announce; `protected` leaves with the computer.
+    (It ran in its caller's transaction only: called outside one, as `Computers` calls it,
+    each statement committed alone, and both the watcher's -1 and the removal's -1 for the
+    CONNECTED it had read were counted.)"""
+    async with Simulator(UpstreamTree.generate(12, 5)) as sim:
+        instance_id, _ = await synced(sim, settings)
+        scope = await owner_scope(instance_id)
+        await Computers(scope, settings).act("enrol", 0, 1)
+        await announce_transitions(None, settings, instance_id=instance_id)  # CONNECTED
+        computer = await Computer.get(instance_id=instance_id)
+        assert computer.announced_status == ConnectionStatus.CONNECTED
+        told, announced = asyncio.Event(), asyncio.Event()
+        announced_first: list[bool] = []
+
+        async def announce_not_connected() -> None:  # made here: outside the removal's context
+            await told.wait()
+            later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+            await announce_transitions(None, settings, later, instance_id=instance_id)
+            announced.set()
+
+        watcher = asyncio.create_task(announce_not_connected())
+        with pytest.MonkeyPatch.context() as patch:
+            client = type(db.connection())
+            owner = next(c for c in client.__mro__ if "execute_query" in vars(c))
+            execute_query = vars(owner)["execute_query"]
+
+            async def watcher_first(self: Any, query: str, values: Any = None) -> Any:
+                if query.startswith("DELETE FROM computer") and not told.is_set():
+                    told.set()
+                    with contextlib.suppress(TimeoutError):  # waiting for the removal's lock
+                        await asyncio.wait_for(announced.wait(), 0.5)
+                    announced_first.append(announced.is_set())
+                return await execute_query(self, query, values)
+
+            patch.setattr(owner, "execute_query", watcher_first)
+            await computers.remove_computer(scope, computer.id)
+        await watcher
+        assert await stored(instance_id) == await full_recount(instance_id)
+        assert announced_first == [False]
 
 
 def depth_of(path: str) -> int:
@@ -539,4 +607,5 @@ async def test_writers_running_at_once_neither_deadlock_nor_lose_a_count(
             failed = [result for result in done if isinstance(result, BaseException)]
             assert not failed, failed
             assert done[0].state == SyncState.SUCCEEDED, done[0].error
-            assert await stored(instance_id) == await full_recount(instance_id), turn
+            counted, recounted = await stored_and_recounted(instance_id)
+            assert counted == recounted, turn
