@@ -27,7 +27,7 @@ from server.domain.counters import COUNT_CAP
 from server.domain.errors import InvalidInput
 from server.domain.listing import Page, PageRequest, encode_cursor
 from server.models import db
-from server.models.bulk import encode_ids, ids_source
+from server.models.bulk import encode_ids, ids_source, typed_param
 from server.models.enums import Area, LicenseState
 
 MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII digits only
@@ -191,21 +191,29 @@ def _companies(
 ) -> tuple[str, list[Any]]:
     """The `page` of up to `limit` companies in tree order (from `after`'s on) with usage in
     the month, as a WITH clause: a walk in tree order, one probe of the ledger index each,
-    that stops at `limit`. The probe is a scalar subquery, not EXISTS: PostgreSQL makes an
-    EXISTS a join that first reads every company of the month's ledger."""
+    that stops at `limit`; no walk at all when one probe finds the month empty. A company's
+    probe is a scalar subquery, not EXISTS: PostgreSQL makes an EXISTS a join that first reads
+    every company of the month's ledger."""
     condition, params = scope.sql("c.path", Area.LICENSES)
     sort_key = db.text_order("c.sort_key")
     keyset, keyset_params = "", []
     if after is not None:
         keyset = f"AND ({sort_key}, c.id) >= (?, ?) "
         keyset_params = [after[0], after[1]]
+    # the instance, or NULL (an index range of nothing) when none of its companies has usage
+    # in the month: a month before the instance, or without a license yet, walked them all
+    instance = (
+        "CASE WHEN EXISTS (SELECT 1 FROM usage_line e WHERE e.instance_id = ? AND e.day >= ? "
+        f"AND e.day < ?) THEN {typed_param('int')} END"
+    )
     sql = (
         "WITH page AS (SELECT c.id AS id FROM company c "
-        f"WHERE c.instance_id = ? AND {condition} {keyset}AND (SELECT 1 FROM usage_line u "
-        "WHERE u.company_id = c.id AND u.day >= ? AND u.day < ? LIMIT 1) IS NOT NULL "
-        f"ORDER BY {sort_key}, c.id LIMIT ?) "
+        f"WHERE c.instance_id = ({instance}) AND {condition} {keyset}AND (SELECT 1 "
+        "FROM usage_line u WHERE u.company_id = c.id AND u.day >= ? AND u.day < ? LIMIT 1) "
+        f"IS NOT NULL ORDER BY {sort_key}, c.id LIMIT ?) "
     )
-    return sql, [scope.instance_id, *params, *keyset_params, start, end, limit]
+    month = [scope.instance_id, start, end, scope.instance_id]
+    return sql, [*month, *params, *keyset_params, start, end, limit]
 
 
 def _sums_sql(
