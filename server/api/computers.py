@@ -112,7 +112,10 @@ async def computers_in_group(
     listing = computers.visible(scope)
     if group is not None:
         await computers.in_group(listing, group, recursive)
-    computers.narrow(listing, context.settings, distinct(status), search, duplicates=duplicates)
+    statuses = distinct(status)
+    await computers.narrow(
+        listing, scope.instance_id, context.settings, statuses, search, duplicates=duplicates
+    )
     filtered = computers.narrows(status, search, duplicates)
     return await paginate(
         listing,

@@ -61,33 +61,63 @@ async def in_group(
         if not db.is_postgres():  # SQLite's unary `+` keeps the path off an index: names drive
             sql, bounds = tree_paths.subtree_sql("+g.path", group.path)
         return listing.filter(sql, *bounds)
-    # an order no index serves, so that the database reads the groups' computers and sorts
-    by_name = "(m.sort_name || '')"
-    listing.order, listing.text_keys = (by_name, "m.id"), frozenset({by_name})
+    _read_then_sorted(listing)  # the groups' computers
     # the subtree's group ids, read once before the computers (PostgreSQL: an init plan)
     groups = f"SELECT g.id FROM static_group g WHERE g.instance_id = ? AND {sql}"
     ids = f"= ANY(ARRAY({groups}))" if db.is_postgres() else f"IN ({groups})"
     return listing.filter(f"m.group_id {ids}", group.instance_id, *bounds)
 
 
-def narrow(
+def _read_then_sorted(listing: Listing[Computer]) -> None:
+    """Order the page by an expression no index serves, so that the database reads the
+    computers its filters select off their own index and sorts them: the caller knows from
+    the counters that they are few, so the page costs what they cost, not the instance."""
+    by_name = "(m.sort_name || '')"
+    listing.order, listing.text_keys = (by_name, "m.id"), frozenset({by_name})
+
+
+async def narrow(
     listing: Listing[Computer],
+    instance_id: int,
     settings: Settings,
     statuses: Sequence[ConnectionStatus] | None = None,
     search: str | None = None,
     now: dt.datetime | None = None,
     duplicates: bool | None = None,
 ) -> Listing[Computer]:
+    """Keep the computers of `statuses`, whose name contains `search`, duplicates or not.
+
+    A page of statuses has two plans, as a subtree's has (`in_group`): walking the name index
+    and keeping the computers of those statuses stops early when they are many, and reads up to
+    the whole instance when they are few (a healthy fleet's NOT_CONNECTED ones: 89 ms for 51 of
+    1,000 in 1,000,000, measured on SQLite, up to a walk of all of them); reading them off the
+    check-in index and sorting costs what they are. The instance's counter row tells how many
+    they can be (`_at_most`)."""
     if duplicates is not None:
         listing.filter(f"m.duplicate_of_id IS {'NOT ' if duplicates else ''}NULL")
     if statuses is not None:
         moment = now or dt.datetime.now(dt.UTC)
         condition, params = connection_status_filter_sql("m.", statuses, moment, settings)
         listing.filter(condition, *params)
+        if await _at_most(instance_id, statuses) <= SMALL_SUBTREE:
+            _read_then_sorted(listing)
     match = name_search.contains("m.sort_name", search)
     if match:
         listing.filter(match[0], *match[1])
     return listing
+
+
+async def _at_most(instance_id: int, statuses: Sequence[ConnectionStatus]) -> int:
+    """How many of the instance's computers can be in `statuses`, from its top counter row:
+    the protected ones (announced CONNECTED or DELAYED) or the others. The watcher announces
+    within seconds, so a fleet that just changed may be misjudged for that long: the plan is
+    then slower, never wrong."""
+    held = await counters.instance_held(instance_id)
+    wanted = {ConnectionStatus(status).value for status in statuses}
+    at_most = held.protected if wanted & counters.PROTECTING else 0
+    if wanted - counters.PROTECTING:
+        at_most += held.computers - held.protected
+    return at_most
 
 
 def narrows(

@@ -578,6 +578,18 @@ async def visible_counts(scope: Scope, path: str | None = None) -> Counts:
     return counts
 
 
+async def instance_held(instance_id: int) -> Counts:
+    """What the whole instance counts, off its top group's row: one row, whatever its size."""
+    counts = Counts()
+    for row in await db.fetch(
+        f"SELECT {', '.join(f's.{c}' for c in COLUMNS)} FROM subtree_count s "
+        "JOIN static_group g ON g.id = s.group_id WHERE g.instance_id = ? AND g.kind = 'all'",
+        [instance_id],
+    ):
+        counts.add(row)
+    return counts
+
+
 async def totals(
     instance_id: int, columns: Iterable[str], groups_of: Mapping[Any, Sequence[int]]
 ) -> dict[Any, dict[str, int]]:

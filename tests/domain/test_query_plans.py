@@ -222,6 +222,37 @@ async def test_a_large_subtrees_computers_are_read_off_the_name_index(instance, 
         assert not [n for n in nodes if n.get("Subplan Name", "").startswith("InitPlan")], nodes
 
 
+async def _status_page(instance: dict[str, Any], status: ConnectionStatus) -> tuple[Any, Any]:
+    """The listing of the instance's computers of `status`, and the plan of its first page."""
+    scope = instance["scope"]
+    listing = await computers.narrow(
+        computers.visible(scope), scope.instance_id, SETTINGS, [status]
+    )
+    return listing, await _plan(*listing.page_sql(PageRequest(first=PAGE)))
+
+
+async def test_a_page_of_a_rare_status_reads_only_its_computers_off_the_check_in_index(instance):
+    # every computer of the module's instance has never connected: none is not connected, and
+    # walking the name index for one would read them all (a million at a large instance);
+    # PostgreSQL chooses by cost and reads none either way: the test holds it to that
+    listing, plan = await _status_page(instance, ConnectionStatus.NOT_CONNECTED)
+    assert (await listing.page(PageRequest(first=PAGE))).items == []
+    if not db.is_postgres():
+        details = "\n".join(plan)  # type: ignore[arg-type]
+        assert "last_connected_at<?" in details and "TEMP B-TREE" in details, details
+    else:
+        nodes: list[dict[str, Any]] = plan  # type: ignore[assignment]
+        assert _read(nodes, "computer") == 0, nodes
+
+
+async def test_a_page_of_a_common_status_stops_early_off_the_name_index(instance, monkeypatch):
+    monkeypatch.setattr(computers, "SMALL_SUBTREE", 10)  # never connected: all of them, > 10
+    listing, _ = await _status_page(instance, ConnectionStatus.NEVER_CONNECTED)
+    await assert_stops_early(*listing.page_sql(PageRequest(first=PAGE)), PAGE, "instance_id=?")
+    names = [c.name for c in (await listing.page(PageRequest(first=PAGE))).items]
+    assert len(names) == PAGE and names == sorted(names, key=str.lower)
+
+
 async def test_a_syncs_license_read_finds_unlinked_and_read_only_companies_off_their_indexes(
     instance,
 ):
