@@ -19,39 +19,43 @@ T = TypeVar("T")
 _collecting = threading.Lock()
 _uncollected = 0  # stretches under `no_collection` running now
 _collection_was_enabled = True  # before the first of them
+_to_freeze = False  # whether one of them asked to freeze what they built
 _holding_full_collections = 0  # syncs of this process running under `no_full_collection`
 _full_collection_threshold = 0  # the oldest generation's threshold before the first of them
 
 
 @contextmanager
-def no_collection() -> Iterator[None]:
+def no_collection(*, freeze: bool = False) -> Iterator[None]:
     """No cyclic garbage collection during a stretch of plain Python that builds a few hundred
     thousand objects and no cycles: collections triggered by the allocations would walk the
     growing heap again and again (a quarter of a 100,000-company plan). Stretches may overlap
-    (two syncs' `computed`): collection comes back when the last one ends. Within a sync
-    (`no_full_collection`), what the stretch built is then frozen (`gc.freeze`) until the last
-    sync ends: else the first young collections after it would walk all of it, on whichever
-    thread allocates next (0.4 s of a first sync of 100,000 companies, the event loop's)."""
-    global _uncollected, _collection_was_enabled
+    (two syncs' `computed`): collection comes back when the last one ends. `freeze`, within a
+    sync (`no_full_collection`): what the stretches built is then frozen (`gc.freeze`) until
+    the last sync ends, else the first young collections after it would walk all of it, on
+    whichever thread allocates next (0.4 s of a first sync of 100,000 companies, the event
+    loop's)."""
+    global _uncollected, _collection_was_enabled, _to_freeze
     with _collecting:
         if _uncollected == 0:
             _collection_was_enabled = gc.isenabled()
             gc.disable()
         _uncollected += 1
+        _to_freeze = _to_freeze or freeze
     try:
         yield
     finally:
         with _collecting:
             _uncollected -= 1
             if _uncollected == 0:
-                if _holding_full_collections:
+                if _to_freeze and _holding_full_collections:
                     gc.freeze()
+                _to_freeze = False
                 if _collection_was_enabled:
                     gc.enable()
 
 
 def _uncollected_call(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    with no_collection():
+    with no_collection(freeze=True):
         return function(*args, **kwargs)
 
 
@@ -61,7 +65,7 @@ async def computed(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> 
     Meanwhile the event loop goes on serving the worker's other requests: it takes the
     interpreter back every switch interval (5 ms) instead of waiting out the whole computation
     (up to a second each at 100,000 companies: the plan, the license rows, the counters'
-    roll-up)."""
+    roll-up). What it builds is frozen out of the young collections till the sync's end."""
     return await asyncio.to_thread(_uncollected_call, function, *args, **kwargs)
 
 

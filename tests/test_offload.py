@@ -69,14 +69,24 @@ def test_collection_disabled_before_a_stretch_stays_disabled_after_it() -> None:
 
 def test_within_a_sync_what_a_stretch_built_is_frozen_until_the_last_sync_ends() -> None:
     assert gc.get_freeze_count() == 0
-    with offload.no_collection():  # no sync: nothing to hold it for
+    with offload.no_collection(freeze=True):  # no sync: nothing to hold it for
         pass
     assert gc.get_freeze_count() == 0
     with offload.no_full_collection():
+        with offload.no_collection():  # a small stretch (a shift): not asked to freeze
+            pass
+        assert gc.get_freeze_count() == 0
         with offload.no_full_collection():
-            with offload.no_collection():
+            with offload.no_collection(freeze=True):
                 built = [{"row": n} for n in range(1_000)]
             assert gc.get_freeze_count() >= len(built)  # the young collections skip them
         assert gc.get_freeze_count() >= len(built)
     assert gc.get_freeze_count() == 0
     assert gc.isenabled()
+
+
+async def test_what_a_computation_of_a_sync_builds_is_frozen_until_the_sync_ends() -> None:
+    with offload.no_full_collection():
+        built = await offload.computed(lambda: [{"row": n} for n in range(1_000)])
+        assert gc.get_freeze_count() >= len(built)
+    assert gc.get_freeze_count() == 0
