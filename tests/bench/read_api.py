@@ -12,8 +12,9 @@ subprocess and measures, per scenario:
 requests per second, p50 and p99 latency, and SQL statements per request (counted in-process).
 Scenarios: the Managed Customers page (first 50, each customer with its parent and its group)
 and a `descendants` page of 100, each as the owner (from the top company) and as a user with 50
-permission sets (from the granted company with the largest subtree), and a whole-tree
-`descendants` walk (pages of 100 from the top company to the end).
+permission sets (from the granted company with the largest subtree); a `computers` page of 50
+(with each computer's group and the total) as both, and of the never-connected ones (1 in 13) as
+the owner; and a whole-tree `descendants` walk (pages of 100 from the top company to the end).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ from tests.bench.harness import BENCH_SECRET, closed_loop, console, database, gr
 OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"
 MANAGED_CUSTOMERS = (OPERATIONS / "ManagedCustomers.graphql").read_text()
 DESCENDANTS = (OPERATIONS / "Descendants.graphql").read_text()
+COMPUTERS = """query($first: Int!, $status: [ConnectionStatus!]) {
+  computers(first: $first, status: $status) {
+    totalCount edges { node { id name connectionStatus group { id name } } }
+  } }"""
 PASSWORD = "bench password 1"
 SCOPED_SETS = 50
 IN_PROCESS_RUNS = 40
@@ -274,6 +279,19 @@ def scenarios(prepared: dict, tokens: dict) -> list[tuple[str, str, str, dict]]:
             tokens["scoped"],
             DESCENDANTS,
             {"id": scoped_top, "first": 100},
+        ),
+        ("computers page of 50 (owner)", tokens["owner"], COMPUTERS, {"first": 50}),
+        (
+            "computers page of 50 (50 permission sets)",
+            tokens["scoped"],
+            COMPUTERS,
+            {"first": 50},
+        ),
+        (
+            "never-connected computers page of 50 (owner)",
+            tokens["owner"],
+            COMPUTERS,
+            {"first": 50, "status": ["NEVER_CONNECTED"]},
         ),
     ]
 
