@@ -16,8 +16,8 @@ from tortoise import Tortoise
 from server.domain import usage
 from server.domain.access import Scope
 from server.domain.errors import InvalidInput
-from server.models import Instance, StaticGroup, db
-from server.models.enums import GroupKind
+from server.domain.groups import all_group_path
+from server.models import Instance, db
 from server.settings import Settings
 
 
@@ -69,7 +69,7 @@ async def _instance_scope(instance_id: int | None) -> Scope | str:
             listed = ", ".join(map(str, ids[:20])) or "none"
             return f"name the instance with --instance (instances: {listed})"
         instance_id = ids[0]
-    top = await StaticGroup.get_or_none(instance_id=instance_id, kind=GroupKind.ALL)
-    if top is None:
+    path = await all_group_path(instance_id)
+    if path is None:
         return f"no instance {instance_id}"
-    return Scope.for_owner(instance_id, 0, top.path)
+    return Scope.for_owner(instance_id, 0, path)

@@ -16,9 +16,10 @@ from typing import Any
 from server.domain import global_ids
 from server.domain.access import Scope
 from server.domain.errors import DomainError
+from server.domain.groups import all_group_path
 from server.domain.listing import Listing, sql_in
 from server.models import AuditEntry, db
-from server.models.enums import Area, GroupKind, Level
+from server.models.enums import Area, Level
 
 SUCCESS = "SUCCESS"
 UNEXPECTED = "INTERNAL_ERROR"
@@ -80,13 +81,7 @@ async def record(
     if actor_email is None and actor is not None:
         actor_email = await db.fetch_value("SELECT email FROM console_user WHERE id = ?", [actor])
     if not group_path:
-        group_path = (
-            await db.fetch_value(
-                "SELECT path FROM static_group WHERE instance_id = ? AND kind = ?",
-                [instance, GroupKind.ALL.value],
-            )
-            or ""
-        )
+        group_path = await all_group_path(instance) or ""
     return await AuditEntry.create(
         instance_id=instance,
         actor_id=actor,

@@ -39,6 +39,7 @@ from server.domain import tree_paths
 from server.domain.access import Scope
 from server.models import Company, db
 from server.models.bulk import encode_ids, ids_source, insert_records
+from server.models.companies import top_group
 from server.models.enums import (
     CompanyType,
     ConnectionStatus,
@@ -449,7 +450,7 @@ async def _lock_top(instance_id: int) -> None:
     if db.is_postgres():
         await db.fetch(
             "SELECT s.group_id FROM subtree_count s JOIN static_group g ON g.id = s.group_id "
-            "WHERE g.instance_id = ? AND g.kind = 'all' FOR UPDATE OF s",
+            f"WHERE {top_group('g')} FOR UPDATE OF s",
             [instance_id],
         )
 
@@ -583,7 +584,7 @@ async def instance_held(instance_id: int) -> Counts:
     counts = Counts()
     for row in await db.fetch(
         f"SELECT {', '.join(f's.{c}' for c in COLUMNS)} FROM subtree_count s "
-        "JOIN static_group g ON g.id = s.group_id WHERE g.instance_id = ? AND g.kind = 'all'",
+        f"JOIN static_group g ON g.id = s.group_id WHERE {top_group('g')}",
         [instance_id],
     ):
         counts.add(row)

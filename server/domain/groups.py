@@ -12,6 +12,7 @@ from typing import Any
 from server.domain.access import ANYWHERE, Scope
 from server.domain.listing import Listing, Page, PageRequest, sql_in
 from server.models import StaticGroup, db
+from server.models.companies import top_group
 from server.models.enums import GroupKind
 
 _IN_TREE = f"g.kind <> '{GroupKind.SHARED_OBJECTS.value}'"
@@ -88,3 +89,11 @@ def roots_listing(scope: Scope) -> Listing[StaticGroup]:
 
 async def roots(scope: Scope) -> list[StaticGroup]:
     return await roots_listing(scope).rows()
+
+
+async def all_group_path(instance_id: int) -> str | None:
+    """The path of the instance's `All` group (None: no such instance), in one index probe."""
+    path = await db.fetch_value(
+        f"SELECT g.path FROM static_group g WHERE {top_group('g')}", [instance_id]
+    )
+    return str(path) if path is not None else None

@@ -28,6 +28,7 @@ from server.domain.reconcile_input import (
 )
 from server.models import db
 from server.models.bulk import encode_rows, rows_source
+from server.models.companies import top_group
 from server.models.enums import GroupKind, UnlinkReason
 from server.offload import computed
 
@@ -151,13 +152,13 @@ async def load(
         [ancestors, company, instance_id, ranges, company, instance_id],
     )
     companies = {row[0]: row for row in company_rows}
-    # the loaded companies' Shared Objects groups, the top two levels (All, Companies: the
-    # top's parent is NULL; `+instance_id` keeps SQLite on the parent's index) and the subtrees
+    # the loaded companies' Shared Objects groups, the top two levels (All, off its own index,
+    # and Companies) and the subtrees
     group_rows = await db.fetch_tuples(
         f"SELECT {GROUP_COLUMNS} FROM {rows_source(_ID)} CROSS JOIN static_group g "
         "WHERE g.company_id = x.id AND g.kind = ? "
         f"UNION ALL SELECT {GROUP_COLUMNS} FROM static_group t CROSS JOIN static_group g "
-        "WHERE t.parent_id IS NULL AND +t.instance_id = ? AND (g.id = t.id OR g.parent_id = t.id) "
+        f"WHERE {top_group('t')} AND (g.id = t.id OR g.parent_id = t.id) "
         f"AND g.kind <> ? UNION ALL SELECT {GROUP_COLUMNS} FROM {rows_source(_RANGE)} "
         "CROSS JOIN static_group g WHERE g.instance_id = ? AND g.path >= x.low "
         "AND g.path < x.high AND g.kind <> ?",

@@ -21,10 +21,11 @@ from server.domain.errors import (
     UpstreamFailed,
     UpstreamNotConnected,
 )
+from server.domain.groups import all_group_path
 from server.domain.instances import ALL_GROUP
 from server.domain.secrets import decrypt, encrypt
-from server.models import Instance, StaticGroup
-from server.models.enums import Area, GroupKind, Level
+from server.models import Instance
+from server.models.enums import Area, Level
 from server.settings import Settings
 from server.upstream import hosts
 from server.upstream.client import (
@@ -60,8 +61,8 @@ async def require_sync_write(scope: Scope | None, instance_id: int) -> None:
         return
     if scope.instance_id != instance_id:
         raise NotFound("no such instance")
-    group = await StaticGroup.get_or_none(instance_id=instance_id, kind=GroupKind.ALL)
-    scope.require(group.path if group else f"/{ALL_GROUP}/", Area.SYNC, Level.WRITE)
+    path = await all_group_path(instance_id)
+    scope.require(path or f"/{ALL_GROUP}/", Area.SYNC, Level.WRITE)
 
 
 def allowed_url(url: str, settings: Settings) -> tuple[str, str]:

@@ -18,6 +18,12 @@ PATH_LENGTH = 400
 SORT_KEY_LENGTH = 2000
 
 
+def top_group(alias: str) -> str:
+    """The condition keeping an instance's `All` group (`alias` a static_group; one `?`, the
+    instance), as its partial index spells it (migration 0018): one probe, whatever the size."""
+    return f"{alias}.instance_id = ? AND {alias}.kind = 'all'"
+
+
 class StaticGroup(Model):
     id = fields.IntField(primary_key=True)
     instance: fields.ForeignKeyRelation["Instance"] = fields.ForeignKeyField(

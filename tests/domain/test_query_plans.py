@@ -22,6 +22,7 @@ from server.domain import companies, computers, connections, customers, groups, 
 from server.domain.access import Scope, whole_instance
 from server.domain.listing import PageRequest
 from server.models import Company, Computer, StaticGroup, User, db
+from server.models.companies import top_group
 from server.models.enums import Area, ConnectionStatus, GroupKind, Level, Service
 from tests import factories
 from tests.agents.conftest import SETTINGS
@@ -400,6 +401,26 @@ async def test_a_usage_report_of_a_month_without_usage_walks_no_company(ledger):
         finally:
             await sqlite.set_progress_handler(None, 10)
         assert steps < companies, (steps, companies)
+
+
+async def test_an_instances_all_group_is_one_probe_of_its_own_index(instance):
+    # read by every filtered computers page, audit entry without a group and sync check: off
+    # the (instance_id, path) index, it read every group of the instance (17 ms at 100,000)
+    scope = instance["scope"]
+    sql = f"SELECT g.path FROM static_group g WHERE {top_group('g')}"
+    assert await groups.all_group_path(scope.instance_id) == await db.fetch_value(
+        "SELECT path FROM static_group WHERE instance_id = ? AND parent_id IS NULL",
+        [scope.instance_id],
+    )
+    plan = await _plan(sql, [scope.instance_id])
+    if not db.is_postgres():
+        details = "\n".join(plan)  # type: ignore[arg-type]
+        assert "USING INDEX idx_static_group_all (instance_id=?)" in details, details
+        return
+    nodes: list[dict[str, Any]] = plan  # type: ignore[assignment]
+    scans = [n for n in nodes if n.get("Relation Name") == "static_group"]
+    assert [n.get("Index Name") for n in scans] == ["idx_static_group_all"], scans
+    assert _read(nodes, "static_group") == 1, nodes
 
 
 async def test_group_roots_are_read_off_the_path_index_one_row_each(instance):
