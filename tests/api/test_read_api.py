@@ -328,6 +328,24 @@ async def test_computers_filter_by_group_status_and_search(client, tenant):
     assert (await run(search="PC-0-0"))["computers"]["totalCount"] == 2
 
 
+@pytest.mark.parametrize("few", [True, False], ids=["read-then-sorted", "name-walk"])
+async def test_a_status_filter_never_widens_a_viewers_computers(client, tenant, monkeypatch, few):
+    # either plan the instance's counters pick (`computers.narrow`): the scope still decides
+    from server.domain import computers
+
+    monkeypatch.setattr(computers, "SMALL_SUBTREE", 10**9 if few else -1)
+    owner, tree = tenant
+    customer = tree.all_customers[0]
+    viewer = await scoped_user(client, owner.instance_id, [await group_of(customer)])
+    mine = {global_ids.encode("Computer", pc.id) for pc in tree.computers[customer.id]}
+    query = """query($status: [ConnectionStatus!]) {
+        computers(first: 100, status: $status) { totalCount edges { node { id } } } }"""
+    for status in (["NEVER_CONNECTED"], ["NEVER_CONNECTED", "CONNECTED", "NOT_CONNECTED"]):
+        seen = (await client.query(query, {"status": status}, viewer.token))["computers"]
+        assert {e["node"]["id"] for e in seen["edges"]} == mine, status
+        assert seen["totalCount"] == len(mine)
+
+
 async def test_computer_counts_are_recursive_by_default(client, tenant):
     owner, tree = tenant
     data = await client.query(
