@@ -70,8 +70,8 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
     Bytes arriving meanwhile do not move the deadline. A request line and headers still
     incomplete past `max_header_bytes` get 431. A websocket, once upgraded, belongs to another
     protocol and escapes all three; its handshake is held to the connection cap like a plain
-    request. `warnings` (by HEADERS, BODY, HEADERS_TOO_LARGE) are the listener's, shared by its
-    connections."""
+    request. `warnings` (by HEADERS, BODY, HEADERS_TOO_LARGE, OVER_CAPACITY) are the listener's,
+    shared by its connections."""
 
     def __init__(
         self,

@@ -90,9 +90,9 @@ async def narrow(
     A page of statuses has two plans, as a subtree's has (`in_group`): walking the name index
     and keeping the computers of those statuses stops early when they are many, and reads up to
     the whole instance when they are few (a healthy fleet's NOT_CONNECTED ones: 89 ms for 51 of
-    1,000 in 1,000,000, measured on SQLite, up to a walk of all of them); reading them off the
-    check-in index and sorting costs what they are. The instance's counter row tells how many
-    they can be (`_at_most`)."""
+    1,000 in 1,000,000 on a synthetic SQLite table, up to a walk of all of them); reading them
+    off the check-in index and sorting costs what they are. The instance's counter row tells
+    how many they can be (`_at_most`)."""
     if duplicates is not None:
         listing.filter(f"m.duplicate_of_id IS {'NOT ' if duplicates else ''}NULL")
     if statuses is not None:
