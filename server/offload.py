@@ -1,7 +1,8 @@
 """Plain-Python work over a whole instance (a sync's snapshot: 100,000 companies, 200,000
 licenses) without holding up the worker's other requests: run off the event loop (`computed`),
-and out of the way of the cyclic garbage collector, whose collections would walk those objects
-again and again (`no_collection`, `no_full_collection`).
+begun early to run while the database works (`ahead`), and out of the way of the cyclic garbage
+collector, whose collections would walk those objects again and again (`no_collection`,
+`no_full_collection`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,23 @@ async def computed(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> 
     (up to a second each at 100,000 companies: the plan, the license rows, the counters'
     roll-up). What it builds is frozen out of the young collections till the sync's end."""
     return await asyncio.to_thread(_uncollected_call, function, *args, **kwargs)
+
+
+@contextmanager
+def ahead(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> Iterator[asyncio.Future[T]]:
+    """`computed(function, *args, **kwargs)` begun now, awaited later: a sync works out what it
+    writes next while the database runs its statements (two cores busy instead of one in turn:
+    a first sync of 100,000 companies spends about as long in each). The computation reads only
+    what it is given, never the database. Left before it is awaited (an error), its result is
+    dropped."""
+    future = asyncio.ensure_future(computed(function, *args, **kwargs))
+    try:
+        yield future
+    finally:
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()  # retrieved: an error the caller never awaited is not logged
 
 
 @contextmanager

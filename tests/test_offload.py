@@ -90,3 +90,43 @@ async def test_what_a_computation_of_a_sync_builds_is_frozen_until_the_sync_ends
         built = await offload.computed(lambda: [{"row": n} for n in range(1_000)])
         assert gc.get_freeze_count() >= len(built)
     assert gc.get_freeze_count() == 0
+
+
+async def test_a_computation_begun_ahead_runs_while_the_caller_awaits_something_else() -> None:
+    released = asyncio.Event()
+    waited = threading.Event()
+
+    def computation() -> str:
+        # waits for the caller's await below to have begun: never, if `ahead` ran it only
+        # when awaited
+        return "rows" if waited.wait(timeout=10) else "not meanwhile"
+
+    async def statement() -> None:
+        waited.set()
+        await released.wait()
+
+    with offload.ahead(computation) as rows:
+        asyncio.get_running_loop().call_later(0.01, released.set)
+        await statement()
+        assert await rows == "rows"
+
+
+async def test_a_computation_left_before_it_is_awaited_is_dropped_unreported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def failing() -> None:
+        raise ValueError("bad row")
+
+    with pytest.raises(RuntimeError, match="statement failed"), offload.ahead(failing) as begun:
+        raise RuntimeError("statement failed")  # before the computation is awaited
+    await asyncio.wait([begun])
+    assert begun.cancelled()
+    with offload.ahead(failing) as finished, pytest.raises(ValueError, match="bad row"):
+        await finished
+    with offload.ahead(failing) as unawaited:
+        await asyncio.wait([unawaited])  # done, its error never awaited by the caller
+    del begun, finished, unawaited
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "exception was never retrieved" not in caplog.text
+    assert gc.isenabled()

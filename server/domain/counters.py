@@ -9,10 +9,10 @@ and once more in its own group's `own_computers` (a license in its company's gro
 action shifts the rows of its path (`shift`, one upsert), an enrolment, removal, resolution,
 announced connection transition or license change those of its groups' paths (`shift_held`,
 one upsert), the sync moves the counts of the companies it wrote and what the groups it moved
-hold (`placed` and `group_paths` before its writes, then `relocate`: one upsert, whatever the
-size of the tree), and `msp-console recount` recounts an instance (`recount`: one read of the
-companies, what groups hold rolled up from the `own_` columns, only the rows that differ
-written).
+hold (`placed` and `group_paths` before its writes, `relocation` worked out while it writes its
+licenses, then `relocate`: one upsert, whatever the size of the tree), and `msp-console
+recount` recounts an instance (`recount`: one read of the companies, what groups hold rolled up
+from the `own_` columns, only the rows that differ written).
 Reads (`Totals` for a viewer) then cost one row per minimal scope prefix, however large the
 tree.
 
@@ -207,7 +207,7 @@ class _Deltas:
         """Add `delta` to `column` of the row of `path`'s group alone."""
         _gather(self.owned, (instance_id, path), column, delta)
 
-    def _roll_up(self) -> None:
+    def roll_up(self) -> None:
         """Each path's deltas to its group's row, then to its parent's path, deepest first: the
         rows above many changed groups (a first sync's) are added to once per child path, not
         once per company below them, and each path is split once, whatever its columns."""
@@ -234,7 +234,7 @@ class _Deltas:
 
     def _rows(self, new: Collection[int]) -> tuple[list[tuple[Any, ...]], list[dict[str, int]]]:
         """The rows of `new` groups to insert, and the other rows' changes to add."""
-        self._roll_up()
+        self.roll_up()
         rows = [row for row in self.rows.values() if any(row[c] for c in STORED)]
         fresh = [tuple(map(row.get, _NAMES)) for row in rows if row["group_id"] in new]
         return fresh, [row for row in rows if row["group_id"] not in new]
@@ -314,45 +314,45 @@ async def _follow_moved_groups(moves: list[Held]) -> None:
     await _held_deltas(moved).write()
 
 
-async def license_held(
-    instance_id: int,
-    moves: Iterable[tuple[int, Mapping[str, Any], int]],
-    known: Mapping[int, str],
-) -> list[Held]:
-    """The `Held` moves of (company id, license row with `seats`, `activated` and `state`, +1
-    added or -1 taken away) for each license a sync wrote or removed, along its company's path
-    as it is now: `known` paths (company id: path), the others read in one statement. Summed
-    off the event loop (a first sync adds 200,000)."""
-    held = await computed(_license_sums, moves)
-    missing = {company_id for company_id, _ in held if company_id not in known}
-    paths = dict(
-        await db.fetch_tuples(
-            f"SELECT id, path FROM company WHERE id IN ({ids_source()})", [encode_ids(missing)]
-        )
-        if missing
-        else ()
+LicenseMoves = Iterable[tuple[int, Mapping[str, Any], int]]
+"""(company id, license row with `seats`, `activated` and `state`, +1 added or -1 taken away)
+for each license a sync wrote or removed."""
+
+
+async def license_paths(moves: LicenseMoves, known: Collection[int]) -> dict[int, str]:
+    """The paths of the companies of license `moves` but those `known` (whose paths the caller
+    has), read in one statement."""
+    missing = await computed(_unknown, moves, known)
+    if not missing:
+        return {}
+    rows = await db.fetch_tuples(
+        f"SELECT id, path FROM company WHERE id IN ({ids_source()})", [encode_ids(missing)]
     )
-    return await computed(_license_moves, instance_id, held, known, paths)
+    return dict(rows)
 
 
-def _license_sums(
-    moves: Iterable[tuple[int, Mapping[str, Any], int]],
-) -> Counter[tuple[int, str]]:
-    """Seats and activations of the licenses in force, summed per company: fewer moves."""
+def _unknown(moves: LicenseMoves, known: Collection[int]) -> set[int]:
+    return {company_id for company_id, _, _ in moves if company_id not in known}
+
+
+async def license_held(
+    instance_id: int, moves: LicenseMoves, known: Mapping[int, str]
+) -> list[Held]:
+    """The `Held` moves of license `moves` along their companies' paths as they are now:
+    `known` paths, the others read. Summed off the event loop (a first sync adds 200,000)."""
+    paths = await license_paths(moves, known)
+    return await computed(_license_held, instance_id, moves, known, paths)
+
+
+def _license_held(
+    instance_id: int, moves: LicenseMoves, known: Mapping[int, str], paths: Mapping[int, str]
+) -> list[Held]:
+    """Seats and activations of the licenses in force, summed per company (fewer moves)."""
     held: Counter[tuple[int, str]] = Counter()
     for company_id, row, sign in moves:
         if row["state"] == IN_FORCE.value:
             held[(company_id, SEATS)] += sign * int(row[SEATS])
             held[(company_id, ACTIVATED)] += sign * int(row[ACTIVATED])
-    return held
-
-
-def _license_moves(
-    instance_id: int,
-    held: Mapping[tuple[int, str], int],
-    known: Mapping[int, str],
-    paths: Mapping[int, str],
-) -> list[Held]:
     return [
         (instance_id, known.get(company_id) or paths[company_id], column, delta)
         for (company_id, column), delta in held.items()
@@ -396,25 +396,46 @@ async def group_paths(group_ids: Collection[int]) -> dict[int, str]:
     return {row[0]: row[1] for row in rows}
 
 
-async def relocate(
+def relocation(
     instance_id: int,
     before: Placed,
     after: Placed,
+    licenses: LicenseMoves = (),
+    paths: Mapping[int, str] | None = None,
+) -> _Deltas:
+    """A sync's deltas, rolled up (plain Python over the whole instance in a first sync: for
+    `computed` or `ahead`): companies moved from where they counted `before` to `after` (none
+    for new companies), and what its license writes changed (`licenses`, along the paths of
+    their companies as they are now: `after`'s, else `paths`, see `license_paths`)."""
+    known = {company_id: path for company_id, (path, _) in after.items()}
+    held = _license_held(instance_id, licenses, known, paths or {})
+    deltas = _held_deltas(held)
+    for company_id in before.keys() | after.keys():
+        was, now = before.get(company_id), after.get(company_id)
+        if was == now:
+            continue
+        if was is not None:
+            deltas.along(instance_id, *was, -1)
+        if now is not None:
+            deltas.along(instance_id, *now, 1)
+    deltas.roll_up()
+    return deltas
+
+
+async def relocate(
+    instance_id: int,
+    deltas: _Deltas,
     groups_before: Mapping[int, str],
     groups_after: Mapping[int, str],
-    held: Iterable[Held] = (),
     new_groups: Collection[int] = (),
 ) -> None:
-    """Move companies' counts from where they were (`before`, none for new companies) to where
-    they are (`after`), and what each group holds from its path `groups_before` to its path
-    `groups_after`, and add what the sync's own writes changed of it (`held`, along the paths
-    as they are now: the licenses'), in one upsert: for a sync that moved, added, unlinked or
-    retyped a few companies, instead of a `recount` of all of them. What the groups hold is
-    read under the top row's lock, after the sync's other writes: a shift along a path read
-    earlier then either came first (and moves with the rest) or waits, and follows the group.
-    (`held` is not in the stored rows yet, so it is not moved twice.) `new_groups`: the groups
-    the sync inserted, whose rows are inserted whole."""
-    deltas = await computed(_placed_deltas, instance_id, before, after, held)
+    """Write a sync's `relocation`, and move what each group holds from its path
+    `groups_before` to its path `groups_after`, in one upsert: for a sync that moved, added,
+    unlinked or retyped a few companies, instead of a `recount` of all of them. What the groups
+    hold is read under the top row's lock, after the sync's other writes: a shift along a path
+    read earlier then either came first (and moves with the rest) or waits, and follows the
+    group. (The licenses' moves are not in the stored rows yet, so they are not moved twice.)
+    `new_groups`: the groups the sync inserted, whose rows are inserted whole."""
     moved = {
         group_id: (path, groups_after[group_id])
         for group_id, path in groups_before.items()
@@ -428,22 +449,6 @@ async def relocate(
                 deltas.along(instance_id, was_at, column, -own[group_id][own_column])
                 deltas.along(instance_id, now_at, column, own[group_id][own_column])
     await deltas.write(new_groups, large=True)
-
-
-def _placed_deltas(
-    instance_id: int, before: Placed, after: Placed, held: Iterable[Held]
-) -> _Deltas:
-    """`held`, and the companies moved from where they counted `before` to `after`."""
-    deltas = _held_deltas(held)
-    for company_id in before.keys() | after.keys():
-        was, now = before.get(company_id), after.get(company_id)
-        if was == now:
-            continue
-        if was is not None:
-            deltas.along(instance_id, *was, -1)
-        if now is not None:
-            deltas.along(instance_id, *now, 1)
-    return deltas
 
 
 async def _lock_top(instance_id: int) -> None:

@@ -195,47 +195,49 @@ def compared_licenses(instance_id: int, compared: Collection[int]) -> tuple[str,
 
 
 @dataclass(slots=True)
-class _Listed:
-    """What the listings ask of the companies whose listing is compared (`stale`): every license
-    key they list, as the console must hold it (`_wanted`)."""
+class Listed:
+    """What the listings ask of the companies whose listing is compared (`stale`: public id to
+    company id): every license key they list, as the console must hold it (`_wanted`)."""
 
-    stale: list[str]
+    stale: dict[str, int]
     wanted: dict[str, tuple[Any, ...]]
 
 
-def _listed(
+def listed(
     listing: Mapping[str, Sequence[UpstreamLicense]],
     companies: Mapping[str, tuple[int, str | None]],
     digests: Mapping[str, str],
     inserted: Collection[str],
-) -> _Listed:
-    stale = [
-        public_id
+) -> Listed:
+    """The listings of the companies `inserted` by the sync and of those whose kept digest
+    (`companies`: public id to id and kept digest) differs from theirs. Plain Python over every
+    listing (200,000 licenses in a first sync): for `computed` or `ahead`."""
+    stale = {
+        public_id: companies[public_id][0]
         for public_id, digest in digests.items()
         if public_id in inserted
         or ((held := companies.get(public_id)) is not None and held[1] != digest)
-    ]
+    }
     wanted: dict[str, tuple[Any, ...]] = {}
-    for public_id in stale:
-        company_id = companies[public_id][0]
+    for public_id, company_id in stale.items():
         for license in listing[public_id]:
             wanted[license.public_license_key] = _wanted(license, company_id)
-    return _Listed(stale, wanted)
+    return Listed(stale, wanted)
 
 
 @dataclass(slots=True)
 class _Compared:
-    """The listed licenses against those stored (`current`, by key): keys to insert, rows to
-    rewrite and to delete, the companies a license moved away from, and the counters' moves of
-    the rewritten and deleted (`LicenseChanges.held`)."""
+    """The listed licenses against those stored: keys to insert, rows to rewrite and to
+    delete, the companies a license moved away from, the counters' moves of the rewritten and
+    deleted (`LicenseChanges.held`), and the companies whose licenses change (where keys are
+    added, deleted or rewritten, a moved key on both sides): only their usage lines change."""
 
-    current: dict[str, dict[str, Any]]
     new_keys: list[str]
-    changed_keys: list[str]
     changed: list[dict[str, Any]]
     gone: list[dict[str, Any]]
     left: set[int]
     held: list[tuple[int, dict[str, Any], int]]
+    touched: set[int]
 
 
 def _compare(
@@ -253,7 +255,10 @@ def _compare(
     held += [(row["company_id"], row, 1) for row in changed]
     # a company a license moved away from no longer holds the listing its digest says
     left = {current[key]["company_id"] for key in wanted if key in current} - compared
-    return _Compared(current, new_keys, changed_keys, changed, gone, left, held)
+    touched = {wanted[key][0] for key in (*new_keys, *changed_keys)}
+    touched.update(current[key]["company_id"] for key in changed_keys)
+    touched.update(row["company_id"] for row in gone)
+    return _Compared(new_keys, changed, gone, left, held, touched)
 
 
 def _records(
@@ -271,69 +276,85 @@ def _records(
     return records, _added(wanted[key] for key in new_keys)
 
 
-async def apply_licenses(
+@dataclass(slots=True)
+class LicenseWrites:
+    """The writes that make the licenses match the listings (`prepare`), and what they change
+    (`changes`): worked out before they are written (`write`), so that the sync can work out
+    its counters while the database takes the day's usage snapshot (`snapshot`)."""
+
+    changes: LicenseChanges
+    new: list[tuple[Any, ...]] = field(default_factory=list)  # rows in `_NEW` order
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    gone: list[dict[str, Any]] = field(default_factory=list)
+    digests: list[dict[str, Any]] = field(default_factory=list)  # `_DIGEST_ROW`s
+    touched: set[int] = field(default_factory=set)  # whose usage lines change
+
+    async def write(self, instance_id: int, now: dt.datetime) -> None:
+        """At most one INSERT, UPDATE and DELETE of licenses, and one UPDATE of the companies'
+        listing digests."""
+        if self.new:
+            await insert_records("license", _NEW, self.new)
+        if self.changed:
+            await db.execute(
+                "UPDATE license SET company_id = x.company_id, product_code = x.product_code, "
+                "product_name = x.product_name, seats = x.seats, activated = x.activated, "
+                f"state = x.state, trial = x.trial, expires_at = {_expiry_sql('x.expires_at')}, "
+                f"search_text = x.search_text, updated_at = ? FROM {rows_source(_ROW)} "
+                "WHERE license.id = x.id",
+                [now, encode_rows(self.changed)],
+            )
+        if self.gone:
+            await db.execute(
+                f"DELETE FROM license WHERE instance_id = ? AND id IN ({ids_source()})",
+                [instance_id, encode_ids(row["id"] for row in self.gone)],
+            )
+        if self.digests:
+            await update_rows("company", _DIGEST_ROW, self.digests, {})
+
+    async def snapshot(self, instance_id: int, now: dt.datetime) -> None:
+        """The day's usage snapshot after `write`: only the lines of the companies whose
+        licenses it changed are rewritten, when the day has a snapshot already."""
+        await usage.record_snapshot(instance_id, now, changed=self.touched)
+
+
+async def prepare(
     instance_id: int,
     listing: Mapping[str, Sequence[UpstreamLicense]],
-    companies: Mapping[str, tuple[int, str | None]],
+    stale: Listed,
     digests: Mapping[str, str],
     now: dt.datetime,
     inserted: Collection[str] = (),
-) -> LicenseChanges:
-    """Make the licenses of the companies in `listing` (by public id) match it, then take the
-    day's usage snapshot. `digests` are the listings' `listing_digests`; `companies` the
-    (id, license digest kept) of at least every listed company whose kept digest may differ
-    (one left out holds its listing already). Call inside the sync's transaction, after its
-    companies are written (those `inserted` with their digests). The comparisons run off the
-    event loop (`computed`): a first sync lists 200,000 licenses."""
-    changes = LicenseChanges(seen=sum(map(len, listing.values())))
-    listed = await computed(_listed, listing, companies, digests, inserted)
-    stale, wanted = listed.stale, listed.wanted
-    if not stale:
-        await usage.record_snapshot(instance_id, now, changed=())
-        return changes
+) -> LicenseWrites:
+    """The writes that make the licenses of the companies in `listing` (by public id) match
+    it: `stale` are the `listed` ones whose licenses may differ (a company left out holds its
+    listing already), `digests` the listings' `listing_digests`. Reads the licenses it
+    compares (inside the sync's transaction, after its companies are written: those `inserted`
+    with their digests); the comparisons run off the event loop."""
+    writes = LicenseWrites(LicenseChanges(seen=sum(map(len, listing.values()))))
+    wanted = stale.wanted
+    if not stale.stale:
+        return writes
     # a company inserted by this sync holds no license yet: nothing of it to read
-    compared = {companies[p][0] for p in stale if p not in inserted}
+    compared = {company_id for p, company_id in stale.stale.items() if p not in inserted}
     rows = await db.fetch(*compared_licenses(instance_id, compared))
     diff = await computed(_compare, wanted, rows, compared)
-    current, new_keys, changed_keys = diff.current, diff.new_keys, diff.changed_keys
-    changed, gone = diff.changed, diff.gone
+    changes = writes.changes
     changes.held += diff.held
-    if new_keys:
-        ids = (await reserve_ids({"license": len(new_keys)}))["license"]
-        records, added = await computed(_records, wanted, new_keys, ids, (instance_id, now, now))
+    if diff.new_keys:
+        ids = (await reserve_ids({"license": len(diff.new_keys)}))["license"]
+        fixed = (instance_id, now, now)
+        writes.new, added = await computed(_records, wanted, diff.new_keys, ids, fixed)
         changes.held += added
-        await insert_records("license", _NEW, records)
-        changes.created = len(new_keys)
+        changes.created = len(ids)
         changes.changed_ids += ids
-    if changed:
-        await db.execute(
-            "UPDATE license SET company_id = x.company_id, product_code = x.product_code, "
-            "product_name = x.product_name, seats = x.seats, activated = x.activated, "
-            f"state = x.state, trial = x.trial, expires_at = {_expiry_sql('x.expires_at')}, "
-            f"search_text = x.search_text, updated_at = ? FROM {rows_source(_ROW)} "
-            "WHERE license.id = x.id",
-            [now, encode_rows(changed)],
-        )
-        changes.updated = len(changed)
-        changes.changed_ids += [row["id"] for row in changed]
-    if gone:
-        await db.execute(
-            f"DELETE FROM license WHERE instance_id = ? AND id IN ({ids_source()})",
-            [instance_id, encode_ids(row["id"] for row in gone)],
-        )
-        changes.removed = len(gone)
-    kept = [
-        {"id": companies[public_id][0], "license_digest": digests[public_id]}
-        for public_id in stale
+    writes.changed, writes.gone = diff.changed, diff.gone
+    changes.updated, changes.removed = len(diff.changed), len(diff.gone)
+    changes.changed_ids += [row["id"] for row in diff.changed]
+    writes.digests = [
+        {"id": company_id, "license_digest": digests[public_id]}
+        for public_id, company_id in stale.stale.items()
         if public_id not in inserted  # inserted with it
     ]
-    kept += [{"id": company_id, "license_digest": None} for company_id in diff.left]
-    if kept:
-        await update_rows("company", _DIGEST_ROW, kept, {})
-    # whose licenses changed: where keys were added, deleted, or rewritten (a moved key on both
-    # sides): only their usage lines change
-    touched = {wanted[key][0] for key in (*new_keys, *changed_keys)}
-    touched.update(current[key]["company_id"] for key in changed_keys)
-    touched.update(row["company_id"] for row in gone)
-    await usage.record_snapshot(instance_id, now, changed=touched)
-    return changes
+    writes.digests += [{"id": company_id, "license_digest": None} for company_id in diff.left]
+    writes.touched = diff.touched
+    return writes

@@ -16,11 +16,18 @@ and when none differs, that one statement shows that nothing but licenses can ha
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from server.domain import counters, reconcile_scope
-from server.domain.license_reconcile import apply_licenses, listing_digests
+from server.domain.license_reconcile import (
+    LicenseWrites,
+    Listed,
+    listed,
+    listing_digests,
+    prepare,
+)
 from server.domain.reconcile_input import CompanyRow, GroupRow, Wanted
 from server.domain.reconcile_plan import Changes, Plan, Planner, users_to_disable
 from server.models import db
@@ -34,7 +41,7 @@ from server.models.bulk import (
     update_rows,
 )
 from server.models.enums import CompanyType, SetupState, UnlinkReason
-from server.offload import computed
+from server.offload import ahead, computed
 from server.upstream.licenses import UpstreamLicense
 
 __all__ = ["Changes", "Hook", "apply_snapshot"]
@@ -189,7 +196,9 @@ async def apply_snapshot(
 ) -> Changes:
     """Make the instance's trees (and, given them, the licenses of the companies read, with
     the day's usage snapshot: `license_reconcile`) match the companies a snapshot asks for
-    (`wanted_companies`, which checked them), all or nothing."""
+    (`wanted_companies`, which checked them), all or nothing. What is written next is worked
+    out while the database writes (`ahead`): the license comparison during the company and
+    group rows, the counters' deltas during the usage snapshot."""
     digests = await computed(listing_digests, licenses) if licenses is not None else {}
     writer = _Writer(instance_id, now or dt.datetime.now(dt.UTC), after_first_write)
     async with db.transaction():
@@ -199,42 +208,46 @@ async def apply_snapshot(
         if not changed:  # nothing to plan: only the licenses may have changed
             changes = Changes()
             if licenses is not None:
-                changes.licenses = await apply_licenses(
-                    instance_id, licenses, held, digests, writer.now
-                )
+                stale = await computed(listed, licenses, held, digests, ())
+                licensed = await prepare(instance_id, licenses, stale, digests, writer.now)
+                await licensed.write(instance_id, writer.now)
+                await licensed.snapshot(instance_id, writer.now)
+                changes.licenses = licensed.changes
                 await counters.shift_licenses(instance_id, changes.licenses.held)
             return changes
         companies, groups = await reconcile_scope.load(instance_id, wanted, changed)
         planner = await computed(_planner, wanted, companies, groups, changed)
         needed = planner.ids_needed()
         ids = await reserve_ids(needed) if any(needed.values()) else {}
-        plan = await computed(_planned, planner, ids, digests)
-        rewritten = [row["id"] for row in plan.changed_companies]
-        rewritten += [company.id for company in (*plan.unlink, *plan.relink)]
-        before = await counters.placed(instance_id, rewritten, lock=True)
-        moved_groups = {row["id"]: row["path"] for row in plan.changed_groups}
-        groups_before = await counters.group_paths(moved_groups)
-        await writer.rows(plan)
-        await writer.unlink(plan.unlink, plan.changes)
-        await writer.relink(plan.relink)
+        planned = await computed(_planned, planner, ids, digests)
+        plan = planned.plan
+        before = await counters.placed(instance_id, planned.rewritten, lock=True)
+        groups_before = await counters.group_paths(planned.moved_groups)
+        with ahead(_listed, licenses or {}, held, planner, digests, planned.inserted) as listing:
+            await writer.rows(plan)
+            await writer.unlink(plan.unlink, plan.changes)
+            await writer.relink(plan.relink)
+            stale = await listing
+        writes: LicenseWrites | None = None
         if licenses is not None:
-            plan.changes.licenses = await apply_licenses(
-                instance_id,
-                licenses,
-                held | {c.public_id: (c.id, c.license_digest) for c in planner.companies.values()},
-                digests,
-                writer.now,
-                inserted={row["public_id"] for row in plan.new_companies},
+            writes = await prepare(
+                instance_id, licenses, stale, digests, writer.now, planned.inserted
             )
-        after = await counters.placed(instance_id, rewritten)
-        after.update(_placed_new(plan))
-        paths = {company_id: path for company_id, (path, _) in after.items()}
-        seats = await counters.license_held(instance_id, plan.changes.licenses.held, paths)
+            plan.changes.licenses = writes.changes
+            await writes.write(instance_id, writer.now)
         # the subtree counters follow, the licenses' along the paths as they are now
-        new_groups = {row["id"] for row in plan.new_groups}
-        await counters.relocate(
-            instance_id, before, after, groups_before, moved_groups, seats, new_groups
-        )
+        after = await counters.placed(instance_id, planned.rewritten)
+        after.update(planned.placed_new)
+        moves = plan.changes.licenses.held
+        paths = await counters.license_paths(moves, after)
+        # worked out while the database takes the usage snapshot: a statement of its own (the
+        # COPY of the licenses needs the interpreter to encode their rows)
+        with ahead(counters.relocation, instance_id, before, after, moves, paths) as deltas:
+            if writes is not None:
+                await writes.snapshot(instance_id, writer.now)
+            await counters.relocate(
+                instance_id, await deltas, groups_before, planned.moved_groups, planned.new_groups
+            )
         return plan.changes
 
 
@@ -252,12 +265,48 @@ def _planner(
     return planner
 
 
-def _planned(planner: Planner, ids: Mapping[str, list[int]], digests: Mapping[str, str]) -> Plan:
+@dataclass(slots=True)
+class _Planned:
+    """A plan, and what the apply reads of it (worked out with it, off the event loop)."""
+
+    plan: Plan
+    rewritten: list[int]  # the companies whose place in the counters may change
+    moved_groups: dict[int, str]  # group id: its new path
+    new_groups: set[int]
+    inserted: set[str]  # the public ids of the new companies
+    placed_new: counters.Placed  # where the new companies count
+
+
+def _planned(
+    planner: Planner, ids: Mapping[str, list[int]], digests: Mapping[str, str]
+) -> _Planned:
     """The plan, its new companies holding their license listings' digests."""
     plan = planner.plan(ids)
     for row in plan.new_companies:
         row["license_digest"] = digests.get(row["public_id"])
-    return plan
+    rewritten = [row["id"] for row in plan.changed_companies]
+    rewritten += [company.id for company in (*plan.unlink, *plan.relink)]
+    return _Planned(
+        plan,
+        rewritten,
+        {row["id"]: row["path"] for row in plan.changed_groups},
+        {row["id"] for row in plan.new_groups},
+        {row["public_id"] for row in plan.new_companies},
+        _placed_new(plan),
+    )
+
+
+def _listed(
+    licenses: Mapping[str, Sequence[UpstreamLicense]],
+    held: Mapping[str, tuple[int, str | None]],
+    planner: Planner,
+    digests: Mapping[str, str],
+    inserted: Collection[str],
+) -> Listed:
+    """The listings to compare (`license_reconcile.listed`): of the companies planned (loaded
+    or new) and of the others as held."""
+    planned = {c.public_id: (c.id, c.license_digest) for c in planner.companies.values()}
+    return listed(licenses, {**held, **planned}, digests, inserted)
 
 
 def _placed_new(plan: Plan) -> counters.Placed:

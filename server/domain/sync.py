@@ -32,7 +32,7 @@ from server.events import EventBus
 from server.models import SyncRun, db, locks
 from server.models.enums import SyncState
 from server.observability import SYNC_RUNS
-from server.offload import computed, no_full_collection
+from server.offload import ahead, computed, no_full_collection
 from server.settings import Settings
 from server.upstream.client import UpstreamError
 from server.upstream.licenses import fetch_licenses
@@ -147,8 +147,7 @@ async def execute(
                     await update(run, bus, on_progress, licenses_seen=seen)
 
                 # the companies are built while the license reads are awaited
-                building = asyncio.ensure_future(computed(wanted_companies, snapshot, checked=True))
-                try:
+                with ahead(wanted_companies, snapshot, checked=True) as building:
                     licenses = await fetch_licenses(
                         client,
                         [company.public_id for company in snapshot.companies],
@@ -156,8 +155,6 @@ async def execute(
                         on_progress=read,
                     )
                     wanted = await building
-                finally:
-                    building.cancel()
             await update(run, bus, on_progress, phase=APPLY, companies_seen=len(snapshot.companies))
             changes = await reconcile.apply_snapshot(
                 instance.id, wanted, after_first_write=after_first_write, licenses=licenses
