@@ -320,22 +320,22 @@ class LicenseWrites:
 async def prepare(
     instance_id: int,
     listing: Mapping[str, Sequence[UpstreamLicense]],
-    stale: Listed,
+    asked: Listed,
     digests: Mapping[str, str],
     now: dt.datetime,
     inserted: Collection[str] = (),
 ) -> LicenseWrites:
     """The writes that make the licenses of the companies in `listing` (by public id) match
-    it: `stale` are the `listed` ones whose licenses may differ (a company left out holds its
+    it: `asked` are the `listed` ones whose licenses may differ (a company left out holds its
     listing already), `digests` the listings' `listing_digests`. Reads the licenses it
     compares (inside the sync's transaction, after its companies are written: those `inserted`
     with their digests); the comparisons run off the event loop."""
     writes = LicenseWrites(LicenseChanges(seen=sum(map(len, listing.values()))))
-    wanted = stale.wanted
-    if not stale.stale:
+    wanted = asked.wanted
+    if not asked.stale:
         return writes
     # a company inserted by this sync holds no license yet: nothing of it to read
-    compared = {company_id for p, company_id in stale.stale.items() if p not in inserted}
+    compared = {company_id for p, company_id in asked.stale.items() if p not in inserted}
     rows = await db.fetch(*compared_licenses(instance_id, compared))
     diff = await computed(_compare, wanted, rows, compared)
     changes = writes.changes
@@ -352,7 +352,7 @@ async def prepare(
     changes.changed_ids += [row["id"] for row in diff.changed]
     writes.digests = [
         {"id": company_id, "license_digest": digests[public_id]}
-        for public_id, company_id in stale.stale.items()
+        for public_id, company_id in asked.stale.items()
         if public_id not in inserted  # inserted with it
     ]
     writes.digests += [{"id": company_id, "license_digest": None} for company_id in diff.left]

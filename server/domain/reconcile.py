@@ -208,8 +208,8 @@ async def apply_snapshot(
         if not changed:  # nothing to plan: only the licenses may have changed
             changes = Changes()
             if licenses is not None:
-                stale = await computed(listed, licenses, held, digests, ())
-                licensed = await prepare(instance_id, licenses, stale, digests, writer.now)
+                asked = await computed(listed, licenses, held, digests, ())
+                licensed = await prepare(instance_id, licenses, asked, digests, writer.now)
                 await licensed.write(instance_id, writer.now)
                 await licensed.snapshot(instance_id, writer.now)
                 changes.licenses = licensed.changes
@@ -227,11 +227,11 @@ async def apply_snapshot(
             await writer.rows(plan)
             await writer.unlink(plan.unlink, plan.changes)
             await writer.relink(plan.relink)
-            stale = await listing
+            asked = await listing
         writes: LicenseWrites | None = None
         if licenses is not None:
             writes = await prepare(
-                instance_id, licenses, stale, digests, writer.now, planned.inserted
+                instance_id, licenses, asked, digests, writer.now, planned.inserted
             )
             plan.changes.licenses = writes.changes
             await writes.write(instance_id, writer.now)
