@@ -4,8 +4,9 @@ databases the sort keys written before 0011 come out in its form, in the same tr
 the usage ledger has 0013's index in place of the one it covers, 0015 counts the
 protected computers and the seats of the licenses already there, 0016 gives licenses and
 usage lines one key to their company within its instance (keeping every row, column, index and
-key counter, and reversibly), and the migrations build the models as they are
-(`makemigrations` would write nothing).
+key counter, and reversibly), 0019 has PostgreSQL's unique key of a company's public id carry
+the fingerprints a sync reads in place of a second index (reversibly; SQLite keeps both), and
+the migrations build the models as they are (`makemigrations` would write nothing).
 
 A fresh database (PostgreSQL on the suite's server or the local default; a SQLite file),
 migrated in a process of its own, so this process's ORM is left alone."""
@@ -588,3 +589,50 @@ async def reverse_company_keys(url: str) -> None:
 def test_0016_reversed_gives_back_the_keys_and_tables_of_0015(empty_database: str) -> None:
     migrated = in_own_process("reverse_company_keys", empty_database)
     assert migrated["back"] == migrated["at_0015"]
+
+
+async def company_shapes(url: str) -> None:
+    """Migrate `url` to 0018, to the end and back to 0018, printing the company table's shape at
+    each step (as JSON)."""
+    config = db.tortoise_config(url)
+    shapes: dict[str, Any] = {}
+    for step, target in (
+        ("at_0018", "models.0018_all_group_index"),
+        ("end", None),
+        ("back", "models.0018_all_group_index"),
+    ):
+        await migrate(config=config, target=target)
+        await Tortoise.close_connections()
+        await Tortoise.init(config=config)
+        try:
+            shapes[step] = await _shape("company")
+        finally:
+            await Tortoise.close_connections()
+    print(json.dumps(shapes, default=str))
+
+
+def test_0019_has_postgresqls_company_key_carry_the_fingerprints_instead_of_an_index(
+    empty_database: str,
+) -> None:
+    shapes = in_own_process("company_shapes", empty_database)
+    assert shapes["back"] == shapes["at_0018"]
+    if not empty_database.startswith("postgres"):
+        assert shapes["end"] == shapes["at_0018"]  # no INCLUDE there: both indexes stay
+        return
+
+    def on_public_id(step: str) -> list[str]:
+        """The step's indexes that hold the public id: unique or not, and their columns."""
+        return sorted(
+            ("UNIQUE " if " UNIQUE " in d else "") + d.split(" USING btree ", 1)[1]
+            for index in shapes[step]["indexes"]
+            if "public_id" in (d := index["indexdef"])
+        )
+
+    assert on_public_id("at_0018") == [
+        "(instance_id, public_id, upstream_digest, license_digest, unlink_reason, id)",
+        "UNIQUE (instance_id, public_id)",
+    ]
+    assert on_public_id("end") == [
+        "UNIQUE (instance_id, public_id) "
+        "INCLUDE (upstream_digest, license_digest, unlink_reason, id)"
+    ]

@@ -98,7 +98,9 @@ class Company(Model):
             ("instance_id", "sort_key", "id"),
             ("instance_id", "type", "sort_name", "id"),
             ("parent_id", "sort_key", "id"),
-            # all a sync that changed nothing reads (`reconcile.apply_snapshot`)
+            # all a sync that changed nothing reads (`reconcile_scope.differing`); SQLite's
+            # only: on PostgreSQL the unique key above includes these columns instead (INCLUDE,
+            # migration 0019, which Tortoise cannot declare), one index fewer to write
             (
                 "instance_id",
                 "public_id",
