@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from server.domain import counters, reconcile_scope
+from server.domain.instances import keep_from_removal
 from server.domain.license_reconcile import apply_licenses, listing_digests
 from server.domain.reconcile_input import CompanyRow, GroupRow, Wanted
 from server.domain.reconcile_plan import Changes, Plan, Planner, users_to_disable
@@ -196,6 +197,8 @@ async def apply_snapshot(
         found = await reconcile_scope.differing(instance_id, wanted, digests)
         held = {d.public_id: (d.id, d.license_digest) for d in found if d.id is not None}
         changed = [d for d in found if d.row]
+        if changed or licenses is not None:  # something to write: before any row is locked
+            await keep_from_removal(instance_id)
         if not changed:  # nothing to plan: only the licenses may have changed
             changes = Changes()
             if licenses is not None:
