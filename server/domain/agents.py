@@ -221,14 +221,18 @@ _RETURNED = (
     "id", "instance_id", "agent_token_hash", "name", "os", "agent_version", "protection_status",
     "announced_status",
 )  # fmt: skip
+# The computers locked in id order, as an instance's removal deletes them: in the order of the
+# batch or as stored, the two could each hold a computer the other waits for.
 _POSTGRES_WRITE = (
     "UPDATE computer AS c SET last_connected_at = GREATEST(c.last_connected_at, v.ts), "
     "name = COALESCE(v.name, c.name), sort_name = COALESCE(v.sort_name, c.sort_name), "
     "os = COALESCE(v.os, c.os), agent_version = COALESCE(v.agent_version, c.agent_version), "
     "protection_status = COALESCE(v.protection_status, c.protection_status) "
-    "FROM unnest(?::text[], ?::timestamptz[], ?::text[], ?::text[], ?::text[], ?::text[], "
-    "?::text[]) AS v(token_hash, ts, name, sort_name, os, agent_version, protection_status) "
-    "WHERE c.agent_token_hash = v.token_hash RETURNING " + ", ".join(f"c.{c}" for c in _RETURNED)
+    "FROM (SELECT m.id, x.* FROM unnest(?::text[], ?::timestamptz[], ?::text[], ?::text[], "
+    "?::text[], ?::text[], ?::text[]) AS x(token_hash, ts, name, sort_name, os, agent_version, "
+    "protection_status) JOIN computer m ON m.agent_token_hash = x.token_hash "
+    "ORDER BY m.id FOR NO KEY UPDATE OF m) AS v "
+    "WHERE c.id = v.id RETURNING " + ", ".join(f"c.{c}" for c in _RETURNED)
 )
 _SQLITE_WRITE = (
     "WITH v(token_hash, ts, name, sort_name, os, agent_version, protection_status) AS "

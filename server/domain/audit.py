@@ -15,8 +15,9 @@ from typing import Any
 
 from server.domain import global_ids
 from server.domain.access import Scope
-from server.domain.errors import DomainError
+from server.domain.errors import DomainError, InstanceRemoved
 from server.domain.groups import all_group_path
+from server.domain.instances import keep_from_removal
 from server.domain.listing import Listing, sql_in
 from server.models import AuditEntry, db
 from server.models.enums import Area, Level
@@ -172,7 +173,9 @@ async def recorded(
     actor_email: str | None = None,
 ) -> AsyncIterator[Pending]:
     """Run a change in one transaction that ends with its success entry; on a domain error,
-    roll back, record the failure (its code) and re-raise."""
+    roll back, record the failure (its code) and re-raise. The instance is kept from removal
+    from the start (`instances.keep_from_removal`): the entry's foreign key would take that lock
+    only at the end, after the change's."""
     pending = Pending(
         scope,
         actor,
@@ -185,10 +188,15 @@ async def recorded(
         actor_email,
         failure_group_path,
     )
+    instance = instance_id if instance_id is not None else (scope.instance_id if scope else None)
     try:
         async with db.transaction():
+            if instance is not None and instance >= 0:  # before the change locks anything
+                await keep_from_removal(instance)
             yield pending
             await pending.write(SUCCESS)
+    except InstanceRemoved:
+        raise  # nothing left to file the failure in
     except DomainError as exc:
         await pending.write(exc.code)
         raise

@@ -191,10 +191,13 @@ async def announce_transitions(
     now = utc(now or datetime.now(UTC))
     status_sql, status_params = connection_status_sql("", now, settings)
     stale_sql, stale_params = stale_batch_sql(now, settings, batch, instance_id)
+    # each computer's instance row taken before it (KEY SHARE), as `instances.remove_instance`
+    # asks; the computers of an instance being removed are skipped: they go with it
     claim = (
         "SELECT m.id, m.announced_status, g.path FROM computer m "
-        f"JOIN static_group g ON g.id = m.group_id WHERE m.id IN ({stale_sql})"
-        + (" FOR UPDATE OF m" if db.is_postgres() else "")
+        "JOIN static_group g ON g.id = m.group_id JOIN instance n ON n.id = m.instance_id "
+        f"WHERE m.id IN ({stale_sql})"
+        + (" FOR KEY SHARE OF n SKIP LOCKED FOR UPDATE OF m" if db.is_postgres() else "")
     )
     statement = (
         f"UPDATE computer SET announced_status = {status_sql} "

@@ -20,7 +20,10 @@ On PostgreSQL, the top group's row is the counters' lock: a shift takes its path
 order (the top first), and a recount or a relocate that moves computers takes the top row before
 it reads them, so neither overwrites nor misses a shift. Writers that lock other rows too take
 them before the counters (an enrolment its installers; an unlink, the sync's included, the
-customers' rows and installers).
+customers' rows and installers). Before all of them, a writer an instance's removal could meet
+holds the instance's row (KEY SHARE: the enrolment's lookup, the watcher's claim, the sync's
+`instances.keep_from_removal`), the lock the removal takes first (FOR UPDATE): one of the two
+waits for the other from the start, not half way.
 
 Longer than most on purpose: the shifts, the sync's relocate, the recount and the reads share
 the rows' layout and the lock order above; apart, a writer could take the rows in another order

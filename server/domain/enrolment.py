@@ -91,7 +91,8 @@ _LOOKUP = (
     "o.id AS original_id, og.path AS original_group_path, "
     "t.id AS holder_id, t.agent_token_hash AS holder_token_hash "
     "FROM {source} JOIN installer i ON i.token_hash = x.installer_hash "
-    "JOIN company co ON co.id = i.company_id JOIN static_group ig ON ig.id = i.group_id "
+    "JOIN instance n ON n.id = i.instance_id JOIN company co ON co.id = i.company_id "
+    "JOIN static_group ig ON ig.id = i.group_id "
     "LEFT JOIN computer o ON o.instance_id = i.instance_id AND o.company_id = i.company_id "
     "AND o.hardware_id = x.hardware_id AND o.duplicate_of_id IS NULL "
     "LEFT JOIN static_group og ON og.id = o.group_id "
@@ -220,7 +221,10 @@ async def _lookup(batch: Sequence[Pending]) -> dict[int, dict[str, Any]]:
         for n, p in enumerate(batch)
     ]
     source = rows_source(_LOOKUP_COLUMNS)
-    found = await db.fetch(_LOOKUP.format(source=source), [encode_rows(rows)])
+    # the instance's row taken before anything else (KEY SHARE), as `instances.remove_instance`
+    # asks: after a removal under way, the installer is unknown
+    lock = " FOR KEY SHARE OF n" if db.is_postgres() else ""
+    found = await db.fetch(_LOOKUP.format(source=source) + lock, [encode_rows(rows)])
     return {row["idx"]: row for row in found}
 
 

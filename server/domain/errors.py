@@ -17,6 +17,10 @@ class NotFound(DomainError):
     code = "NOT_FOUND"
 
 
+class InstanceRemoved(NotFound):
+    """The instance was removed while a change waited for it (`instances.keep_from_removal`)."""
+
+
 class InvalidInput(DomainError):
     code = "INVALID_INPUT"
 

@@ -7,6 +7,7 @@ from server.domain import tree_paths, validation
 from server.domain.access import Scope
 from server.domain.errors import (
     AlreadyExists,
+    InstanceRemoved,
     NotFound,
     PermissionDenied,
     RemovalReservedToCreatingService,
@@ -100,7 +101,13 @@ _INSTANCE_TABLES = (
 
 
 async def remove_instance(account_id: int, via: Service | None, instance_id: int) -> None:
-    """Remove the account's instance, only through the service that created it."""
+    """Remove the account's instance, only through the service that created it.
+
+    On PostgreSQL its row is locked first (FOR UPDATE), the lock writers in the instance hold
+    from their start (KEY SHARE: `keep_from_removal`, the enrolment's lookup, the watcher's
+    claim): a writer under way ends first and its rows go with the rest, a later one waits, then
+    finds the instance gone. Check-ins, which hold no such lock, take computers in id order, as
+    the removal does."""
     if via is None:
         raise PermissionDenied("an instance is removed through a portal, not by a console user")
     instance = await Instance.get_or_none(id=instance_id, owner_id=account_id)
@@ -112,14 +119,18 @@ async def remove_instance(account_id: int, via: Service | None, instance_id: int
             f"it can only be removed through {instance.created_via.value}",
             "instanceId",
         )
+    lock = " FOR UPDATE" if db.is_postgres() else ""
     async with db.transaction():
+        if not await db.fetch(f"SELECT id FROM instance WHERE id = ?{lock}", [instance_id]):
+            raise NotFound("no such instance", "instanceId")  # removed meanwhile
         await db.execute(
             "UPDATE static_group SET parent_id = NULL, company_id = NULL WHERE instance_id = ?",
             [instance_id],
         )
         await db.execute("UPDATE company SET parent_id = NULL WHERE instance_id = ?", [instance_id])
+        deletes = _POSTGRES_DELETE_SQL if db.is_postgres() else _DELETE_SQL
         for table in _INSTANCE_TABLES:
-            await db.execute(_DELETE_SQL[table], [instance_id])
+            await db.execute(deletes[table], [instance_id])
         await db.execute("DELETE FROM instance WHERE id = ?", [instance_id])
 
 
@@ -136,6 +147,22 @@ _DELETE_SQL = {
         if table not in {"session", "user_permission_set", "permission_set_group"}
     },
 }
+
+
+_POSTGRES_DELETE_SQL = {
+    **_DELETE_SQL,
+    "computer": "DELETE FROM computer WHERE id IN "
+    "(SELECT id FROM computer WHERE instance_id = ? ORDER BY id FOR UPDATE)",
+}
+
+
+async def keep_from_removal(instance_id: int) -> None:
+    """Hold off the instance's removal until the transaction ends, before a writer locks rows
+    the removal deletes (PostgreSQL: KEY SHARE on its row, which the foreign keys of the rows it
+    writes would take, but only then); InstanceRemoved once the removal is done."""
+    lock = " FOR KEY SHARE" if db.is_postgres() else ""
+    if not await db.fetch(f"SELECT id FROM instance WHERE id = ?{lock}", [instance_id]):
+        raise InstanceRemoved("the instance was removed")
 
 
 async def msp_status(instance: Instance) -> str:

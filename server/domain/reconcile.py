@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from server.domain import counters, reconcile_scope
+from server.domain.instances import keep_from_removal
 from server.domain.license_reconcile import (
     LicenseWrites,
     Listed,
@@ -205,6 +206,8 @@ async def apply_snapshot(
         found = await reconcile_scope.differing(instance_id, wanted, digests)
         held = {d.public_id: (d.id, d.license_digest) for d in found if d.id is not None}
         changed = [d for d in found if d.row]
+        if changed or licenses is not None:  # something to write: before any row is locked
+            await keep_from_removal(instance_id)
         if not changed:  # nothing to plan: only the licenses may have changed
             changes = Changes()
             if licenses is not None:

@@ -134,7 +134,7 @@ async def sync_now(
                 make_client=make_client,
                 after_first_write=after_first_write,
             )
-            return await SyncRun.get(id=run.id)
+            return run  # as the run ended: its row is gone if the instance was removed meanwhile
         if watched is None:
             watched = await running_run(instance_id)
         await asyncio.sleep(0.2)

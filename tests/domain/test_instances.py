@@ -1,0 +1,312 @@
+"""Removing an instance while other writers are busy in it: the enrolment, the connection
+watcher, a sync's apply, check-ins, customer actions. Each interleaving ends with the instance
+and all its rows gone, and the other writer either done first (its rows removed with the rest)
+or refused as writing to an instance that no longer exists.
+
+On PostgreSQL a third connection holds a row lock to stop one writer at a chosen point while
+the other one starts; on SQLite writers run one at a time, so the same tests run the writers
+one after the other."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from server.domain import audit, customers, enrolment, sync
+from server.domain.agents import CheckinRecord, write_checkins
+from server.domain.connections import announce_transitions
+from server.domain.enrolment import AgentUnauthorized, EnrolmentRequest
+from server.domain.errors import NotFound
+from server.domain.installers import create_installer
+from server.domain.instances import remove_instance
+from server.domain.secrets import token_hash
+from server.models import Company, Computer, Instance, SyncRun, db
+from server.models.enums import CompanyType, SyncState
+from server.settings import Settings
+from server.upstream.codes import CUSTOMER
+from server.upstream.simulator import Simulator
+from tests import factories
+from tests.agents.conftest import SETTINGS, Tree, database, tree
+from tests.api.test_accounts import rows_of
+from tests.sync_support import connected_tenant, synced
+from tests.waiting import eventually
+
+__all__ = ["database", "tree"]  # fixtures
+T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def holding(settings: Settings, sql: str, *params: Any) -> AsyncIterator[None]:
+    """On PostgreSQL, the rows `sql` locks held by a connection of the test's own until the
+    block ends; nothing on SQLite."""
+    if not db.is_postgres():
+        yield
+        return
+    parts = urlsplit(settings.database_url)
+    connection = await asyncpg.connect(f"postgresql://{parts.netloc}{parts.path}")
+    try:
+        async with connection.transaction():
+            await connection.execute(sql, *params)
+            yield
+    finally:
+        await connection.close()
+
+
+async def lock_waits(statement: str = "") -> int:
+    """How many statements (starting with `statement`) wait for a lock on PostgreSQL."""
+    return int(
+        await db.fetch_value(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE ?",
+            [f"{statement}%"],
+        )
+    )
+
+
+async def started(writer: Awaitable[T], statement: str) -> asyncio.Task[T]:
+    """`writer` as a task, once it waits for a lock in a statement starting with `statement`
+    (PostgreSQL); on SQLite, where writers run one at a time, once it is done."""
+    task = asyncio.create_task(writer)
+    if not db.is_postgres():
+        await asyncio.wait([task])
+        return task
+    await eventually(
+        lambda: task.done() or lock_waits(statement), what=f"{statement}... waiting for a lock"
+    )
+    assert not task.done(), task
+    return task
+
+
+async def arrived(writer: Awaitable[T]) -> asyncio.Task[T]:
+    """`writer` as a task, once it waits for a lock (or is done) on PostgreSQL: it met what the
+    writer under way holds. On SQLite it waits for that writer's transaction."""
+    before = await lock_waits() if db.is_postgres() else 0
+    task = asyncio.create_task(writer)
+    if db.is_postgres():
+
+        async def waiting_or_done() -> bool:
+            return task.done() or await lock_waits() > before
+
+        await eventually(waiting_or_done, what="the writer waiting for a lock, or done")
+    return task
+
+
+async def removed(instance: Instance) -> None:
+    await remove_instance(instance.owner_id, instance.created_via, instance.id)
+
+
+async def nothing_left(instance_id: int) -> None:
+    left = await rows_of(instance_id)
+    assert {table: rows for table, rows in left.items() if rows} == {}
+
+
+def request(hardware_id: str) -> EnrolmentRequest:
+    return EnrolmentRequest(hardware_id, f"host-{hardware_id}", "Windows 11", "11.1")
+
+
+async def enrolled(token: str, hardware_id: str) -> enrolment.Enrolment:
+    return await enrolment.enroll(token, request(hardware_id), settings=SETTINGS)
+
+
+async def test_an_enrolment_under_way_is_removed_with_the_instance(
+    tree: Tree, settings: Settings
+) -> None:
+    installer, token = await create_installer(tree.scope, company_id=tree.customer.id)
+    # the enrolment stops at counting itself against its installer, its computer inserted
+    async with holding(
+        settings, "SELECT 1 FROM installer WHERE id = $1 FOR NO KEY UPDATE", installer.id
+    ):
+        enrolling = await started(enrolled(token, "hw-1"), "UPDATE installer SET enrolments")
+        removing = await arrived(removed(tree.instance))
+    done = await asyncio.gather(enrolling, removing, return_exceptions=True)
+    assert isinstance(done[0], enrolment.Enrolment), done
+    assert done[1] is None, done
+    await nothing_left(tree.instance.id)
+
+
+async def test_an_enrolment_arriving_during_the_removal_is_refused_as_an_unknown_token(
+    tree: Tree, settings: Settings
+) -> None:
+    _, token = await create_installer(tree.scope, company_id=tree.customer.id)
+    computer = await factories.computer(tree.instance.id, tree.customer, "pc-1")
+    # the removal stops at the instance's computers
+    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", computer.id):
+        removing = await started(removed(tree.instance), "DELETE FROM computer")
+        enrolling = await arrived(enrolled(token, "hw-1"))
+    done = await asyncio.gather(removing, enrolling, return_exceptions=True)
+    assert done[0] is None, done
+    assert isinstance(done[1], AgentUnauthorized), done
+    assert done[1].message == "unknown installer token"
+    await nothing_left(tree.instance.id)
+
+
+async def unlinked(tree: Tree) -> None:
+    """A customer action, run as the API runs it (`audited`)."""
+    async with audit.recorded(tree.scope, tree.owner.id, "unlinkCustomer"):
+        await customers.unlink_customer(tree.scope, tree.owner.id, tree.customer.id)
+
+
+async def test_a_customer_action_under_way_is_removed_with_the_instance(
+    tree: Tree, settings: Settings
+) -> None:
+    top = "SELECT 1 FROM subtree_count WHERE group_id = $1 FOR UPDATE"
+    # the unlink stops at the counters, its customer and installers locked
+    async with holding(settings, top, tree.all_group.id):
+        unlinking = await started(unlinked(tree), "INSERT INTO subtree_count")
+        removing = await arrived(removed(tree.instance))
+    done = await asyncio.gather(unlinking, removing, return_exceptions=True)
+    assert done == [None, None], done
+    await nothing_left(tree.instance.id)
+
+
+async def test_a_customer_action_arriving_during_the_removal_finds_the_instance_removed(
+    tree: Tree, settings: Settings
+) -> None:
+    computer = await factories.computer(tree.instance.id, tree.customer, "pc-1")
+    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", computer.id):
+        removing = await started(removed(tree.instance), "DELETE FROM computer")
+        unlinking = await arrived(unlinked(tree))
+    done = await asyncio.gather(removing, unlinking, return_exceptions=True)
+    assert done[0] is None, done
+    assert isinstance(done[1], NotFound), done
+    await nothing_left(tree.instance.id)
+
+
+async def stale_computer(tree: Tree, name: str) -> Computer:
+    """A computer that checked in just now, announced NEVER_CONNECTED: the watcher's to announce."""
+    computer = await factories.computer(tree.instance.id, tree.customer, name)
+    computer.last_connected_at = datetime.now(UTC)
+    await computer.save(update_fields=["last_connected_at"])
+    return computer
+
+
+async def test_the_watcher_announcing_during_the_removal_neither_deadlocks_nor_fails(
+    tree: Tree, settings: Settings
+) -> None:
+    held = await factories.computer(tree.instance.id, tree.customer, "pc-0")
+    await stale_computer(tree, "pc-1")
+    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", held.id):
+        removing = await started(removed(tree.instance), "DELETE FROM computer")
+        announcing = await arrived(
+            announce_transitions(None, SETTINGS, instance_id=tree.instance.id)
+        )
+    done = await asyncio.gather(removing, announcing, return_exceptions=True)
+    assert done[0] is None, done
+    assert done[1] == {}, done
+    await nothing_left(tree.instance.id)
+
+
+async def test_an_announcement_under_way_is_removed_with_the_instance(
+    tree: Tree, settings: Settings
+) -> None:
+    stale = await stale_computer(tree, "pc-1")
+    top = "SELECT 1 FROM subtree_count WHERE group_id = $1 FOR UPDATE"
+    # the watcher stops at the counters, the computer claimed and announced
+    async with holding(settings, top, tree.all_group.id):
+        announcing = await started(
+            announce_transitions(None, SETTINGS, instance_id=tree.instance.id),
+            "INSERT INTO subtree_count",
+        )
+        removing = await arrived(removed(tree.instance))
+    done = await asyncio.gather(announcing, removing, return_exceptions=True)
+    assert done[0] == {tree.instance.id: [stale.id]}, done
+    assert done[1] is None, done
+    await nothing_left(tree.instance.id)
+
+
+async def test_check_ins_during_the_removal_neither_deadlock_nor_fail(
+    tree: Tree, settings: Settings
+) -> None:
+    """A batch of check-ins locks its computers, the removal deletes them: whatever order each
+    meets them in, one waits for the other."""
+    now = datetime.now(UTC) - timedelta(hours=1)
+    # the removal meets them by name or by check-in as y, q, x, p; the batch in the order stored
+    # (read whole on a small table) or as sent (looked up on a large one): x, p, y
+    order = "yqxp"
+    computers = {}
+    for name in "xpyq":
+        n = order.index(name)
+        made = await factories.computer(
+            tree.instance.id, tree.customer, f"pc-{n}-{name}", now + timedelta(seconds=n)
+        )
+        made.agent_token_hash = token_hash(f"agt_token-{name}-{made.id}")
+        await made.save(update_fields=["agent_token_hash"])
+        computers[name] = made
+    batch = [
+        CheckinRecord(computers[name].agent_token_hash or "", datetime.now(UTC))
+        for name in ("x", "p", "y")
+    ]
+    lock = "SELECT 1 FROM computer WHERE id = ANY($1::int[]) FOR UPDATE"
+    # each stops at a computer held here, having locked one the other meets later
+    async with holding(settings, lock, [computers["p"].id, computers["q"].id]):
+        checking_in = await started(write_checkins(batch), "UPDATE computer")
+        removing = await started(removed(tree.instance), "DELETE FROM computer")
+    done = await asyncio.gather(checking_in, removing, return_exceptions=True)
+    assert not [d for d in done if isinstance(d, BaseException)], done
+    await nothing_left(tree.instance.id)
+
+
+@pytest.mark.upstream_tree(20, 3)
+async def test_a_sync_applying_under_way_is_removed_with_the_instance(
+    sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    assert owner.instance_id is not None
+    instance = await Instance.get(id=owner.instance_id)
+    applying, go_on = asyncio.Event(), asyncio.Event()
+
+    async def pause() -> None:
+        applying.set()
+        await go_on.wait()
+
+    syncing = asyncio.create_task(synced(owner, settings, after_first_write=pause))
+    await applying.wait()
+    removing = await arrived(removed(instance))
+    go_on.set()
+    done = await asyncio.gather(syncing, removing, return_exceptions=True)
+    assert not [d for d in done if isinstance(d, BaseException)], done
+    assert done[0].state == SyncState.SUCCEEDED, done[0].error
+    await nothing_left(instance.id)
+
+
+@pytest.mark.upstream_tree(20, 3)
+async def test_a_sync_applying_during_the_removal_fails_as_the_instance_is_gone(
+    sim: Simulator, settings: Settings
+) -> None:
+    owner = await connected_tenant(None, sim)
+    assert owner.instance_id is not None
+    assert (await synced(owner, settings)).state == SyncState.SUCCEEDED
+    instance = await Instance.get(id=owner.instance_id)
+    customer = await Company.filter(instance_id=instance.id, type=CompanyType.CUSTOMER).first()
+    assert customer is not None
+    held = await factories.computer(instance.id, customer, "pc-0")
+    for company in sim.tree.of_type(CUSTOMER)[:3]:  # for the apply to write
+        sim.tree.rename(company["publicId"], f"{company['publicId']} renamed")
+    removing: list[asyncio.Task[None]] = []
+
+    async def remove_before_the_apply(run: SyncRun) -> None:
+        if run.phase == sync.APPLY and not removing:
+            removing.append(await started(removed(instance), "DELETE FROM computer"))
+
+    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", held.id):
+        syncing = asyncio.create_task(synced(owner, settings, on_progress=remove_before_the_apply))
+        await eventually(lambda: removing, what="the removal under way")
+        if db.is_postgres():  # the apply meets what the removal holds
+
+            async def waiting_or_done() -> bool:
+                return syncing.done() or await lock_waits() > 1
+
+            await eventually(waiting_or_done, what="the apply waiting for a lock, or done")
+    done = await asyncio.gather(removing[0], syncing, return_exceptions=True)
+    assert done[0] is None, done
+    assert isinstance(done[1], SyncRun), done
+    assert done[1].state == SyncState.FAILED, done
+    assert done[1].error == "the instance was removed", done[1].error
+    await nothing_left(instance.id)
