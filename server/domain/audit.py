@@ -59,6 +59,13 @@ def printable(value: str) -> str:
     )
 
 
+def _instance_of(scope: Scope | None, instance_id: int | None) -> int | None:
+    """The instance an entry belongs to: `instance_id`, else the scope's; None without one
+    (`NO_SCOPE`'s is negative)."""
+    instance = instance_id if instance_id is not None else (scope.instance_id if scope else None)
+    return instance if instance is not None and instance >= 0 else None
+
+
 async def record(
     scope: Scope | None,
     actor: int | None,
@@ -76,8 +83,8 @@ async def record(
     `object_id` a key (encoded as the type's global id) or a global id. Without a group path
     the entry belongs to the whole instance (its `All` group). Nothing is written without an
     instance."""
-    instance = instance_id if instance_id is not None else (scope.instance_id if scope else None)
-    if instance is None or instance < 0:
+    instance = _instance_of(scope, instance_id)
+    if instance is None:
         return None
     if actor_email is None and actor is not None:
         actor_email = await db.fetch_value("SELECT email FROM console_user WHERE id = ?", [actor])
@@ -188,10 +195,10 @@ async def recorded(
         actor_email,
         failure_group_path,
     )
-    instance = instance_id if instance_id is not None else (scope.instance_id if scope else None)
+    instance = _instance_of(scope, instance_id)
     try:
         async with db.transaction():
-            if instance is not None and instance >= 0:  # before the change locks anything
+            if instance is not None:  # before the change locks anything
                 await keep_from_removal(instance)
             yield pending
             await pending.write(SUCCESS)
