@@ -5,7 +5,8 @@ the usage ledger has 0013's index in place of the one it covers, 0015 counts the
 protected computers and the seats of the licenses already there, 0016 gives licenses and
 usage lines one key to their company within its instance (keeping every row, column, index and
 key counter, and reversibly), 0019 has PostgreSQL's unique key of a company's public id carry
-the fingerprints a sync reads in place of a second index (reversibly; SQLite keeps both), and
+the fingerprints a sync reads in place of a second index (reversibly; SQLite keeps both), 0020
+drops PostgreSQL's keys of the tree and counter rows to their instance (reversibly), and
 the migrations build the models as they are (`makemigrations` would write nothing).
 
 A fresh database (PostgreSQL on the suite's server or the local default; a SQLite file),
@@ -636,3 +637,44 @@ def test_0019_has_postgresqls_company_key_carry_the_fingerprints_instead_of_an_i
         "UNIQUE (instance_id, public_id) "
         "INCLUDE (upstream_digest, license_digest, unlink_reason, id)"
     ]
+
+
+KEYED_BY_LOCK = ("company", "static_group", "subtree_count")
+
+
+async def instance_keys(url: str) -> None:
+    """Migrate `url` to 0019, to the end and back to 0019, printing the foreign keys of the
+    tables 0020 concerns at each step (as JSON)."""
+    config = db.tortoise_config(url)
+    keys: dict[str, Any] = {}
+    for step, target in (
+        ("at_0019", "models.0019_company_key_covers_digests"),
+        ("end", None),
+        ("back", "models.0019_company_key_covers_digests"),
+    ):
+        await migrate(config=config, target=target)
+        await Tortoise.close_connections()
+        await Tortoise.init(config=config)
+        try:
+            keys[step] = {table: await _foreign_keys(table) for table in KEYED_BY_LOCK}
+        finally:
+            await Tortoise.close_connections()
+    print(json.dumps(keys))
+
+
+def test_0020_drops_postgresqls_keys_to_the_instance_of_the_tree_and_counter_rows_only(
+    empty_database: str,
+) -> None:
+    keys = in_own_process("instance_keys", empty_database)
+    assert keys["back"] == keys["at_0019"]
+    to_instance = ["instance", ["instance_id"], ["id"], "CASCADE"]
+    for table in KEYED_BY_LOCK:
+        assert to_instance in keys["at_0019"][table]
+    if not empty_database.startswith("postgres"):
+        assert keys["end"] == keys["at_0019"]  # SQLite keeps them: checked there, and cheap
+        return
+    assert keys["end"] == {
+        table: [key for key in keys["at_0019"][table] if key != to_instance]
+        for table in KEYED_BY_LOCK
+    }
+    assert keys["end"]["company"] == [["company", ["parent_id"], ["id"], "RESTRICT"]]

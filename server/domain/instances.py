@@ -87,9 +87,9 @@ _INSTANCE_TABLES = (
     "usage_line",
     "usage_day",
     "license",
-    "subtree_count",
     "computer",
     "installer",
+    "subtree_count",  # after the computers: a writer the removal waited for has shifted them
     "user_permission_set",
     "permission_set_group",
     "console_user",
@@ -159,7 +159,8 @@ _POSTGRES_DELETE_SQL = {
 async def keep_from_removal(instance_id: int) -> None:
     """Hold off the instance's removal until the transaction ends, before a writer locks rows
     the removal deletes (PostgreSQL: KEY SHARE on its row, which the foreign keys of the rows it
-    writes would take, but only then); InstanceRemoved once the removal is done."""
+    writes would take, but only then; the company, group and counter rows have none: 0020);
+    InstanceRemoved once the removal is done."""
     lock = " FOR KEY SHARE" if db.is_postgres() else ""
     if not await db.fetch(f"SELECT id FROM instance WHERE id = ?{lock}", [instance_id]):
         raise InstanceRemoved("the instance was removed")

@@ -18,11 +18,12 @@ from typing import Any
 from server.domain import reconcile, sync
 from server.domain.access import Scope
 from server.domain.errors import UpstreamFailed
+from server.domain.instances import keep_from_removal
 from server.domain.listing import Listing, sql_in
 from server.domain.sync import ProgressCallback
 from server.domain.upstream_connection import ClientFactory, connected, require_sync_write
 from server.events import EventBus, InProcessEventBus
-from server.models import SyncRun, locks
+from server.models import SyncRun, db, locks
 from server.models.enums import Area, SyncState
 from server.settings import Settings
 from server.upstream.client import MspAdministratorClient
@@ -50,7 +51,9 @@ async def _begin(instance_id: int, trigger: str, bus: EventBus) -> SyncRun:
     """Create a run; call with the instance's run lock held (earlier active runs are stale)."""
     for stale in await SyncRun.filter(instance_id=instance_id, state__in=ACTIVE):
         await sync.finish(stale, bus, None, SyncState.FAILED, error=_INTERRUPTED)
-    run = await SyncRun.create(instance_id=instance_id, trigger=trigger, state=SyncState.QUEUED)
+    async with db.transaction():  # InstanceRemoved if it went since the caller looked
+        await keep_from_removal(instance_id)
+        run = await SyncRun.create(instance_id=instance_id, trigger=trigger, state=SyncState.QUEUED)
     await sync.publish(run, bus, None)
     return run
 

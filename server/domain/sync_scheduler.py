@@ -10,6 +10,7 @@ from collections.abc import Collection
 
 from server.background import PeriodicTask
 from server.domain import sync_runs
+from server.domain.errors import NotFound
 from server.events import EventBus
 from server.models import db, locks
 from server.settings import Settings
@@ -91,6 +92,8 @@ class SyncScheduler(PeriodicTask):
                 await sync_runs.start_sync(
                     instance_id, SCHEDULED, settings=self.settings, bus=self.bus
                 )
+            except NotFound:  # removed since it was listed
+                continue
             except Exception:
                 log.exception("could not start the scheduled sync of instance %s", instance_id)
                 continue

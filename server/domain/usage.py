@@ -25,6 +25,7 @@ from typing import Any
 from server.domain.access import Scope
 from server.domain.counters import COUNT_CAP
 from server.domain.errors import InvalidInput
+from server.domain.instances import keep_from_removal
 from server.domain.listing import Page, PageRequest, encode_cursor
 from server.models import db
 from server.models.bulk import encode_ids, ids_source, typed_param
@@ -118,9 +119,11 @@ async def record_snapshot(
 
 async def take_scheduled_snapshot(instance_id: int, now: dt.datetime) -> bool:
     """The day's scheduled snapshot, if no process (nor a sync) took one today; returns
-    whether this call took it. The claim and the lines commit together."""
+    whether this call took it. The claim and the lines commit together, while the instance is
+    kept from its removal (InstanceRemoved once it is gone)."""
     day = now.astimezone(dt.UTC).date()
     async with db.transaction():
+        await keep_from_removal(instance_id)
         claimed = await db.fetch(
             "INSERT INTO usage_day (instance_id, day, taken_at, trigger) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (instance_id, day) DO NOTHING RETURNING id",

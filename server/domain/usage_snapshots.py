@@ -11,6 +11,7 @@ import logging
 
 from server.background import PeriodicTask
 from server.domain import usage
+from server.domain.errors import InstanceRemoved
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class UsageSnapshots(PeriodicTask):
             try:
                 if await usage.take_scheduled_snapshot(instance_id, now):
                     taken.append(instance_id)
+            except InstanceRemoved:  # since it was listed: nothing left to take
+                continue
             except Exception:  # the next period tries again
                 log.exception("usage snapshot of instance %s failed", instance_id)
         if taken:

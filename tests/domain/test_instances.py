@@ -19,15 +19,16 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from server.domain import audit, customers, enrolment, sync
+from server.domain import audit, customers, enrolment, sync, sync_runs, usage
 from server.domain.agents import CheckinRecord, write_checkins
 from server.domain.connections import announce_transitions
 from server.domain.enrolment import AgentUnauthorized, EnrolmentRequest
-from server.domain.errors import NotFound
+from server.domain.errors import InstanceRemoved, NotFound
 from server.domain.installers import create_installer
 from server.domain.instances import remove_instance
 from server.domain.secrets import token_hash
-from server.models import Company, Computer, Instance, SyncRun, db
+from server.events import InProcessEventBus
+from server.models import Company, Computer, Instance, SyncRun, db, locks
 from server.models.enums import CompanyType, SyncState
 from server.settings import Settings
 from server.upstream.codes import CUSTOMER
@@ -39,6 +40,7 @@ from tests.sync_support import connected_tenant, synced
 from tests.waiting import eventually
 
 __all__ = ["database", "tree"]  # fixtures
+pytestmark = pytest.mark.usefixtures("database")  # the tests of a synced tenant too
 T = TypeVar("T")
 
 
@@ -276,17 +278,24 @@ async def test_a_sync_applying_under_way_is_removed_with_the_instance(
     await nothing_left(instance.id)
 
 
-@pytest.mark.upstream_tree(20, 3)
-async def test_a_sync_applying_during_the_removal_fails_as_the_instance_is_gone(
+async def synced_with_a_computer(
     sim: Simulator, settings: Settings
-) -> None:
+) -> tuple[factories.Owner, Instance, Computer]:
+    """A synced tenant's owner, instance, and a computer for a test to hold the removal at."""
     owner = await connected_tenant(None, sim)
     assert owner.instance_id is not None
     assert (await synced(owner, settings)).state == SyncState.SUCCEEDED
     instance = await Instance.get(id=owner.instance_id)
     customer = await Company.filter(instance_id=instance.id, type=CompanyType.CUSTOMER).first()
     assert customer is not None
-    held = await factories.computer(instance.id, customer, "pc-0")
+    return owner, instance, await factories.computer(instance.id, customer, "pc-0")
+
+
+@pytest.mark.upstream_tree(20, 3)
+async def test_a_sync_applying_during_the_removal_fails_as_the_instance_is_gone(
+    sim: Simulator, settings: Settings
+) -> None:
+    owner, instance, held = await synced_with_a_computer(sim, settings)
     for company in sim.tree.of_type(CUSTOMER)[:3]:  # for the apply to write
         sim.tree.rename(company["publicId"], f"{company['publicId']} renamed")
     removing: list[asyncio.Task[None]] = []
@@ -309,4 +318,37 @@ async def test_a_sync_applying_during_the_removal_fails_as_the_instance_is_gone(
     assert isinstance(done[1], SyncRun), done
     assert done[1].state == SyncState.FAILED, done
     assert done[1].error == "the instance was removed", done[1].error
+    await nothing_left(instance.id)
+
+
+@pytest.mark.upstream_tree(20, 3)
+async def test_a_sync_started_during_the_removal_is_refused_as_the_instance_is_gone(
+    sim: Simulator, settings: Settings
+) -> None:
+    _, instance, held = await synced_with_a_computer(sim, settings)
+    start = sync_runs.start_sync(instance.id, "manual", settings=settings, bus=InProcessEventBus())
+    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", held.id):
+        removing = await started(removed(instance), "DELETE FROM computer")
+        starting = await arrived(start)  # its run's row waits for the removal, not its key
+    done = await asyncio.gather(removing, starting, return_exceptions=True)
+    assert done[0] is None, done
+    assert isinstance(done[1], NotFound), done  # InstanceRemoved on PostgreSQL
+    await nothing_left(instance.id)
+    lock = await locks.try_lock(locks.SYNC_RUN, instance.id)
+    assert lock is not None  # let go by the refused start
+    await lock.release()
+
+
+@pytest.mark.upstream_tree(20, 3)
+async def test_a_usage_snapshot_arriving_during_the_removal_finds_the_instance_removed(
+    sim: Simulator, settings: Settings
+) -> None:
+    _, instance, held = await synced_with_a_computer(sim, settings)
+    tomorrow = datetime.now(UTC) + timedelta(days=1)  # no snapshot of that day yet
+    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", held.id):
+        removing = await started(removed(instance), "DELETE FROM computer")
+        snapshot = await arrived(usage.take_scheduled_snapshot(instance.id, tomorrow))
+    done = await asyncio.gather(removing, snapshot, return_exceptions=True)
+    assert done[0] is None, done
+    assert isinstance(done[1], InstanceRemoved), done
     await nothing_left(instance.id)
