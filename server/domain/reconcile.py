@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -100,8 +101,8 @@ class _Writer:
             await hook()
         return result
 
-    async def rows(self, plan: Plan) -> None:
-        """Insert the new companies and groups, rewrite the changed ones: a statement each."""
+    async def companies(self, plan: Plan) -> None:
+        """Insert the new companies, rewrite the changed ones: a statement each."""
         if plan.new_companies:
             await self.written(
                 insert_rows(
@@ -122,6 +123,9 @@ class _Writer:
                     "company", _COMPANY_ROW, plan.changed_companies, {"updated_at": self.now}
                 )
             )
+
+    async def groups(self, plan: Plan) -> None:
+        """Insert the new groups, rewrite the changed ones: a statement each."""
         if plan.new_groups:
             await self.written(
                 insert_rows(
@@ -198,8 +202,8 @@ async def apply_snapshot(
     """Make the instance's trees (and, given them, the licenses of the companies read, with
     the day's usage snapshot: `license_reconcile`) match the companies a snapshot asks for
     (`wanted_companies`, which checked them), all or nothing. What is written next is worked
-    out while the database writes (`ahead`): the license comparison during the company and
-    group rows, the counters' deltas during the usage snapshot."""
+    out while the database writes (`ahead`): the license listing during the company rows, the
+    new licenses' rows during the group rows, the counters' deltas during the usage snapshot."""
     digests = await computed(listing_digests, licenses) if licenses is not None else {}
     writer = _Writer(instance_id, now or dt.datetime.now(dt.UTC), after_first_write)
     async with db.transaction():
@@ -227,16 +231,27 @@ async def apply_snapshot(
         before = await counters.placed(instance_id, planned.rewritten, lock=True)
         groups_before = await counters.group_paths(planned.moved_groups)
         with ahead(_listed, licenses or {}, held, planner, digests, planned.inserted) as listing:
-            await writer.rows(plan)
-            await writer.unlink(plan.unlink, plan.changes)
-            await writer.relink(plan.relink)
+            await writer.companies(plan)
             asked = await listing
         writes: LicenseWrites | None = None
-        if licenses is not None:
+        if licenses is not None:  # compared now, its new rows built while the groups are written
             writes = await prepare(
-                instance_id, licenses, asked, digests, writer.now, planned.inserted
+                instance_id,
+                licenses,
+                asked,
+                digests,
+                writer.now,
+                planned.inserted,
+                unlinking=[company.id for company in plan.unlink],
             )
             plan.changes.licenses = writes.changes
+        with ahead(writes.build) if writes else nullcontext() as building:
+            await writer.groups(plan)
+            await writer.unlink(plan.unlink, plan.changes)
+            await writer.relink(plan.relink)
+            if building is not None:
+                await building
+        if writes is not None:
             await writes.write(instance_id, writer.now)
         # the subtree counters follow, the licenses' along the paths as they are now
         after = await counters.placed(instance_id, planned.rewritten)
