@@ -20,7 +20,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -592,33 +592,35 @@ def test_0016_reversed_gives_back_the_keys_and_tables_of_0015(empty_database: st
     assert migrated["back"] == migrated["at_0015"]
 
 
-async def company_shapes(url: str) -> None:
-    """Migrate `url` to 0018, to the end and back to 0018, printing the company table's shape at
-    each step (as JSON)."""
+async def there_and_back(url: str, before: str, read: Callable[[], Awaitable[Any]]) -> None:
+    """Migrate `url` to the migration `before`, to the end and back to `before`, printing what
+    `read` finds at each step ("before", "end", "back") as JSON."""
     config = db.tortoise_config(url)
-    shapes: dict[str, Any] = {}
-    for step, target in (
-        ("at_0018", "models.0018_all_group_index"),
-        ("end", None),
-        ("back", "models.0018_all_group_index"),
-    ):
+    found: dict[str, Any] = {}
+    target_before = f"models.{before}"
+    for step, target in (("before", target_before), ("end", None), ("back", target_before)):
         await migrate(config=config, target=target)
         await Tortoise.close_connections()
         await Tortoise.init(config=config)
         try:
-            shapes[step] = await _shape("company")
+            found[step] = await read()
         finally:
             await Tortoise.close_connections()
-    print(json.dumps(shapes, default=str))
+    print(json.dumps(found, default=str))
+
+
+async def company_shapes(url: str) -> None:
+    """The company table's shape before 0019, after it and back."""
+    await there_and_back(url, "0018_all_group_index", lambda: _shape("company"))
 
 
 def test_0019_has_postgresqls_company_key_carry_the_fingerprints_instead_of_an_index(
     empty_database: str,
 ) -> None:
     shapes = in_own_process("company_shapes", empty_database)
-    assert shapes["back"] == shapes["at_0018"]
+    assert shapes["back"] == shapes["before"]
     if not empty_database.startswith("postgres"):
-        assert shapes["end"] == shapes["at_0018"]  # no INCLUDE there: both indexes stay
+        assert shapes["end"] == shapes["before"]  # no INCLUDE there: both indexes stay
         return
 
     def on_public_id(step: str) -> list[str]:
@@ -629,7 +631,7 @@ def test_0019_has_postgresqls_company_key_carry_the_fingerprints_instead_of_an_i
             if "public_id" in (d := index["indexdef"])
         )
 
-    assert on_public_id("at_0018") == [
+    assert on_public_id("before") == [
         "(instance_id, public_id, upstream_digest, license_digest, unlink_reason, id)",
         "UNIQUE (instance_id, public_id)",
     ]
@@ -643,38 +645,27 @@ KEYED_BY_LOCK = ("company", "static_group", "subtree_count")
 
 
 async def instance_keys(url: str) -> None:
-    """Migrate `url` to 0019, to the end and back to 0019, printing the foreign keys of the
-    tables 0020 concerns at each step (as JSON)."""
-    config = db.tortoise_config(url)
-    keys: dict[str, Any] = {}
-    for step, target in (
-        ("at_0019", "models.0019_company_key_covers_digests"),
-        ("end", None),
-        ("back", "models.0019_company_key_covers_digests"),
-    ):
-        await migrate(config=config, target=target)
-        await Tortoise.close_connections()
-        await Tortoise.init(config=config)
-        try:
-            keys[step] = {table: await _foreign_keys(table) for table in KEYED_BY_LOCK}
-        finally:
-            await Tortoise.close_connections()
-    print(json.dumps(keys))
+    """The foreign keys of the tables 0020 concerns before it, after it and back."""
+
+    async def keys() -> dict[str, Any]:
+        return {table: await _foreign_keys(table) for table in KEYED_BY_LOCK}
+
+    await there_and_back(url, "0019_company_key_covers_digests", keys)
 
 
 def test_0020_drops_postgresqls_keys_to_the_instance_of_the_tree_and_counter_rows_only(
     empty_database: str,
 ) -> None:
     keys = in_own_process("instance_keys", empty_database)
-    assert keys["back"] == keys["at_0019"]
+    assert keys["back"] == keys["before"]
     to_instance = ["instance", ["instance_id"], ["id"], "CASCADE"]
     for table in KEYED_BY_LOCK:
-        assert to_instance in keys["at_0019"][table]
+        assert to_instance in keys["before"][table]
     if not empty_database.startswith("postgres"):
-        assert keys["end"] == keys["at_0019"]  # SQLite keeps them: checked there, and cheap
+        assert keys["end"] == keys["before"]  # SQLite keeps them: checked there, and cheap
         return
     assert keys["end"] == {
-        table: [key for key in keys["at_0019"][table] if key != to_instance]
+        table: [key for key in keys["before"][table] if key != to_instance]
         for table in KEYED_BY_LOCK
     }
     assert keys["end"]["company"] == [["company", ["parent_id"], ["id"], "RESTRICT"]]
