@@ -6,8 +6,9 @@ Those keys said only that the instance exists: they never kept a row out of the 
 taken once per transaction instead of once per row: every writer of these rows holds the
 instance's row from its start (`instances.keep_from_removal`), the row the removal locks first,
 and the removal deletes them by name, not by cascade. Checked per row they cost a first sync of
-100,000 companies 300,000 key checks, each of them locking the instance's row again: about 0.6-1
-s of its 9-10 s (A/B runs of `python -m tests.bench.sync --companies 100000` on PostgreSQL).
+100,000 companies 300,000 key checks, each of them locking the instance's row again: about 1 s
+of its 10 s (`python -m tests.bench.sync --companies 100000` on PostgreSQL, three alternating
+pairs with and without them: 0.3, 1.7 and 1.3 s less without).
 
 The keys of the company tree (a company's parent, a group's parent and company) and of the
 company-owned tables (license, usage line: 0016) stay: they are what makes a tree a tree and a
