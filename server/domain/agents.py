@@ -271,16 +271,23 @@ async def _write_chunk(records: Sequence[CheckinRecord], postgres: bool) -> list
 
 async def write_checkins(records: Sequence[CheckinRecord]) -> WrittenCheckins:
     """Write a batch of check-ins: last-connected times (never moved backwards) and the changed
-    reported values, one statement per chunk, all chunks in one transaction. A record whose
-    token was superseded in the meantime matches no row and is dropped."""
+    reported values, one statement per chunk. A record whose token was superseded in the
+    meantime matches no row and is dropped. On SQLite all chunks commit together (one commit
+    for the batch); on PostgreSQL each commits alone: a chunk locks its computers in id order,
+    but one chunk's ids may lie above the next one's, and a writer taking them in id order (an
+    instance's removal) could hold what the batch waits for while it waits for the batch. When
+    a later chunk fails, the buffer writes the whole batch again: a check-in written twice comes
+    out as if written once (last-connected never moves backwards)."""
     written = WrittenCheckins()
     if not records:
         return written
     postgres = db.is_postgres()
     size = POSTGRES_ROWS_PER_STATEMENT if postgres else SQLITE_ROWS_PER_STATEMENT
     chunks = [records[i : i + size] for i in range(0, len(records), size)]
-    if len(chunks) == 1:
-        rows = await _write_chunk(chunks[0], postgres)
+    if len(chunks) == 1 or postgres:
+        rows = []
+        for chunk in chunks:
+            rows.extend(await _write_chunk(chunk, postgres))
     else:
         rows = []
         async with db.transaction():

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from server.domain import audit, customers, enrolment, sync, sync_runs, usage
+from server.domain import agents, audit, customers, enrolment, sync, sync_runs, usage
 from server.domain.agents import CheckinRecord, write_checkins
 from server.domain.connections import announce_transitions
 from server.domain.enrolment import AgentUnauthorized, EnrolmentRequest
@@ -223,34 +223,60 @@ async def test_an_announcement_under_way_is_removed_with_the_instance(
     await nothing_left(tree.instance.id)
 
 
-async def test_check_ins_during_the_removal_neither_deadlock_nor_fail(
-    tree: Tree, settings: Settings
-) -> None:
-    """A batch of check-ins locks its computers, the removal deletes them: whatever order each
-    meets them in, one waits for the other."""
+async def agent_computers(tree: Tree, names: str, by_time: str = "") -> dict[str, Computer]:
+    """A computer with an agent token per name, created (their ids rising) in that order; last
+    checked in (an hour ago) in the order `by_time` gives, if any."""
     now = datetime.now(UTC) - timedelta(hours=1)
-    # the removal meets them by name or by check-in as y, q, x, p; the batch in the order stored
-    # (read whole on a small table) or as sent (looked up on a large one): x, p, y
-    order = "yqxp"
     computers = {}
-    for name in "xpyq":
-        n = order.index(name)
+    for name in names:
+        n = by_time.index(name) if by_time else names.index(name)
         made = await factories.computer(
             tree.instance.id, tree.customer, f"pc-{n}-{name}", now + timedelta(seconds=n)
         )
         made.agent_token_hash = token_hash(f"agt_token-{name}-{made.id}")
         await made.save(update_fields=["agent_token_hash"])
         computers[name] = made
-    batch = [
-        CheckinRecord(computers[name].agent_token_hash or "", datetime.now(UTC))
-        for name in ("x", "p", "y")
-    ]
+    return computers
+
+
+def checked_in(computer: Computer) -> CheckinRecord:
+    return CheckinRecord(computer.agent_token_hash or "", datetime.now(UTC))
+
+
+async def test_check_ins_during_the_removal_neither_deadlock_nor_fail(
+    tree: Tree, settings: Settings
+) -> None:
+    """A batch of check-ins locks its computers, the removal deletes them: whatever order each
+    meets them in, one waits for the other."""
+    # the removal meets them by name or by check-in as y, q, x, p; the batch in the order stored
+    # (read whole on a small table) or as sent (looked up on a large one): x, p, y
+    computers = await agent_computers(tree, "xpyq", "yqxp")
+    batch = [checked_in(computers[name]) for name in "xpy"]
     lock = "SELECT 1 FROM computer WHERE id = ANY($1::int[]) FOR UPDATE"
     # each stops at a computer held here, having locked one the other meets later
     async with holding(settings, lock, [computers["p"].id, computers["q"].id]):
         checking_in = await started(write_checkins(batch), "UPDATE computer")
         removing = await started(removed(tree.instance), "DELETE FROM computer")
     done = await asyncio.gather(checking_in, removing, return_exceptions=True)
+    assert not [d for d in done if isinstance(d, BaseException)], done
+    await nothing_left(tree.instance.id)
+
+
+async def test_a_batch_of_several_statements_and_the_removal_neither_deadlock_nor_fail(
+    tree: Tree, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch too large for one statement is written chunk by chunk; each chunk locks its
+    computers in id order, but the chunks are not in id order. Here the batch holds y, waits
+    for p (held here); the removal holds x, waits for p; then the batch wants x."""
+    monkeypatch.setattr(agents, "POSTGRES_ROWS_PER_STATEMENT", 1)
+    monkeypatch.setattr(agents, "SQLITE_ROWS_PER_STATEMENT", 1)
+    computers = await agent_computers(tree, "xpyq")
+    batch = [checked_in(computers[name]) for name in "ypx"]
+    lock = "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE"
+    async with holding(settings, lock, computers["p"].id):
+        checking = await started(write_checkins(batch), "UPDATE computer")
+        removing = await started(removed(tree.instance), "DELETE FROM computer")
+    done = await asyncio.gather(checking, removing, return_exceptions=True)
     assert not [d for d in done if isinstance(d, BaseException)], done
     await nothing_left(tree.instance.id)
 
