@@ -192,12 +192,19 @@ async def announce_transitions(
     status_sql, status_params = connection_status_sql("", now, settings)
     stale_sql, stale_params = stale_batch_sql(now, settings, batch, instance_id)
     # each computer's instance row taken before it (KEY SHARE), as `instances.remove_instance`
-    # asks; the computers of an instance being removed are skipped: they go with it
+    # asks; the computers of an instance being removed are skipped: they go with it. The
+    # computers are locked in id order, as check-ins and the removal lock them: in the order
+    # the plan happens to read them, the watcher could hold one a check-in batch waits for
+    # while it waits for one the batch holds.
     claim = (
         "SELECT m.id, m.announced_status, g.path FROM computer m "
         "JOIN static_group g ON g.id = m.group_id JOIN instance n ON n.id = m.instance_id "
         f"WHERE m.id IN ({stale_sql})"
-        + (" FOR KEY SHARE OF n SKIP LOCKED FOR UPDATE OF m" if db.is_postgres() else "")
+        + (
+            " ORDER BY m.id FOR KEY SHARE OF n SKIP LOCKED FOR UPDATE OF m"
+            if db.is_postgres()
+            else ""
+        )
     )
     statement = (
         f"UPDATE computer SET announced_status = {status_sql} "

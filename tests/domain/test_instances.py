@@ -205,6 +205,29 @@ async def test_the_watcher_announcing_during_the_removal_neither_deadlocks_nor_f
     await nothing_left(tree.instance.id)
 
 
+async def test_the_watcher_and_a_check_in_batch_neither_deadlock_nor_fail(
+    tree: Tree, settings: Settings
+) -> None:
+    """Both lock the same computers; stored (and gone stale) in another order than their ids,
+    the watcher met them as stored: it held b, waited for c (held here), then wanted a, which
+    the batch held while it waited for b."""
+    computers = await agent_computers(tree, "abc")
+    now = datetime.now(UTC)
+    for name, ago in (("b", 3), ("c", 2), ("a", 1)):  # a rewritten: stored last
+        computer = computers[name]
+        computer.last_connected_at = now - timedelta(seconds=ago)
+        await computer.save(update_fields=["last_connected_at"])
+    lock = "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE"
+    async with holding(settings, lock, computers["c"].id):
+        announcing = await started(
+            announce_transitions(None, SETTINGS, instance_id=tree.instance.id), "SELECT m.id"
+        )
+        checking = await arrived(write_checkins([checked_in(computers[n]) for n in "abc"]))
+    done = await asyncio.gather(announcing, checking, return_exceptions=True)
+    assert not [d for d in done if isinstance(d, BaseException)], done
+    assert sorted(done[0][tree.instance.id]) == sorted(c.id for c in computers.values()), done
+
+
 async def test_an_announcement_under_way_is_removed_with_the_instance(
     tree: Tree, settings: Settings
 ) -> None:
