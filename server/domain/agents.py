@@ -12,6 +12,7 @@ unbuffered form of the same rules.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -284,15 +285,10 @@ async def write_checkins(records: Sequence[CheckinRecord]) -> WrittenCheckins:
     postgres = db.is_postgres()
     size = POSTGRES_ROWS_PER_STATEMENT if postgres else SQLITE_ROWS_PER_STATEMENT
     chunks = [records[i : i + size] for i in range(0, len(records), size)]
-    if len(chunks) == 1 or postgres:
-        rows = []
+    rows = []
+    async with db.transaction() if len(chunks) > 1 and not postgres else nullcontext():
         for chunk in chunks:
             rows.extend(await _write_chunk(chunk, postgres))
-    else:
-        rows = []
-        async with db.transaction():
-            for chunk in chunks:
-                rows.extend(await _write_chunk(chunk, postgres))
     written.rows = {row["agent_token_hash"]: row for row in rows}
     return written
 
