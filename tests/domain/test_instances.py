@@ -61,6 +61,9 @@ async def holding(settings: Settings, sql: str, *params: Any) -> AsyncIterator[N
         await connection.close()
 
 
+HOLD_COMPUTER = "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE"
+
+
 async def lock_waits(statement: str = "") -> int:
     """How many statements (starting with `statement`) wait for a lock on PostgreSQL."""
     return int(
@@ -139,7 +142,7 @@ async def test_an_enrolment_arriving_during_the_removal_is_refused_as_an_unknown
     _, token = await create_installer(tree.scope, company_id=tree.customer.id)
     computer = await factories.computer(tree.instance.id, tree.customer, "pc-1")
     # the removal stops at the instance's computers
-    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", computer.id):
+    async with holding(settings, HOLD_COMPUTER, computer.id):
         removing = await started(removed(tree.instance), "DELETE FROM computer")
         enrolling = await arrived(enrolled(token, "hw-1"))
     done = await asyncio.gather(removing, enrolling, return_exceptions=True)
@@ -172,7 +175,7 @@ async def test_a_customer_action_arriving_during_the_removal_finds_the_instance_
     tree: Tree, settings: Settings
 ) -> None:
     computer = await factories.computer(tree.instance.id, tree.customer, "pc-1")
-    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", computer.id):
+    async with holding(settings, HOLD_COMPUTER, computer.id):
         removing = await started(removed(tree.instance), "DELETE FROM computer")
         unlinking = await arrived(unlinked(tree))
     done = await asyncio.gather(removing, unlinking, return_exceptions=True)
@@ -194,7 +197,7 @@ async def test_the_watcher_announcing_during_the_removal_neither_deadlocks_nor_f
 ) -> None:
     held = await factories.computer(tree.instance.id, tree.customer, "pc-0")
     await stale_computer(tree, "pc-1")
-    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", held.id):
+    async with holding(settings, HOLD_COMPUTER, held.id):
         removing = await started(removed(tree.instance), "DELETE FROM computer")
         announcing = await arrived(
             announce_transitions(None, SETTINGS, instance_id=tree.instance.id)
@@ -217,8 +220,7 @@ async def test_the_watcher_and_a_check_in_batch_neither_deadlock_nor_fail(
         computer = computers[name]
         computer.last_connected_at = now - timedelta(seconds=ago)
         await computer.save(update_fields=["last_connected_at"])
-    lock = "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE"
-    async with holding(settings, lock, computers["c"].id):
+    async with holding(settings, HOLD_COMPUTER, computers["c"].id):
         announcing = await started(
             announce_transitions(None, SETTINGS, instance_id=tree.instance.id), "SELECT m.id"
         )
@@ -295,8 +297,7 @@ async def test_a_batch_of_several_statements_and_the_removal_neither_deadlock_no
     monkeypatch.setattr(agents, "SQLITE_ROWS_PER_STATEMENT", 1)
     computers = await agent_computers(tree, "xpyq")
     batch = [checked_in(computers[name]) for name in "ypx"]
-    lock = "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE"
-    async with holding(settings, lock, computers["p"].id):
+    async with holding(settings, HOLD_COMPUTER, computers["p"].id):
         checking = await started(write_checkins(batch), "UPDATE computer")
         removing = await started(removed(tree.instance), "DELETE FROM computer")
     done = await asyncio.gather(checking, removing, return_exceptions=True)
@@ -353,7 +354,7 @@ async def test_a_sync_applying_during_the_removal_fails_as_the_instance_is_gone(
         if run.phase == sync.APPLY and not removing:
             removing.append(await started(removed(instance), "DELETE FROM computer"))
 
-    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", held.id):
+    async with holding(settings, HOLD_COMPUTER, held.id):
         syncing = asyncio.create_task(synced(owner, settings, on_progress=remove_before_the_apply))
         await eventually(lambda: removing, what="the removal under way")
         if db.is_postgres():  # the apply meets what the removal holds
@@ -376,7 +377,7 @@ async def test_a_sync_started_during_the_removal_is_refused_as_the_instance_is_g
 ) -> None:
     _, instance, held = await synced_with_a_computer(sim, settings)
     start = sync_runs.start_sync(instance.id, "manual", settings=settings, bus=InProcessEventBus())
-    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", held.id):
+    async with holding(settings, HOLD_COMPUTER, held.id):
         removing = await started(removed(instance), "DELETE FROM computer")
         starting = await arrived(start)  # its run's row waits for the removal, not its key
     done = await asyncio.gather(removing, starting, return_exceptions=True)
@@ -394,7 +395,7 @@ async def test_a_usage_snapshot_arriving_during_the_removal_finds_the_instance_r
 ) -> None:
     _, instance, held = await synced_with_a_computer(sim, settings)
     tomorrow = datetime.now(UTC) + timedelta(days=1)  # no snapshot of that day yet
-    async with holding(settings, "SELECT 1 FROM computer WHERE id = $1 FOR UPDATE", held.id):
+    async with holding(settings, HOLD_COMPUTER, held.id):
         removing = await started(removed(instance), "DELETE FROM computer")
         snapshot = await arrived(usage.take_scheduled_snapshot(instance.id, tomorrow))
     done = await asyncio.gather(removing, snapshot, return_exceptions=True)
