@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -71,13 +71,11 @@ async def computed(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> 
 
 
 @contextmanager
-def ahead(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> Iterator[asyncio.Future[T]]:
-    """`computed(function, *args, **kwargs)` begun now, awaited later: a sync works out what it
-    writes next while the database runs its statements (two cores busy instead of one in turn:
-    a first sync of 100,000 companies spends about as long in each). The computation reads only
-    what it is given, never the database. Left before it is awaited (an error), its result is
-    dropped."""
-    future = asyncio.ensure_future(computed(function, *args, **kwargs))
+def begun(work: Awaitable[T]) -> Iterator[asyncio.Future[T]]:
+    """`work` begun now as a task of its own, awaited later: a sync prepares the next step while
+    it waits on the upstream or the database. Left before it is awaited (an error), the work is
+    cancelled, or its result dropped."""
+    future = asyncio.ensure_future(work)
     try:
         yield future
     finally:
@@ -85,6 +83,16 @@ def ahead(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> Iterator[
             future.cancel()
         elif not future.cancelled():
             future.exception()  # retrieved: an error the caller never awaited is not logged
+
+
+def ahead(
+    function: Callable[..., T], /, *args: Any, **kwargs: Any
+) -> AbstractContextManager[asyncio.Future[T]]:
+    """`computed(function, *args, **kwargs)` `begun` now: a sync works out what it writes next
+    while the database runs its statements (two cores busy instead of one in turn: a first sync
+    of 100,000 companies spends about as long in each). The computation reads only what it is
+    given, never the database."""
+    return begun(computed(function, *args, **kwargs))
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """Running one sync: fetch the whole upstream tree (phase `fetch`) and the licenses of its
-companies (phase `licenses`), then apply the difference in one transaction (phase `apply`, see
-`reconcile`): a run that fails or is interrupted changes nothing. Every change of a run is
+companies (phase `licenses`, during which the apply's plan is drafted: `reconcile.draft`), then
+apply the difference in one transaction (phase `apply`, see `reconcile`): a run that fails or is
+interrupted changes nothing. Every change of a run is
 published as a `SYNC_RUN` event; customers whose status a run changed as one `CUSTOMER_STATUS`
 event per batch of ids, and licenses it created or changed as `LICENSE_CHANGED` events.
 Starting runs, one at a time per instance, is `sync_runs`' part.
@@ -20,7 +21,7 @@ from server import events
 from server.domain import reconcile
 from server.domain.accounts import publish_sessions_ended
 from server.domain.errors import DomainError
-from server.domain.reconcile_input import check_fits, wanted_companies
+from server.domain.reconcile_input import Wanted, check_fits, wanted_companies
 from server.domain.upstream_connection import (
     ClientFactory,
     check_importable,
@@ -32,7 +33,7 @@ from server.events import EventBus
 from server.models import SyncRun, db, locks
 from server.models.enums import SyncState
 from server.observability import SYNC_RUNS
-from server.offload import ahead, computed, no_full_collection
+from server.offload import begun, computed, no_full_collection
 from server.settings import Settings
 from server.upstream.client import UpstreamError
 from server.upstream.licenses import fetch_licenses
@@ -146,18 +147,26 @@ async def execute(
                 async def read(seen: int) -> None:
                     await update(run, bus, on_progress, licenses_seen=seen)
 
-                # the companies are built while the license reads are awaited
-                with ahead(wanted_companies, snapshot, checked=True) as building:
+                async def prepared() -> tuple[dict[str, Wanted], reconcile.Draft | None]:
+                    wanted = await computed(wanted_companies, snapshot, checked=True)
+                    return wanted, await reconcile.draft(instance.id, wanted)
+
+                # the companies are built and their plan drafted while the licenses are read
+                with begun(prepared()) as preparing:
                     licenses = await fetch_licenses(
                         client,
                         [company.public_id for company in snapshot.companies],
                         max_licenses=settings.upstream_max_licenses,
                         on_progress=read,
                     )
-                    wanted = await building
+                    wanted, draft = await preparing
             await update(run, bus, on_progress, phase=APPLY, companies_seen=len(snapshot.companies))
             changes = await reconcile.apply_snapshot(
-                instance.id, wanted, after_first_write=after_first_write, licenses=licenses
+                instance.id,
+                wanted,
+                after_first_write=after_first_write,
+                licenses=licenses,
+                draft=draft,
             )
         if instance.upstream_company_id != user.company.public_id:
             instance.upstream_company_id = user.company.public_id

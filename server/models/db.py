@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from tortoise import connections
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.backends.sqlite import SqliteClient
 from tortoise.fields import DatetimeField
 from tortoise.models import Model
@@ -199,10 +199,14 @@ async def refresh_statistics(
 ) -> None:
     """Let the query planner know the tables' sizes and spreads (after a large change): without
     statistics SQLite scans a whole table where an index would serve. PostgreSQL samples the
-    `tables` (names from code) and reads a large one's sample at random; SQLite's bounded
-    analysis takes every table."""
+    `tables` (names from code) and reads a large one's sample at random, each table on a
+    connection of its own, so that they are sampled side by side (outside a transaction: inside
+    one, in turn on its connection); SQLite's bounded analysis takes every table."""
     if is_postgres():
-        await execute(f"ANALYZE {', '.join(tables)}")
+        if isinstance(connection(), TransactionalDBClient):
+            await execute(f"ANALYZE {', '.join(tables)}")
+        else:
+            await asyncio.gather(*(execute(f"ANALYZE {table}") for table in tables))
     else:
         await connection().execute_script("PRAGMA analysis_limit = 1000; ANALYZE")
 

@@ -37,6 +37,7 @@ from server.domain.errors import (
     UpstreamFailed,
     UpstreamNotConnected,
 )
+from server.domain.instances import create_group
 from server.domain.reconcile_input import wanted_companies
 from server.domain.secrets import hash_password
 from server.domain.sync_scheduler import SyncScheduler, due_instances
@@ -61,6 +62,7 @@ from tests.sync_support import (
     assert_mirrors,
     check_trees,
     closed_port,
+    companies_of,
     connected_tenant,
     console_tree,
     dump,
@@ -1242,6 +1244,72 @@ async def test_the_scheduler_syncs_instances_whose_last_sync_is_older_than_the_i
     assert instance_id in started
     run = await SyncRun.filter(instance_id=instance_id).order_by("-id").first()
     assert run is not None and run.trigger == "schedule"
+
+
+# -- drafts -------------------------------------------------------------------------------------
+
+
+async def wanted_of(sim: Simulator) -> dict[str, Any]:
+    async with MspAdministratorClient(sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD) as api:
+        return wanted_companies(await api.fetch_tree(sim.tree.account_id))
+
+
+async def drafted_ids(instance_id: int, wanted: dict[str, Any]) -> dict[str, int]:
+    """The new companies' ids of an apply of `wanted` with a draft made just before it: those
+    the draft reserved if the apply kept it, fresh ones if it planned again."""
+    draft = await reconcile.draft(instance_id, wanted)
+    assert draft is not None
+    reserved = {row["public_id"]: row["id"] for row in draft.planned.plan.new_companies}
+    await reconcile.apply_snapshot(instance_id, wanted, draft=draft)
+    return reserved
+
+
+async def test_an_apply_writes_its_draft_when_the_rows_it_was_planned_from_are_unchanged(
+    app: object, sim: Simulator
+) -> None:
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    wanted = await wanted_of(sim)
+    drafted = await drafted_ids(instance_id, wanted)
+    assert len(drafted) == len(wanted)
+    assert {row["public_id"]: row["id"] for row in await companies_of(instance_id)} == drafted
+    # a re-sync's draft, planned from the rows around a move and an addition, is kept too
+    upstream = sim.tree
+    moving = upstream.of_type(MSP)[0]["publicId"]
+    upstream.move(moving, upstream.of_type(MANAGED_MSP)[0]["publicId"])
+    added = upstream.add(moving, "New", CUSTOMER)
+    drafted = await drafted_ids(instance_id, await wanted_of(sim))
+    assert list(drafted) == [added]
+    assert (await Company.get(instance_id=instance_id, public_id=added)).id == drafted[added]
+    await assert_mirrors(instance_id, upstream, ids_of(upstream))
+
+
+async def test_an_apply_plans_again_when_a_row_its_draft_was_planned_from_changed(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    owner = await synced_tenant(sim, settings)
+    instance_id = owner.instance_id or 0
+    upstream = sim.tree
+    moving = upstream.of_type(MSP)[0]["publicId"]
+    upstream.move(moving, upstream.of_type(MANAGED_MSP)[0]["publicId"])
+    upstream.add(moving, "New", CUSTOMER)
+    wanted = await wanted_of(sim)
+    draft = await reconcile.draft(instance_id, wanted)
+    assert draft is not None
+    # after the draft, a user adds a group inside the subtree the move lays out again
+    company = await Company.get(instance_id=instance_id, public_id=moving)
+    group = await StaticGroup.get(company_id=company.id, kind=GroupKind.COMPANY)
+    custom = await create_group(instance_id, "Laptops", GroupKind.CUSTOM, group)
+
+    changes = await reconcile.apply_snapshot(instance_id, wanted, draft=draft)
+    assert (changes.moved, changes.created) == (1, 1)
+    await check_trees(instance_id)
+    group = await StaticGroup.get(id=group.id)
+    custom = await StaticGroup.get(id=custom.id)
+    assert custom.path == f"{group.path}{custom.id}/" and custom.depth == group.depth + 1
+    await assert_mirrors(instance_id, upstream, ids_of(upstream))
+    new = await Company.get(instance_id=instance_id, name="New")
+    assert new.id not in {row["id"] for row in draft.planned.plan.new_companies}
 
 
 # -- statements ---------------------------------------------------------------------------------
