@@ -130,3 +130,21 @@ async def test_a_computation_left_before_it_is_awaited_is_dropped_unreported(
     await asyncio.sleep(0)
     assert "exception was never retrieved" not in caplog.text
     assert gc.isenabled()
+
+
+async def test_work_begun_and_left_before_it_ends_is_cancelled_where_it_waits() -> None:
+    stopped = asyncio.Event()
+
+    async def drafting() -> str:
+        try:
+            await asyncio.sleep(10)  # a statement of the draft, say
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        return "draft"
+
+    with pytest.raises(RuntimeError, match="fetch failed"), offload.begun(drafting()) as draft:
+        await asyncio.sleep(0)  # the draft has begun
+        raise RuntimeError("fetch failed")
+    await asyncio.wait_for(stopped.wait(), 1)
+    assert draft.cancelled()
