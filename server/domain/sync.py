@@ -1,10 +1,10 @@
 """Running one sync: fetch the whole upstream tree (phase `fetch`) and the licenses of its
 companies (phase `licenses`, during which the apply's plan is drafted: `reconcile.draft`), then
 apply the difference in one transaction (phase `apply`, see `reconcile`): a run that fails or is
-interrupted changes nothing. Every change of a run is
-published as a `SYNC_RUN` event; customers whose status a run changed as one `CUSTOMER_STATUS`
-event per batch of ids, and licenses it created or changed as `LICENSE_CHANGED` events.
-Starting runs, one at a time per instance, is `sync_runs`' part.
+interrupted changes nothing. Every change of a run is published as a `SYNC_RUN` event;
+customers whose status a run changed as one `CUSTOMER_STATUS` event per batch of ids, and
+licenses it created or changed as `LICENSE_CHANGED` events. Starting runs, one at a time per
+instance, is `sync_runs`' part.
 """
 
 from __future__ import annotations
