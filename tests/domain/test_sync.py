@@ -1254,6 +1254,13 @@ async def wanted_of(sim: Simulator) -> dict[str, Any]:
         return wanted_companies(await api.fetch_tree(sim.tree.account_id))
 
 
+def moved_and_added(upstream: UpstreamTree) -> tuple[str, str]:
+    """An MSP moved under a Managed MSP upstream, and a customer added below it: their ids."""
+    moving = upstream.of_type(MSP)[0]["publicId"]
+    upstream.move(moving, upstream.of_type(MANAGED_MSP)[0]["publicId"])
+    return moving, upstream.add(moving, "New", CUSTOMER)
+
+
 async def drafted_ids(instance_id: int, wanted: dict[str, Any]) -> dict[str, int]:
     """The new companies' ids of an apply of `wanted` with a draft made just before it: those
     the draft reserved if the apply kept it, fresh ones if it planned again."""
@@ -1275,9 +1282,7 @@ async def test_an_apply_writes_its_draft_when_the_rows_it_was_planned_from_are_u
     assert {row["public_id"]: row["id"] for row in await companies_of(instance_id)} == drafted
     # a re-sync's draft, planned from the rows around a move and an addition, is kept too
     upstream = sim.tree
-    moving = upstream.of_type(MSP)[0]["publicId"]
-    upstream.move(moving, upstream.of_type(MANAGED_MSP)[0]["publicId"])
-    added = upstream.add(moving, "New", CUSTOMER)
+    _, added = moved_and_added(upstream)
     drafted = await drafted_ids(instance_id, await wanted_of(sim))
     assert list(drafted) == [added]
     assert (await Company.get(instance_id=instance_id, public_id=added)).id == drafted[added]
@@ -1290,9 +1295,7 @@ async def test_an_apply_plans_again_when_a_row_its_draft_was_planned_from_change
     owner = await synced_tenant(sim, settings)
     instance_id = owner.instance_id or 0
     upstream = sim.tree
-    moving = upstream.of_type(MSP)[0]["publicId"]
-    upstream.move(moving, upstream.of_type(MANAGED_MSP)[0]["publicId"])
-    upstream.add(moving, "New", CUSTOMER)
+    moving, _ = moved_and_added(upstream)
     wanted = await wanted_of(sim)
     draft = await reconcile.draft(instance_id, wanted)
     assert draft is not None
