@@ -38,7 +38,7 @@ from server.domain.errors import (
     UpstreamNotConnected,
 )
 from server.domain.instances import create_group
-from server.domain.reconcile_input import wanted_companies
+from server.domain.reconcile_input import Wanted, wanted_companies
 from server.domain.secrets import hash_password
 from server.domain.sync_scheduler import SyncScheduler, due_instances
 from server.domain.tree_paths import COMPANY_LEVELS_THAT_FIT
@@ -1249,7 +1249,7 @@ async def test_the_scheduler_syncs_instances_whose_last_sync_is_older_than_the_i
 # -- drafts -------------------------------------------------------------------------------------
 
 
-async def wanted_of(sim: Simulator) -> dict[str, Any]:
+async def wanted_of(sim: Simulator) -> dict[str, Wanted]:
     async with MspAdministratorClient(sim.url, DEFAULT_USERNAME, DEFAULT_PASSWORD) as api:
         return wanted_companies(await api.fetch_tree(sim.tree.account_id))
 
@@ -1261,7 +1261,7 @@ def moved_and_added(upstream: UpstreamTree) -> tuple[str, str]:
     return moving, upstream.add(moving, "New", CUSTOMER)
 
 
-async def drafted_ids(instance_id: int, wanted: dict[str, Any]) -> dict[str, int]:
+async def drafted_ids(instance_id: int, wanted: dict[str, Wanted]) -> dict[str, int]:
     """The new companies' ids of an apply of `wanted` with a draft made just before it: those
     the draft reserved if the apply kept it, fresh ones if it planned again."""
     draft = await reconcile.draft(instance_id, wanted)
