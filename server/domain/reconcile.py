@@ -284,9 +284,7 @@ class Draft:
     reserved are then left unused."""
 
     wanted: Mapping[str, Wanted]
-    changed: set[tuple[str, int | None]]  # (public id, id) of the companies to plan
-    companies: dict[int, CompanyRow]
-    groups: dict[int, GroupRow]
+    read: _Read  # what the plan was made from
     planner: Planner
     planned: _Planned
 
@@ -298,12 +296,24 @@ class Draft:
         groups: Sequence[GroupRow],
     ) -> bool:
         """Whether the plan is still the plan of these rows (read in the apply's transaction)."""
-        return (
-            wanted is self.wanted
-            and {(d.public_id, d.id) for d in changed} == self.changed
-            and {c.id: c for c in companies} == self.companies
-            and {g.id: g for g in groups} == self.groups
-        )
+        return wanted is self.wanted and _read(changed, companies, groups) == self.read
+
+
+_Read = tuple[set[tuple[str, int | None]], dict[int, CompanyRow], dict[int, GroupRow]]
+
+
+def _read(
+    changed: Sequence[reconcile_scope.Differing],
+    companies: Sequence[CompanyRow],
+    groups: Sequence[GroupRow],
+) -> _Read:
+    """What a plan is made from, in any order: the companies to plan (public id, id), the rows
+    loaded around them."""
+    return (
+        {(d.public_id, d.id) for d in changed},
+        {c.id: c for c in companies},
+        {g.id: g for g in groups},
+    )
 
 
 async def draft(instance_id: int, wanted: Mapping[str, Wanted]) -> Draft | None:
@@ -316,14 +326,7 @@ async def draft(instance_id: int, wanted: Mapping[str, Wanted]) -> Draft | None:
         return None
     companies, groups = await reconcile_scope.load(instance_id, wanted, changed)
     planner, planned = await _plan(wanted, companies, groups, changed)
-    return Draft(
-        wanted,
-        {(d.public_id, d.id) for d in changed},
-        {c.id: c for c in companies},
-        {g.id: g for g in groups},
-        planner,
-        planned,
-    )
+    return Draft(wanted, _read(changed, companies, groups), planner, planned)
 
 
 async def _plan(
