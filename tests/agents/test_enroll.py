@@ -90,7 +90,11 @@ async def test_enrolment_is_announced_as_a_connection(
             if event["instance_id"] == tree.instance.id and computer_id in event["computer_ids"]:
                 break
     computer = await Computer.get(id=computer_id)
-    assert computer.announced_status == ConnectionStatus.CONNECTED
+    # seen DELAYED twice in slow spells, cause unknown: the message says when, to find it
+    assert computer.announced_status == ConnectionStatus.CONNECTED, (
+        f"enrolled {computer.enrolled_at}, last connected {computer.last_connected_at}, "
+        f"read at {utcnow()}"
+    )
 
 
 async def test_an_agent_presenting_its_token_re_enrols_the_same_computer(
