@@ -329,8 +329,20 @@ class LicenseWrites:
 
     async def snapshot(self, instance_id: int, now: dt.datetime) -> None:
         """The day's usage snapshot after `write`: only the lines of the companies whose
-        licenses it changed are rewritten, when the day has a snapshot already."""
-        await usage.record_snapshot(instance_id, now, changed=self.touched)
+        licenses it changed are rewritten, when the day has a snapshot already; the whole day
+        when most of the instance's licenses are new (`rewrites_whole_day`)."""
+        changed = None if self.rewrites_whole_day else self.touched
+        await usage.record_snapshot(instance_id, now, changed=changed)
+
+    @property
+    def rewrites_whole_day(self) -> bool:
+        """Whether most of the licenses are inserted by this sync: a first sync after the day's
+        scheduled snapshot (taken for every connected instance, licenses or not). The planner's
+        statistics know nothing yet of rows this transaction wrote; asked for the lines of a
+        list of 100,000 companies it took them for a handful, joined every new license with the
+        whole list, and ran for more than ten minutes. A whole day's lines read no list, and cost
+        what the sync's own inserts did."""
+        return self.changes.created * 2 > self.changes.seen
 
 
 async def prepare(

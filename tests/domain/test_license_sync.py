@@ -192,6 +192,27 @@ async def test_a_resync_rewrites_the_usage_lines_of_the_companies_whose_licenses
     assert {k: v[1:] for k, v in after.items()} != {k: v[1:] for k, v in before.items()}
 
 
+async def test_a_first_sync_after_the_days_scheduled_snapshot_writes_the_whole_day(
+    app: object, sim: Simulator, settings: Settings
+) -> None:
+    # every connected instance has its day's snapshot taken within a minute, so a large first
+    # sync finds the day taken: it writes the day whole, never the lines of a list of every
+    # company it touched (a plan made without statistics of the licenses it just wrote)
+    owner = await connected_tenant(None, sim)
+    instance_id = owner.instance_id or 0
+    assert await usage.take_scheduled_snapshot(instance_id, dt.datetime.now(dt.UTC))
+    with db.count_statements() as counter:
+        run = await synced(owner, settings)
+    assert run.state == SyncState.SUCCEEDED, run.error
+    writes = [s for s in counter.statements if s.startswith("INSERT INTO usage_line")]
+    assert writes and not [s for s in writes if "company_id IN" in s]
+    assert (await UsageDay.get(instance_id=instance_id)).trigger == "sync"
+    lines = await usage_lines(instance_id)
+    await usage.record_snapshot(instance_id, dt.datetime.now(dt.UTC))
+    whole = await usage_lines(instance_id)
+    assert lines and {k: v[1:] for k, v in lines.items()} == {k: v[1:] for k, v in whole.items()}
+
+
 MALFORMED = {
     "negative usage": lambda body: body["licenses"][0].update(usage=-3),
     "a quantity that is text": lambda body: body["licenses"][0].update(quantity="5"),
